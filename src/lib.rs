@@ -1,0 +1,34 @@
+//! # kioskpay
+//!
+//! The payment controller of an unattended self-service kiosk: a Linux single-board computer
+//! that takes cart totals from the kiosk's input unit and has a paired Dintero in-person card
+//! terminal charge them.
+//!
+//! ```text
+//!  scanner / stdin ──Cart──▶ payment flow ──calls──▶ Dintero client ──HTTP──▶ Dintero (or emulator)
+//!   (input tasks)    mpsc    (one task: owns     (ureq on tokio's
+//!                             the payment,        blocking pool)
+//!                             writes the journal)
+//!                                │ watch: KioskState
+//!                                └──────────────▶ display task ──▶ PNG frames / terminal
+//! ```
+//!
+//! Data flows one way. Inputs only produce [`cart::Cart`]s; the [`payment`] flow is the only
+//! task that calls Dintero and the only writer of the [`journal`]; the [`display`] observes the
+//! published [`state::KioskState`] and never drives anything.
+//!
+//! Where to start reading: [`payment::flow`] (what happens to a cart), [`dintero`] (the API
+//! contract in types), [`emulator`] (the simulated Dintero the demo and tests run against).
+#![deny(missing_docs)]
+
+pub mod cart;
+pub mod config;
+pub mod dintero;
+pub mod display;
+pub mod emulator;
+pub mod input;
+pub mod journal;
+pub mod money;
+pub mod payment;
+pub mod secret;
+pub mod state;

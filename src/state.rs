@@ -1,0 +1,197 @@
+//! What the kiosk is doing, as the customer and the technician should see it.
+//!
+//! The payment flow is the only writer: it publishes a [`KioskState`] on a
+//! `tokio::sync::watch` channel after every step. The display and the console only read it, so a
+//! slow panel skips intermediate states instead of holding up a payment, and nothing that draws
+//! can change what is charged.
+//!
+//! The type carries everything a screen needs and nothing a screen could act on: amounts,
+//! references to quote, reasons in enums (the display words them per language), and the
+//! deadline of a countdown as an instant (the display computes what is left when it draws).
+
+use tokio::time::Instant;
+
+use crate::money::Money;
+
+/// One published state of the kiosk.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KioskState {
+    /// Starting up: config read, checking the terminal and any unfinished payment.
+    Starting,
+    /// Ready for a cart.
+    Idle,
+    /// Card payment cannot be taken now; carts are refused with this reason until it clears.
+    Unavailable {
+        /// Why.
+        reason: UnavailableReason,
+    },
+    /// A cart was refused before anything was sent to Dintero; shown briefly, then back to idle.
+    Refused {
+        /// Why, in an enum the display words for the customer.
+        reason: RefusalReason,
+    },
+    /// Creating the Dintero session: the terminal will prompt in a moment.
+    Creating {
+        /// The total being charged.
+        amount: Money,
+        /// Our `merchant_reference`, to quote if anything goes wrong.
+        reference: String,
+    },
+    /// The terminal is prompting: present, tap or insert the card.
+    WaitingForCard {
+        /// The total being charged.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+        /// When the kiosk gives up and cancels (the payment still wins if it completes).
+        deadline: Instant,
+    },
+    /// The card was accepted and the payment is being completed (authorized, capture pending).
+    Processing {
+        /// The total being charged.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+    },
+    /// Paid: the transaction is captured.
+    Approved {
+        /// The total charged.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+        /// Dintero's transaction id (for a receipt QR code and refunds).
+        transaction_id: String,
+        /// Card brand and masked number, when the terminal reported them.
+        card: Option<String>,
+    },
+    /// The card was declined; nothing was charged.
+    Declined {
+        /// The total that was asked for.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+        /// What kind of decline, so the customer knows what to try next.
+        kind: DeclineKind,
+    },
+    /// The payment was cancelled; nothing was charged.
+    Cancelled {
+        /// The total that was asked for.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+        /// Who cancelled.
+        by: CancelledBy,
+    },
+    /// Nobody paid in time (the terminal's or the kiosk's timeout); nothing was charged.
+    TimedOut {
+        /// The total that was asked for.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+    },
+    /// The payment failed for a technical reason; nothing was charged.
+    Failed {
+        /// The total that was asked for.
+        amount: Money,
+        /// Our `merchant_reference`.
+        reference: String,
+        /// What failed.
+        kind: FailKind,
+    },
+    /// The outcome of a payment is not known yet (API unreachable, lost response): the kiosk keeps
+    /// asking and takes no new payment until it knows.
+    Checking {
+        /// Our `merchant_reference`, for the customer to quote.
+        reference: String,
+    },
+}
+
+impl KioskState {
+    /// Short machine name of the state, for logs, `STATUS=` lines and the console.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KioskState::Starting => "starting",
+            KioskState::Idle => "idle",
+            KioskState::Unavailable { .. } => "unavailable",
+            KioskState::Refused { .. } => "refused",
+            KioskState::Creating { .. } => "creating",
+            KioskState::WaitingForCard { .. } => "waiting_for_card",
+            KioskState::Processing { .. } => "processing",
+            KioskState::Approved { .. } => "approved",
+            KioskState::Declined { .. } => "declined",
+            KioskState::Cancelled { .. } => "cancelled",
+            KioskState::TimedOut { .. } => "timed_out",
+            KioskState::Failed { .. } => "failed",
+            KioskState::Checking { .. } => "checking",
+        }
+    }
+}
+
+/// Why card payment is unavailable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnavailableReason {
+    /// Dintero (or the network to it) cannot be reached.
+    ApiUnreachable,
+    /// The API refuses our credentials: a technician must fix the config.
+    Credentials,
+    /// The terminal's status is not `ACTIVE` (the status as Dintero gave it).
+    TerminalNotActive(String),
+    /// The terminal did not pick the last payment up: it is offline although its status may say
+    /// `ACTIVE`.
+    TerminalOffline,
+}
+
+/// Why a cart was refused before any call to Dintero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// A payment is already running.
+    Busy,
+    /// Card payment is unavailable right now.
+    Unavailable,
+    /// The amount is zero.
+    ZeroAmount,
+    /// The amount is above the kiosk's `max_amount`.
+    TooLarge {
+        /// The largest amount this kiosk takes.
+        max: Money,
+    },
+    /// The cart is in another currency than the kiosk's.
+    WrongCurrency {
+        /// The currency the code asked for.
+        given: String,
+    },
+    /// The input could not be read as a cart; the detail is for the log and the technician.
+    Unreadable {
+        /// What was wrong, precisely.
+        detail: String,
+    },
+}
+
+/// Kinds of decline worth telling apart for the customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeclineKind {
+    /// The issuer declined the card.
+    Declined,
+    /// Not enough money on the account.
+    InsufficientFunds,
+}
+
+/// Who cancelled a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelledBy {
+    /// The customer pressed cancel on the terminal.
+    Customer,
+    /// The kiosk cancelled it (a technician, or a cancel button on the kiosk).
+    Kiosk,
+}
+
+/// Kinds of technical failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// The terminal or the acquirer reported a technical error.
+    Technical,
+    /// The terminal never picked the payment up.
+    TerminalOffline,
+    /// Dintero refused to create the payment (a configuration problem).
+    Rejected,
+}
