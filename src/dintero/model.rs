@@ -427,7 +427,7 @@ pub struct RefundRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefundOutcome {
     /// `200`: done, with the updated transaction.
-    Done(Transaction),
+    Done(Box<Transaction>),
     /// `202`: accepted; poll the transaction until the refund shows.
     Pending {
         /// The `event-request-id` header.
