@@ -22,7 +22,10 @@
 #![deny(missing_docs)]
 
 pub mod cart;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod dintero;
 pub mod display;
 pub mod emulator;

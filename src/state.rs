@@ -139,6 +139,9 @@ pub enum UnavailableReason {
     /// The terminal did not pick the last payment up: it is offline although its status may say
     /// `ACTIVE`.
     TerminalOffline,
+    /// The journal cannot be written (disk full, read-only file system): no payment may start
+    /// that the kiosk could forget.
+    Storage,
 }
 
 /// Why a cart was refused before any call to Dintero.

@@ -1,0 +1,897 @@
+//! The payment flow: the one task that owns payments.
+//!
+//! It is the only code that calls Dintero and the only writer of the journal. Inputs send it
+//! [`InputEvent`]s; the console and buttons send it [`Command`]s; it publishes what the kiosk is
+//! doing as a [`KioskState`] for the display, and a [`PaymentReport`] per finished payment for
+//! whoever wants a tally (the demo, the soak test).
+//!
+//! The rules it lives by:
+//! - **Journal before effect.** The intent (reference, amount, terminal) is fsync'd before the
+//!   create call; the session id as soon as it is known; every phase change; the outcome.
+//! - **One payment at a time.** Carts that arrive during a payment are refused with a message
+//!   on the display, never queued.
+//! - **Never create twice.** After a create call whose outcome is unknown the payment is looked
+//!   up by `merchant_reference`; only a lookup that finds nothing twice, far enough apart,
+//!   concludes that no session exists. That payment is then over; a new cart gets a new
+//!   reference.
+//! - **The payment wins.** After the kiosk cancels (its own timeout, an offline terminal, a
+//!   technician), it reads the payment again and reports what really happened.
+//! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
+//!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
+//! - **Recovery uses the same rules.** At start-up every payment the journal does not show as
+//!   final is driven to a final state before any new cart is taken.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use crate::cart::Cart;
+use crate::config::Config;
+use crate::dintero::{
+    ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
+    TerminalStatus, Transaction, TransactionQuery,
+};
+use crate::input::InputEvent;
+use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
+use crate::money::{Currency, Money};
+use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
+use crate::state::{KioskState, RefusalReason, UnavailableReason};
+
+/// Commands from the console and kiosk buttons. They ask; the flow decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Cancel the payment in progress, if it can still be cancelled (the payment still wins).
+    Cancel,
+    /// Re-run the health gate now (after a technician fixed something).
+    CheckHealth,
+}
+
+/// One finished payment, for observers that keep a tally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentReport {
+    /// Our `merchant_reference`.
+    pub merchant_reference: String,
+    /// The total.
+    pub amount: Money,
+    /// The cart's own reference.
+    pub cart_reference: Option<String>,
+    /// How it ended.
+    pub outcome: Final,
+    /// Whether this payment was found unfinished in the journal at start-up.
+    pub recovered: bool,
+}
+
+/// The settings the flow needs, taken from [`Config`].
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// `kiosk.id`, the prefix of every merchant reference.
+    pub kiosk_id: String,
+    /// The kiosk's currency.
+    pub currency: Currency,
+    /// The largest cart.
+    pub max_amount: Money,
+    /// The in-person-only payment profile.
+    pub profile_id: String,
+    /// `url.return_url` of sessions.
+    pub return_url: String,
+    /// VAT rate on the order line, percent.
+    pub vat_percent: u32,
+    /// `order.store`.
+    pub store: Store,
+    /// The kiosk's own payment timeout.
+    pub timeout: Duration,
+    /// Poll period of a running payment.
+    pub poll_interval: Duration,
+    /// A session not picked up after this long means the terminal is offline.
+    pub pickup_timeout: Duration,
+    /// How long result screens and refusals stay up.
+    pub result_screen: Duration,
+    /// Health gate period while idle and healthy.
+    pub health_interval: Duration,
+    /// How long to wait between the two lookups that must both find nothing before a create
+    /// with an unknown outcome is taken as never having happened: longer than one call can take.
+    pub lookup_confirm_delay: Duration,
+}
+
+impl FlowConfig {
+    /// Takes the flow's settings from a validated config.
+    pub fn from_config(config: &Config) -> FlowConfig {
+        FlowConfig {
+            kiosk_id: config.kiosk.id.clone(),
+            currency: config.currency(),
+            max_amount: config.max_amount(),
+            profile_id: config.dintero.profile_id.clone(),
+            return_url: config.dintero.return_url.clone(),
+            vat_percent: config.dintero.vat_percent,
+            store: Store {
+                id: config.store.id.clone(),
+                terminal_id: Some(config.store.terminal_id.clone()),
+                payout_destination_id: Some(config.store.payout_destination_id.clone()),
+            },
+            timeout: config.payment.timeout(),
+            poll_interval: config.payment.poll_interval(),
+            pickup_timeout: config.payment.pickup_timeout(),
+            result_screen: config.payment.result_screen(),
+            health_interval: config.payment.health_interval(),
+            lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
+                + config.payment.poll_interval(),
+        }
+    }
+
+    fn terminal_id(&self) -> &str {
+        self.store.terminal_id.as_deref().unwrap_or_default()
+    }
+}
+
+/// Why the flow stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The journal could not be read at start-up.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The kiosk's health as far as taking card payments goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Health {
+    Ready,
+    Unavailable(UnavailableReason),
+}
+
+/// The channels the flow is wired to.
+pub struct FlowChannels {
+    /// Carts and scanner events from the inputs.
+    pub inputs: mpsc::Receiver<InputEvent>,
+    /// Commands from the console and buttons.
+    pub commands: mpsc::Receiver<Command>,
+    /// Where the kiosk's state is published.
+    pub state: watch::Sender<KioskState>,
+    /// Finished payments, for observers (optional).
+    pub reports: Option<mpsc::UnboundedSender<PaymentReport>>,
+}
+
+/// The payment flow task.
+pub struct Flow<G: Gateway> {
+    gateway: Arc<G>,
+    journal: Arc<Mutex<Journal>>,
+    /// Payments the journal showed as unfinished at open, resolved before any new cart.
+    unresolved: Vec<PaymentRecord>,
+    config: FlowConfig,
+    inputs: mpsc::Receiver<InputEvent>,
+    inputs_open: bool,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    state: watch::Sender<KioskState>,
+    reports: Option<mpsc::UnboundedSender<PaymentReport>>,
+    health: Health,
+    next_health: Instant,
+    /// The 403 fallback of the health gate is logged once, not every minute.
+    terminal_scope_warned: bool,
+    /// A refusal or result shown on top of the current state until this instant.
+    hold_until: Option<Instant>,
+}
+
+type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+/// What one pass of driving a payment produced.
+enum Driven {
+    Finished(Final),
+    ShutDown,
+}
+
+impl<G: Gateway> Flow<G> {
+    /// Opens the journal in `state_dir` and prepares the flow; nothing runs until [`Flow::run`].
+    pub fn new(
+        gateway: Arc<G>,
+        journal: Journal,
+        unresolved: Vec<PaymentRecord>,
+        config: FlowConfig,
+        channels: FlowChannels,
+    ) -> Flow<G> {
+        Flow {
+            gateway,
+            journal: Arc::new(Mutex::new(journal)),
+            unresolved,
+            config,
+            inputs: channels.inputs,
+            inputs_open: true,
+            commands: channels.commands,
+            commands_open: true,
+            state: channels.state,
+            reports: channels.reports,
+            health: Health::Unavailable(UnavailableReason::ApiUnreachable),
+            next_health: Instant::now(),
+            terminal_scope_warned: false,
+            hold_until: None,
+        }
+    }
+
+    /// Runs until `shutdown` completes: recovery first, then one payment at a time.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), FlowError> {
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown: Shutdown<'_> = shutdown;
+        self.state.send_replace(KioskState::Starting);
+        for record in std::mem::take(&mut self.unresolved) {
+            if let Driven::ShutDown = self.recover(record, shutdown.as_mut()).await {
+                return Ok(());
+            }
+        }
+        self.check_health().await;
+        self.show_idle();
+        loop {
+            tokio::select! {
+                _ = shutdown.as_mut() => return Ok(()),
+                event = self.inputs.recv(), if self.inputs_open => match event {
+                    Some(InputEvent::Cart(cart)) => {
+                        if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                            return Ok(());
+                        }
+                    }
+                    Some(other) => self.on_input_while_idle(other),
+                    None => {
+                        info!("input closed; the kiosk keeps running for recovery and the console");
+                        self.inputs_open = false;
+                    }
+                },
+                command = self.commands.recv(), if self.commands_open => match command {
+                    Some(Command::CheckHealth) => {
+                        self.check_health().await;
+                        self.show_idle_unless_held();
+                    }
+                    Some(Command::Cancel) => info!("cancel asked for, but no payment is running"),
+                    None => self.commands_open = false,
+                },
+                _ = sleep_until(self.next_health) => {
+                    self.check_health().await;
+                    self.show_idle_unless_held();
+                }
+                _ = sleep_until(self.hold_until.unwrap_or_else(far_future)), if self.hold_until.is_some() => {
+                    self.hold_until = None;
+                    self.show_idle();
+                }
+            }
+        }
+    }
+
+    fn on_input_while_idle(&mut self, event: InputEvent) {
+        match event {
+            InputEvent::Cart(_) => {}
+            InputEvent::Unreadable { reason } => {
+                warn!(%reason, "code refused");
+                self.hold(KioskState::Refused { reason: RefusalReason::Unreadable { detail: reason } });
+            }
+            InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
+            InputEvent::ScannerBack => info!("scanner back"),
+        }
+    }
+
+    /// Shows `state` for `result_screen`, then the idle screen.
+    fn hold(&mut self, state: KioskState) {
+        self.state.send_replace(state);
+        self.hold_until = Some(Instant::now() + self.config.result_screen);
+    }
+
+    fn idle_state(&self) -> KioskState {
+        match &self.health {
+            Health::Ready => KioskState::Idle,
+            Health::Unavailable(reason) => KioskState::Unavailable { reason: reason.clone() },
+        }
+    }
+
+    fn show_idle(&mut self) {
+        let state = self.idle_state();
+        self.state.send_if_modified(|current| {
+            if *current == state {
+                false
+            } else {
+                *current = state;
+                true
+            }
+        });
+    }
+
+    fn show_idle_unless_held(&mut self) {
+        if self.hold_until.is_none() {
+            self.show_idle();
+        }
+    }
+
+    /// Refuses what the flow cannot charge, before any call to Dintero.
+    fn refusal(&self, cart: &Cart) -> Option<RefusalReason> {
+        if cart.amount.currency != self.config.currency {
+            return Some(RefusalReason::WrongCurrency { given: cart.amount.currency.code().into() });
+        }
+        if cart.amount.minor == 0 {
+            return Some(RefusalReason::ZeroAmount);
+        }
+        if cart.amount.minor > self.config.max_amount.minor {
+            return Some(RefusalReason::TooLarge { max: self.config.max_amount });
+        }
+        if self.health != Health::Ready {
+            return Some(RefusalReason::Unavailable);
+        }
+        None
+    }
+
+    async fn take_cart(&mut self, cart: Cart, shutdown: Shutdown<'_>) -> Driven {
+        if let Some(reason) = self.refusal(&cart) {
+            info!(amount = %cart.amount, source = %cart.source, ?reason, "cart refused");
+            self.hold(KioskState::Refused { reason });
+            return Driven::Finished(Final::NotCreated { reason: "refused".into() });
+        }
+        self.hold_until = None;
+        let reference = {
+            let journal = self.journal.clone();
+            let kiosk_id = self.config.kiosk_id.clone();
+            let today = time::OffsetDateTime::now_utc().date();
+            let seq = lock(&journal).next_sequence();
+            (journal::format_merchant_reference(&kiosk_id, today, seq), seq)
+        };
+        let (merchant_reference, sequence) = reference;
+        let payment = Payment {
+            merchant_reference: merchant_reference.clone(),
+            amount: cart.amount,
+            cart_reference: cart.reference.clone(),
+        };
+        let intent = Record::Intent {
+            merchant_reference: merchant_reference.clone(),
+            amount: cart.amount.minor,
+            currency: cart.amount.currency.code().to_string(),
+            cart_reference: cart.reference.clone(),
+            terminal_id: self.config.terminal_id().to_string(),
+            sequence,
+            at: now_rfc3339(),
+        };
+        if let Err(e) = self.write(intent).await {
+            error!(error = %e, "cannot journal the payment intent; refusing card payments until the journal is writable");
+            self.health = Health::Unavailable(UnavailableReason::Storage);
+            self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(10));
+            self.hold(KioskState::Refused { reason: RefusalReason::Unavailable });
+            return Driven::Finished(Final::NotCreated { reason: "journal not writable".into() });
+        }
+        info!(%merchant_reference, amount = %cart.amount, source = %cart.source, "payment started");
+        let deadline = Instant::now() + self.config.timeout;
+        let phase = Phase::Creating(payment.clone());
+        self.publish(&phase, deadline);
+        let request = self.session_request(&payment);
+        let event = match self.gateway.create_session(&request).await {
+            Ok(created) => Event::Created { session_id: created.id },
+            Err(e) if e.outcome_unknown() => {
+                warn!(%merchant_reference, error = %e, "create outcome unknown; looking the payment up before anything else");
+                Event::CreateUnknown
+            }
+            Err(e) => {
+                warn!(%merchant_reference, error = %e, "Dintero refused the payment");
+                self.note_api_error(&e);
+                Event::CreateRejected { reason: e.to_string() }
+            }
+        };
+        let phase = self.step(phase, event, deadline).await;
+        let driven = self.drive(phase, deadline, false, shutdown).await;
+        if let Driven::Finished(outcome) = &driven {
+            if matches!(outcome, Final::Failed { kind: crate::state::FailKind::TerminalOffline, .. }) {
+                self.health = Health::Unavailable(UnavailableReason::TerminalOffline);
+                self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(30));
+            }
+            self.finish(&payment, outcome, false);
+        }
+        driven
+    }
+
+    /// Resolves one payment the journal shows as unfinished, with the live rules plus one: a
+    /// session no terminal picked up is cancelled, so that it cannot start late.
+    async fn recover(&mut self, record: PaymentRecord, shutdown: Shutdown<'_>) -> Driven {
+        let currency = Currency::from_code(&record.currency).unwrap_or(self.config.currency);
+        let payment = Payment {
+            merchant_reference: record.merchant_reference.clone(),
+            amount: Money::new(record.amount, currency),
+            cart_reference: record.cart_reference.clone(),
+        };
+        info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
+        let phase = Phase::Checking { payment: payment.clone(), session_id: record.session_id.clone() };
+        let deadline = Instant::now() + self.config.timeout;
+        self.publish(&phase, deadline);
+        let driven = self.drive(phase, deadline, true, shutdown).await;
+        if let Driven::Finished(outcome) = &driven {
+            self.finish(&payment, outcome, true);
+        }
+        driven
+    }
+
+    fn finish(&mut self, payment: &Payment, outcome: &Final, recovered: bool) {
+        info!(reference = %payment.merchant_reference, amount = %payment.amount, %outcome, recovered, "payment finished");
+        if let Some(reports) = &self.reports {
+            let _ = reports.send(PaymentReport {
+                merchant_reference: payment.merchant_reference.clone(),
+                amount: payment.amount,
+                cart_reference: payment.cart_reference.clone(),
+                outcome: outcome.clone(),
+                recovered,
+            });
+        }
+    }
+
+    /// Applies an event, journals what changed, publishes the view.
+    async fn step(&mut self, phase: Phase, event: Event, deadline: Instant) -> Phase {
+        let before = phase.clone();
+        let next = match phase.apply(event) {
+            Ok(next) => next,
+            Err(e) => {
+                error!(error = %e, "ignored an event the state machine does not allow");
+                return before;
+            }
+        };
+        let reference = next.payment().merchant_reference.clone();
+        if before.session_id().is_none() {
+            if let Some(session_id) = next.session_id() {
+                self.write_logged(Record::Session {
+                    merchant_reference: reference.clone(),
+                    session_id: session_id.to_string(),
+                })
+                .await;
+            }
+        }
+        if transaction_of(&before).is_none() {
+            if let Some(transaction_id) = transaction_of(&next) {
+                self.write_logged(Record::Transaction {
+                    merchant_reference: reference.clone(),
+                    transaction_id: transaction_id.to_string(),
+                })
+                .await;
+            }
+        }
+        if let Phase::Done { outcome, .. } = &next {
+            self.write_logged(Record::Final {
+                merchant_reference: reference,
+                outcome: outcome.outcome(),
+                transaction_id: outcome.transaction_id().map(str::to_string),
+                status: match outcome {
+                    Final::Approved { status, .. } => Some(status.as_str().to_string()),
+                    _ => None,
+                },
+                at: now_rfc3339(),
+            })
+            .await;
+        } else if next.name() != before.name() {
+            self.write_logged(Record::State { merchant_reference: reference, state: next.name().to_string() })
+                .await;
+        }
+        if next.name() != before.name() {
+            debug!(from = before.name(), to = next.name(), "payment phase");
+        }
+        self.publish(&next, deadline);
+        next
+    }
+
+    fn publish(&mut self, phase: &Phase, deadline: Instant) {
+        if let Phase::Done { .. } = phase {
+            self.hold(phase.view(deadline));
+            return;
+        }
+        if self.hold_until.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
+        self.hold_until = None;
+        self.state.send_replace(phase.view(deadline));
+    }
+
+    /// Drives a payment from `phase` until it ends or the kiosk shuts down.
+    async fn drive(&mut self, mut phase: Phase, deadline: Instant, recovering: bool, mut shutdown: Shutdown<'_>) -> Driven {
+        let created_at = Instant::now();
+        let mut errors: u32 = 0;
+        let mut cancel_sent = false;
+        let mut first_miss: Option<Instant> = None;
+        let mut session: Option<Session> = None;
+        let mut next_step = Instant::now();
+        loop {
+            if let Phase::Done { outcome, .. } = &phase {
+                return Driven::Finished(outcome.clone());
+            }
+            let hold_end = self.hold_until.unwrap_or_else(far_future);
+            tokio::select! {
+                _ = shutdown.as_mut() => {
+                    info!(reference = %phase.payment().merchant_reference, phase = phase.name(), "shutting down with a payment in flight; the journal has it for the next start");
+                    return Driven::ShutDown;
+                }
+                event = self.inputs.recv(), if self.inputs_open => match event {
+                    Some(InputEvent::Cart(cart)) => {
+                        info!(amount = %cart.amount, "cart refused: a payment is running");
+                        self.state.send_replace(KioskState::Refused { reason: RefusalReason::Busy });
+                        self.hold_until = Some(Instant::now() + self.config.result_screen.min(Duration::from_secs(2)));
+                    }
+                    Some(other) => self.on_input_while_busy(other),
+                    None => self.inputs_open = false,
+                },
+                command = self.commands.recv(), if self.commands_open => match command {
+                    Some(Command::Cancel) => {
+                        if matches!(phase, Phase::AwaitingPickup { .. } | Phase::WaitingForCard { .. }) {
+                            info!(reference = %phase.payment().merchant_reference, "cancel requested");
+                            phase = self.step(phase, Event::Cancel(CancelReason::Requested), deadline).await;
+                            next_step = Instant::now();
+                        } else {
+                            info!(phase = phase.name(), "cancel requested but the payment is past cancelling");
+                        }
+                    }
+                    Some(Command::CheckHealth) => {}
+                    None => self.commands_open = false,
+                },
+                _ = sleep_until(hold_end), if self.hold_until.is_some() => {
+                    self.hold_until = None;
+                    self.publish(&phase, deadline);
+                }
+                _ = sleep_until(next_step) => {
+                    let now = Instant::now();
+                    // Timers first: they turn into events the state machine judges.
+                    let timer_event = match &phase {
+                        Phase::AwaitingPickup { .. } if now >= created_at + self.config.pickup_timeout => {
+                            warn!(reference = %phase.payment().merchant_reference, "the terminal has not picked the payment up; cancelling");
+                            Some(CancelReason::TerminalOffline)
+                        }
+                        Phase::AwaitingPickup { .. } | Phase::WaitingForCard { .. } if now >= deadline => {
+                            info!(reference = %phase.payment().merchant_reference, "kiosk timeout; cancelling and reading again");
+                            Some(CancelReason::Timeout)
+                        }
+                        _ => None,
+                    };
+                    if let Some(reason) = timer_event {
+                        phase = self.step(phase, Event::Cancel(reason), deadline).await;
+                        continue;
+                    }
+                    let result = self.advance(&phase, recovering, &mut cancel_sent, &mut first_miss, &mut session).await;
+                    match result {
+                        Ok(Some(event)) => {
+                            errors = 0;
+                            phase = self.step(phase, event, deadline).await;
+                            next_step = Instant::now() + self.config.poll_interval;
+                        }
+                        Ok(None) => {
+                            errors = 0;
+                            next_step = Instant::now() + self.config.poll_interval;
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            self.note_api_error(&e);
+                            let wait = backoff(self.config.poll_interval, errors, e.retry_after());
+                            warn!(reference = %phase.payment().merchant_reference, error = %e, attempt = errors, retry_in_ms = wait.as_millis() as u64, "could not read the payment; retrying");
+                            if errors >= 3 && !matches!(phase, Phase::Checking { .. }) {
+                                self.state.send_replace(KioskState::Checking { reference: phase.payment().merchant_reference.clone() });
+                            }
+                            next_step = Instant::now() + wait;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_input_while_busy(&mut self, event: InputEvent) {
+        match event {
+            InputEvent::Cart(_) => {}
+            InputEvent::Unreadable { reason } => info!(%reason, "code ignored: a payment is running"),
+            InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
+            InputEvent::ScannerBack => info!("scanner back"),
+        }
+    }
+
+    /// One step of talking to Dintero for the current phase; `Ok(None)` means nothing new.
+    async fn advance(
+        &mut self,
+        phase: &Phase,
+        recovering: bool,
+        cancel_sent: &mut bool,
+        first_miss: &mut Option<Instant>,
+        session: &mut Option<Session>,
+    ) -> Result<Option<Event>, ApiError> {
+        match phase {
+            Phase::Checking { payment, session_id: None } => {
+                match self.find(&payment.merchant_reference).await? {
+                    Some((s, tx)) => {
+                        let progress = classify(&s, tx.as_ref(), None);
+                        let session_id = s.id.clone();
+                        *session = Some(s);
+                        Ok(Some(Event::Found { session_id, progress }))
+                    }
+                    None => {
+                        let now = Instant::now();
+                        match first_miss {
+                            None => {
+                                *first_miss = Some(now);
+                                Ok(None)
+                            }
+                            Some(at) if now >= *at + self.config.lookup_confirm_delay => {
+                                Ok(Some(Event::NotFound))
+                            }
+                            Some(_) => Ok(None),
+                        }
+                    }
+                }
+            }
+            Phase::Cancelling { session_id, .. } if !*cancel_sent => {
+                match self.gateway.cancel_session(session_id).await {
+                    Ok(()) => info!(session_id, "session cancelled; reading what really happened"),
+                    Err(e) if e.outcome_unknown() => {
+                        warn!(session_id, error = %e, "cancel outcome unknown; reading the payment again");
+                    }
+                    Err(ApiError::Rejected { status, message, .. }) => {
+                        info!(session_id, status, %message, "cancel refused (the payment may have completed); reading it again");
+                    }
+                    Err(e) => return Err(e),
+                }
+                *cancel_sent = true;
+                let progress = self.poll(session_id, None, session, phase).await?;
+                Ok(Some(Event::Polled(progress)))
+            }
+            _ => {
+                let Some(session_id) = phase.session_id() else {
+                    return Ok(None);
+                };
+                let known_tx = transaction_of(phase).map(str::to_string);
+                let progress = self.poll(session_id, known_tx.as_deref(), session, phase).await?;
+                if recovering && progress == Progress::NotPickedUp {
+                    return Ok(Some(Event::Cancel(CancelReason::Recovery)));
+                }
+                let unchanged = match (&progress, phase) {
+                    (Progress::NotPickedUp, Phase::AwaitingPickup { .. }) => true,
+                    (Progress::Prompting { .. }, Phase::WaitingForCard { .. }) => true,
+                    (Progress::Authorized { .. }, Phase::Processing { .. }) => true,
+                    (Progress::Ended(_), _) => false,
+                    (_, Phase::Cancelling { .. }) => true,
+                    _ => false,
+                };
+                Ok(if unchanged { None } else { Some(Event::Polled(progress)) })
+            }
+        }
+    }
+
+    /// Reads the payment: the transaction when its id is known (one call per poll), the session
+    /// otherwise, and the session again once the transaction has ended, for the reason why.
+    async fn poll(
+        &self,
+        session_id: &str,
+        known_tx: Option<&str>,
+        session: &mut Option<Session>,
+        phase: &Phase,
+    ) -> Result<Progress, ApiError> {
+        let cancel = match phase {
+            Phase::Cancelling { reason, .. } => Some(*reason),
+            _ => None,
+        };
+        let tx_id = match known_tx {
+            Some(id) => id.to_string(),
+            None => {
+                let s = self.gateway.get_session(session_id).await?;
+                let tx_id = s.transaction_id.clone();
+                *session = Some(s);
+                match tx_id {
+                    Some(id) => id,
+                    None => {
+                        let s = session.as_ref().map(|s| classify(s, None, cancel));
+                        return Ok(s.unwrap_or(Progress::NotPickedUp));
+                    }
+                }
+            }
+        };
+        let tx = self.gateway.get_transaction(&tx_id).await?;
+        if tx.status.is_final() && known_tx.is_some() {
+            *session = Some(self.gateway.get_session(session_id).await?);
+        }
+        match session.as_ref() {
+            Some(s) => Ok(classify(s, Some(&tx), cancel)),
+            None => {
+                let s = self.gateway.get_session(session_id).await?;
+                let progress = classify(&s, Some(&tx), cancel);
+                *session = Some(s);
+                Ok(progress)
+            }
+        }
+    }
+
+    /// Looks a payment up by our reference: sessions first, then transactions on our terminal.
+    async fn find(&self, reference: &str) -> Result<Option<(Session, Option<Transaction>)>, ApiError> {
+        let sessions = self.gateway.search_sessions(reference).await?;
+        let found = sessions.into_iter().find(|s| {
+            s.order.as_ref().is_some_and(|o| o.merchant_reference == reference)
+        });
+        if let Some(s) = found {
+            let tx = match &s.transaction_id {
+                Some(id) => Some(self.gateway.get_transaction(id).await?),
+                None => None,
+            };
+            return Ok(Some((s, tx)));
+        }
+        let query = TransactionQuery {
+            merchant_reference: Some(reference.to_string()),
+            terminal_id: Some(self.config.terminal_id().to_string()),
+            limit: Some(10),
+        };
+        let txs = self.gateway.list_transactions(&query).await?;
+        let Some(tx) = txs.into_iter().find(|t| t.merchant_reference.as_deref() == Some(reference)) else {
+            return Ok(None);
+        };
+        let Some(session_id) = tx.session_id.clone() else {
+            warn!(reference, transaction_id = %tx.id, "transaction found without a session id");
+            return Ok(None);
+        };
+        let s = self.gateway.get_session(&session_id).await?;
+        Ok(Some((s, Some(tx))))
+    }
+
+    fn session_request(&self, payment: &Payment) -> SessionProfileRequest {
+        let amount = payment.amount.minor;
+        let vat_amount = vat_included(amount, self.config.vat_percent);
+        let description = match &payment.cart_reference {
+            Some(r) => format!("Kiosk {} cart {r}", self.config.kiosk_id),
+            None => format!("Kiosk {} purchase", self.config.kiosk_id),
+        };
+        SessionProfileRequest {
+            profile_id: self.config.profile_id.clone(),
+            url: SessionUrl { return_url: self.config.return_url.clone(), callback_url: None },
+            order: Order {
+                amount,
+                currency: payment.amount.currency.code().to_string(),
+                merchant_reference: payment.merchant_reference.clone(),
+                merchant_reference_2: payment.cart_reference.clone(),
+                vat_amount: Some(vat_amount),
+                items: vec![OrderItem {
+                    id: "cart".into(),
+                    line_id: "1".into(),
+                    description: Some(description),
+                    quantity: 1,
+                    amount,
+                    vat_amount: Some(vat_amount),
+                    vat: Some(self.config.vat_percent),
+                }],
+                store: Some(self.config.store.clone()),
+            },
+        }
+    }
+
+    /// The health gate: a valid token, and the terminal `ACTIVE`.
+    async fn check_health(&mut self) {
+        let before = self.health.clone();
+        self.health = match self.gateway.ensure_token().await {
+            Err(e) => unavailable_for(&e),
+            Ok(()) => match self.gateway.terminal(self.config.terminal_id()).await {
+                Ok(t) if t.status == TerminalStatus::Active => Health::Ready,
+                Ok(t) => Health::Unavailable(UnavailableReason::TerminalNotActive(t.status.as_str().to_string())),
+                Err(ApiError::Auth { status: 403, .. }) => {
+                    if !self.terminal_scope_warned {
+                        warn!("the API client may not read terminals (403); the health gate checks the API alone");
+                        self.terminal_scope_warned = true;
+                    }
+                    Health::Ready
+                }
+                Err(e @ ApiError::Rejected { .. }) => {
+                    warn!(error = %e, terminal_id = self.config.terminal_id(), "terminal lookup refused; check store.terminal_id");
+                    Health::Unavailable(UnavailableReason::TerminalNotActive(
+                        e.code().unwrap_or("NOT_FOUND").to_string(),
+                    ))
+                }
+                Err(e) => unavailable_for(&e),
+            },
+        };
+        if self.health != before {
+            match &self.health {
+                Health::Ready => info!("card payment available"),
+                Health::Unavailable(reason) => warn!(?reason, "card payment unavailable"),
+            }
+        }
+        let period = match self.health {
+            Health::Ready => self.config.health_interval,
+            Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
+        };
+        self.next_health = Instant::now() + period;
+    }
+
+    fn note_api_error(&mut self, e: &ApiError) {
+        match e {
+            ApiError::Auth { .. } => self.health = Health::Unavailable(UnavailableReason::Credentials),
+            ApiError::Unreachable { .. } => {
+                self.health = Health::Unavailable(UnavailableReason::ApiUnreachable)
+            }
+            _ => return,
+        }
+        self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(5));
+    }
+
+    /// Appends to the journal on the blocking pool (it fsyncs).
+    async fn write(&self, record: Record) -> Result<(), JournalError> {
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
+            Ok(result) => result,
+            Err(e) => Err(JournalError::Io {
+                path: Default::default(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    /// Appends a record that follows an effect already made: a failure is logged loudly but the
+    /// payment goes on (recovery can rebuild the missing step by reference).
+    async fn write_logged(&self, record: Record) {
+        if let Err(e) = self.write(record).await {
+            error!(error = %e, "journal write failed");
+        }
+    }
+}
+
+fn unavailable_for(e: &ApiError) -> Health {
+    Health::Unavailable(match e {
+        ApiError::Auth { .. } | ApiError::Rejected { .. } => UnavailableReason::Credentials,
+        ApiError::Unknown { .. } | ApiError::Unreachable { .. } => UnavailableReason::ApiUnreachable,
+    })
+}
+
+fn transaction_of(phase: &Phase) -> Option<&str> {
+    match phase {
+        Phase::WaitingForCard { transaction_id, .. } | Phase::Processing { transaction_id, .. } => {
+            Some(transaction_id)
+        }
+        Phase::Done { outcome, .. } => outcome.transaction_id(),
+        _ => None,
+    }
+}
+
+/// Capped exponential backoff with jitter, or Dintero's `Retry-After` when it is longer.
+fn backoff(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let cap = Duration::from_secs(10);
+    let exp = base.saturating_mul(1u32 << attempt.min(6)).min(cap);
+    let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+    match retry_after {
+        Some(ra) => ra.max(jittered).min(Duration::from_secs(60)),
+        None => jittered,
+    }
+}
+
+/// The VAT included in `amount` at `percent`, rounded half up, integer arithmetic only.
+pub fn vat_included(amount: u64, percent: u32) -> u64 {
+    let amount = u128::from(amount);
+    let p = u128::from(percent);
+    let vat = (amount * p * 2 + (100 + p)) / (2 * (100 + p));
+    u64::try_from(vat).unwrap_or(u64::MAX)
+}
+
+fn lock(journal: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
+    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vat_is_integer_and_rounded() {
+        assert_eq!(vat_included(39900, 25), 7980);
+        assert_eq!(vat_included(100, 25), 20);
+        assert_eq!(vat_included(1, 25), 0);
+        assert_eq!(vat_included(3, 25), 1);
+        assert_eq!(vat_included(1000, 0), 0);
+        assert_eq!(vat_included(u64::MAX, 25), u64::MAX / 5);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_honours_retry_after() {
+        let base = Duration::from_millis(500);
+        for attempt in 0..20 {
+            let d = backoff(base, attempt, None);
+            assert!(d <= Duration::from_secs(10), "{d:?}");
+        }
+        assert!(backoff(base, 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert!(backoff(base, 1, Some(Duration::from_secs(3600))) <= Duration::from_secs(60));
+    }
+}

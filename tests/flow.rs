@@ -1,0 +1,802 @@
+//! The payment flow against a scripted in-memory Dintero, on paused tokio time.
+//!
+//! The fake plays each payment out on the virtual clock (pickup, card, capture), so these tests
+//! cover the flow's decisions (timeouts, lost responses, refusals, the health gate, recovery)
+//! exactly and in milliseconds of real time. The same flows against the real HTTP client and the
+//! emulator are in `tests/daemon.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kioskpay::cart::{Cart, CartSource};
+use kioskpay::dintero::{
+    ApiError, CreatedSession, Gateway, Order, RefundOutcome, RefundRequest, Session, SessionEvent,
+    SessionEventDetails, SessionProfileRequest, Terminal, TerminalStatus, Transaction,
+    TransactionError, TransactionEvent, TransactionQuery, TransactionStatus,
+};
+use kioskpay::input::InputEvent;
+use kioskpay::journal::{Journal, Outcome, Record};
+use kioskpay::money::{Currency, Money};
+use kioskpay::payment::flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
+use kioskpay::payment::Final;
+use kioskpay::state::{CancelledBy, FailKind, KioskState, RefusalReason, UnavailableReason};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TERMINAL: &str = "T12345678-T0001";
+
+/// How a scripted payment plays out, in seconds after the session is created.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// Picked up at 0.5, authorized at 2, captured at 3.
+    Approve,
+    /// Picked up at 0.5, declined at 3.
+    Decline,
+    /// Never picked up.
+    Offline,
+    /// Picked up at 0.5, nobody presents a card.
+    NoCard,
+    /// Picked up at 0.5, captured at this second; a cancel before then is refused (the race in
+    /// which the payment wins).
+    CaptureAt(u64),
+}
+
+struct FakeSession {
+    session: Session,
+    created: Instant,
+    plan: Plan,
+    /// When the kiosk cancelled, and what the transaction was then.
+    cancelled: Option<(Instant, Option<TransactionStatus>)>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    sessions: Vec<FakeSession>,
+    plan_by_amount: HashMap<u64, Plan>,
+    /// Create calls that do the work but lose the answer.
+    lose_create_answers: u32,
+    /// Create calls that time out without doing anything.
+    fail_creates_unknown: u32,
+    /// Create calls refused with this status and code.
+    reject_create: Option<(u16, &'static str)>,
+    /// GET calls that fail with an unknown outcome.
+    failing_gets: u32,
+    terminal_status: Option<TerminalStatus>,
+    terminal_forbidden: bool,
+    api_down: bool,
+    calls: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+fn unknown() -> ApiError {
+    ApiError::Unknown { reason: "scripted timeout".into(), retry_after: None }
+}
+
+impl Fake {
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    fn creates(&self) -> usize {
+        self.with(|s| s.calls.iter().filter(|c| c.starts_with("create")).count())
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.with(|s| s.calls.iter().filter(|c| c.starts_with(prefix)).count())
+    }
+
+    fn get(&self, what: &str) -> Result<(), ApiError> {
+        self.with(|s| {
+            s.calls.push(what.to_string());
+            if s.api_down {
+                return Err(ApiError::Unreachable { reason: "scripted: down".into() });
+            }
+            if s.failing_gets > 0 {
+                s.failing_gets -= 1;
+                return Err(unknown());
+            }
+            Ok(())
+        })
+    }
+
+    /// The session and transaction as they stand now on the virtual clock.
+    fn snapshot(fs: &FakeSession) -> (Session, Option<Transaction>) {
+        let now = Instant::now();
+        let at = |secs: f64| fs.created + Duration::from_secs_f64(secs);
+        let mut session = fs.session.clone();
+        let tx_id = format!("{}.tx", session.id);
+        let picked_up = !matches!(fs.plan, Plan::Offline) && now >= at(0.5);
+        let cut = fs.cancelled.map(|(t, _)| t);
+        let natural = |t: Instant| -> Option<TransactionStatus> {
+            let secs = t.saturating_duration_since(fs.created).as_secs_f64();
+            Some(match fs.plan {
+                Plan::Offline => return None,
+                _ if secs < 0.5 => return None,
+                Plan::Approve if secs >= 3.0 => TransactionStatus::Captured,
+                Plan::Approve if secs >= 2.0 => TransactionStatus::Authorized,
+                Plan::Decline if secs >= 3.0 => TransactionStatus::Failed,
+                Plan::CaptureAt(c) if secs >= c as f64 => TransactionStatus::Captured,
+                _ => TransactionStatus::Initiated,
+            })
+        };
+        let mut events = vec![];
+        let status = match fs.cancelled {
+            // The payment wins a race with the cancel.
+            Some(_) if matches!(fs.plan, Plan::CaptureAt(_)) => natural(now),
+            Some((t, before)) => match before {
+                None => None,
+                Some(TransactionStatus::Initiated) => Some(TransactionStatus::Failed),
+                Some(TransactionStatus::Authorized) => Some(TransactionStatus::AuthorizationVoided),
+                Some(other) => {
+                    let _ = t;
+                    Some(other)
+                }
+            },
+            None => natural(now),
+        };
+        if let Some(t) = cut {
+            if !matches!(fs.plan, Plan::CaptureAt(_)) && !status.as_ref().is_some_and(|s| s.is_paid()) {
+                session.cancelled_at = Some(format!("{t:?}"));
+                session.cancelled_by = Some("kiosk-demo".into());
+                events.push(("CANCELLED", "cancelled"));
+            }
+        }
+        if matches!(fs.plan, Plan::Decline) && status == Some(TransactionStatus::Failed) && cut.is_none() {
+            events.push(("PAY_FAILED", "authorization"));
+        }
+        session.events = events
+            .into_iter()
+            .map(|(name, error)| SessionEvent {
+                name: name.into(),
+                created_at: None,
+                details: Some(SessionEventDetails { error: Some(error.into()) }),
+            })
+            .collect();
+        let tx = if picked_up || status.is_some() {
+            session.transaction_id = Some(tx_id.clone());
+            let status = status.unwrap_or(TransactionStatus::Initiated);
+            let declined = matches!(fs.plan, Plan::Decline) && status == TransactionStatus::Failed;
+            Some(Transaction {
+                id: tx_id,
+                status,
+                amount: session.order.as_ref().map(|o| o.amount).unwrap_or(0),
+                currency: "NOK".into(),
+                merchant_reference: session.order.as_ref().map(|o| o.merchant_reference.clone()),
+                merchant_reference_2: None,
+                session_id: Some(session.id.clone()),
+                payment_product: Some("seitatech".into()),
+                payment_product_type: Some("seitatech.in_person".into()),
+                store: None,
+                card: None,
+                events: if declined {
+                    vec![TransactionEvent {
+                        event: "AUTHORIZE".into(),
+                        success: Some(false),
+                        amount: None,
+                        error: Some(TransactionError { code: None, message: None, types: vec!["DECLINED".into()] }),
+                        metadata: None,
+                        created_at: None,
+                    }]
+                } else {
+                    vec![]
+                },
+                created_at: None,
+            })
+        } else {
+            None
+        };
+        (session, tx)
+    }
+
+    fn find(&self, id: &str) -> Option<(Session, Option<Transaction>)> {
+        self.with(|s| s.sessions.iter().find(|fs| fs.session.id == id).map(Fake::snapshot))
+    }
+
+    fn find_tx(&self, id: &str) -> Option<Transaction> {
+        self.with(|s| {
+            s.sessions
+                .iter()
+                .map(Fake::snapshot)
+                .find_map(|(_, tx)| tx.filter(|t| t.id == id))
+        })
+    }
+
+    /// Adds a session as if an earlier run (or a lost answer) had created it.
+    fn insert(&self, reference: &str, amount: u64, plan: Plan, created: Instant) -> String {
+        self.with(|s| {
+            let id = format!("T12345678.s{}", s.sessions.len() + 1);
+            s.sessions.push(FakeSession {
+                session: Session {
+                    id: id.clone(),
+                    order: Some(Order {
+                        amount,
+                        currency: "NOK".into(),
+                        merchant_reference: reference.into(),
+                        merchant_reference_2: None,
+                        vat_amount: None,
+                        items: vec![],
+                        store: None,
+                    }),
+                    created_at: None,
+                    expires_at: None,
+                    transaction_id: None,
+                    events: vec![],
+                    cancelled_at: None,
+                    cancelled_by: None,
+                },
+                created,
+                plan,
+                cancelled: None,
+            });
+            id
+        })
+    }
+}
+
+impl Gateway for Fake {
+    async fn create_session(&self, request: &SessionProfileRequest) -> Result<CreatedSession, ApiError> {
+        let (lose, fail, reject, plan) = self.with(|s| {
+            s.calls.push(format!("create {}", request.order.merchant_reference));
+            let lose = s.lose_create_answers > 0;
+            if lose {
+                s.lose_create_answers -= 1;
+            }
+            let fail = s.fail_creates_unknown > 0;
+            if fail {
+                s.fail_creates_unknown -= 1;
+            }
+            let plan = s.plan_by_amount.get(&request.order.amount).copied().unwrap_or(Plan::Approve);
+            (lose, fail, s.reject_create, plan)
+        });
+        if fail {
+            return Err(unknown());
+        }
+        if let Some((status, code)) = reject {
+            return Err(ApiError::Rejected { status, code: Some(code.into()), message: "scripted".into() });
+        }
+        let id = self.insert(&request.order.merchant_reference, request.order.amount, plan, Instant::now());
+        if lose {
+            return Err(unknown());
+        }
+        Ok(CreatedSession { id, url: None })
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Session, ApiError> {
+        self.get(&format!("get_session {id}"))?;
+        self.find(id)
+            .map(|(s, _)| s)
+            .ok_or(ApiError::Rejected { status: 404, code: None, message: "no session".into() })
+    }
+
+    async fn search_sessions(&self, text: &str) -> Result<Vec<Session>, ApiError> {
+        self.get(&format!("search {text}"))?;
+        Ok(self.with(|s| {
+            s.sessions
+                .iter()
+                .map(Fake::snapshot)
+                .map(|(s, _)| s)
+                .filter(|s| s.order.as_ref().is_some_and(|o| o.merchant_reference.contains(text)))
+                .collect()
+        }))
+    }
+
+    async fn get_transaction(&self, id: &str) -> Result<Transaction, ApiError> {
+        self.get(&format!("get_transaction {id}"))?;
+        self.find_tx(id).ok_or(ApiError::Rejected { status: 404, code: None, message: "no tx".into() })
+    }
+
+    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<Transaction>, ApiError> {
+        self.get("list_transactions")?;
+        Ok(self.with(|s| {
+            s.sessions
+                .iter()
+                .map(Fake::snapshot)
+                .filter_map(|(_, tx)| tx)
+                .filter(|t| t.merchant_reference == query.merchant_reference)
+                .collect()
+        }))
+    }
+
+    async fn cancel_session(&self, id: &str) -> Result<(), ApiError> {
+        self.with(|s| {
+            s.calls.push(format!("cancel {id}"));
+            let fs = s
+                .sessions
+                .iter_mut()
+                .find(|fs| fs.session.id == id)
+                .ok_or(ApiError::Rejected { status: 404, code: None, message: "no session".into() })?;
+            let (_, tx) = Fake::snapshot(fs);
+            if matches!(fs.plan, Plan::CaptureAt(_)) {
+                return Err(ApiError::Rejected { status: 400, code: None, message: "payment completing".into() });
+            }
+            match tx.as_ref().map(|t| t.status.clone()) {
+                Some(st) if st.is_final() => {
+                    Err(ApiError::Rejected { status: 400, code: None, message: "final".into() })
+                }
+                before => {
+                    fs.cancelled = Some((Instant::now(), before));
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    async fn refund(&self, _: &str, _: &RefundRequest) -> Result<RefundOutcome, ApiError> {
+        Err(ApiError::Rejected { status: 400, code: None, message: "not scripted".into() })
+    }
+
+    async fn terminal(&self, terminal_id: &str) -> Result<Terminal, ApiError> {
+        self.get("terminal")?;
+        let (forbidden, status) = self.with(|s| (s.terminal_forbidden, s.terminal_status.clone()));
+        if forbidden {
+            return Err(ApiError::Auth { status: 403, message: "scope".into() });
+        }
+        Ok(Terminal {
+            terminal_id: terminal_id.into(),
+            device_serial_number: None,
+            device_model: None,
+            store_id: None,
+            status: status.unwrap_or(TerminalStatus::Active),
+        })
+    }
+
+    async fn ensure_token(&self) -> Result<(), ApiError> {
+        self.get("token")
+    }
+}
+
+struct Harness {
+    fake: Fake,
+    inputs: mpsc::Sender<InputEvent>,
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<KioskState>,
+    reports: mpsc::UnboundedReceiver<PaymentReport>,
+    seen: Arc<Mutex<Vec<KioskState>>>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+fn config() -> FlowConfig {
+    FlowConfig {
+        kiosk_id: "kiosk-1".into(),
+        currency: Currency::NOK,
+        max_amount: Money::new(1_000_000, Currency::NOK),
+        profile_id: "T12345678.kiosk-in-person".into(),
+        return_url: "https://kioskpay.invalid/return".into(),
+        vat_percent: 25,
+        store: kioskpay::dintero::Store {
+            id: "oslo-center".into(),
+            terminal_id: Some(TERMINAL.into()),
+            payout_destination_id: Some("seller-1".into()),
+        },
+        timeout: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(250),
+        pickup_timeout: Duration::from_secs(10),
+        result_screen: Duration::from_secs(3),
+        health_interval: Duration::from_secs(60),
+        lookup_confirm_delay: Duration::from_secs(16),
+    }
+}
+
+fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness {
+    let (journal, replay) = Journal::open(dir.path()).unwrap();
+    let unresolved = replay.unresolved().cloned().collect();
+    let (inputs, input_rx) = mpsc::channel(16);
+    let (commands, command_rx) = mpsc::channel(8);
+    let (state_tx, state) = watch::channel(KioskState::Starting);
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    let flow = Flow::new(
+        Arc::new(fake.clone()),
+        journal,
+        unresolved,
+        config,
+        FlowChannels { inputs: input_rx, commands: command_rx, state: state_tx, reports: Some(report_tx) },
+    );
+    let token = CancellationToken::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut watcher = state.clone();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while watcher.changed().await.is_ok() {
+            log.lock().unwrap().push(watcher.borrow_and_update().clone());
+        }
+    });
+    let t = token.clone();
+    let task = tokio::spawn(async move {
+        flow.run(t.cancelled_owned()).await.unwrap();
+    });
+    Harness { fake, inputs, commands, state, reports, seen, token, task, dir }
+}
+
+fn nok(minor: u64) -> Money {
+    Money::new(minor, Currency::NOK)
+}
+
+fn cart(minor: u64) -> InputEvent {
+    InputEvent::Cart(Cart { amount: nok(minor), reference: Some("KID-1".into()), source: CartSource::Stdin })
+}
+
+impl Harness {
+    async fn idle(&mut self) {
+        tokio::time::timeout(Duration::from_secs(600), self.state.wait_for(|s| *s == KioskState::Idle))
+            .await
+            .expect("kiosk never became idle")
+            .unwrap();
+    }
+
+    async fn pay(&mut self, minor: u64) -> PaymentReport {
+        self.inputs.send(cart(minor)).await.unwrap();
+        self.report().await
+    }
+
+    async fn report(&mut self) -> PaymentReport {
+        tokio::time::timeout(Duration::from_secs(3600), self.reports.recv())
+            .await
+            .expect("no report")
+            .expect("flow ended")
+    }
+
+    fn seen_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.seen.lock().unwrap().iter().map(|s| s.name()).collect();
+        names.dedup();
+        names
+    }
+
+    fn journal(&self) -> Vec<kioskpay::journal::PaymentRecord> {
+        kioskpay::journal::read_only(self.dir.path()).unwrap().payments
+    }
+
+    async fn stop(self) -> (Fake, Arc<tempfile::TempDir>) {
+        self.token.cancel();
+        self.task.await.unwrap();
+        (self.fake, self.dir)
+    }
+}
+
+fn tempdir() -> Arc<tempfile::TempDir> {
+    Arc::new(tempfile::tempdir().unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn approved_payment_is_journaled_before_and_after_each_effect() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert_eq!(report.amount, nok(39900));
+    assert_eq!(report.merchant_reference.len(), "kiosk-1-20261124-000001".len());
+    assert!(report.merchant_reference.starts_with("kiosk-1-") && report.merchant_reference.ends_with("-000001"));
+    let names = h.seen_names();
+    for want in ["creating", "waiting_for_card", "processing", "approved"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    h.idle().await;
+    let journal = h.journal();
+    assert_eq!(journal.len(), 1);
+    let p = &journal[0];
+    assert_eq!(p.outcome, Some(Outcome::Approved));
+    assert_eq!(p.amount, 39900);
+    assert_eq!(p.cart_reference.as_deref(), Some("KID-1"));
+    assert!(p.session_id.is_some() && p.transaction_id.is_some());
+    assert_eq!(h.fake.creates(), 1);
+    // The next payment gets the next reference.
+    let second = h.pay(1000).await;
+    assert!(second.merchant_reference.ends_with("-000002"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn declined_payment() {
+    let fake = Fake::default();
+    fake.with(|s| s.plan_by_amount.insert(14951, Plan::Decline));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(14951).await;
+    assert!(matches!(report.outcome, Final::Declined { .. }), "{report:?}");
+    assert_eq!(h.state.borrow().name(), "declined");
+    h.idle().await;
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::Declined));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_cart_during_a_payment_is_refused_not_queued() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    h.inputs.send(cart(39900)).await.unwrap();
+    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.inputs.send(cart(5000)).await.unwrap();
+    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Busy }).await.unwrap();
+    let report = h.report().await;
+    assert_eq!(report.amount, nok(39900));
+    h.idle().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.fake.creates(), 1, "the refused cart must not start a payment");
+    assert!(h.reports.try_recv().is_err());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_happen_before_any_call() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    let cases = [
+        (cart(0), RefusalReason::ZeroAmount),
+        (cart(1_000_001), RefusalReason::TooLarge { max: nok(1_000_000) }),
+        (
+            InputEvent::Cart(Cart {
+                amount: Money::new(100, Currency::from_code("SEK").unwrap()),
+                reference: None,
+                source: CartSource::Stdin,
+            }),
+            RefusalReason::WrongCurrency { given: "SEK".into() },
+        ),
+        (
+            InputEvent::Unreadable { reason: "amount \"12a\" is malformed".into() },
+            RefusalReason::Unreadable { detail: "amount \"12a\" is malformed".into() },
+        ),
+    ];
+    for (event, reason) in cases {
+        h.inputs.send(event).await.unwrap();
+        let want = KioskState::Refused { reason };
+        h.state.wait_for(|s| *s == want).await.unwrap();
+        h.idle().await;
+    }
+    assert_eq!(h.fake.creates(), 0);
+    assert!(h.journal().is_empty(), "refused carts leave no journal record");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn kiosk_timeout_cancels_and_reports_timed_out() {
+    let fake = Fake::default();
+    fake.with(|s| s.plan_by_amount.insert(7554, Plan::NoCard));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(7554).await;
+    assert!(matches!(report.outcome, Final::TimedOut { transaction_id: Some(_) }), "{report:?}");
+    assert_eq!(h.fake.count("cancel"), 1);
+    h.idle().await;
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::TimedOut));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_payment_wins_over_the_kiosks_cancel() {
+    let fake = Fake::default();
+    // Captured one second after the kiosk's 60 s timeout; the cancel is refused meanwhile.
+    fake.with(|s| s.plan_by_amount.insert(39900, Plan::CaptureAt(61)));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::Approved { .. }), "the payment must win: {report:?}");
+    assert_eq!(h.fake.count("cancel"), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
+    let fake = Fake::default();
+    fake.with(|s| s.plan_by_amount.insert(5055, Plan::Offline));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(5055).await;
+    assert_eq!(report.outcome, Final::Failed { transaction_id: None, kind: FailKind::TerminalOffline });
+    assert_eq!(h.fake.count("cancel"), 1);
+    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalOffline };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    h.inputs.send(cart(1000)).await.unwrap();
+    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Unavailable }).await.unwrap();
+    assert_eq!(h.fake.creates(), 1);
+    // The health gate clears it by itself.
+    h.idle().await;
+    let ok = h.pay(1000).await;
+    assert!(matches!(ok.outcome, Final::Approved { .. }));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_create_answer_is_found_by_reference_not_created_again() {
+    let fake = Fake::default();
+    fake.with(|s| s.lose_create_answers = 1);
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert_eq!(h.fake.creates(), 1, "never create twice for one intent");
+    assert!(h.fake.count("search") >= 1);
+    assert!(h.seen_names().contains(&"checking"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
+    let fake = Fake::default();
+    fake.with(|s| s.fail_creates_unknown = 1);
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::NotCreated { .. }), "{report:?}");
+    assert_eq!(h.fake.creates(), 1);
+    assert!(h.fake.count("search") >= 2, "one lookup is not enough to conclude");
+    h.idle().await;
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::NotCreated));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_create_is_not_looked_up() {
+    let fake = Fake::default();
+    fake.with(|s| s.reject_create = Some((409, "TERMINAL_BUSY")));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(&report.outcome, Final::NotCreated { reason } if reason.contains("TERMINAL_BUSY")), "{report:?}");
+    assert_eq!(h.fake.count("search"), 0);
+    assert_eq!(h.state.borrow().name(), "failed");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_errors_show_checking_and_the_payment_is_still_followed() {
+    let fake = Fake::default();
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    h.inputs.send(cart(39900)).await.unwrap();
+    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.fake.with(|s| s.failing_gets = 6);
+    let report = h.report().await;
+    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert!(h.seen_names().contains(&"checking"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn technician_cancel_cancels_a_waiting_payment() {
+    let fake = Fake::default();
+    fake.with(|s| s.plan_by_amount.insert(7554, Plan::NoCard));
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    h.inputs.send(cart(7554)).await.unwrap();
+    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.commands.send(Command::Cancel).await.unwrap();
+    let report = h.report().await;
+    assert!(
+        matches!(report.outcome, Final::Cancelled { by: CancelledBy::Kiosk, .. }),
+        "{report:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_gate_refuses_while_the_terminal_is_inactive_and_recovers_by_itself() {
+    let fake = Fake::default();
+    fake.with(|s| s.terminal_status = Some(TerminalStatus::Inactive));
+    let mut h = start(fake, tempdir(), config());
+    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalNotActive("INACTIVE".into()) };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    h.inputs.send(cart(1000)).await.unwrap();
+    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Unavailable }).await.unwrap();
+    h.fake.with(|s| s.terminal_status = Some(TerminalStatus::Active));
+    h.idle().await;
+    assert!(matches!(h.pay(1000).await.outcome, Final::Approved { .. }));
+    assert_eq!(h.fake.creates(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_gate_when_the_api_is_down_then_back() {
+    let fake = Fake::default();
+    fake.with(|s| s.api_down = true);
+    let mut h = start(fake, tempdir(), config());
+    let want = KioskState::Unavailable { reason: UnavailableReason::ApiUnreachable };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    h.fake.with(|s| s.api_down = false);
+    h.idle().await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_gate_falls_back_to_the_api_alone_without_the_terminal_scope() {
+    let fake = Fake::default();
+    fake.with(|s| s.terminal_forbidden = true);
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    assert!(matches!(h.pay(1000).await.outcome, Final::Approved { .. }));
+    h.stop().await;
+}
+
+fn intent(reference: &str, amount: u64, sequence: u64) -> Record {
+    Record::Intent {
+        merchant_reference: reference.into(),
+        amount,
+        currency: "NOK".into(),
+        cart_reference: None,
+        terminal_id: TERMINAL.into(),
+        sequence,
+        at: "2026-11-24T08:00:00Z".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_resolves_every_unfinished_payment_before_taking_carts() {
+    let dir = tempdir();
+    let fake = Fake::default();
+    let long_ago = Instant::now();
+    {
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        // 1: created and captured while the kiosk was off; only the intent reached the journal.
+        journal.append(&intent("kiosk-1-20261124-000001", 39900, 1)).unwrap();
+        // 2: a session no terminal ever picked up.
+        journal.append(&intent("kiosk-1-20261124-000002", 2000, 2)).unwrap();
+        let offline = fake.insert("kiosk-1-20261124-000002", 2000, Plan::Offline, long_ago);
+        journal
+            .append(&Record::Session { merchant_reference: "kiosk-1-20261124-000002".into(), session_id: offline })
+            .unwrap();
+        // 3: the power went before the create call: nothing at Dintero.
+        journal.append(&intent("kiosk-1-20261124-000003", 3000, 3)).unwrap();
+    }
+    fake.insert("kiosk-1-20261124-000001", 39900, Plan::Approve, long_ago);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut h = start(fake, dir, config());
+    let r1 = h.report().await;
+    let r2 = h.report().await;
+    let r3 = h.report().await;
+    assert!(r1.recovered && r2.recovered && r3.recovered);
+    assert!(matches!(r1.outcome, Final::Approved { .. }), "{r1:?}");
+    assert!(matches!(r2.outcome, Final::Cancelled { by: CancelledBy::Kiosk, transaction_id: None }), "{r2:?}");
+    assert!(matches!(r3.outcome, Final::NotCreated { .. }), "{r3:?}");
+    assert_eq!(h.fake.creates(), 0, "recovery never creates a session");
+    assert_eq!(h.fake.count("cancel"), 1);
+    h.idle().await;
+    assert!(h.journal().iter().all(|p| p.outcome.is_some()));
+    // New payments continue the sequence.
+    let next = h.pay(1000).await;
+    assert!(next.merchant_reference.ends_with("-000004"), "{}", next.merchant_reference);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_waits_for_the_api_and_shows_checking() {
+    let dir = tempdir();
+    {
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        journal.append(&intent("kiosk-1-20261124-000001", 39900, 1)).unwrap();
+    }
+    let fake = Fake::default();
+    fake.insert("kiosk-1-20261124-000001", 39900, Plan::Approve, Instant::now());
+    fake.with(|s| s.api_down = true);
+    let mut h = start(fake, dir, config());
+    let want = KioskState::Checking { reference: "kiosk-1-20261124-000001".into() };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    h.inputs.send(cart(1000)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(h.reports.try_recv().is_err(), "nothing resolves while the API is down");
+    h.fake.with(|s| s.api_down = false);
+    let r = h.report().await;
+    assert!(matches!(r.outcome, Final::Approved { .. }) && r.recovered);
+    assert_eq!(h.fake.creates(), 0, "the cart sent during recovery was refused, not queued");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_mid_payment_leaves_it_for_the_next_start() {
+    let dir = tempdir();
+    let mut h = start(Fake::default(), dir, config());
+    h.idle().await;
+    h.inputs.send(cart(39900)).await.unwrap();
+    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    let (fake, dir) = h.stop().await;
+    let unfinished = kioskpay::journal::read_only(dir.path()).unwrap();
+    assert_eq!(unfinished.unresolved().count(), 1);
+    let mut h = start(fake, dir, config());
+    let r = h.report().await;
+    assert!(r.recovered && matches!(r.outcome, Final::Approved { .. }), "{r:?}");
+    assert_eq!(h.fake.creates(), 1);
+    h.stop().await;
+}
