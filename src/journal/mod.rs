@@ -210,7 +210,13 @@ impl Journal {
     /// A torn last line is copied to `journal.torn` and cut off, so later appends start on a
     /// clean line; every problem found is logged and returned in the [`Replay`].
     pub fn open(dir: &Path) -> Result<(Journal, Replay), JournalError> {
-        fs::create_dir_all(dir).map_err(io_error("create the state directory", dir))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_error("create the state directory", dir))?;
+            // The new directory's own entry must survive a power cut too.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let path = dir.join(FILE_NAME);
         let stale = dir.join(COMPACT_NAME);
         match fs::remove_file(&stale) {
