@@ -308,8 +308,9 @@ impl Journal {
             _ => {}
         }
         let line = record::encode_line(record).map_err(JournalError::Encode)?;
-        // Taken before the write: if the write half-happens and survives a crash, the number is
-        // burnt rather than reused.
+        // Counted before the write: a number offered to a failed append is never offered again
+        // in this run, so a record that reached the disk despite the error cannot share its
+        // reference with a later payment.
         if let Some(sequence) = record.sequence() {
             self.last_sequence = self.last_sequence.max(sequence);
         }
