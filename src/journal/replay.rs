@@ -1,0 +1,372 @@
+//! Reading a journal back: from lines to what is known about every payment.
+//!
+//! Replay never stops at a bad line. A payment journal that refuses to load after one flipped
+//! bit would leave the kiosk blind to every other payment in it, so each line stands on its
+//! own (its own checksum), bad lines become [`Problem`]s, and whatever the good lines say is
+//! still assembled into [`PaymentRecord`]s.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use super::record::{decode_line, Decoded, Outcome, Record};
+
+/// The `state` of a payment whose intent is written but that has no `state` record yet: the
+/// session may or may not have been created.
+pub const INITIAL_STATE: &str = "intent";
+
+/// Everything the journal knows about one payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PaymentRecord {
+    /// Our reference; the key recovery searches Dintero by.
+    pub merchant_reference: String,
+    /// Total in minor units; 0 when the intent record was lost (see [`ProblemKind::MissingIntent`]).
+    pub amount: u64,
+    /// ISO 4217 code; empty when the intent was lost.
+    pub currency: String,
+    /// The cart's own reference, if any.
+    pub cart_reference: Option<String>,
+    /// The terminal; empty when the intent was lost.
+    pub terminal_id: String,
+    /// Dintero's session id, once the create call answered.
+    pub session_id: Option<String>,
+    /// Dintero's transaction id, once the terminal picked the payment up.
+    pub transaction_id: Option<String>,
+    /// The last `state` record, or the outcome's name once final ([`INITIAL_STATE`] before either).
+    pub state: String,
+    /// How it ended; `None` while the payment is unresolved.
+    pub outcome: Option<Outcome>,
+    /// Dintero's transaction status in the final record.
+    pub status: Option<String>,
+    /// When the intent was written (RFC 3339); empty when the intent was lost.
+    pub started_at: String,
+    /// When the outcome was written (RFC 3339).
+    pub finished_at: Option<String>,
+}
+
+impl PaymentRecord {
+    fn new(merchant_reference: &str) -> PaymentRecord {
+        PaymentRecord {
+            merchant_reference: merchant_reference.to_owned(),
+            amount: 0,
+            currency: String::new(),
+            cart_reference: None,
+            terminal_id: String::new(),
+            session_id: None,
+            transaction_id: None,
+            state: INITIAL_STATE.to_owned(),
+            outcome: None,
+            status: None,
+            started_at: String::new(),
+            finished_at: None,
+        }
+    }
+}
+
+/// What kind of trouble replay met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The last line was cut short or garbled: a power cut during the final append. That append
+    /// never returned, so nothing was done on its strength; the line is ignored (and, when the
+    /// journal is opened for writing, moved to `journal.torn` and cut off the log).
+    TornTail,
+    /// A line before the last one is damaged (checksum, framing or JSON). It is skipped; the
+    /// lines after it are still read. Usually failing storage: check the SD card.
+    Corrupt,
+    /// A well-formed record of a type this version does not know, written by a newer kioskpay.
+    /// It is kept (compaction copies it) but not interpreted.
+    UnknownRecord,
+    /// Records exist for a payment whose intent line is gone, so its amount, currency and
+    /// terminal are unknown; the payment is still listed so that recovery can look it up.
+    MissingIntent,
+    /// Records that contradict each other (a second intent, a changed session or transaction
+    /// id, a state after the outcome, a changed outcome). Later facts win except that a state
+    /// never reopens a finished payment.
+    Inconsistent,
+}
+
+impl ProblemKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::TornTail => "torn tail",
+            ProblemKind::Corrupt => "corrupt line",
+            ProblemKind::UnknownRecord => "unknown record type",
+            ProblemKind::MissingIntent => "missing intent",
+            ProblemKind::Inconsistent => "inconsistent records",
+        }
+    }
+}
+
+/// One thing replay could not take at face value. Never silent: the daemon logs each one at
+/// start and `kioskpay journal` prints them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// What kind.
+    pub kind: ProblemKind,
+    /// 1-based line number in the journal file, where one line is to blame.
+    pub line: Option<usize>,
+    /// What exactly, for the technician.
+    pub detail: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        write!(f, "{}: {}", self.kind.as_str(), self.detail)
+    }
+}
+
+/// The journal read back: every payment it knows, and everything that was wrong with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Payments in the order they first appear in the journal (oldest first).
+    pub payments: Vec<PaymentRecord>,
+    /// Damaged, unknown or contradictory lines, in file order.
+    pub problems: Vec<Problem>,
+    /// The highest sequence number ever handed out (0 for a new journal).
+    pub last_sequence: u64,
+}
+
+impl Replay {
+    /// Payments without an outcome: started, perhaps charged, never resolved. Recovery must
+    /// settle each of these with Dintero before the kiosk takes a new payment.
+    pub fn unresolved(&self) -> impl Iterator<Item = &PaymentRecord> {
+        self.payments.iter().filter(|p| p.outcome.is_none())
+    }
+
+    /// The payment with this reference.
+    pub fn get(&self, merchant_reference: &str) -> Option<&PaymentRecord> {
+        self.payments
+            .iter()
+            .find(|p| p.merchant_reference == merchant_reference)
+    }
+}
+
+/// One line of the file, as compaction needs to see it.
+pub(crate) struct Line {
+    /// The bytes of the line in the file, newline included.
+    pub range: Range<usize>,
+    /// The record, or `None` when the line is not understood (corrupt or unknown type): such
+    /// lines are carried over verbatim, because a newer version or a forensic look may still
+    /// make sense of them.
+    pub record: Option<Record>,
+}
+
+/// A whole file, scanned.
+pub(crate) struct Scan {
+    /// What the good lines say.
+    pub replay: Replay,
+    /// Every line before the torn tail.
+    pub lines: Vec<Line>,
+    /// Bytes of the torn last line, if there is one; everything before it is whole lines.
+    pub torn: Option<Range<usize>>,
+}
+
+/// Reads every line of a journal file's contents.
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let mut builder = Builder::default();
+    let mut lines = Vec::new();
+    let mut torn = None;
+    let mut start = 0;
+    let mut number = 0;
+    while start < bytes.len() {
+        number += 1;
+        let newline = bytes[start..].iter().position(|&b| b == b'\n');
+        let end = newline.map_or(bytes.len(), |i| start + i + 1);
+        let is_last = end == bytes.len();
+        let content = &bytes[start..newline.map_or(end, |_| end - 1)];
+        let decoded = match newline {
+            Some(_) => decode_line(content),
+            None => Decoded::Bad(format!("{} bytes without a final newline", content.len())),
+        };
+        match decoded {
+            Decoded::Record(record) => {
+                builder.apply(&record, number);
+                lines.push(Line {
+                    range: start..end,
+                    record: Some(record),
+                });
+            }
+            Decoded::Bad(why) if is_last => {
+                builder.problem(
+                    ProblemKind::TornTail,
+                    Some(number),
+                    format!(
+                        "{why}; a power cut during the last write: that record was never \
+                         confirmed and is ignored"
+                    ),
+                );
+                torn = Some(start..end);
+            }
+            Decoded::Bad(why) => {
+                builder.problem(ProblemKind::Corrupt, Some(number), why);
+                lines.push(Line {
+                    range: start..end,
+                    record: None,
+                });
+            }
+            Decoded::Unknown { kind } => {
+                builder.problem(
+                    ProblemKind::UnknownRecord,
+                    Some(number),
+                    format!("record type \"{kind}\" is from a newer kioskpay; kept unread"),
+                );
+                lines.push(Line {
+                    range: start..end,
+                    record: None,
+                });
+            }
+        }
+        start = end;
+    }
+    Scan {
+        replay: builder.finish(),
+        lines,
+        torn,
+    }
+}
+
+/// Folds records into payments.
+#[derive(Default)]
+struct Builder {
+    payments: Vec<PaymentRecord>,
+    index: HashMap<String, usize>,
+    /// Per payment: whether its intent was seen, and the line it first appeared on.
+    seen: Vec<(bool, usize)>,
+    problems: Vec<Problem>,
+    last_sequence: u64,
+}
+
+impl Builder {
+    fn problem(&mut self, kind: ProblemKind, line: Option<usize>, detail: String) {
+        self.problems.push(Problem { kind, line, detail });
+    }
+
+    fn payment(&mut self, reference: &str, line: usize) -> usize {
+        if let Some(&i) = self.index.get(reference) {
+            return i;
+        }
+        let i = self.payments.len();
+        self.payments.push(PaymentRecord::new(reference));
+        self.seen.push((false, line));
+        self.index.insert(reference.to_owned(), i);
+        i
+    }
+
+    fn apply(&mut self, record: &Record, line: usize) {
+        if let Some(sequence) = record.sequence() {
+            self.last_sequence = self.last_sequence.max(sequence);
+        }
+        let Some(reference) = record.merchant_reference() else {
+            return;
+        };
+        let i = self.payment(reference, line);
+        let mut conflict = None;
+        let p = &mut self.payments[i];
+        match record {
+            Record::Intent {
+                amount,
+                currency,
+                cart_reference,
+                terminal_id,
+                at,
+                ..
+            } => {
+                if self.seen[i].0 {
+                    conflict = Some(format!("second intent for {reference} ignored"));
+                } else {
+                    self.seen[i].0 = true;
+                    p.amount = *amount;
+                    p.currency.clone_from(currency);
+                    p.cart_reference.clone_from(cart_reference);
+                    p.terminal_id.clone_from(terminal_id);
+                    p.started_at.clone_from(at);
+                }
+            }
+            Record::Session { session_id, .. } => {
+                conflict = replaced(&mut p.session_id, session_id, reference, "session");
+            }
+            Record::Transaction { transaction_id, .. } => {
+                conflict = replaced(
+                    &mut p.transaction_id,
+                    transaction_id,
+                    reference,
+                    "transaction",
+                );
+            }
+            Record::State { state, .. } => match p.outcome {
+                Some(outcome) => {
+                    conflict = Some(format!(
+                        "state \"{state}\" after {reference} ended {outcome} ignored"
+                    ));
+                }
+                None => p.state.clone_from(state),
+            },
+            Record::Final {
+                outcome,
+                transaction_id,
+                status,
+                at,
+                ..
+            } => {
+                if let Some(old) = p.outcome.filter(|old| old != outcome) {
+                    conflict = Some(format!(
+                        "{reference} ended {old} and then {outcome}; the later one counts"
+                    ));
+                }
+                if let Some(id) = transaction_id {
+                    if let Some(why) = replaced(&mut p.transaction_id, id, reference, "transaction")
+                    {
+                        conflict.get_or_insert(why);
+                    }
+                }
+                p.outcome = Some(*outcome);
+                p.state = outcome.as_str().to_owned();
+                p.status.clone_from(status);
+                p.finished_at = Some(at.clone());
+            }
+            Record::Sequence { .. } => {}
+        }
+        if let Some(detail) = conflict {
+            self.problem(ProblemKind::Inconsistent, Some(line), detail);
+        }
+    }
+
+    fn finish(mut self) -> Replay {
+        for (p, &(has_intent, line)) in self.payments.iter().zip(&self.seen) {
+            if !has_intent {
+                self.problems.push(Problem {
+                    kind: ProblemKind::MissingIntent,
+                    line: Some(line),
+                    detail: format!(
+                        "no intent for {}: amount, currency and terminal unknown; look the \
+                         payment up at Dintero by its reference",
+                        p.merchant_reference
+                    ),
+                });
+            }
+        }
+        Replay {
+            payments: self.payments,
+            problems: self.problems,
+            last_sequence: self.last_sequence,
+        }
+    }
+}
+
+/// Sets an id, returning a complaint when it replaces a different one.
+fn replaced(slot: &mut Option<String>, new: &str, reference: &str, what: &str) -> Option<String> {
+    let complaint = match slot.as_deref() {
+        Some(old) if old != new => Some(format!(
+            "{reference} had {what} {old} and now {new}; the later one counts"
+        )),
+        _ => None,
+    };
+    *slot = Some(new.to_owned());
+    complaint
+}
