@@ -42,14 +42,18 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the kiosk daemon: take carts, charge them on the terminal, show every step.
-    #[command(after_help = "Example:\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n\nUnfinished payments in the journal are resolved before the first cart is taken.\nSIGTERM or Ctrl-C stops it; a payment in flight is resolved at the next start.")]
+    #[command(
+        after_help = "Example:\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n\nUnfinished payments in the journal are resolved before the first cart is taken.\nSIGTERM or Ctrl-C stops it; a payment in flight is resolved at the next start."
+    )]
     Run {
         /// The config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Run the whole loop on the embedded Dintero emulator with a scripted list of carts.
-    #[command(after_help = "Example:\n  kioskpay demo --frames /tmp/frames --lang en\n\nExits 0 only when every outcome matches the emulator's ledger.")]
+    #[command(
+        after_help = "Example:\n  kioskpay demo --frames /tmp/frames --lang en\n\nExits 0 only when every outcome matches the emulator's ledger."
+    )]
     Demo {
         /// Where the customer screens are written as numbered PNG files.
         #[arg(long, value_name = "DIR", default_value = "demo-frames")]
@@ -62,7 +66,9 @@ enum Command {
         time_scale: f64,
     },
     /// Serve the Dintero emulator (API + simulated terminals) for manual testing.
-    #[command(after_help = "Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002.")]
+    #[command(
+        after_help = "Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002."
+    )]
     Emulator {
         /// Address to listen on; keep it on loopback.
         #[arg(long, default_value = "127.0.0.1:8787")]
@@ -78,7 +84,9 @@ enum Command {
         faults: Option<PathBuf>,
     },
     /// Validate a config file; where the API is reachable, get a token and read the terminal.
-    #[command(after_help = "Example:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n\nExit 0: the file is valid (and the API accepted it, or could not be reached);\n1: the API refused the credentials or the terminal is not ACTIVE; 2: the file is invalid.")]
+    #[command(
+        after_help = "Example:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n\nExit 0: the file is valid (and the API accepted it, or could not be reached);\n1: the API refused the credentials or the terminal is not ACTIVE; 2: the file is invalid."
+    )]
     Check {
         /// The config file (TOML).
         #[arg(long, value_name = "FILE")]
@@ -88,7 +96,9 @@ enum Command {
         offline: bool,
     },
     /// Show the payment journal (one line per payment, or JSON objects with --json).
-    #[command(after_help = "Example:\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json | jq 'select(.state != \"approved\")'")]
+    #[command(
+        after_help = "Example:\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json | jq 'select(.state != \"approved\")'"
+    )]
     Journal {
         /// The config file (TOML); its `state.dir` holds the journal.
         #[arg(long, value_name = "FILE")]
@@ -118,7 +128,10 @@ impl From<LangArg> for Language {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kioskpay: cannot start the async runtime: {e}");
@@ -128,7 +141,9 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            let is_config = e.chain().any(|c| c.downcast_ref::<crate::config::ConfigError>().is_some());
+            let is_config = e
+                .chain()
+                .any(|c| c.downcast_ref::<crate::config::ConfigError>().is_some());
             eprintln!("kioskpay: {e:#}");
             if is_config {
                 ExitCode::from(EXIT_CONFIG)
@@ -142,18 +157,33 @@ pub fn main() -> ExitCode {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { config } => run(config).await,
-        Command::Demo { frames, lang, time_scale } => {
-            crate::demo::run(crate::demo::DemoOptions { frames, lang: lang.into(), time_scale }).await
+        Command::Demo {
+            frames,
+            lang,
+            time_scale,
+        } => {
+            crate::demo::run(crate::demo::DemoOptions {
+                frames,
+                lang: lang.into(),
+                time_scale,
+            })
+            .await
         }
-        Command::Emulator { listen, time_scale, token_ttl, faults } => {
-            emulator(listen, time_scale, token_ttl, faults).await
-        }
+        Command::Emulator {
+            listen,
+            time_scale,
+            token_ttl,
+            faults,
+        } => emulator(listen, time_scale, token_ttl, faults).await,
         Command::Check { config, offline } => check(config, offline).await,
         Command::Journal { config, json } => journal(config, json),
     }
@@ -163,8 +193,12 @@ async fn run(path: PathBuf) -> Result<ExitCode> {
     let config = Config::load(&path)?;
     let client = Client::new(ClientConfig::from_config(&config.dintero)?);
     tracing::info!(kiosk = %config.kiosk.id, terminal = %config.store.terminal_id, "kioskpay starting");
-    let kiosk = crate::daemon::Kiosk::start(&config, Arc::new(client), crate::daemon::InputWiring::FromConfig)
-        .context("starting the kiosk")?;
+    let kiosk = crate::daemon::Kiosk::start(
+        &config,
+        Arc::new(client),
+        crate::daemon::InputWiring::FromConfig,
+    )
+    .context("starting the kiosk")?;
     let token = kiosk.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -190,13 +224,21 @@ async fn wait_for_signal() {
     }
 }
 
-async fn emulator(listen: SocketAddr, time_scale: f64, token_ttl: u64, faults: Option<PathBuf>) -> Result<ExitCode> {
+async fn emulator(
+    listen: SocketAddr,
+    time_scale: f64,
+    token_ttl: u64,
+    faults: Option<PathBuf>,
+) -> Result<ExitCode> {
     if !(time_scale > 0.0 && time_scale <= 100.0) {
         eprintln!("kioskpay: --time-scale {time_scale}: expected a number above 0 and at most 100");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     let faults = match faults {
-        Some(path) => Some(crate::emulator::FaultPlan::load(&path).with_context(|| format!("reading faults from {}", path.display()))?),
+        Some(path) => Some(
+            crate::emulator::FaultPlan::load(&path)
+                .with_context(|| format!("reading faults from {}", path.display()))?,
+        ),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -217,9 +259,26 @@ async fn emulator(listen: SocketAddr, time_scale: f64, token_ttl: u64, faults: O
 async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
     let config = Config::load(&path)?;
     println!("config {}: valid", path.display());
-    println!("  kiosk {} ({}, {}), max amount {}", config.kiosk.id, config.currency(), config.kiosk.language.code(), config.max_amount());
-    println!("  account {} ({})", config.dintero.account_id, if config.dintero.account_id.starts_with('T') { "sandbox" } else { "production" });
-    println!("  store {} terminal {} payout destination {}", config.store.id, config.store.terminal_id, config.store.payout_destination_id);
+    println!(
+        "  kiosk {} ({}, {}), max amount {}",
+        config.kiosk.id,
+        config.currency(),
+        config.kiosk.language.code(),
+        config.max_amount()
+    );
+    println!(
+        "  account {} ({})",
+        config.dintero.account_id,
+        if config.dintero.account_id.starts_with('T') {
+            "sandbox"
+        } else {
+            "production"
+        }
+    );
+    println!(
+        "  store {} terminal {} payout destination {}",
+        config.store.id, config.store.terminal_id, config.store.payout_destination_id
+    );
     println!("  journal in {}", config.state.dir.display());
     if offline {
         return Ok(ExitCode::SUCCESS);
@@ -228,7 +287,10 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
     match client.ensure_token().await {
         Ok(()) => println!("api {}: token OK", config.dintero.api_url),
         Err(e @ (ApiError::Unreachable { .. } | ApiError::Unknown { .. })) => {
-            println!("api {}: not reachable now ({e}); the file is valid, the kiosk will retry", config.dintero.api_url);
+            println!(
+                "api {}: not reachable now ({e}); the file is valid, the kiosk will retry",
+                config.dintero.api_url
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => {
@@ -238,15 +300,28 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
     }
     match client.terminal(&config.store.terminal_id).await {
         Ok(t) if t.status == TerminalStatus::Active => {
-            println!("terminal {}: ACTIVE ({})", t.terminal_id, t.device_serial_number.as_deref().unwrap_or("serial unknown"));
+            println!(
+                "terminal {}: ACTIVE ({})",
+                t.terminal_id,
+                t.device_serial_number
+                    .as_deref()
+                    .unwrap_or("serial unknown")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Ok(t) => {
-            println!("terminal {}: {} — it will not take payments until it is ACTIVE", t.terminal_id, t.status.as_str());
+            println!(
+                "terminal {}: {} — it will not take payments until it is ACTIVE",
+                t.terminal_id,
+                t.status.as_str()
+            );
             Ok(ExitCode::FAILURE)
         }
         Err(ApiError::Auth { status: 403, .. }) => {
-            println!("terminal {}: the API client may not read terminals (403); payments may still work", config.store.terminal_id);
+            println!(
+                "terminal {}: the API client may not read terminals (403); payments may still work",
+                config.store.terminal_id
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -257,7 +332,11 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
 }
 
 fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read { path: path.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
     let config = Config::parse(&text, &path)?;
     let replay = crate::journal::read_only(&config.state.dir)?;
     for problem in &replay.problems {
@@ -268,7 +347,10 @@ fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
             println!("{}", crate::journal::summary_json(p));
         }
     } else {
-        println!("{:<28} {:>12} {:<4} {:<17} {:<32} {}", "merchant_reference", "amount", "cur", "state", "session", "transaction");
+        println!(
+            "{:<28} {:>12} {:<4} {:<17} {:<32} {}",
+            "merchant_reference", "amount", "cur", "state", "session", "transaction"
+        );
         for p in &replay.payments {
             println!(
                 "{:<28} {:>12} {:<4} {:<17} {:<32} {}",

@@ -382,7 +382,12 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::parse(&text, path)?;
+        Config::load_str(&text, path)
+    }
+
+    /// Parses and validates config text (`path` names it in errors), and reads the client secret.
+    pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::parse(text, path)?;
         config.dintero.client_secret = Some(read_secret(&config.dintero.client_secret_file)?);
         Ok(config)
     }

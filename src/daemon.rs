@@ -69,7 +69,10 @@ impl Kiosk {
         }
         let unresolved: Vec<_> = replay.unresolved().cloned().collect();
         if !unresolved.is_empty() {
-            info!(count = unresolved.len(), "unfinished payments in the journal; resolving them first");
+            info!(
+                count = unresolved.len(),
+                "unfinished payments in the journal; resolving them first"
+            );
         }
         let shutdown = CancellationToken::new();
         let (state_tx, state_rx) = watch::channel(KioskState::Starting);
@@ -78,7 +81,8 @@ impl Kiosk {
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let mut helpers = Vec::new();
 
-        let panel = display::panel_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
+        let panel =
+            display::panel_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
         if config.display.kind != DisplayKind::None {
             let token = shutdown.clone();
             let lang = config.kiosk.language;
@@ -103,11 +107,24 @@ impl Kiosk {
             journal,
             unresolved,
             FlowConfig::from_config(config),
-            FlowChannels { inputs: input_rx, commands: command_rx, state: state_tx, reports: Some(report_tx) },
+            FlowChannels {
+                inputs: input_rx,
+                commands: command_rx,
+                state: state_tx,
+                reports: Some(report_tx),
+            },
         );
         let token = shutdown.clone();
         let flow = tokio::spawn(async move { flow.run(token.cancelled_owned()).await });
-        Ok(Kiosk { state: state_rx, inputs: input_tx, commands: command_tx, reports: report_rx, shutdown, flow, helpers })
+        Ok(Kiosk {
+            state: state_rx,
+            inputs: input_tx,
+            commands: command_tx,
+            reports: report_rx,
+            shutdown,
+            flow,
+            helpers,
+        })
     }
 
     /// A handle that stops the kiosk when cancelled (for signal handlers).
@@ -117,7 +134,12 @@ impl Kiosk {
 
     /// Runs until the shutdown token is cancelled or the flow stops by itself.
     pub async fn wait(self) -> Result<(), FlowError> {
-        let Kiosk { shutdown, flow, helpers, .. } = self;
+        let Kiosk {
+            shutdown,
+            flow,
+            helpers,
+            ..
+        } = self;
         let result = match flow.await {
             Ok(result) => result,
             Err(e) => {

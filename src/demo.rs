@@ -45,27 +45,67 @@ struct Step {
 }
 
 const SCRIPT: &[Step] = &[
-    Step { label: "approved (contactless)", line: "399.00;ORDER-1001", expect: "approved" },
-    Step { label: "declined by issuer", line: "149.51;ORDER-1002", expect: "declined" },
-    Step { label: "insufficient funds", line: "89.52", expect: "declined" },
-    Step { label: "customer cancels", line: "75.53;ORDER-1004", expect: "cancelled" },
-    Step { label: "slow approval (45 s)", line: "1200.57;ORDER-1005", expect: "approved" },
-    Step { label: "terminal offline", line: "50.55;ORDER-1006", expect: "failed" },
+    Step {
+        label: "approved (contactless)",
+        line: "399.00;ORDER-1001",
+        expect: "approved",
+    },
+    Step {
+        label: "declined by issuer",
+        line: "149.51;ORDER-1002",
+        expect: "declined",
+    },
+    Step {
+        label: "insufficient funds",
+        line: "89.52",
+        expect: "declined",
+    },
+    Step {
+        label: "customer cancels",
+        line: "75.53;ORDER-1004",
+        expect: "cancelled",
+    },
+    Step {
+        label: "slow approval (45 s)",
+        line: "1200.57;ORDER-1005",
+        expect: "approved",
+    },
+    Step {
+        label: "terminal offline",
+        line: "50.55;ORDER-1006",
+        expect: "failed",
+    },
 ];
 
 /// Runs the demo; `Ok(ExitCode::FAILURE)` when an outcome does not match.
 pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     if !(options.time_scale > 0.0 && options.time_scale <= 1.0) {
-        bail!("--time-scale {}: expected a number above 0 and at most 1", options.time_scale);
+        bail!(
+            "--time-scale {}: expected a number above 0 and at most 1",
+            options.time_scale
+        );
     }
-    let emulator = emulator::spawn(EmulatorConfig { time_scale: options.time_scale, ..Default::default() })
-        .await
-        .context("starting the embedded emulator")?;
+    let emulator = emulator::spawn(EmulatorConfig {
+        time_scale: options.time_scale,
+        ..Default::default()
+    })
+    .await
+    .context("starting the embedded emulator")?;
     let base = emulator.base_url();
-    let work = tempfile::Builder::new().prefix("kioskpay-demo-").tempdir().context("creating a temporary directory")?;
+    let work = tempfile::Builder::new()
+        .prefix("kioskpay-demo-")
+        .tempdir()
+        .context("creating a temporary directory")?;
     let config = demo_config(&base, work.path(), &options)?;
-    println!("kioskpay demo: Dintero emulator on {base} (time scale {}), frames in {}", options.time_scale, options.frames.display());
-    println!("kiosk {} → terminal {}\n", config.kiosk.id, config.store.terminal_id);
+    println!(
+        "kioskpay demo: Dintero emulator on {base} (time scale {}), frames in {}",
+        options.time_scale,
+        options.frames.display()
+    );
+    println!(
+        "kiosk {} → terminal {}\n",
+        config.kiosk.id, config.store.terminal_id
+    );
 
     let client = Client::new(ClientConfig::from_config(&config.dintero)?);
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External)?;
@@ -93,9 +133,17 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     wait_idle(&mut kiosk).await?;
     let mut rows = Vec::new();
     for (i, step) in SCRIPT.iter().enumerate() {
-        println!("cart {}/{}: {} — scanner sends {:?}", i + 1, SCRIPT.len(), step.label, step.line);
+        println!(
+            "cart {}/{}: {} — scanner sends {:?}",
+            i + 1,
+            SCRIPT.len(),
+            step.label,
+            step.line
+        );
         let t0 = Instant::now();
-        scanner.write_all(format!("{}\r\n", step.line).as_bytes()).await?;
+        scanner
+            .write_all(format!("{}\r\n", step.line).as_bytes())
+            .await?;
         let report = tokio::time::timeout(Duration::from_secs(120), kiosk.reports.recv())
             .await
             .context("no outcome within 120 s")?
@@ -112,7 +160,10 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     emulator.shutdown().await;
 
     println!();
-    println!("{:<3} {:<24} {:>10}  {:<30} {:<34} {:>6}  {}", "#", "cart", "amount", "outcome", "transaction", "secs", "ledger");
+    println!(
+        "{:<3} {:<24} {:>10}  {:<30} {:<34} {:>6}  {}",
+        "#", "cart", "amount", "outcome", "transaction", "secs", "ledger"
+    );
     let mut all_ok = true;
     for (i, (step, report, took)) in rows.iter().enumerate() {
         let verdict = check_against_ledger(step, report, &ledger);
@@ -134,7 +185,10 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     let sessions = ledger["sessions"].as_array().map(Vec::len).unwrap_or(0);
     if sessions != SCRIPT.len() {
         all_ok = false;
-        println!("MISMATCH: the emulator holds {sessions} sessions for {} carts", SCRIPT.len());
+        println!(
+            "MISMATCH: the emulator holds {sessions} sessions for {} carts",
+            SCRIPT.len()
+        );
     }
     println!();
     if all_ok {
@@ -200,22 +254,41 @@ dir = "{state}"
 /// Waits until the kiosk shows its idle screen (after a result screen).
 async fn wait_idle(kiosk: &mut Kiosk) -> Result<()> {
     let mut states = kiosk.state.clone();
-    let idle = tokio::time::timeout(Duration::from_secs(30), states.wait_for(|s| matches!(s, KioskState::Idle)));
-    match idle.await {
-        Ok(Ok(_)) => Ok(()),
+    let idle = tokio::time::timeout(Duration::from_secs(30), async {
+        states
+            .wait_for(|s| matches!(s, KioskState::Idle))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    match idle {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => bail!("the kiosk stopped"),
-        Err(_) => bail!("the kiosk did not become ready within 30 s: {:?}", *kiosk.state.borrow()),
+        Err(_) => bail!(
+            "the kiosk did not become ready within 30 s: {:?}",
+            *kiosk.state.borrow()
+        ),
     }
 }
 
 fn describe(state: &KioskState, lang: Language) -> String {
     let amount = |m: &crate::money::Money| m.display(lang).replace('\u{a0}', " ");
     match state {
-        KioskState::WaitingForCard { amount: a, .. } => format!("waiting for card         {}", amount(a)),
+        KioskState::WaitingForCard { amount: a, .. } => {
+            format!("waiting for card         {}", amount(a))
+        }
         KioskState::Creating { amount: a, .. } => format!("creating session         {}", amount(a)),
-        KioskState::Processing { amount: a, .. } => format!("processing               {}", amount(a)),
-        KioskState::Approved { amount: a, card, .. } => {
-            format!("APPROVED                 {} {}", amount(a), card.as_deref().unwrap_or(""))
+        KioskState::Processing { amount: a, .. } => {
+            format!("processing               {}", amount(a))
+        }
+        KioskState::Approved {
+            amount: a, card, ..
+        } => {
+            format!(
+                "APPROVED                 {} {}",
+                amount(a),
+                card.as_deref().unwrap_or("")
+            )
         }
         KioskState::Declined { kind, .. } => format!("DECLINED ({kind:?})"),
         KioskState::Cancelled { by, .. } => format!("CANCELLED by {by:?}"),
@@ -239,9 +312,16 @@ async fn fetch_ledger(base: &str) -> Result<serde_json::Value> {
 }
 
 /// Compares one payment's reported outcome with the emulator's ledger.
-fn check_against_ledger(step: &Step, report: &PaymentReport, ledger: &serde_json::Value) -> Result<String, String> {
+fn check_against_ledger(
+    step: &Step,
+    report: &PaymentReport,
+    ledger: &serde_json::Value,
+) -> Result<String, String> {
     let outcome = report.outcome.outcome();
-    let word = serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let word = serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     if word != step.expect {
         return Err(format!("expected {}, kiosk said {word}", step.expect));
     }
@@ -253,12 +333,18 @@ fn check_against_ledger(step: &Step, report: &PaymentReport, ledger: &serde_json
         .filter(|s| s["merchant_reference"].as_str() == Some(report.merchant_reference.as_str()))
         .collect();
     let [session] = mine.as_slice() else {
-        return Err(format!("{} sessions in the ledger for {}", mine.len(), report.merchant_reference));
+        return Err(format!(
+            "{} sessions in the ledger for {}",
+            mine.len(),
+            report.merchant_reference
+        ));
     };
     if session["amount"].as_u64() != Some(report.amount.minor) {
         return Err(format!("ledger amount {} differs", session["amount"]));
     }
-    let tx = transactions.iter().find(|t| t["session_id"] == session["id"]);
+    let tx = transactions
+        .iter()
+        .find(|t| t["session_id"] == session["id"]);
     match (&report.outcome, tx) {
         (Final::Approved { transaction_id, .. }, Some(tx)) => {
             if tx["id"].as_str() != Some(transaction_id) {
@@ -269,14 +355,20 @@ fn check_against_ledger(step: &Step, report: &PaymentReport, ledger: &serde_json
                 other => Err(format!("kiosk says approved, ledger says {other:?}")),
             }
         }
-        (Final::Failed { transaction_id: None, .. }, None) if session["cancelled_at"].is_string() => {
-            Ok("no transaction, session cancelled".into())
+        (
+            Final::Failed {
+                transaction_id: None,
+                ..
+            },
+            None,
+        ) if session["cancelled_at"].is_string() => Ok("no transaction, session cancelled".into()),
+        (outcome, Some(tx)) if !matches!(outcome, Final::Approved { .. }) => {
+            match tx["status"].as_str() {
+                Some("CAPTURED") => Err("kiosk says not paid, ledger says CAPTURED".into()),
+                Some(status) => Ok(status.to_string()),
+                None => Err("ledger transaction has no status".into()),
+            }
         }
-        (outcome, Some(tx)) if !matches!(outcome, Final::Approved { .. }) => match tx["status"].as_str() {
-            Some("CAPTURED") => Err("kiosk says not paid, ledger says CAPTURED".into()),
-            Some(status) => Ok(status.to_string()),
-            None => Err("ledger transaction has no status".into()),
-        },
         (_, tx) => Err(format!("ledger transaction {tx:?} does not fit")),
     }
 }

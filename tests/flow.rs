@@ -73,7 +73,10 @@ struct FakeState {
 struct Fake(Arc<Mutex<FakeState>>);
 
 fn unknown() -> ApiError {
-    ApiError::Unknown { reason: "scripted timeout".into(), retry_after: None }
+    ApiError::Unknown {
+        reason: "scripted timeout".into(),
+        retry_after: None,
+    }
 }
 
 impl Fake {
@@ -93,7 +96,9 @@ impl Fake {
         self.with(|s| {
             s.calls.push(what.to_string());
             if s.api_down {
-                return Err(ApiError::Unreachable { reason: "scripted: down".into() });
+                return Err(ApiError::Unreachable {
+                    reason: "scripted: down".into(),
+                });
             }
             if s.failing_gets > 0 {
                 s.failing_gets -= 1;
@@ -110,7 +115,7 @@ impl Fake {
         let mut session = fs.session.clone();
         let tx_id = format!("{}.tx", session.id);
         let picked_up = !matches!(fs.plan, Plan::Offline) && now >= at(0.5);
-        let cut = fs.cancelled.map(|(t, _)| t);
+        let cut = fs.cancelled.as_ref().map(|(t, _)| *t);
         let natural = |t: Instant| -> Option<TransactionStatus> {
             let secs = t.saturating_duration_since(fs.created).as_secs_f64();
             Some(match fs.plan {
@@ -124,28 +129,30 @@ impl Fake {
             })
         };
         let mut events = vec![];
-        let status = match fs.cancelled {
+        let status = match &fs.cancelled {
             // The payment wins a race with the cancel.
             Some(_) if matches!(fs.plan, Plan::CaptureAt(_)) => natural(now),
-            Some((t, before)) => match before {
+            Some((_, before)) => match before {
                 None => None,
                 Some(TransactionStatus::Initiated) => Some(TransactionStatus::Failed),
                 Some(TransactionStatus::Authorized) => Some(TransactionStatus::AuthorizationVoided),
-                Some(other) => {
-                    let _ = t;
-                    Some(other)
-                }
+                Some(other) => Some(other.clone()),
             },
             None => natural(now),
         };
         if let Some(t) = cut {
-            if !matches!(fs.plan, Plan::CaptureAt(_)) && !status.as_ref().is_some_and(|s| s.is_paid()) {
+            if !matches!(fs.plan, Plan::CaptureAt(_))
+                && !status.as_ref().is_some_and(|s| s.is_paid())
+            {
                 session.cancelled_at = Some(format!("{t:?}"));
                 session.cancelled_by = Some("kiosk-demo".into());
                 events.push(("CANCELLED", "cancelled"));
             }
         }
-        if matches!(fs.plan, Plan::Decline) && status == Some(TransactionStatus::Failed) && cut.is_none() {
+        if matches!(fs.plan, Plan::Decline)
+            && status == Some(TransactionStatus::Failed)
+            && cut.is_none()
+        {
             events.push(("PAY_FAILED", "authorization"));
         }
         session.events = events
@@ -153,7 +160,9 @@ impl Fake {
             .map(|(name, error)| SessionEvent {
                 name: name.into(),
                 created_at: None,
-                details: Some(SessionEventDetails { error: Some(error.into()) }),
+                details: Some(SessionEventDetails {
+                    error: Some(error.into()),
+                }),
             })
             .collect();
         let tx = if picked_up || status.is_some() {
@@ -177,7 +186,11 @@ impl Fake {
                         event: "AUTHORIZE".into(),
                         success: Some(false),
                         amount: None,
-                        error: Some(TransactionError { code: None, message: None, types: vec!["DECLINED".into()] }),
+                        error: Some(TransactionError {
+                            code: None,
+                            message: None,
+                            types: vec!["DECLINED".into()],
+                        }),
                         metadata: None,
                         created_at: None,
                     }]
@@ -193,7 +206,12 @@ impl Fake {
     }
 
     fn find(&self, id: &str) -> Option<(Session, Option<Transaction>)> {
-        self.with(|s| s.sessions.iter().find(|fs| fs.session.id == id).map(Fake::snapshot))
+        self.with(|s| {
+            s.sessions
+                .iter()
+                .find(|fs| fs.session.id == id)
+                .map(Fake::snapshot)
+        })
     }
 
     fn find_tx(&self, id: &str) -> Option<Transaction> {
@@ -238,9 +256,13 @@ impl Fake {
 }
 
 impl Gateway for Fake {
-    async fn create_session(&self, request: &SessionProfileRequest) -> Result<CreatedSession, ApiError> {
+    async fn create_session(
+        &self,
+        request: &SessionProfileRequest,
+    ) -> Result<CreatedSession, ApiError> {
         let (lose, fail, reject, plan) = self.with(|s| {
-            s.calls.push(format!("create {}", request.order.merchant_reference));
+            s.calls
+                .push(format!("create {}", request.order.merchant_reference));
             let lose = s.lose_create_answers > 0;
             if lose {
                 s.lose_create_answers -= 1;
@@ -249,16 +271,29 @@ impl Gateway for Fake {
             if fail {
                 s.fail_creates_unknown -= 1;
             }
-            let plan = s.plan_by_amount.get(&request.order.amount).copied().unwrap_or(Plan::Approve);
+            let plan = s
+                .plan_by_amount
+                .get(&request.order.amount)
+                .copied()
+                .unwrap_or(Plan::Approve);
             (lose, fail, s.reject_create, plan)
         });
         if fail {
             return Err(unknown());
         }
         if let Some((status, code)) = reject {
-            return Err(ApiError::Rejected { status, code: Some(code.into()), message: "scripted".into() });
+            return Err(ApiError::Rejected {
+                status,
+                code: Some(code.into()),
+                message: "scripted".into(),
+            });
         }
-        let id = self.insert(&request.order.merchant_reference, request.order.amount, plan, Instant::now());
+        let id = self.insert(
+            &request.order.merchant_reference,
+            request.order.amount,
+            plan,
+            Instant::now(),
+        );
         if lose {
             return Err(unknown());
         }
@@ -267,9 +302,11 @@ impl Gateway for Fake {
 
     async fn get_session(&self, id: &str) -> Result<Session, ApiError> {
         self.get(&format!("get_session {id}"))?;
-        self.find(id)
-            .map(|(s, _)| s)
-            .ok_or(ApiError::Rejected { status: 404, code: None, message: "no session".into() })
+        self.find(id).map(|(s, _)| s).ok_or(ApiError::Rejected {
+            status: 404,
+            code: None,
+            message: "no session".into(),
+        })
     }
 
     async fn search_sessions(&self, text: &str) -> Result<Vec<Session>, ApiError> {
@@ -279,17 +316,28 @@ impl Gateway for Fake {
                 .iter()
                 .map(Fake::snapshot)
                 .map(|(s, _)| s)
-                .filter(|s| s.order.as_ref().is_some_and(|o| o.merchant_reference.contains(text)))
+                .filter(|s| {
+                    s.order
+                        .as_ref()
+                        .is_some_and(|o| o.merchant_reference.contains(text))
+                })
                 .collect()
         }))
     }
 
     async fn get_transaction(&self, id: &str) -> Result<Transaction, ApiError> {
         self.get(&format!("get_transaction {id}"))?;
-        self.find_tx(id).ok_or(ApiError::Rejected { status: 404, code: None, message: "no tx".into() })
+        self.find_tx(id).ok_or(ApiError::Rejected {
+            status: 404,
+            code: None,
+            message: "no tx".into(),
+        })
     }
 
-    async fn list_transactions(&self, query: &TransactionQuery) -> Result<Vec<Transaction>, ApiError> {
+    async fn list_transactions(
+        &self,
+        query: &TransactionQuery,
+    ) -> Result<Vec<Transaction>, ApiError> {
         self.get("list_transactions")?;
         Ok(self.with(|s| {
             s.sessions
@@ -304,19 +352,29 @@ impl Gateway for Fake {
     async fn cancel_session(&self, id: &str) -> Result<(), ApiError> {
         self.with(|s| {
             s.calls.push(format!("cancel {id}"));
-            let fs = s
-                .sessions
-                .iter_mut()
-                .find(|fs| fs.session.id == id)
-                .ok_or(ApiError::Rejected { status: 404, code: None, message: "no session".into() })?;
+            let fs =
+                s.sessions
+                    .iter_mut()
+                    .find(|fs| fs.session.id == id)
+                    .ok_or(ApiError::Rejected {
+                        status: 404,
+                        code: None,
+                        message: "no session".into(),
+                    })?;
             let (_, tx) = Fake::snapshot(fs);
             if matches!(fs.plan, Plan::CaptureAt(_)) {
-                return Err(ApiError::Rejected { status: 400, code: None, message: "payment completing".into() });
+                return Err(ApiError::Rejected {
+                    status: 400,
+                    code: None,
+                    message: "payment completing".into(),
+                });
             }
             match tx.as_ref().map(|t| t.status.clone()) {
-                Some(st) if st.is_final() => {
-                    Err(ApiError::Rejected { status: 400, code: None, message: "final".into() })
-                }
+                Some(st) if st.is_final() => Err(ApiError::Rejected {
+                    status: 400,
+                    code: None,
+                    message: "final".into(),
+                }),
                 before => {
                     fs.cancelled = Some((Instant::now(), before));
                     Ok(())
@@ -326,14 +384,21 @@ impl Gateway for Fake {
     }
 
     async fn refund(&self, _: &str, _: &RefundRequest) -> Result<RefundOutcome, ApiError> {
-        Err(ApiError::Rejected { status: 400, code: None, message: "not scripted".into() })
+        Err(ApiError::Rejected {
+            status: 400,
+            code: None,
+            message: "not scripted".into(),
+        })
     }
 
     async fn terminal(&self, terminal_id: &str) -> Result<Terminal, ApiError> {
         self.get("terminal")?;
         let (forbidden, status) = self.with(|s| (s.terminal_forbidden, s.terminal_status.clone()));
         if forbidden {
-            return Err(ApiError::Auth { status: 403, message: "scope".into() });
+            return Err(ApiError::Auth {
+                status: 403,
+                message: "scope".into(),
+            });
         }
         Ok(Terminal {
             terminal_id: terminal_id.into(),
@@ -395,7 +460,12 @@ fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness
         journal,
         unresolved,
         config,
-        FlowChannels { inputs: input_rx, commands: command_rx, state: state_tx, reports: Some(report_tx) },
+        FlowChannels {
+            inputs: input_rx,
+            commands: command_rx,
+            state: state_tx,
+            reports: Some(report_tx),
+        },
     );
     let token = CancellationToken::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -403,14 +473,26 @@ fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness
     let log = seen.clone();
     tokio::spawn(async move {
         while watcher.changed().await.is_ok() {
-            log.lock().unwrap().push(watcher.borrow_and_update().clone());
+            log.lock()
+                .unwrap()
+                .push(watcher.borrow_and_update().clone());
         }
     });
     let t = token.clone();
     let task = tokio::spawn(async move {
         flow.run(t.cancelled_owned()).await.unwrap();
     });
-    Harness { fake, inputs, commands, state, reports, seen, token, task, dir }
+    Harness {
+        fake,
+        inputs,
+        commands,
+        state,
+        reports,
+        seen,
+        token,
+        task,
+        dir,
+    }
 }
 
 fn nok(minor: u64) -> Money {
@@ -418,15 +500,22 @@ fn nok(minor: u64) -> Money {
 }
 
 fn cart(minor: u64) -> InputEvent {
-    InputEvent::Cart(Cart { amount: nok(minor), reference: Some("KID-1".into()), source: CartSource::Stdin })
+    InputEvent::Cart(Cart {
+        amount: nok(minor),
+        reference: Some("KID-1".into()),
+        source: CartSource::Stdin,
+    })
 }
 
 impl Harness {
     async fn idle(&mut self) {
-        tokio::time::timeout(Duration::from_secs(600), self.state.wait_for(|s| *s == KioskState::Idle))
-            .await
-            .expect("kiosk never became idle")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            self.state.wait_for(|s| *s == KioskState::Idle),
+        )
+        .await
+        .expect("kiosk never became idle")
+        .unwrap();
     }
 
     async fn pay(&mut self, minor: u64) -> PaymentReport {
@@ -442,13 +531,16 @@ impl Harness {
     }
 
     fn seen_names(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = self.seen.lock().unwrap().iter().map(|s| s.name()).collect();
+        let mut names: Vec<&'static str> =
+            self.seen.lock().unwrap().iter().map(|s| s.name()).collect();
         names.dedup();
         names
     }
 
     fn journal(&self) -> Vec<kioskpay::journal::PaymentRecord> {
-        kioskpay::journal::read_only(self.dir.path()).unwrap().payments
+        kioskpay::journal::read_only(self.dir.path())
+            .unwrap()
+            .payments
     }
 
     async fn stop(self) -> (Fake, Arc<tempfile::TempDir>) {
@@ -467,10 +559,19 @@ async fn approved_payment_is_journaled_before_and_after_each_effect() {
     let mut h = start(Fake::default(), tempdir(), config());
     h.idle().await;
     let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
     assert_eq!(report.amount, nok(39900));
-    assert_eq!(report.merchant_reference.len(), "kiosk-1-20261124-000001".len());
-    assert!(report.merchant_reference.starts_with("kiosk-1-") && report.merchant_reference.ends_with("-000001"));
+    assert_eq!(
+        report.merchant_reference.len(),
+        "kiosk-1-20261124-000001".len()
+    );
+    assert!(
+        report.merchant_reference.starts_with("kiosk-1-")
+            && report.merchant_reference.ends_with("-000001")
+    );
     let names = h.seen_names();
     for want in ["creating", "waiting_for_card", "processing", "approved"] {
         assert!(names.contains(&want), "{names:?}");
@@ -497,7 +598,10 @@ async fn declined_payment() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(14951).await;
-    assert!(matches!(report.outcome, Final::Declined { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::Declined { .. }),
+        "{report:?}"
+    );
     assert_eq!(h.state.borrow().name(), "declined");
     h.idle().await;
     assert_eq!(h.journal()[0].outcome, Some(Outcome::Declined));
@@ -509,14 +613,28 @@ async fn a_second_cart_during_a_payment_is_refused_not_queued() {
     let mut h = start(Fake::default(), tempdir(), config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
-    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
     h.inputs.send(cart(5000)).await.unwrap();
-    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Busy }).await.unwrap();
+    h.state
+        .wait_for(|s| {
+            *s == KioskState::Refused {
+                reason: RefusalReason::Busy,
+            }
+        })
+        .await
+        .unwrap();
     let report = h.report().await;
     assert_eq!(report.amount, nok(39900));
     h.idle().await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(h.fake.creates(), 1, "the refused cart must not start a payment");
+    assert_eq!(
+        h.fake.creates(),
+        1,
+        "the refused cart must not start a payment"
+    );
     assert!(h.reports.try_recv().is_err());
     h.stop().await;
 }
@@ -527,18 +645,29 @@ async fn refusals_happen_before_any_call() {
     h.idle().await;
     let cases = [
         (cart(0), RefusalReason::ZeroAmount),
-        (cart(1_000_001), RefusalReason::TooLarge { max: nok(1_000_000) }),
+        (
+            cart(1_000_001),
+            RefusalReason::TooLarge {
+                max: nok(1_000_000),
+            },
+        ),
         (
             InputEvent::Cart(Cart {
                 amount: Money::new(100, Currency::from_code("SEK").unwrap()),
                 reference: None,
                 source: CartSource::Stdin,
             }),
-            RefusalReason::WrongCurrency { given: "SEK".into() },
+            RefusalReason::WrongCurrency {
+                given: "SEK".into(),
+            },
         ),
         (
-            InputEvent::Unreadable { reason: "amount \"12a\" is malformed".into() },
-            RefusalReason::Unreadable { detail: "amount \"12a\" is malformed".into() },
+            InputEvent::Unreadable {
+                reason: "amount \"12a\" is malformed".into(),
+            },
+            RefusalReason::Unreadable {
+                detail: "amount \"12a\" is malformed".into(),
+            },
         ),
     ];
     for (event, reason) in cases {
@@ -548,7 +677,10 @@ async fn refusals_happen_before_any_call() {
         h.idle().await;
     }
     assert_eq!(h.fake.creates(), 0);
-    assert!(h.journal().is_empty(), "refused carts leave no journal record");
+    assert!(
+        h.journal().is_empty(),
+        "refused carts leave no journal record"
+    );
     h.stop().await;
 }
 
@@ -559,7 +691,15 @@ async fn kiosk_timeout_cancels_and_reports_timed_out() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(7554).await;
-    assert!(matches!(report.outcome, Final::TimedOut { transaction_id: Some(_) }), "{report:?}");
+    assert!(
+        matches!(
+            report.outcome,
+            Final::TimedOut {
+                transaction_id: Some(_)
+            }
+        ),
+        "{report:?}"
+    );
     assert_eq!(h.fake.count("cancel"), 1);
     h.idle().await;
     assert_eq!(h.journal()[0].outcome, Some(Outcome::TimedOut));
@@ -574,7 +714,10 @@ async fn the_payment_wins_over_the_kiosks_cancel() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::Approved { .. }), "the payment must win: {report:?}");
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "the payment must win: {report:?}"
+    );
     assert_eq!(h.fake.count("cancel"), 1);
     h.stop().await;
 }
@@ -586,12 +729,27 @@ async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(5055).await;
-    assert_eq!(report.outcome, Final::Failed { transaction_id: None, kind: FailKind::TerminalOffline });
+    assert_eq!(
+        report.outcome,
+        Final::Failed {
+            transaction_id: None,
+            kind: FailKind::TerminalOffline
+        }
+    );
     assert_eq!(h.fake.count("cancel"), 1);
-    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalOffline };
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::TerminalOffline,
+    };
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.inputs.send(cart(1000)).await.unwrap();
-    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Unavailable }).await.unwrap();
+    h.state
+        .wait_for(|s| {
+            *s == KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(h.fake.creates(), 1);
     // The health gate clears it by itself.
     h.idle().await;
@@ -607,7 +765,10 @@ async fn a_lost_create_answer_is_found_by_reference_not_created_again() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
     assert_eq!(h.fake.creates(), 1, "never create twice for one intent");
     assert!(h.fake.count("search") >= 1);
     assert!(h.seen_names().contains(&"checking"));
@@ -621,9 +782,15 @@ async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::NotCreated { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::NotCreated { .. }),
+        "{report:?}"
+    );
     assert_eq!(h.fake.creates(), 1);
-    assert!(h.fake.count("search") >= 2, "one lookup is not enough to conclude");
+    assert!(
+        h.fake.count("search") >= 2,
+        "one lookup is not enough to conclude"
+    );
     h.idle().await;
     assert_eq!(h.journal()[0].outcome, Some(Outcome::NotCreated));
     h.stop().await;
@@ -636,7 +803,10 @@ async fn a_rejected_create_is_not_looked_up() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     let report = h.pay(39900).await;
-    assert!(matches!(&report.outcome, Final::NotCreated { reason } if reason.contains("TERMINAL_BUSY")), "{report:?}");
+    assert!(
+        matches!(&report.outcome, Final::NotCreated { reason } if reason.contains("TERMINAL_BUSY")),
+        "{report:?}"
+    );
     assert_eq!(h.fake.count("search"), 0);
     assert_eq!(h.state.borrow().name(), "failed");
     h.stop().await;
@@ -648,10 +818,16 @@ async fn read_errors_show_checking_and_the_payment_is_still_followed() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
-    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
     h.fake.with(|s| s.failing_gets = 6);
     let report = h.report().await;
-    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
     assert!(h.seen_names().contains(&"checking"));
     h.stop().await;
 }
@@ -663,11 +839,20 @@ async fn technician_cancel_cancels_a_waiting_payment() {
     let mut h = start(fake, tempdir(), config());
     h.idle().await;
     h.inputs.send(cart(7554)).await.unwrap();
-    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
     h.commands.send(Command::Cancel).await.unwrap();
     let report = h.report().await;
     assert!(
-        matches!(report.outcome, Final::Cancelled { by: CancelledBy::Kiosk, .. }),
+        matches!(
+            report.outcome,
+            Final::Cancelled {
+                by: CancelledBy::Kiosk,
+                ..
+            }
+        ),
         "{report:?}"
     );
     h.stop().await;
@@ -678,11 +863,21 @@ async fn health_gate_refuses_while_the_terminal_is_inactive_and_recovers_by_itse
     let fake = Fake::default();
     fake.with(|s| s.terminal_status = Some(TerminalStatus::Inactive));
     let mut h = start(fake, tempdir(), config());
-    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalNotActive("INACTIVE".into()) };
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::TerminalNotActive("INACTIVE".into()),
+    };
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.inputs.send(cart(1000)).await.unwrap();
-    h.state.wait_for(|s| *s == KioskState::Refused { reason: RefusalReason::Unavailable }).await.unwrap();
-    h.fake.with(|s| s.terminal_status = Some(TerminalStatus::Active));
+    h.state
+        .wait_for(|s| {
+            *s == KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            }
+        })
+        .await
+        .unwrap();
+    h.fake
+        .with(|s| s.terminal_status = Some(TerminalStatus::Active));
     h.idle().await;
     assert!(matches!(h.pay(1000).await.outcome, Final::Approved { .. }));
     assert_eq!(h.fake.creates(), 1);
@@ -694,7 +889,9 @@ async fn health_gate_when_the_api_is_down_then_back() {
     let fake = Fake::default();
     fake.with(|s| s.api_down = true);
     let mut h = start(fake, tempdir(), config());
-    let want = KioskState::Unavailable { reason: UnavailableReason::ApiUnreachable };
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::ApiUnreachable,
+    };
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.fake.with(|s| s.api_down = false);
     h.idle().await;
@@ -731,15 +928,24 @@ async fn recovery_resolves_every_unfinished_payment_before_taking_carts() {
     {
         let (mut journal, _) = Journal::open(dir.path()).unwrap();
         // 1: created and captured while the kiosk was off; only the intent reached the journal.
-        journal.append(&intent("kiosk-1-20261124-000001", 39900, 1)).unwrap();
+        journal
+            .append(&intent("kiosk-1-20261124-000001", 39900, 1))
+            .unwrap();
         // 2: a session no terminal ever picked up.
-        journal.append(&intent("kiosk-1-20261124-000002", 2000, 2)).unwrap();
+        journal
+            .append(&intent("kiosk-1-20261124-000002", 2000, 2))
+            .unwrap();
         let offline = fake.insert("kiosk-1-20261124-000002", 2000, Plan::Offline, long_ago);
         journal
-            .append(&Record::Session { merchant_reference: "kiosk-1-20261124-000002".into(), session_id: offline })
+            .append(&Record::Session {
+                merchant_reference: "kiosk-1-20261124-000002".into(),
+                session_id: offline,
+            })
             .unwrap();
         // 3: the power went before the create call: nothing at Dintero.
-        journal.append(&intent("kiosk-1-20261124-000003", 3000, 3)).unwrap();
+        journal
+            .append(&intent("kiosk-1-20261124-000003", 3000, 3))
+            .unwrap();
     }
     fake.insert("kiosk-1-20261124-000001", 39900, Plan::Approve, long_ago);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -749,7 +955,16 @@ async fn recovery_resolves_every_unfinished_payment_before_taking_carts() {
     let r3 = h.report().await;
     assert!(r1.recovered && r2.recovered && r3.recovered);
     assert!(matches!(r1.outcome, Final::Approved { .. }), "{r1:?}");
-    assert!(matches!(r2.outcome, Final::Cancelled { by: CancelledBy::Kiosk, transaction_id: None }), "{r2:?}");
+    assert!(
+        matches!(
+            r2.outcome,
+            Final::Cancelled {
+                by: CancelledBy::Kiosk,
+                transaction_id: None
+            }
+        ),
+        "{r2:?}"
+    );
     assert!(matches!(r3.outcome, Final::NotCreated { .. }), "{r3:?}");
     assert_eq!(h.fake.creates(), 0, "recovery never creates a session");
     assert_eq!(h.fake.count("cancel"), 1);
@@ -757,7 +972,11 @@ async fn recovery_resolves_every_unfinished_payment_before_taking_carts() {
     assert!(h.journal().iter().all(|p| p.outcome.is_some()));
     // New payments continue the sequence.
     let next = h.pay(1000).await;
-    assert!(next.merchant_reference.ends_with("-000004"), "{}", next.merchant_reference);
+    assert!(
+        next.merchant_reference.ends_with("-000004"),
+        "{}",
+        next.merchant_reference
+    );
     h.stop().await;
 }
 
@@ -766,21 +985,37 @@ async fn recovery_waits_for_the_api_and_shows_checking() {
     let dir = tempdir();
     {
         let (mut journal, _) = Journal::open(dir.path()).unwrap();
-        journal.append(&intent("kiosk-1-20261124-000001", 39900, 1)).unwrap();
+        journal
+            .append(&intent("kiosk-1-20261124-000001", 39900, 1))
+            .unwrap();
     }
     let fake = Fake::default();
-    fake.insert("kiosk-1-20261124-000001", 39900, Plan::Approve, Instant::now());
+    fake.insert(
+        "kiosk-1-20261124-000001",
+        39900,
+        Plan::Approve,
+        Instant::now(),
+    );
     fake.with(|s| s.api_down = true);
     let mut h = start(fake, dir, config());
-    let want = KioskState::Checking { reference: "kiosk-1-20261124-000001".into() };
+    let want = KioskState::Checking {
+        reference: "kiosk-1-20261124-000001".into(),
+    };
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.inputs.send(cart(1000)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert!(h.reports.try_recv().is_err(), "nothing resolves while the API is down");
+    assert!(
+        h.reports.try_recv().is_err(),
+        "nothing resolves while the API is down"
+    );
     h.fake.with(|s| s.api_down = false);
     let r = h.report().await;
     assert!(matches!(r.outcome, Final::Approved { .. }) && r.recovered);
-    assert_eq!(h.fake.creates(), 0, "the cart sent during recovery was refused, not queued");
+    assert_eq!(
+        h.fake.creates(),
+        0,
+        "the cart sent during recovery was refused, not queued"
+    );
     h.stop().await;
 }
 
@@ -790,13 +1025,22 @@ async fn shutdown_mid_payment_leaves_it_for_the_next_start() {
     let mut h = start(Fake::default(), dir, config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
-    h.state.wait_for(|s| s.name() == "waiting_for_card").await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
+    // Past the terminal's pickup: the journal knows the transaction, so the restarted kiosk
+    // follows it (a session never picked up would be cancelled instead; see the recovery test).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (fake, dir) = h.stop().await;
     let unfinished = kioskpay::journal::read_only(dir.path()).unwrap();
     assert_eq!(unfinished.unresolved().count(), 1);
     let mut h = start(fake, dir, config());
     let r = h.report().await;
-    assert!(r.recovered && matches!(r.outcome, Final::Approved { .. }), "{r:?}");
+    assert!(
+        r.recovered && matches!(r.outcome, Final::Approved { .. }),
+        "{r:?}"
+    );
     assert_eq!(h.fake.creates(), 1);
     h.stop().await;
 }

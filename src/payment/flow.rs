@@ -263,7 +263,9 @@ impl<G: Gateway> Flow<G> {
             InputEvent::Cart(_) => {}
             InputEvent::Unreadable { reason } => {
                 warn!(%reason, "code refused");
-                self.hold(KioskState::Refused { reason: RefusalReason::Unreadable { detail: reason } });
+                self.hold(KioskState::Refused {
+                    reason: RefusalReason::Unreadable { detail: reason },
+                });
             }
             InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
             InputEvent::ScannerBack => info!("scanner back"),
@@ -279,7 +281,9 @@ impl<G: Gateway> Flow<G> {
     fn idle_state(&self) -> KioskState {
         match &self.health {
             Health::Ready => KioskState::Idle,
-            Health::Unavailable(reason) => KioskState::Unavailable { reason: reason.clone() },
+            Health::Unavailable(reason) => KioskState::Unavailable {
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -304,13 +308,17 @@ impl<G: Gateway> Flow<G> {
     /// Refuses what the flow cannot charge, before any call to Dintero.
     fn refusal(&self, cart: &Cart) -> Option<RefusalReason> {
         if cart.amount.currency != self.config.currency {
-            return Some(RefusalReason::WrongCurrency { given: cart.amount.currency.code().into() });
+            return Some(RefusalReason::WrongCurrency {
+                given: cart.amount.currency.code().into(),
+            });
         }
         if cart.amount.minor == 0 {
             return Some(RefusalReason::ZeroAmount);
         }
         if cart.amount.minor > self.config.max_amount.minor {
-            return Some(RefusalReason::TooLarge { max: self.config.max_amount });
+            return Some(RefusalReason::TooLarge {
+                max: self.config.max_amount,
+            });
         }
         if self.health != Health::Ready {
             return Some(RefusalReason::Unavailable);
@@ -322,7 +330,9 @@ impl<G: Gateway> Flow<G> {
         if let Some(reason) = self.refusal(&cart) {
             info!(amount = %cart.amount, source = %cart.source, ?reason, "cart refused");
             self.hold(KioskState::Refused { reason });
-            return Driven::Finished(Final::NotCreated { reason: "refused".into() });
+            return Driven::Finished(Final::NotCreated {
+                reason: "refused".into(),
+            });
         }
         self.hold_until = None;
         let reference = {
@@ -330,7 +340,10 @@ impl<G: Gateway> Flow<G> {
             let kiosk_id = self.config.kiosk_id.clone();
             let today = time::OffsetDateTime::now_utc().date();
             let seq = lock(&journal).next_sequence();
-            (journal::format_merchant_reference(&kiosk_id, today, seq), seq)
+            (
+                journal::format_merchant_reference(&kiosk_id, today, seq),
+                seq,
+            )
         };
         let (merchant_reference, sequence) = reference;
         let payment = Payment {
@@ -350,9 +363,14 @@ impl<G: Gateway> Flow<G> {
         if let Err(e) = self.write(intent).await {
             error!(error = %e, "cannot journal the payment intent; refusing card payments until the journal is writable");
             self.health = Health::Unavailable(UnavailableReason::Storage);
-            self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(10));
-            self.hold(KioskState::Refused { reason: RefusalReason::Unavailable });
-            return Driven::Finished(Final::NotCreated { reason: "journal not writable".into() });
+            self.next_health =
+                Instant::now() + self.config.health_interval.min(Duration::from_secs(10));
+            self.hold(KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            });
+            return Driven::Finished(Final::NotCreated {
+                reason: "journal not writable".into(),
+            });
         }
         info!(%merchant_reference, amount = %cart.amount, source = %cart.source, "payment started");
         let deadline = Instant::now() + self.config.timeout;
@@ -360,7 +378,9 @@ impl<G: Gateway> Flow<G> {
         self.publish(&phase, deadline);
         let request = self.session_request(&payment);
         let event = match self.gateway.create_session(&request).await {
-            Ok(created) => Event::Created { session_id: created.id },
+            Ok(created) => Event::Created {
+                session_id: created.id,
+            },
             Err(e) if e.outcome_unknown() => {
                 warn!(%merchant_reference, error = %e, "create outcome unknown; looking the payment up before anything else");
                 Event::CreateUnknown
@@ -368,15 +388,24 @@ impl<G: Gateway> Flow<G> {
             Err(e) => {
                 warn!(%merchant_reference, error = %e, "Dintero refused the payment");
                 self.note_api_error(&e);
-                Event::CreateRejected { reason: e.to_string() }
+                Event::CreateRejected {
+                    reason: e.to_string(),
+                }
             }
         };
         let phase = self.step(phase, event, deadline).await;
         let driven = self.drive(phase, deadline, false, shutdown).await;
         if let Driven::Finished(outcome) = &driven {
-            if matches!(outcome, Final::Failed { kind: crate::state::FailKind::TerminalOffline, .. }) {
+            if matches!(
+                outcome,
+                Final::Failed {
+                    kind: crate::state::FailKind::TerminalOffline,
+                    ..
+                }
+            ) {
                 self.health = Health::Unavailable(UnavailableReason::TerminalOffline);
-                self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(30));
+                self.next_health =
+                    Instant::now() + self.config.health_interval.min(Duration::from_secs(30));
             }
             self.finish(&payment, outcome, false);
         }
@@ -393,7 +422,10 @@ impl<G: Gateway> Flow<G> {
             cart_reference: record.cart_reference.clone(),
         };
         info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
-        let phase = Phase::Checking { payment: payment.clone(), session_id: record.session_id.clone() };
+        let phase = Phase::Checking {
+            payment: payment.clone(),
+            session_id: record.session_id.clone(),
+        };
         let deadline = Instant::now() + self.config.timeout;
         self.publish(&phase, deadline);
         let driven = self.drive(phase, deadline, true, shutdown).await;
@@ -458,8 +490,11 @@ impl<G: Gateway> Flow<G> {
             })
             .await;
         } else if next.name() != before.name() {
-            self.write_logged(Record::State { merchant_reference: reference, state: next.name().to_string() })
-                .await;
+            self.write_logged(Record::State {
+                merchant_reference: reference,
+                state: next.name().to_string(),
+            })
+            .await;
         }
         if next.name() != before.name() {
             debug!(from = before.name(), to = next.name(), "payment phase");
@@ -481,7 +516,13 @@ impl<G: Gateway> Flow<G> {
     }
 
     /// Drives a payment from `phase` until it ends or the kiosk shuts down.
-    async fn drive(&mut self, mut phase: Phase, deadline: Instant, recovering: bool, mut shutdown: Shutdown<'_>) -> Driven {
+    async fn drive(
+        &mut self,
+        mut phase: Phase,
+        deadline: Instant,
+        recovering: bool,
+        mut shutdown: Shutdown<'_>,
+    ) -> Driven {
         let created_at = Instant::now();
         let mut errors: u32 = 0;
         let mut cancel_sent = false;
@@ -572,7 +613,9 @@ impl<G: Gateway> Flow<G> {
     fn on_input_while_busy(&mut self, event: InputEvent) {
         match event {
             InputEvent::Cart(_) => {}
-            InputEvent::Unreadable { reason } => info!(%reason, "code ignored: a payment is running"),
+            InputEvent::Unreadable { reason } => {
+                info!(%reason, "code ignored: a payment is running")
+            }
             InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
             InputEvent::ScannerBack => info!("scanner back"),
         }
@@ -588,36 +631,45 @@ impl<G: Gateway> Flow<G> {
         session: &mut Option<Session>,
     ) -> Result<Option<Event>, ApiError> {
         match phase {
-            Phase::Checking { payment, session_id: None } => {
-                match self.find(&payment.merchant_reference).await? {
-                    Some((s, tx)) => {
-                        let progress = classify(&s, tx.as_ref(), None);
-                        let session_id = s.id.clone();
-                        *session = Some(s);
-                        Ok(Some(Event::Found { session_id, progress }))
-                    }
-                    None => {
-                        let now = Instant::now();
-                        match first_miss {
-                            None => {
-                                *first_miss = Some(now);
-                                Ok(None)
-                            }
-                            Some(at) if now >= *at + self.config.lookup_confirm_delay => {
-                                Ok(Some(Event::NotFound))
-                            }
-                            Some(_) => Ok(None),
+            Phase::Checking {
+                payment,
+                session_id: None,
+            } => match self.find(&payment.merchant_reference).await? {
+                Some((s, tx)) => {
+                    let progress = classify(&s, tx.as_ref(), None);
+                    let session_id = s.id.clone();
+                    *session = Some(s);
+                    Ok(Some(Event::Found {
+                        session_id,
+                        progress,
+                    }))
+                }
+                None => {
+                    let now = Instant::now();
+                    match first_miss {
+                        None => {
+                            *first_miss = Some(now);
+                            Ok(None)
                         }
+                        Some(at) if now >= *at + self.config.lookup_confirm_delay => {
+                            Ok(Some(Event::NotFound))
+                        }
+                        Some(_) => Ok(None),
                     }
                 }
-            }
+            },
             Phase::Cancelling { session_id, .. } if !*cancel_sent => {
                 match self.gateway.cancel_session(session_id).await {
-                    Ok(()) => info!(session_id, "session cancelled; reading what really happened"),
+                    Ok(()) => info!(
+                        session_id,
+                        "session cancelled; reading what really happened"
+                    ),
                     Err(e) if e.outcome_unknown() => {
                         warn!(session_id, error = %e, "cancel outcome unknown; reading the payment again");
                     }
-                    Err(ApiError::Rejected { status, message, .. }) => {
+                    Err(ApiError::Rejected {
+                        status, message, ..
+                    }) => {
                         info!(session_id, status, %message, "cancel refused (the payment may have completed); reading it again");
                     }
                     Err(e) => return Err(e),
@@ -631,7 +683,9 @@ impl<G: Gateway> Flow<G> {
                     return Ok(None);
                 };
                 let known_tx = transaction_of(phase).map(str::to_string);
-                let progress = self.poll(session_id, known_tx.as_deref(), session, phase).await?;
+                let progress = self
+                    .poll(session_id, known_tx.as_deref(), session, phase)
+                    .await?;
                 if recovering && progress == Progress::NotPickedUp {
                     return Ok(Some(Event::Cancel(CancelReason::Recovery)));
                 }
@@ -643,7 +697,11 @@ impl<G: Gateway> Flow<G> {
                     (_, Phase::Cancelling { .. }) => true,
                     _ => false,
                 };
-                Ok(if unchanged { None } else { Some(Event::Polled(progress)) })
+                Ok(if unchanged {
+                    None
+                } else {
+                    Some(Event::Polled(progress))
+                })
             }
         }
     }
@@ -692,10 +750,15 @@ impl<G: Gateway> Flow<G> {
     }
 
     /// Looks a payment up by our reference: sessions first, then transactions on our terminal.
-    async fn find(&self, reference: &str) -> Result<Option<(Session, Option<Transaction>)>, ApiError> {
+    async fn find(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(Session, Option<Transaction>)>, ApiError> {
         let sessions = self.gateway.search_sessions(reference).await?;
         let found = sessions.into_iter().find(|s| {
-            s.order.as_ref().is_some_and(|o| o.merchant_reference == reference)
+            s.order
+                .as_ref()
+                .is_some_and(|o| o.merchant_reference == reference)
         });
         if let Some(s) = found {
             let tx = match &s.transaction_id {
@@ -710,7 +773,10 @@ impl<G: Gateway> Flow<G> {
             limit: Some(10),
         };
         let txs = self.gateway.list_transactions(&query).await?;
-        let Some(tx) = txs.into_iter().find(|t| t.merchant_reference.as_deref() == Some(reference)) else {
+        let Some(tx) = txs
+            .into_iter()
+            .find(|t| t.merchant_reference.as_deref() == Some(reference))
+        else {
             return Ok(None);
         };
         let Some(session_id) = tx.session_id.clone() else {
@@ -730,7 +796,10 @@ impl<G: Gateway> Flow<G> {
         };
         SessionProfileRequest {
             profile_id: self.config.profile_id.clone(),
-            url: SessionUrl { return_url: self.config.return_url.clone(), callback_url: None },
+            url: SessionUrl {
+                return_url: self.config.return_url.clone(),
+                callback_url: None,
+            },
             order: Order {
                 amount,
                 currency: payment.amount.currency.code().to_string(),
@@ -758,7 +827,9 @@ impl<G: Gateway> Flow<G> {
             Err(e) => unavailable_for(&e),
             Ok(()) => match self.gateway.terminal(self.config.terminal_id()).await {
                 Ok(t) if t.status == TerminalStatus::Active => Health::Ready,
-                Ok(t) => Health::Unavailable(UnavailableReason::TerminalNotActive(t.status.as_str().to_string())),
+                Ok(t) => Health::Unavailable(UnavailableReason::TerminalNotActive(
+                    t.status.as_str().to_string(),
+                )),
                 Err(ApiError::Auth { status: 403, .. }) => {
                     if !self.terminal_scope_warned {
                         warn!("the API client may not read terminals (403); the health gate checks the API alone");
@@ -790,7 +861,9 @@ impl<G: Gateway> Flow<G> {
 
     fn note_api_error(&mut self, e: &ApiError) {
         match e {
-            ApiError::Auth { .. } => self.health = Health::Unavailable(UnavailableReason::Credentials),
+            ApiError::Auth { .. } => {
+                self.health = Health::Unavailable(UnavailableReason::Credentials)
+            }
             ApiError::Unreachable { .. } => {
                 self.health = Health::Unavailable(UnavailableReason::ApiUnreachable)
             }
@@ -805,6 +878,7 @@ impl<G: Gateway> Flow<G> {
         match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
             Ok(result) => result,
             Err(e) => Err(JournalError::Io {
+                action: "append to",
                 path: Default::default(),
                 source: std::io::Error::other(e.to_string()),
             }),
@@ -823,7 +897,9 @@ impl<G: Gateway> Flow<G> {
 fn unavailable_for(e: &ApiError) -> Health {
     Health::Unavailable(match e {
         ApiError::Auth { .. } | ApiError::Rejected { .. } => UnavailableReason::Credentials,
-        ApiError::Unknown { .. } | ApiError::Unreachable { .. } => UnavailableReason::ApiUnreachable,
+        ApiError::Unknown { .. } | ApiError::Unreachable { .. } => {
+            UnavailableReason::ApiUnreachable
+        }
     })
 }
 
@@ -857,7 +933,9 @@ pub fn vat_included(amount: u64, percent: u32) -> u64 {
 }
 
 fn lock(journal: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
-    journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn far_future() -> Instant {

@@ -144,21 +144,30 @@ pub enum Progress {
 /// `cancel` says why the kiosk cancelled, if it did: a session the kiosk cancelled is reported
 /// as a timeout, an offline terminal or a requested cancel accordingly. A captured transaction
 /// wins over everything (the payment wins).
-pub fn classify(session: &Session, transaction: Option<&Transaction>, cancel: Option<CancelReason>) -> Progress {
+pub fn classify(
+    session: &Session,
+    transaction: Option<&Transaction>,
+    cancel: Option<CancelReason>,
+) -> Progress {
     let kiosk_cancel = |transaction_id: Option<String>| match cancel {
         Some(CancelReason::Timeout) => Final::TimedOut { transaction_id },
-        Some(CancelReason::TerminalOffline) => {
-            Final::Failed { transaction_id, kind: FailKind::TerminalOffline }
-        }
-        Some(CancelReason::Requested) | Some(CancelReason::Recovery) | None => {
-            Final::Cancelled { transaction_id, by: CancelledBy::Kiosk }
-        }
+        Some(CancelReason::TerminalOffline) => Final::Failed {
+            transaction_id,
+            kind: FailKind::TerminalOffline,
+        },
+        Some(CancelReason::Requested) | Some(CancelReason::Recovery) | None => Final::Cancelled {
+            transaction_id,
+            by: CancelledBy::Kiosk,
+        },
     };
     let Some(tx) = transaction else {
         if session.cancelled_at.is_some() {
             let by_terminal = session.cancelled_by.as_deref() == Some("terminal");
             return Progress::Ended(if by_terminal {
-                Final::Cancelled { transaction_id: None, by: CancelledBy::Customer }
+                Final::Cancelled {
+                    transaction_id: None,
+                    by: CancelledBy::Customer,
+                }
             } else {
                 kiosk_cancel(None)
             });
@@ -184,9 +193,14 @@ pub fn classify(session: &Session, transaction: Option<&Transaction>, cancel: Op
     // Ended without money: the session's last event says why; the transaction's error types
     // are the fallback when the session has no telling event.
     let last = session.events.iter().rev().find(|e| {
-        matches!(e.name.as_str(), "CANCELLED" | "PAY_FAILED" | "DECLINED" | "FAILED")
+        matches!(
+            e.name.as_str(),
+            "CANCELLED" | "PAY_FAILED" | "DECLINED" | "FAILED"
+        )
     });
-    let error = last.and_then(|e| e.details.as_ref()).and_then(|d| d.error.as_deref());
+    let error = last
+        .and_then(|e| e.details.as_ref())
+        .and_then(|d| d.error.as_deref());
     let types = tx.failure_types();
     let decline_kind = if types.iter().any(|t| t == "INSUFFICIENT_FUNDS") {
         DeclineKind::InsufficientFunds
@@ -194,26 +208,45 @@ pub fn classify(session: &Session, transaction: Option<&Transaction>, cancel: Op
         DeclineKind::Declined
     };
     let ended = match (last.map(|e| e.name.as_str()), error) {
-        (Some("CANCELLED"), Some("timeout")) => Final::TimedOut { transaction_id: Some(id) },
+        (Some("CANCELLED"), Some("timeout")) => Final::TimedOut {
+            transaction_id: Some(id),
+        },
         (Some("CANCELLED"), _) => {
             if session.cancelled_by.as_deref() == Some("terminal") || cancel.is_none() {
-                Final::Cancelled { transaction_id: Some(id), by: CancelledBy::Customer }
+                Final::Cancelled {
+                    transaction_id: Some(id),
+                    by: CancelledBy::Customer,
+                }
             } else {
                 kiosk_cancel(Some(id))
             }
         }
-        (Some("PAY_FAILED"), _) | (Some("DECLINED"), _) => {
-            Final::Declined { transaction_id: id, kind: decline_kind }
+        (Some("PAY_FAILED"), _) | (Some("DECLINED"), _) => Final::Declined {
+            transaction_id: id,
+            kind: decline_kind,
+        },
+        (Some("FAILED"), _) => Final::Failed {
+            transaction_id: Some(id),
+            kind: FailKind::Technical,
+        },
+        _ if types
+            .iter()
+            .any(|t| t == "DECLINED" || t == "INSUFFICIENT_FUNDS") =>
+        {
+            Final::Declined {
+                transaction_id: id,
+                kind: decline_kind,
+            }
         }
-        (Some("FAILED"), _) => Final::Failed { transaction_id: Some(id), kind: FailKind::Technical },
-        _ if types.iter().any(|t| t == "DECLINED" || t == "INSUFFICIENT_FUNDS") => {
-            Final::Declined { transaction_id: id, kind: decline_kind }
-        }
-        _ if tx.status == TransactionStatus::Declined => {
-            Final::Declined { transaction_id: id, kind: decline_kind }
-        }
+        _ if tx.status == TransactionStatus::Declined => Final::Declined {
+            transaction_id: id,
+            kind: decline_kind,
+        },
         _ if cancel.is_some() => kiosk_cancel(Some(id)),
-        _ => Final::Failed { transaction_id: Some(id), kind: FailKind::Technical },
+        _ => Final::Failed {
+            transaction_id: Some(id),
+            kind: FailKind::Technical,
+        },
     };
     Progress::Ended(ended)
 }
@@ -365,41 +398,109 @@ impl Phase {
         };
         match (self, event) {
             (Phase::Creating(payment), Event::Created { session_id }) => {
-                Ok(Phase::AwaitingPickup { payment, session_id })
+                Ok(Phase::AwaitingPickup {
+                    payment,
+                    session_id,
+                })
             }
-            (Phase::Creating(payment), Event::CreateRejected { reason }) => {
-                Ok(Phase::Done { payment, outcome: Final::NotCreated { reason } })
-            }
-            (Phase::Creating(payment), Event::CreateUnknown) => {
-                Ok(Phase::Checking { payment, session_id: None })
-            }
-            (Phase::Checking { payment, .. }, Event::Found { session_id, progress }) => {
-                Ok(Self::progressed(payment, session_id, None, progress))
-            }
-            (Phase::Checking { payment, session_id }, Event::Polled(progress)) => match session_id {
-                Some(session_id) => Ok(Self::progressed(payment, session_id, None, progress)),
-                None => Err(invalid(&Phase::Checking { payment, session_id: None }, &Event::Polled(progress))),
-            },
-            (Phase::Checking { payment, session_id: None }, Event::NotFound) => Ok(Phase::Done {
+            (Phase::Creating(payment), Event::CreateRejected { reason }) => Ok(Phase::Done {
                 payment,
-                outcome: Final::NotCreated { reason: "no session found for the reference".into() },
+                outcome: Final::NotCreated { reason },
+            }),
+            (Phase::Creating(payment), Event::CreateUnknown) => Ok(Phase::Checking {
+                payment,
+                session_id: None,
             }),
             (
-                Phase::AwaitingPickup { payment, session_id }
-                | Phase::WaitingForCard { payment, session_id, .. }
-                | Phase::Processing { payment, session_id, .. },
+                Phase::Checking { payment, .. },
+                Event::Found {
+                    session_id,
+                    progress,
+                },
+            ) => Ok(Self::progressed(payment, session_id, None, progress)),
+            (
+                Phase::Checking {
+                    payment,
+                    session_id,
+                },
+                Event::Polled(progress),
+            ) => match session_id {
+                Some(session_id) => Ok(Self::progressed(payment, session_id, None, progress)),
+                None => Err(invalid(
+                    &Phase::Checking {
+                        payment,
+                        session_id: None,
+                    },
+                    &Event::Polled(progress),
+                )),
+            },
+            (
+                Phase::Checking {
+                    payment,
+                    session_id: None,
+                },
+                Event::NotFound,
+            ) => Ok(Phase::Done {
+                payment,
+                outcome: Final::NotCreated {
+                    reason: "no session found for the reference".into(),
+                },
+            }),
+            (
+                Phase::AwaitingPickup {
+                    payment,
+                    session_id,
+                }
+                | Phase::WaitingForCard {
+                    payment,
+                    session_id,
+                    ..
+                }
+                | Phase::Processing {
+                    payment,
+                    session_id,
+                    ..
+                },
                 Event::Polled(progress),
             ) => Ok(Self::progressed(payment, session_id, None, progress)),
-            (Phase::Cancelling { payment, session_id, reason }, Event::Polled(progress)) => {
-                Ok(Self::progressed(payment, session_id, Some(reason), progress))
-            }
             (
-                Phase::AwaitingPickup { payment, session_id }
-                | Phase::WaitingForCard { payment, session_id, .. }
-                | Phase::Processing { payment, session_id, .. }
-                | Phase::Checking { payment, session_id: Some(session_id) },
+                Phase::Cancelling {
+                    payment,
+                    session_id,
+                    reason,
+                },
+                Event::Polled(progress),
+            ) => Ok(Self::progressed(
+                payment,
+                session_id,
+                Some(reason),
+                progress,
+            )),
+            (
+                Phase::AwaitingPickup {
+                    payment,
+                    session_id,
+                }
+                | Phase::WaitingForCard {
+                    payment,
+                    session_id,
+                    ..
+                }
+                | Phase::Processing {
+                    payment,
+                    session_id,
+                    ..
+                }
+                | Phase::Checking {
+                    payment,
+                    session_id: Some(session_id),
+                },
                 Event::Cancel(reason),
-            ) => Ok(Phase::Cancelling { payment, session_id, reason }),
+            ) => Ok(Phase::Cancelling {
+                payment,
+                session_id,
+                reason,
+            }),
             (phase, event) => Err(invalid(&phase, &event)),
         }
     }
@@ -414,14 +515,25 @@ impl Phase {
     ) -> Phase {
         match (progress, cancelling) {
             (Progress::Ended(outcome), _) => Phase::Done { payment, outcome },
-            (_, Some(reason)) => Phase::Cancelling { payment, session_id, reason },
-            (Progress::NotPickedUp, None) => Phase::AwaitingPickup { payment, session_id },
-            (Progress::Prompting { transaction_id }, None) => {
-                Phase::WaitingForCard { payment, session_id, transaction_id }
-            }
-            (Progress::Authorized { transaction_id }, None) => {
-                Phase::Processing { payment, session_id, transaction_id }
-            }
+            (_, Some(reason)) => Phase::Cancelling {
+                payment,
+                session_id,
+                reason,
+            },
+            (Progress::NotPickedUp, None) => Phase::AwaitingPickup {
+                payment,
+                session_id,
+            },
+            (Progress::Prompting { transaction_id }, None) => Phase::WaitingForCard {
+                payment,
+                session_id,
+                transaction_id,
+            },
+            (Progress::Authorized { transaction_id }, None) => Phase::Processing {
+                payment,
+                session_id,
+                transaction_id,
+            },
         }
     }
 
@@ -433,26 +545,48 @@ impl Phase {
         match self {
             Phase::Creating(_) => KioskState::Creating { amount, reference },
             Phase::AwaitingPickup { .. } | Phase::WaitingForCard { .. } => {
-                KioskState::WaitingForCard { amount, reference, deadline }
+                KioskState::WaitingForCard {
+                    amount,
+                    reference,
+                    deadline,
+                }
             }
             Phase::Processing { .. } | Phase::Cancelling { .. } => {
                 KioskState::Processing { amount, reference }
             }
             Phase::Checking { .. } => KioskState::Checking { reference },
             Phase::Done { outcome, .. } => match outcome {
-                Final::Approved { transaction_id, card, .. } => KioskState::Approved {
+                Final::Approved {
+                    transaction_id,
+                    card,
+                    ..
+                } => KioskState::Approved {
                     amount,
                     reference,
                     transaction_id: transaction_id.clone(),
                     card: card.clone(),
                 },
-                Final::Declined { kind, .. } => KioskState::Declined { amount, reference, kind: *kind },
-                Final::Cancelled { by, .. } => KioskState::Cancelled { amount, reference, by: *by },
+                Final::Declined { kind, .. } => KioskState::Declined {
+                    amount,
+                    reference,
+                    kind: *kind,
+                },
+                Final::Cancelled { by, .. } => KioskState::Cancelled {
+                    amount,
+                    reference,
+                    by: *by,
+                },
                 Final::TimedOut { .. } => KioskState::TimedOut { amount, reference },
-                Final::Failed { kind, .. } => KioskState::Failed { amount, reference, kind: *kind },
-                Final::NotCreated { .. } => {
-                    KioskState::Failed { amount, reference, kind: FailKind::Rejected }
-                }
+                Final::Failed { kind, .. } => KioskState::Failed {
+                    amount,
+                    reference,
+                    kind: *kind,
+                },
+                Final::NotCreated { .. } => KioskState::Failed {
+                    amount,
+                    reference,
+                    kind: FailKind::Rejected,
+                },
             },
         }
     }
@@ -462,18 +596,35 @@ impl fmt::Display for Final {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Final::Approved { status, .. } => write!(f, "approved ({})", status.as_str()),
-            Final::Declined { kind: DeclineKind::Declined, .. } => f.write_str("declined"),
-            Final::Declined { kind: DeclineKind::InsufficientFunds, .. } => {
-                f.write_str("declined (insufficient funds)")
-            }
-            Final::Cancelled { by: CancelledBy::Customer, .. } => f.write_str("cancelled by the customer"),
-            Final::Cancelled { by: CancelledBy::Kiosk, .. } => f.write_str("cancelled by the kiosk"),
+            Final::Declined {
+                kind: DeclineKind::Declined,
+                ..
+            } => f.write_str("declined"),
+            Final::Declined {
+                kind: DeclineKind::InsufficientFunds,
+                ..
+            } => f.write_str("declined (insufficient funds)"),
+            Final::Cancelled {
+                by: CancelledBy::Customer,
+                ..
+            } => f.write_str("cancelled by the customer"),
+            Final::Cancelled {
+                by: CancelledBy::Kiosk,
+                ..
+            } => f.write_str("cancelled by the kiosk"),
             Final::TimedOut { .. } => f.write_str("timed out"),
-            Final::Failed { kind: FailKind::TerminalOffline, .. } => {
-                f.write_str("failed (terminal offline)")
-            }
-            Final::Failed { kind: FailKind::Technical, .. } => f.write_str("failed (technical)"),
-            Final::Failed { kind: FailKind::Rejected, .. } => f.write_str("failed (rejected)"),
+            Final::Failed {
+                kind: FailKind::TerminalOffline,
+                ..
+            } => f.write_str("failed (terminal offline)"),
+            Final::Failed {
+                kind: FailKind::Technical,
+                ..
+            } => f.write_str("failed (technical)"),
+            Final::Failed {
+                kind: FailKind::Rejected,
+                ..
+            } => f.write_str("failed (rejected)"),
             Final::NotCreated { reason } => write!(f, "not created ({reason})"),
         }
     }
@@ -482,7 +633,9 @@ impl fmt::Display for Final {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dintero::{Card, SessionEvent, SessionEventDetails, TransactionError, TransactionEvent};
+    use crate::dintero::{
+        Card, SessionEvent, SessionEventDetails, TransactionError, TransactionEvent,
+    };
     use crate::money::Currency;
 
     fn payment() -> Payment {
@@ -505,7 +658,9 @@ mod tests {
                 .map(|(name, error)| SessionEvent {
                     name: name.to_string(),
                     created_at: None,
-                    details: Some(SessionEventDetails { error: error.map(str::to_string) }),
+                    details: Some(SessionEventDetails {
+                        error: error.map(str::to_string),
+                    }),
                 })
                 .collect(),
             cancelled_at: cancelled_by.map(|_| "2026-11-24T10:00:00Z".into()),
@@ -535,7 +690,11 @@ mod tests {
                     event: "AUTHORIZE".into(),
                     success: Some(false),
                     amount: None,
-                    error: Some(TransactionError { code: None, message: None, types: vec![t.into()] }),
+                    error: Some(TransactionError {
+                        code: None,
+                        message: None,
+                        types: vec![t.into()],
+                    }),
                     metadata: None,
                     created_at: None,
                 })
@@ -561,22 +720,32 @@ mod tests {
         assert_eq!(classify(&s, None, None), Progress::NotPickedUp);
         assert_eq!(
             classify(&s, Some(&tx("INITIATED", None)), None),
-            Progress::Prompting { transaction_id: TX.into() }
+            Progress::Prompting {
+                transaction_id: TX.into()
+            }
         );
         assert_eq!(
             classify(&s, Some(&tx("SOMETHING_NEW", None)), None),
-            Progress::Prompting { transaction_id: TX.into() }
+            Progress::Prompting {
+                transaction_id: TX.into()
+            }
         );
         assert_eq!(
             classify(&s, Some(&tx("AUTHORIZED", None)), None),
-            Progress::Authorized { transaction_id: TX.into() }
+            Progress::Authorized {
+                transaction_id: TX.into()
+            }
         );
     }
 
     #[test]
     fn classify_captured_wins_even_when_cancelling() {
         let s = session(&[("CANCELLED", None)], Some("kiosk-demo"));
-        let f = ended(classify(&s, Some(&tx("CAPTURED", None)), Some(CancelReason::Timeout)));
+        let f = ended(classify(
+            &s,
+            Some(&tx("CAPTURED", None)),
+            Some(CancelReason::Timeout),
+        ));
         assert_eq!(
             f,
             Final::Approved {
@@ -592,21 +761,37 @@ mod tests {
         let s = session(&[("PAY_FAILED", Some("authorization"))], None);
         assert_eq!(
             ended(classify(&s, Some(&tx("FAILED", Some("DECLINED"))), None)),
-            Final::Declined { transaction_id: TX.into(), kind: DeclineKind::Declined }
+            Final::Declined {
+                transaction_id: TX.into(),
+                kind: DeclineKind::Declined
+            }
         );
         assert_eq!(
-            ended(classify(&s, Some(&tx("FAILED", Some("INSUFFICIENT_FUNDS"))), None)),
-            Final::Declined { transaction_id: TX.into(), kind: DeclineKind::InsufficientFunds }
+            ended(classify(
+                &s,
+                Some(&tx("FAILED", Some("INSUFFICIENT_FUNDS"))),
+                None
+            )),
+            Final::Declined {
+                transaction_id: TX.into(),
+                kind: DeclineKind::InsufficientFunds
+            }
         );
         // No telling session event: the transaction's error type decides.
         let bare = session(&[], None);
         assert_eq!(
             ended(classify(&bare, Some(&tx("FAILED", Some("DECLINED"))), None)),
-            Final::Declined { transaction_id: TX.into(), kind: DeclineKind::Declined }
+            Final::Declined {
+                transaction_id: TX.into(),
+                kind: DeclineKind::Declined
+            }
         );
         assert_eq!(
             ended(classify(&bare, Some(&tx("DECLINED", None)), None)),
-            Final::Declined { transaction_id: TX.into(), kind: DeclineKind::Declined }
+            Final::Declined {
+                transaction_id: TX.into(),
+                kind: DeclineKind::Declined
+            }
         );
     }
 
@@ -615,35 +800,69 @@ mod tests {
         let by_terminal = session(&[("CANCELLED", Some("cancelled"))], Some("terminal"));
         assert_eq!(
             ended(classify(&by_terminal, Some(&tx("FAILED", None)), None)),
-            Final::Cancelled { transaction_id: Some(TX.into()), by: CancelledBy::Customer }
+            Final::Cancelled {
+                transaction_id: Some(TX.into()),
+                by: CancelledBy::Customer
+            }
         );
         let terminal_timeout = session(&[("CANCELLED", Some("timeout"))], Some("terminal"));
         assert_eq!(
             ended(classify(&terminal_timeout, Some(&tx("FAILED", None)), None)),
-            Final::TimedOut { transaction_id: Some(TX.into()) }
+            Final::TimedOut {
+                transaction_id: Some(TX.into())
+            }
         );
         let by_us = session(&[("CANCELLED", Some("cancelled"))], Some("kiosk-demo"));
         assert_eq!(
-            ended(classify(&by_us, Some(&tx("FAILED", None)), Some(CancelReason::Timeout))),
-            Final::TimedOut { transaction_id: Some(TX.into()) }
+            ended(classify(
+                &by_us,
+                Some(&tx("FAILED", None)),
+                Some(CancelReason::Timeout)
+            )),
+            Final::TimedOut {
+                transaction_id: Some(TX.into())
+            }
         );
         assert_eq!(
-            ended(classify(&by_us, Some(&tx("FAILED", None)), Some(CancelReason::Requested))),
-            Final::Cancelled { transaction_id: Some(TX.into()), by: CancelledBy::Kiosk }
+            ended(classify(
+                &by_us,
+                Some(&tx("FAILED", None)),
+                Some(CancelReason::Requested)
+            )),
+            Final::Cancelled {
+                transaction_id: Some(TX.into()),
+                by: CancelledBy::Kiosk
+            }
         );
         assert_eq!(
-            ended(classify(&by_us, Some(&tx("AUTHORIZATION_VOIDED", None)), Some(CancelReason::Timeout))),
-            Final::TimedOut { transaction_id: Some(TX.into()) }
+            ended(classify(
+                &by_us,
+                Some(&tx("AUTHORIZATION_VOIDED", None)),
+                Some(CancelReason::Timeout)
+            )),
+            Final::TimedOut {
+                transaction_id: Some(TX.into())
+            }
         );
         // Never picked up, cancelled by us.
         let offline = session(&[("CANCELLED", None)], Some("kiosk-demo"));
         assert_eq!(
-            ended(classify(&offline, None, Some(CancelReason::TerminalOffline))),
-            Final::Failed { transaction_id: None, kind: FailKind::TerminalOffline }
+            ended(classify(
+                &offline,
+                None,
+                Some(CancelReason::TerminalOffline)
+            )),
+            Final::Failed {
+                transaction_id: None,
+                kind: FailKind::TerminalOffline
+            }
         );
         assert_eq!(
             ended(classify(&offline, None, Some(CancelReason::Recovery))),
-            Final::Cancelled { transaction_id: None, by: CancelledBy::Kiosk }
+            Final::Cancelled {
+                transaction_id: None,
+                by: CancelledBy::Kiosk
+            }
         );
     }
 
@@ -652,103 +871,214 @@ mod tests {
         let s = session(&[("FAILED", Some("failed"))], None);
         assert_eq!(
             ended(classify(&s, Some(&tx("FAILED", Some("ERROR"))), None)),
-            Final::Failed { transaction_id: Some(TX.into()), kind: FailKind::Technical }
+            Final::Failed {
+                transaction_id: Some(TX.into()),
+                kind: FailKind::Technical
+            }
         );
     }
 
     fn waiting() -> Phase {
-        Phase::WaitingForCard { payment: payment(), session_id: SID.into(), transaction_id: TX.into() }
+        Phase::WaitingForCard {
+            payment: payment(),
+            session_id: SID.into(),
+            transaction_id: TX.into(),
+        }
     }
 
     #[test]
     fn creating_transitions() {
         let c = Phase::Creating(payment());
         assert_eq!(
-            c.clone().apply(Event::Created { session_id: SID.into() }),
-            Ok(Phase::AwaitingPickup { payment: payment(), session_id: SID.into() })
+            c.clone().apply(Event::Created {
+                session_id: SID.into()
+            }),
+            Ok(Phase::AwaitingPickup {
+                payment: payment(),
+                session_id: SID.into()
+            })
         );
         assert_eq!(
-            c.clone().apply(Event::CreateRejected { reason: "409 TERMINAL_BUSY".into() }),
-            Ok(Phase::Done { payment: payment(), outcome: Final::NotCreated { reason: "409 TERMINAL_BUSY".into() } })
+            c.clone().apply(Event::CreateRejected {
+                reason: "409 TERMINAL_BUSY".into()
+            }),
+            Ok(Phase::Done {
+                payment: payment(),
+                outcome: Final::NotCreated {
+                    reason: "409 TERMINAL_BUSY".into()
+                }
+            })
         );
         assert_eq!(
             c.clone().apply(Event::CreateUnknown),
-            Ok(Phase::Checking { payment: payment(), session_id: None })
+            Ok(Phase::Checking {
+                payment: payment(),
+                session_id: None
+            })
         );
         assert!(c.apply(Event::Polled(Progress::NotPickedUp)).is_err());
     }
 
     #[test]
     fn live_phases_follow_progress() {
-        let pickup = Phase::AwaitingPickup { payment: payment(), session_id: SID.into() };
-        assert_eq!(pickup.clone().apply(Event::Polled(Progress::NotPickedUp)), Ok(pickup.clone()));
+        let pickup = Phase::AwaitingPickup {
+            payment: payment(),
+            session_id: SID.into(),
+        };
         assert_eq!(
-            pickup.clone().apply(Event::Polled(Progress::Prompting { transaction_id: TX.into() })),
+            pickup.clone().apply(Event::Polled(Progress::NotPickedUp)),
+            Ok(pickup.clone())
+        );
+        assert_eq!(
+            pickup.clone().apply(Event::Polled(Progress::Prompting {
+                transaction_id: TX.into()
+            })),
             Ok(waiting())
         );
-        let processing =
-            Phase::Processing { payment: payment(), session_id: SID.into(), transaction_id: TX.into() };
+        let processing = Phase::Processing {
+            payment: payment(),
+            session_id: SID.into(),
+            transaction_id: TX.into(),
+        };
         assert_eq!(
-            waiting().apply(Event::Polled(Progress::Authorized { transaction_id: TX.into() })),
+            waiting().apply(Event::Polled(Progress::Authorized {
+                transaction_id: TX.into()
+            })),
             Ok(processing.clone())
         );
-        let approved = Final::Approved { transaction_id: TX.into(), card: None, status: TransactionStatus::Captured };
+        let approved = Final::Approved {
+            transaction_id: TX.into(),
+            card: None,
+            status: TransactionStatus::Captured,
+        };
         assert_eq!(
             processing.apply(Event::Polled(Progress::Ended(approved.clone()))),
-            Ok(Phase::Done { payment: payment(), outcome: approved.clone() })
+            Ok(Phase::Done {
+                payment: payment(),
+                outcome: approved.clone()
+            })
         );
         // A fast terminal can go from pickup straight to the end between two polls.
         assert_eq!(
             pickup.apply(Event::Polled(Progress::Ended(approved.clone()))),
-            Ok(Phase::Done { payment: payment(), outcome: approved })
+            Ok(Phase::Done {
+                payment: payment(),
+                outcome: approved
+            })
         );
     }
 
     #[test]
     fn cancel_transitions_and_the_payment_wins() {
-        let cancelling = Phase::Cancelling { payment: payment(), session_id: SID.into(), reason: CancelReason::Timeout };
-        assert_eq!(waiting().apply(Event::Cancel(CancelReason::Timeout)), Ok(cancelling.clone()));
-        let pickup = Phase::AwaitingPickup { payment: payment(), session_id: SID.into() };
+        let cancelling = Phase::Cancelling {
+            payment: payment(),
+            session_id: SID.into(),
+            reason: CancelReason::Timeout,
+        };
+        assert_eq!(
+            waiting().apply(Event::Cancel(CancelReason::Timeout)),
+            Ok(cancelling.clone())
+        );
+        let pickup = Phase::AwaitingPickup {
+            payment: payment(),
+            session_id: SID.into(),
+        };
         assert_eq!(
             pickup.apply(Event::Cancel(CancelReason::TerminalOffline)),
-            Ok(Phase::Cancelling { payment: payment(), session_id: SID.into(), reason: CancelReason::TerminalOffline })
+            Ok(Phase::Cancelling {
+                payment: payment(),
+                session_id: SID.into(),
+                reason: CancelReason::TerminalOffline
+            })
         );
         // Still authorized after the cancel: keep reading, stay cancelling.
         assert_eq!(
-            cancelling.clone().apply(Event::Polled(Progress::Authorized { transaction_id: TX.into() })),
+            cancelling
+                .clone()
+                .apply(Event::Polled(Progress::Authorized {
+                    transaction_id: TX.into()
+                })),
             Ok(cancelling.clone())
         );
-        let won = Final::Approved { transaction_id: TX.into(), card: None, status: TransactionStatus::Captured };
+        let won = Final::Approved {
+            transaction_id: TX.into(),
+            card: None,
+            status: TransactionStatus::Captured,
+        };
         assert_eq!(
-            cancelling.clone().apply(Event::Polled(Progress::Ended(won.clone()))),
-            Ok(Phase::Done { payment: payment(), outcome: won })
+            cancelling
+                .clone()
+                .apply(Event::Polled(Progress::Ended(won.clone()))),
+            Ok(Phase::Done {
+                payment: payment(),
+                outcome: won
+            })
         );
-        assert!(cancelling.apply(Event::Cancel(CancelReason::Requested)).is_err());
-        let done = Phase::Done { payment: payment(), outcome: Final::TimedOut { transaction_id: None } };
+        assert!(cancelling
+            .apply(Event::Cancel(CancelReason::Requested))
+            .is_err());
+        let done = Phase::Done {
+            payment: payment(),
+            outcome: Final::TimedOut {
+                transaction_id: None,
+            },
+        };
         assert!(done.apply(Event::Cancel(CancelReason::Requested)).is_err());
     }
 
     #[test]
     fn checking_transitions() {
-        let checking = Phase::Checking { payment: payment(), session_id: None };
+        let checking = Phase::Checking {
+            payment: payment(),
+            session_id: None,
+        };
         assert_eq!(
-            checking.clone().apply(Event::Found { session_id: SID.into(), progress: Progress::NotPickedUp }),
-            Ok(Phase::AwaitingPickup { payment: payment(), session_id: SID.into() })
+            checking.clone().apply(Event::Found {
+                session_id: SID.into(),
+                progress: Progress::NotPickedUp
+            }),
+            Ok(Phase::AwaitingPickup {
+                payment: payment(),
+                session_id: SID.into()
+            })
         );
         assert_eq!(
             checking.clone().apply(Event::NotFound),
-            Ok(Phase::Done { payment: payment(), outcome: Final::NotCreated { reason: "no session found for the reference".into() } })
+            Ok(Phase::Done {
+                payment: payment(),
+                outcome: Final::NotCreated {
+                    reason: "no session found for the reference".into()
+                }
+            })
         );
-        assert!(checking.clone().apply(Event::Polled(Progress::NotPickedUp)).is_err());
-        assert!(checking.apply(Event::Cancel(CancelReason::Recovery)).is_err());
-        let known = Phase::Checking { payment: payment(), session_id: Some(SID.into()) };
+        assert!(checking
+            .clone()
+            .apply(Event::Polled(Progress::NotPickedUp))
+            .is_err());
+        assert!(checking
+            .apply(Event::Cancel(CancelReason::Recovery))
+            .is_err());
+        let known = Phase::Checking {
+            payment: payment(),
+            session_id: Some(SID.into()),
+        };
         assert_eq!(
-            known.clone().apply(Event::Polled(Progress::Authorized { transaction_id: TX.into() })),
-            Ok(Phase::Processing { payment: payment(), session_id: SID.into(), transaction_id: TX.into() })
+            known.clone().apply(Event::Polled(Progress::Authorized {
+                transaction_id: TX.into()
+            })),
+            Ok(Phase::Processing {
+                payment: payment(),
+                session_id: SID.into(),
+                transaction_id: TX.into()
+            })
         );
         assert_eq!(
             known.clone().apply(Event::Cancel(CancelReason::Recovery)),
-            Ok(Phase::Cancelling { payment: payment(), session_id: SID.into(), reason: CancelReason::Recovery })
+            Ok(Phase::Cancelling {
+                payment: payment(),
+                session_id: SID.into(),
+                reason: CancelReason::Recovery
+            })
         );
         assert!(known.apply(Event::NotFound).is_err());
     }
@@ -758,9 +1088,20 @@ mod tests {
         let deadline = tokio::time::Instant::now();
         assert_eq!(Phase::Creating(payment()).view(deadline).name(), "creating");
         assert_eq!(waiting().view(deadline).name(), "waiting_for_card");
-        let c = Phase::Checking { payment: payment(), session_id: None };
-        assert_eq!(c.view(deadline), KioskState::Checking { reference: payment().merchant_reference });
-        let done = Phase::Done { payment: payment(), outcome: Final::NotCreated { reason: "x".into() } };
+        let c = Phase::Checking {
+            payment: payment(),
+            session_id: None,
+        };
+        assert_eq!(
+            c.view(deadline),
+            KioskState::Checking {
+                reference: payment().merchant_reference
+            }
+        );
+        let done = Phase::Done {
+            payment: payment(),
+            outcome: Final::NotCreated { reason: "x".into() },
+        };
         assert_eq!(done.view(deadline).name(), "failed");
     }
 }
