@@ -1,0 +1,218 @@
+//! The `kioskpay` binary as an operator runs it: help texts, exit statuses, `check`, `run` fed
+//! on stdin and on a real pseudo-terminal serial line, `journal`, and the demo.
+
+mod support;
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
+
+fn kioskpay(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env("KIOSKPAY_LOG", "info").output().expect("binary runs")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn help_lists_every_command_with_examples() {
+    let out = kioskpay(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out);
+    for cmd in ["run", "demo", "emulator", "check", "journal"] {
+        assert!(help.contains(cmd), "{cmd} missing from --help");
+        let sub = kioskpay(&[cmd, "--help"]);
+        assert!(sub.status.success(), "{cmd} --help");
+        assert!(text(&sub).contains("Example"), "{cmd} --help has no example");
+    }
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_key_value_and_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(dir.path(), "http://127.0.0.1:9", "");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let cases = [
+        ("language = \"en\"", "language = \"de\"", "language"),
+        ("max_amount = 1000000", "max_amount = -5", "max_amount"),
+        ("terminal_id = \"T12345678-T0001\"", "terminal_id = \"T1\"", "store.terminal_id = \"T1\""),
+        ("[store]", "[store]\ncolour = \"red\"", "unknown field `colour`"),
+    ];
+    for (from, to, want) in cases {
+        std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+        let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{to}: {}", text(&out));
+        assert!(text(&out).contains(want), "{to}: {}", text(&out));
+    }
+    let out = kioskpay(&["check", "--config", "/nonexistent/kioskpay.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("/nonexistent/kioskpay.toml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_gets_a_token_and_reads_the_terminal() {
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(dir.path(), &emulator.base_url(), "");
+    let out = tokio::task::spawn_blocking(move || kioskpay(&["check", "--config", path.to_str().unwrap()]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("token OK") && text(&out).contains("ACTIVE"), "{}", text(&out));
+    assert!(!text(&out).contains("demo-secret"));
+    emulator.shutdown().await;
+}
+
+/// Waits until the journal shows `n` final payments.
+async fn wait_for_final(state: &std::path::Path, n: usize) -> kioskpay::journal::Replay {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(replay) = kioskpay::journal::read_only(state) {
+            if replay.payments.iter().filter(|p| p.outcome.is_some()).count() >= n {
+                return replay;
+            }
+        }
+        assert!(Instant::now() < deadline, "no final payment in the journal within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_carts_on_stdin_and_journal_shows_them() {
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        "[input]\nkind = \"stdin\"\n[payment]\npoll_interval_ms = 50\nresult_screen_s = 1\n",
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"399.00;KID-42\n").unwrap();
+    let replay = wait_for_final(&dir.path().join("state"), 1).await;
+    assert_eq!(replay.payments[0].outcome, Some(kioskpay::journal::Outcome::Approved));
+    assert_eq!(replay.payments[0].cart_reference.as_deref(), Some("KID-42"));
+    sigterm(&child);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("demo-secret"), "the secret leaked into the output");
+
+    let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]);
+    assert!(journal.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&journal.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["state"], "approved");
+    assert_eq!(lines[0]["amount"], 39900);
+    assert_eq!(lines[0]["currency"], "NOK");
+    let ledger = support::ledger(&emulator.base_url()).await;
+    assert_eq!(lines[0]["transaction_id"], ledger["transactions"][0]["id"]);
+    assert_eq!(ledger["transactions"][0]["status"], "CAPTURED");
+    assert_eq!(ledger["sessions"][0]["merchant_reference_2"], "KID-42");
+    emulator.shutdown().await;
+}
+
+/// Opens a pseudo-terminal pair; returns the master and the slave's path.
+fn openpty() -> (OwnedFd, String) {
+    let mut master = 0;
+    let mut slave = 0;
+    // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
+    let rc = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::mem::forget(slave);
+    (master, path)
+}
+
+/// Whether this process can open serial devices: qemu-user does not emulate TCGETS2.
+fn serial_supported(path: &str) -> bool {
+    use tokio_serial::SerialPortBuilderExt;
+    match tokio_serial::new(path, 9600).open_native_async() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic.");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reads_a_scanner_on_a_real_serial_line() {
+    let (master, slave_path) = openpty();
+    if !serial_supported(&slave_path) {
+        return;
+    }
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        &format!("[input]\nkind = \"serial\"\ndevice = \"{slave_path}\"\nbaud = 9600\n[payment]\npoll_interval_ms = 50\n"),
+    );
+    let child = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut scanner = std::fs::File::from(master);
+    let state = dir.path().join("state");
+    // The daemon opens the port after recovery and the health check; repeat the scan until it is read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        scanner.write_all(b"149.51;SCAN-1\r").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let replay = kioskpay::journal::read_only(&state).ok();
+        if replay.is_some_and(|r| !r.payments.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon never read the scanner line");
+    }
+    let replay = wait_for_final(&state, 1).await;
+    assert_eq!(replay.payments[0].outcome, Some(kioskpay::journal::Outcome::Declined));
+    assert_eq!(replay.payments[0].amount, 14951);
+    sigterm(&child);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    emulator.shutdown().await;
+}
+
+#[test]
+fn the_demo_runs_every_outcome_and_matches_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    let out = kioskpay(&["demo", "--time-scale", "0.05", "--lang", "en", "--frames", frames.to_str().unwrap()]);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("demo OK"), "{output}");
+    for outcome in ["approved", "declined", "cancelled", "failed (terminal offline)"] {
+        assert!(output.contains(outcome), "{outcome} missing:\n{output}");
+    }
+    let pngs = std::fs::read_dir(&frames).unwrap().filter(|e| {
+        e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+    });
+    assert!(pngs.count() >= 6, "frames were not written");
+}

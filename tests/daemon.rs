@@ -1,0 +1,258 @@
+//! The whole kiosk (flow, journal, real HTTP client, display) against the emulator on loopback,
+//! with carts typed into the real scanner parser. The emulator's ledger is the ground truth.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kioskpay::cart::CartSource;
+use kioskpay::config::Config;
+use kioskpay::daemon::{InputWiring, Kiosk};
+use kioskpay::dintero::client::{Client, ClientConfig};
+use kioskpay::dintero::{ApiError, Gateway, Order, OrderItem, SessionProfileRequest, SessionUrl, Store};
+use kioskpay::journal::Outcome;
+use kioskpay::payment::flow::{Command, PaymentReport};
+use kioskpay::payment::Final;
+use kioskpay::state::{CancelledBy, DeclineKind, FailKind, KioskState, UnavailableReason};
+use tokio::io::AsyncWriteExt;
+
+struct Running {
+    kiosk: Kiosk,
+    scanner: tokio::io::DuplexStream,
+    base: String,
+    dir: tempfile::TempDir,
+    emulator: kioskpay::emulator::EmulatorHandle,
+}
+
+async fn start(time_scale: f64, extra: &str) -> Running {
+    let emulator = support::emulator(time_scale).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n{extra}");
+    let config = Config::load(&support::write_config(dir.path(), &base, &extra)).unwrap();
+    let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
+    let kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External).unwrap();
+    let (scanner, scanner_rx) = tokio::io::duplex(256);
+    let tx = kiosk.inputs.clone();
+    tokio::spawn(async move {
+        kioskpay::input::read_carts(scanner_rx, config.currency(), CartSource::Serial, 512, &tx).await
+    });
+    Running { kiosk, scanner, base, dir, emulator }
+}
+
+impl Running {
+    async fn idle(&mut self) {
+        let mut states = self.kiosk.state.clone();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            states.wait_for(|s| *s == KioskState::Idle).await.map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not idle: {:?}", *self.kiosk.state.borrow()))
+        .unwrap();
+    }
+
+    async fn scan(&mut self, line: &str) -> PaymentReport {
+        self.scanner.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(120), self.kiosk.reports.recv())
+            .await
+            .expect("an outcome within 120 s")
+            .expect("kiosk running")
+    }
+
+    async fn stop(self) {
+        self.kiosk.stop().await.unwrap();
+        self.emulator.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_of_the_emulator_table_through_the_full_daemon() {
+    let mut k = start(0.01, "").await;
+    k.idle().await;
+    type Check = fn(&Final) -> bool;
+    let table: &[(&str, &str, Check)] = &[
+        ("399.00;ORDER-1", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
+        ("149.51", "FAILED", |f| matches!(f, Final::Declined { kind: DeclineKind::Declined, .. })),
+        ("89.52", "FAILED", |f| matches!(f, Final::Declined { kind: DeclineKind::InsufficientFunds, .. })),
+        ("75.53", "FAILED", |f| matches!(f, Final::Cancelled { by: CancelledBy::Customer, .. })),
+        ("20.54", "FAILED", |f| matches!(f, Final::TimedOut { transaction_id: Some(_) })),
+        ("30.56", "FAILED", |f| matches!(f, Final::Failed { kind: FailKind::Technical, .. })),
+        ("10.57", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
+        ("10.58", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
+        ("10.59", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
+        ("50.55", "", |f| matches!(f, Final::Failed { kind: FailKind::TerminalOffline, transaction_id: None })),
+    ];
+    let mut references = Vec::new();
+    for (line, ledger_status, check) in table {
+        let report = k.scan(line).await;
+        assert!(check(&report.outcome), "{line}: {report:?}");
+        let ledger = support::ledger(&k.base).await;
+        let sessions = support::sessions_for(&ledger, &report.merchant_reference);
+        assert_eq!(sessions.len(), 1, "{line}: exactly one session per cart");
+        let txs = support::transactions_for(&ledger, &report.merchant_reference);
+        if ledger_status.is_empty() {
+            assert!(txs.is_empty(), "{line}: offline terminal made a transaction");
+            assert!(sessions[0]["cancelled_at"].is_string(), "{line}: session left open");
+        } else {
+            assert_eq!(txs.len(), 1, "{line}");
+            assert_eq!(txs[0]["status"], *ledger_status, "{line}");
+            assert_eq!(txs[0]["amount"], report.amount.minor, "{line}");
+            assert_eq!(Some(txs[0]["id"].as_str().unwrap()), report.outcome.transaction_id(), "{line}");
+        }
+        references.push((report.merchant_reference.clone(), report.outcome.outcome()));
+        if matches!(report.outcome, Final::Failed { kind: FailKind::TerminalOffline, .. }) {
+            let want = KioskState::Unavailable { reason: UnavailableReason::TerminalOffline };
+            k.kiosk.state.clone().wait_for(|s| *s == want).await.unwrap();
+            k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
+        }
+        k.idle().await;
+    }
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(ledger["sessions"].as_array().unwrap().len(), table.len());
+    let journal = kioskpay::journal::read_only(&k.dir.path().join("state")).unwrap();
+    assert_eq!(journal.payments.len(), table.len());
+    for (reference, outcome) in references {
+        assert_eq!(journal.get(&reference).and_then(|p| p.outcome), Some(outcome), "{reference}");
+    }
+    let frames = std::fs::read_dir(k.dir.path().join("frames")).unwrap().count();
+    assert!(frames >= table.len(), "the display wrote {frames} frames");
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kiosk_timeout_cancels_and_the_ledger_agrees() {
+    // Scale 0.2: the terminal's own 90 s timeout would come at 18 s, after the kiosk's 10 s.
+    let mut k = start(0.2, "").await;
+    k.idle().await;
+    let report = k.scan("20.54").await;
+    assert!(matches!(report.outcome, Final::TimedOut { transaction_id: Some(_) }), "{report:?}");
+    let ledger = support::ledger(&k.base).await;
+    let txs = support::transactions_for(&ledger, &report.merchant_reference);
+    assert_eq!(txs[0]["status"], "FAILED");
+    assert!(support::sessions_for(&ledger, &report.merchant_reference)[0]["cancelled_at"].is_string());
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactive_terminal_gates_carts_until_it_is_active_again() {
+    let mut k = start(0.01, "").await;
+    k.idle().await;
+    let url = format!("{}/_emulator/terminals/T12345678-T0001/status", k.base);
+    support::request("PUT", &url, Some(serde_json::json!({"status": "INACTIVE"}))).await;
+    k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
+    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalNotActive("INACTIVE".into()) };
+    k.kiosk.state.clone().wait_for(|s| *s == want).await.unwrap();
+    k.scanner.write_all(b"399.00\r\n").await.unwrap();
+    k.kiosk.state.clone().wait_for(|s| s.name() == "refused").await.unwrap();
+    support::request("PUT", &url, Some(serde_json::json!({"status": "ACTIVE"}))).await;
+    k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
+    k.idle().await;
+    let report = k.scan("399.00").await;
+    assert!(matches!(report.outcome, Final::Approved { .. }));
+    assert_eq!(support::ledger(&k.base).await["sessions"].as_array().unwrap().len(), 1);
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_response_is_found_not_charged_twice() {
+    let mut k = start(0.01, "").await;
+    k.idle().await;
+    let faults = serde_json::json!({"seed": 1, "rules": [
+        {"route": "POST /v1/sessions-profile", "kind": "drop_response", "count": 1}
+    ]});
+    support::request("POST", &format!("{}/_emulator/faults", k.base), Some(faults)).await;
+    let report = k.scan("399.00").await;
+    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(support::sessions_for(&ledger, &report.merchant_reference).len(), 1);
+    assert_eq!(support::transactions_for(&ledger, &report.merchant_reference)[0]["status"], "CAPTURED");
+    let journal = kioskpay::journal::read_only(&k.dir.path().join("state")).unwrap();
+    assert_eq!(journal.payments[0].outcome, Some(Outcome::Approved));
+    k.stop().await;
+}
+
+fn client(base: &str, secret: &str) -> Client {
+    Client::new(ClientConfig {
+        checkout_url: base.into(),
+        api_url: base.into(),
+        account_id: "T12345678".into(),
+        client_id: "kiosk-demo".into(),
+        client_secret: kioskpay::secret::Secret::new(secret),
+        connect_timeout: Duration::from_secs(2),
+        call_timeout: Duration::from_secs(5),
+    })
+}
+
+fn request(amount: u64, items_amount: u64, terminal: Option<&str>, profile: &str) -> SessionProfileRequest {
+    SessionProfileRequest {
+        profile_id: profile.into(),
+        url: SessionUrl { return_url: "https://example.com/r".into(), callback_url: None },
+        order: Order {
+            amount,
+            currency: "NOK".into(),
+            merchant_reference: "test-ref-1".into(),
+            merchant_reference_2: None,
+            vat_amount: None,
+            items: vec![OrderItem {
+                id: "cart".into(),
+                line_id: "1".into(),
+                description: None,
+                quantity: 1,
+                amount: items_amount,
+                vat_amount: None,
+                vat: None,
+            }],
+            store: Some(Store {
+                id: "oslo-center".into(),
+                terminal_id: terminal.map(str::to_string),
+                payout_destination_id: Some("seller-1".into()),
+            }),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_validation_errors_name_the_field() {
+    let emulator = support::emulator(0.01).await;
+    let c = client(&emulator.base_url(), "demo-secret");
+    let profile = "T12345678.kiosk-in-person";
+    let cases = [
+        (request(1000, 1000, None, profile), "terminal_id"),
+        (request(1000, 999, Some("T12345678-T0001"), profile), "amount"),
+        (request(1000, 1000, Some("T12345678-T0099"), profile), "T12345678-T0099"),
+        (request(1000, 1000, Some("T12345678-T0001"), "T12345678.nope"), "profile_id"),
+    ];
+    for (req, field) in cases {
+        match c.create_session(&req).await {
+            Err(ApiError::Rejected { status: 400, message, .. }) => {
+                assert!(message.contains(field), "{field}: {message}")
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(support::ledger(&emulator.base_url()).await["sessions"].as_array().unwrap().len(), 0);
+    match client(&emulator.base_url(), "wrong-secret").ensure_token().await {
+        Err(ApiError::Auth { status: 401, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_replaced_without_failing_a_call() {
+    let emulator = kioskpay::emulator::spawn(kioskpay::emulator::EmulatorConfig {
+        time_scale: 0.01,
+        token_ttl: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&emulator.base_url(), "demo-secret");
+    for _ in 0..3 {
+        let t = c.terminal("T12345678-T0001").await.expect("terminal readable");
+        assert_eq!(t.status, kioskpay::dintero::TerminalStatus::Active);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    emulator.shutdown().await;
+}

@@ -1,0 +1,105 @@
+//! Shared helpers for the end-to-end tests: an emulator on loopback, a config file for it, and
+//! the emulator's ledger over HTTP.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kioskpay::emulator::{self, EmulatorConfig, EmulatorHandle};
+
+/// An emulator on 127.0.0.1 with a fast clock.
+pub async fn emulator(time_scale: f64) -> EmulatorHandle {
+    emulator::spawn(EmulatorConfig { time_scale, ..Default::default() }).await.expect("emulator starts")
+}
+
+/// Writes a private secret file and a config pointing at `base`; returns the config path.
+pub fn write_config(dir: &Path, base: &str, extra: &str) -> PathBuf {
+    let secret = dir.join("client_secret");
+    std::fs::write(&secret, "demo-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        r#"
+[kiosk]
+id = "kiosk-1"
+currency = "NOK"
+language = "en"
+max_amount = 1000000
+
+[dintero]
+account_id = "T12345678"
+client_id = "kiosk-demo"
+client_secret_file = "{secret}"
+profile_id = "T12345678.kiosk-in-person"
+checkout_url = "{base}"
+api_url = "{base}"
+call_timeout_ms = 5000
+
+[store]
+id = "oslo-center"
+terminal_id = "T12345678-T0001"
+payout_destination_id = "seller-1"
+
+[display]
+kind = "png"
+png_dir = "{frames}"
+
+[state]
+dir = "{state}"
+{extra}
+"#,
+        secret = secret.display(),
+        frames = dir.join("frames").display(),
+        state = dir.join("state").display(),
+    );
+    let path = dir.join("kioskpay.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `GET /_emulator/ledger`.
+pub async fn ledger(base: &str) -> serde_json::Value {
+    request("GET", &format!("{base}/_emulator/ledger"), None).await
+}
+
+/// A control-API call; returns the JSON body.
+pub async fn request(method: &str, url: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    let method = method.to_string();
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = match (method.as_str(), body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            ("POST", Some(b)) => agent.post(&url).send_json(b),
+            ("POST", None) => agent.post(&url).send_empty(),
+            ("PUT", Some(b)) => agent.put(&url).send_json(b),
+            (m, _) => panic!("unsupported {m}"),
+        }
+        .expect("emulator answers");
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    })
+    .await
+    .unwrap()
+}
+
+/// The ledger's transactions for one merchant reference.
+pub fn transactions_for<'a>(ledger: &'a serde_json::Value, reference: &str) -> Vec<&'a serde_json::Value> {
+    ledger["transactions"]
+        .as_array()
+        .map(|txs| txs.iter().filter(|t| t["merchant_reference"] == reference).collect())
+        .unwrap_or_default()
+}
+
+/// The ledger's sessions for one merchant reference.
+pub fn sessions_for<'a>(ledger: &'a serde_json::Value, reference: &str) -> Vec<&'a serde_json::Value> {
+    ledger["sessions"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["merchant_reference"] == reference).collect())
+        .unwrap_or_default()
+}
