@@ -131,10 +131,10 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     });
 
     let mut rows = Vec::new();
+    for (i, step) in SCRIPT.iter().enumerate() {
         // The offline terminal comes last: after it the health gate keeps card payment
         // unavailable until its next check, as it should on a real kiosk.
         wait_idle(&mut kiosk).await?;
-    for (i, step) in SCRIPT.iter().enumerate() {
         println!(
             "cart {}/{}: {} — scanner sends {:?}",
             i + 1,
