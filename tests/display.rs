@@ -743,3 +743,34 @@ async fn the_task_ends_when_the_state_publisher_goes_away() {
         .expect("the display did not end")
         .unwrap();
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Odd, tiny and huge panels: drawing never panics and never leaves the target.
+    #[test]
+    fn any_size_draws_inside_the_target(
+        width in 1u32..700,
+        height in 1u32..700,
+        which in 0usize..25,
+        english in proptest::bool::ANY,
+    ) {
+        let now = Instant::now();
+        let states = sample_states(now);
+        let (_, state) = &states[which % states.len()];
+        let lang = if english { Language::En } else { Language::Nb };
+        let mut target = Strict::new(width, height);
+        draw(&screen_for(state, lang, now), &mut target).unwrap();
+        proptest::prop_assert_eq!(target.outside, 0);
+    }
+}
+
+#[test]
+fn tiny_panels_do_not_panic() {
+    let now = Instant::now();
+    for (w, h) in [(1, 1), (3, 5), (16, 16), (64, 32), (32, 200), (800, 20)] {
+        for (_, state) in sample_states(now) {
+            rendered(&screen_for(&state, Language::Nb, now), (w, h));
+        }
+    }
+}

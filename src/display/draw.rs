@@ -746,6 +746,34 @@ mod tests {
         assert_eq!(lines.concat().len(), 80);
     }
 
+    /// WCAG contrast ratio of two colours.
+    fn contrast(a: Rgb565, b: Rgb565) -> f64 {
+        let luminance = |c: Rgb565| {
+            let c = embedded_graphics::pixelcolor::Rgb888::from(c);
+            let lin = |v: u8| {
+                let v = f64::from(v) / 255.0;
+                if v <= 0.04045 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    #[test]
+    fn every_colour_pair_is_high_contrast() {
+        for tone in [Tone::Info, Tone::Success, Tone::Warning, Tone::Error] {
+            let (band, text) = tone_colors(tone);
+            assert!(contrast(band, text) >= 5.0, "{tone:?}");
+        }
+        assert!(contrast(TEXT, BACKGROUND) >= 15.0);
+        assert!(contrast(SECONDARY, BACKGROUND) >= 10.0);
+    }
+
     #[test]
     fn maps_to_latin1() {
         assert_eq!(latin1("Visa •••• 4242 – ok…"), "Visa **** 4242 - ok...");

@@ -8,7 +8,6 @@
 use std::convert::Infallible;
 use std::io::Write;
 
-use embedded_graphics::pixelcolor::raw::RawU16;
 use embedded_graphics::pixelcolor::{Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
@@ -55,14 +54,6 @@ impl Frame {
     /// All pixels, row by row from the top left; what a panel driver streams out.
     pub fn pixels(&self) -> &[Rgb565] {
         &self.pixels
-    }
-
-    /// The pixels as big-endian RGB565 bytes, the wire format of MIPI DBI panels over SPI.
-    pub fn to_be_bytes(&self) -> Vec<u8> {
-        self.pixels
-            .iter()
-            .flat_map(|p| RawU16::from(*p).into_inner().to_be_bytes())
-            .collect()
     }
 
     /// Writes the frame as an 8-bit RGB PNG to `out`.
@@ -187,7 +178,6 @@ mod tests {
                 .count(),
             4
         );
-        assert_eq!(frame.to_be_bytes().len(), 4 * 3 * 2);
     }
 
     #[test]

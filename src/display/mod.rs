@@ -47,8 +47,9 @@
 //!   payment is never held up by the display.
 //! - A panel error is logged (the first at once, then at most once a minute with a count) and the
 //!   screen is retried on the next change, or after a back-off of 1 s doubling to 30 s, whichever
-//!   comes first. The task keeps running; it ends when the shutdown future completes or the
-//!   state publisher goes away.
+//!   comes first. The task keeps running; it ends when the shutdown future completes (a show
+//!   in progress finishes first) or the state publisher goes away. A panel backend that panics
+//!   ends the display task with an error in the log; payments go on without a display.
 //!
 //! # Looking at the screens without hardware
 //!
@@ -70,7 +71,8 @@ pub mod text;
 use std::future::Future;
 use std::time::Duration;
 
-use embedded_graphics::geometry::Size;
+/// Panel resolutions are embedded-graphics sizes; re-exported so callers need not depend on it.
+pub use embedded_graphics::geometry::Size;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 

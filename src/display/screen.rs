@@ -147,12 +147,6 @@ impl Screen {
         self.activity = Some(0);
         self
     }
-
-    /// Whether this screen changes by itself with time (countdown or activity indicator), so the
-    /// display task must redraw it although the state did not change.
-    pub fn is_animated(&self) -> bool {
-        self.countdown.as_ref().is_some_and(|c| c.seconds > 0) || self.activity.is_some()
-    }
 }
 
 /// Builds the screen for `state` in `lang`, as it should look at `now`.
@@ -387,7 +381,6 @@ mod tests {
         let countdown = screen.countdown.clone().unwrap();
         assert_eq!(countdown.seconds, 46);
         assert_eq!(countdown.text, "46 sekunder igjen");
-        assert!(screen.is_animated());
         assert_eq!(
             next_change(&state, Language::Nb, now),
             Some(now + Duration::from_millis(200))

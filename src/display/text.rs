@@ -173,7 +173,7 @@ impl Phrase {
             (WaitingTitle, En) => "Pay on the card terminal",
             (FollowTerminal, Nb) => "Følg instruksjonene på kortterminalen.",
             (FollowTerminal, En) => "Follow the instructions on the card terminal.",
-            (TapOrInsert, Nb) => "Hold kortet inntil, eller sett det inn.",
+            (TapOrInsert, Nb) => "Hold kortet mot terminalen eller sett det inn.",
             (TapOrInsert, En) => "Tap or insert your card.",
             (ProcessingTitle, Nb) => "Behandler betalingen",
             (ProcessingTitle, En) => "Processing payment",
