@@ -1,1 +1,415 @@
-//! Placeholder until this module lands.
+//! The customer display: the only thing telling a customer at an unattended kiosk what to do and
+//! whether they paid.
+//!
+//! # What it shows
+//!
+//! The payment flow publishes a [`KioskState`] on a `tokio::sync::watch` channel; the display
+//! observes it and never drives anything. Each state has one screen, in Norwegian Bokmål (the
+//! default) or English:
+//!
+//! | state | title (nb / en) | icon | band |
+//! |---|---|---|---|
+//! | starting | Starter opp / Starting up | hourglass, dots | blue |
+//! | idle | Velkommen / Welcome ("Skann koden din for å betale") | barcode | blue |
+//! | unavailable | Kortbetaling er ikke mulig nå / Card payment unavailable, with the reason | ! | amber |
+//! | refused | Kan ikke starte betaling / Cannot start payment, with the reason | ! | amber |
+//! | creating | Starter betalingen / Starting payment, amount | card, dots | blue |
+//! | waiting for card | Betal på kortterminalen / Pay on the card terminal, amount, seconds left | card | blue |
+//! | processing | Behandler betalingen / Processing payment, amount | hourglass, dots | blue |
+//! | approved | Betalingen er godkjent / Payment approved, amount, card, reference | check | green |
+//! | declined | Kortet ble avvist / Card declined (or Ikke nok dekning / Insufficient funds) | cross | red |
+//! | cancelled | Betalingen er avbrutt / Payment cancelled | barred circle | amber |
+//! | timed out | Tiden gikk ut / Time ran out | clock | amber |
+//! | failed | Betalingen feilet / Payment failed, with the kind | ! | red |
+//! | checking | Sjekker betalingen / Checking your payment, reference to quote, dots | hourglass | amber |
+//!
+//! Every screen after a payment that did not go through says that nothing was charged and what to
+//! do next. Colour is never the only signal: each outcome has its own title and icon shape.
+//! Amounts are formatted by [`crate::money::Money::display`] (`kr 399,00`, `NOK 399.00`).
+//!
+//! # How it is built
+//!
+//! - [`screen`]: `KioskState` → [`Screen`], a pure model of the words, amount, tone and icon.
+//! - [`text`]: every customer text in both languages.
+//! - [`draw`](mod@draw): `Screen` → any embedded-graphics `DrawTarget<Color = Rgb565>`, sized to the
+//!   target (240×320 portrait, 320×240 and 480×320 landscape are the tested sizes).
+//! - [`frame`]: an in-memory RGB565 framebuffer with PNG export.
+//! - [`panel`]: where frames go: PNG files, a text box on a terminal, or nowhere.
+//!
+//! # Behaviour of the display task ([`run`])
+//!
+//! - It redraws when the state changes, and only then, except while a countdown or an activity
+//!   indicator is on screen: then it redraws once per second, on the second boundaries of the
+//!   countdown. An idle kiosk causes no wake-ups at all.
+//! - Drawing and the panel's `show` run on tokio's blocking pool, so a slow panel (a full SPI
+//!   frame takes 20-40 ms) never stalls other tasks. While it works, new states wait in the watch
+//!   channel; when it is done, the latest state is drawn and intermediate ones are skipped. A
+//!   payment is never held up by the display.
+//! - A panel error is logged (the first at once, then at most once a minute with a count) and the
+//!   screen is retried on the next change, or after a back-off of 1 s doubling to 30 s, whichever
+//!   comes first. The task keeps running; it ends when the shutdown future completes (a show
+//!   in progress finishes first) or the state publisher goes away. A panel backend that panics
+//!   ends the display task with an error in the log; payments go on without a display.
+//!
+//! # Looking at the screens without hardware
+//!
+//! [`render_png`] draws any state at any size; [`sample_states`] names one state per screen, so
+//! `kioskpay render` can write them all to PNG files for review. The [`PngPanel`] writes the
+//! frames a running kiosk shows, numbered, one file per change.
+//!
+//! # Errors and their fixes
+//!
+//! See [`PanelError`]: every variant names the file or device and what to change (permissions,
+//! disk space, a closed stdout).
+
+pub mod draw;
+pub mod frame;
+pub mod panel;
+pub mod screen;
+pub mod text;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Panel resolutions are embedded-graphics sizes; re-exported so callers need not depend on it.
+pub use embedded_graphics::geometry::Size;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+pub use self::draw::draw;
+pub use self::frame::Frame;
+pub use self::panel::{NullPanel, Panel, PanelError, PngPanel, TerminalPanel};
+use self::screen::{next_change, ACTIVITY_PHASES};
+pub use self::screen::{screen_for, Screen};
+use crate::money::{Currency, Language, Money};
+use crate::state::{
+    CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,
+};
+
+/// How often repeated panel failures are logged at most.
+const LOG_FAILURES_EVERY: Duration = Duration::from_secs(60);
+
+/// First retry delay after a panel failure; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// Longest retry delay after panel failures.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs the customer display until `shutdown` completes or the state sender is dropped.
+///
+/// `size` is the panel's resolution in pixels; `lang` the customer's language. See the module
+/// docs for when it redraws.
+pub async fn run(
+    mut states: watch::Receiver<KioskState>,
+    panel: Box<dyn Panel>,
+    lang: Language,
+    size: Size,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut painter = Painter {
+        panel,
+        frame: Frame::new(size.width, size.height),
+    };
+    let mut state = states.borrow_and_update().clone();
+    let mut phase: u8 = 0;
+    let mut shown: Option<Screen> = None;
+    let mut failures = Failures::default();
+    loop {
+        let now = Instant::now();
+        let mut screen = screen_for(&state, lang, now);
+        if let Some(activity) = screen.activity.as_mut() {
+            *activity = phase % ACTIVITY_PHASES;
+        }
+        let mut wake = next_change(&state, lang, now);
+        if shown.as_ref() != Some(&screen) {
+            let result;
+            (painter, result) = match show(painter, screen.clone()).await {
+                Some(done) => done,
+                None => {
+                    tracing::error!(
+                        "the display panel panicked; the customer display stays as it is until \
+                         kioskpay restarts (payments are not affected)"
+                    );
+                    return;
+                }
+            };
+            match result {
+                Ok(()) => {
+                    failures.recovered();
+                    shown = Some(screen);
+                }
+                Err(error) => {
+                    shown = None;
+                    let retry = failures.failed(&error, now);
+                    wake = Some(wake.map_or(retry, |w| w.min(retry)));
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return,
+            changed = states.changed() => {
+                if changed.is_err() {
+                    tracing::debug!("kiosk state publisher gone; the display task ends");
+                    return;
+                }
+                let new = states.borrow_and_update().clone();
+                if new != state {
+                    state = new;
+                    phase = 0;
+                }
+            }
+            () = sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
+                phase = phase.wrapping_add(1);
+            }
+        }
+    }
+}
+
+/// The panel and the frame it is drawn into, moved to the blocking pool and back for each show.
+struct Painter {
+    panel: Box<dyn Panel>,
+    frame: Frame,
+}
+
+/// Draws `screen` and hands it to the panel on the blocking pool. `None` if the panel panicked
+/// (and took itself with it).
+async fn show(mut painter: Painter, screen: Screen) -> Option<(Painter, Result<(), PanelError>)> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(()) = draw(&screen, &mut painter.frame);
+        let result = painter.panel.show(&screen, &painter.frame);
+        (painter, result)
+    })
+    .await
+    .ok()
+}
+
+/// Rate-limited logging and back-off for a failing panel.
+#[derive(Default)]
+struct Failures {
+    /// Failures in a row.
+    count: u32,
+    /// Failures not logged since the last log line.
+    unlogged: u32,
+    last_logged: Option<Instant>,
+}
+
+impl Failures {
+    /// Records a failure and returns when to retry.
+    fn failed(&mut self, error: &PanelError, now: Instant) -> Instant {
+        self.count = self.count.saturating_add(1);
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= LOG_FAILURES_EVERY)
+        {
+            tracing::warn!(
+                %error,
+                failures_in_a_row = self.count,
+                not_logged = self.unlogged,
+                "the customer display panel failed; retrying"
+            );
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        let doublings = self.count.saturating_sub(1).min(5);
+        now + (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)
+    }
+
+    fn recovered(&mut self) {
+        if self.count > 0 {
+            tracing::info!(
+                failures = self.count,
+                "the customer display panel works again"
+            );
+        }
+        *self = Failures::default();
+    }
+}
+
+/// One representative state per screen, named, for `kioskpay render`, documentation and tests.
+///
+/// Countdowns are taken at `now` with 60 seconds left. Amounts are `kr 399,00`.
+pub fn sample_states(now: Instant) -> Vec<(&'static str, KioskState)> {
+    let amount = Money::new(39900, Currency::NOK);
+    let reference = || "kiosk1-20260315-0042".to_string();
+    vec![
+        ("starting", KioskState::Starting),
+        ("idle", KioskState::Idle),
+        (
+            "unavailable",
+            KioskState::Unavailable {
+                reason: UnavailableReason::ApiUnreachable,
+            },
+        ),
+        (
+            "unavailable_credentials",
+            KioskState::Unavailable {
+                reason: UnavailableReason::Credentials,
+            },
+        ),
+        (
+            "terminal_not_active",
+            KioskState::Unavailable {
+                reason: UnavailableReason::TerminalNotActive("INACTIVE".into()),
+            },
+        ),
+        (
+            "terminal_offline",
+            KioskState::Unavailable {
+                reason: UnavailableReason::TerminalOffline,
+            },
+        ),
+        (
+            "refused",
+            KioskState::Refused {
+                reason: RefusalReason::Unreadable {
+                    detail: "no amount in code".into(),
+                },
+            },
+        ),
+        (
+            "refused_busy",
+            KioskState::Refused {
+                reason: RefusalReason::Busy,
+            },
+        ),
+        (
+            "refused_unavailable",
+            KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            },
+        ),
+        (
+            "refused_zero",
+            KioskState::Refused {
+                reason: RefusalReason::ZeroAmount,
+            },
+        ),
+        (
+            "refused_too_large",
+            KioskState::Refused {
+                reason: RefusalReason::TooLarge {
+                    max: Money::new(500000, Currency::NOK),
+                },
+            },
+        ),
+        (
+            "refused_currency",
+            KioskState::Refused {
+                reason: RefusalReason::WrongCurrency {
+                    given: "SEK".into(),
+                },
+            },
+        ),
+        (
+            "creating",
+            KioskState::Creating {
+                amount,
+                reference: reference(),
+            },
+        ),
+        (
+            "waiting",
+            KioskState::WaitingForCard {
+                amount,
+                reference: reference(),
+                deadline: now + Duration::from_secs(60),
+            },
+        ),
+        (
+            "processing",
+            KioskState::Processing {
+                amount,
+                reference: reference(),
+            },
+        ),
+        (
+            "approved",
+            KioskState::Approved {
+                amount,
+                reference: reference(),
+                transaction_id: "T12345678.4ZrUWvLJzDq6tMPcEhFr7A".into(),
+                card: Some("Visa **** 4242".into()),
+            },
+        ),
+        (
+            "declined",
+            KioskState::Declined {
+                amount,
+                reference: reference(),
+                kind: DeclineKind::Declined,
+            },
+        ),
+        (
+            "insufficient_funds",
+            KioskState::Declined {
+                amount,
+                reference: reference(),
+                kind: DeclineKind::InsufficientFunds,
+            },
+        ),
+        (
+            "cancelled",
+            KioskState::Cancelled {
+                amount,
+                reference: reference(),
+                by: CancelledBy::Customer,
+            },
+        ),
+        (
+            "cancelled_by_kiosk",
+            KioskState::Cancelled {
+                amount,
+                reference: reference(),
+                by: CancelledBy::Kiosk,
+            },
+        ),
+        (
+            "timed_out",
+            KioskState::TimedOut {
+                amount,
+                reference: reference(),
+            },
+        ),
+        (
+            "failed",
+            KioskState::Failed {
+                amount,
+                reference: reference(),
+                kind: FailKind::Technical,
+            },
+        ),
+        (
+            "failed_terminal_offline",
+            KioskState::Failed {
+                amount,
+                reference: reference(),
+                kind: FailKind::TerminalOffline,
+            },
+        ),
+        (
+            "failed_rejected",
+            KioskState::Failed {
+                amount,
+                reference: reference(),
+                kind: FailKind::Rejected,
+            },
+        ),
+        (
+            "checking",
+            KioskState::Checking {
+                reference: reference(),
+            },
+        ),
+    ]
+}
+
+/// Draws `state` as the customer would see it at `now` on a panel of `size`, as PNG bytes.
+pub fn render_png(state: &KioskState, lang: Language, size: Size, now: Instant) -> Vec<u8> {
+    let mut frame = Frame::new(size.width, size.height);
+    let Ok(()) = draw(&screen_for(state, lang, now), &mut frame);
+    frame.to_png()
+}

@@ -1,0 +1,419 @@
+//! What the customer should see for a [`KioskState`]: a pure model, no pixels.
+//!
+//! [`screen_for`] decides the words, the amount, the tone and the icon; [`super::draw()`] decides
+//! where they go on a given panel; the terminal backend prints the same model as text. Keeping the
+//! decision pure means every screen is testable without a panel, and the same wording reaches the
+//! customer whether the kiosk has an SPI panel, a framebuffer or only a log.
+//!
+//! No information is carried by colour alone: every outcome has its own title word and its own
+//! [`Icon`] shape, so a colour-blind customer, or one looking at a washed-out panel in sunlight,
+//! reads the same outcome as everyone else.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::text::{self, Phrase};
+use crate::money::Language;
+use crate::state::{
+    CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,
+};
+
+/// How many frames the activity indicator cycles through (one per second).
+pub const ACTIVITY_PHASES: u8 = 3;
+
+/// The longest piece of outside text (terminal status, currency code, card summary) shown as is;
+/// longer ones are cut so a garbled value cannot push the instructions off the screen.
+const MAX_FOREIGN_CHARS: usize = 32;
+
+/// The severity of a screen, which picks its colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tone {
+    /// Normal operation: welcome, instructions, progress.
+    Info,
+    /// Paid.
+    Success,
+    /// Nothing was charged, or the customer must wait: cancelled, timed out, unavailable,
+    /// refused, checking.
+    Warning,
+    /// The payment did not go through because of the card or a fault: declined, failed.
+    Error,
+}
+
+/// The symbol at the top of a screen; each outcome has its own shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Icon {
+    /// A barcode: scan your code.
+    Scan,
+    /// A payment card: use the terminal.
+    Card,
+    /// An hourglass: something is in progress.
+    Hourglass,
+    /// A check mark: paid.
+    Check,
+    /// A cross: declined.
+    Cross,
+    /// A circle with a bar: cancelled.
+    Ban,
+    /// A clock: timed out.
+    Clock,
+    /// An exclamation mark: failed, unavailable, refused.
+    Exclamation,
+}
+
+impl Icon {
+    /// A one-character rendering for text backends (terminal, logs).
+    pub fn symbol(self) -> char {
+        match self {
+            Icon::Scan => '#',
+            Icon::Card => '=',
+            Icon::Hourglass => '…',
+            Icon::Check => '✓',
+            Icon::Cross => '✗',
+            Icon::Ban => '⊘',
+            Icon::Clock => '◷',
+            Icon::Exclamation => '!',
+        }
+    }
+}
+
+/// A live countdown: the whole seconds left and the words for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Countdown {
+    /// Whole seconds left, rounded up so that "0" only shows once the deadline has passed.
+    pub seconds: u64,
+    /// The seconds in words, in the screen's language.
+    pub text: String,
+}
+
+/// Everything one screen shows, already worded in the customer's language.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Screen {
+    /// Colours, and how urgent the screen is.
+    pub tone: Tone,
+    /// The symbol that says the same as the title, for readers who do not read the title.
+    pub icon: Icon,
+    /// The one-line headline ("Payment approved").
+    pub title: String,
+    /// The amount in large type, when a payment is involved.
+    pub amount: Option<String>,
+    /// Instructions and explanations, one sentence each, most important first; drawers wrap
+    /// them and drop the last ones first when space runs out.
+    pub lines: Vec<String>,
+    /// Small print at the bottom: the reference to quote, or a status for staff.
+    pub footer: Option<String>,
+    /// Seconds left to present the card, while the terminal prompts.
+    pub countdown: Option<Countdown>,
+    /// The frame of the "still working" indicator, `0..ACTIVITY_PHASES`, while the kiosk is busy.
+    /// [`screen_for`] always starts at 0; the display task advances it once per second.
+    pub activity: Option<u8>,
+}
+
+impl Screen {
+    fn new(tone: Tone, icon: Icon, title: Phrase, lang: Language) -> Screen {
+        Screen {
+            tone,
+            icon,
+            title: title.text(lang).to_string(),
+            amount: None,
+            lines: Vec::new(),
+            footer: None,
+            countdown: None,
+            activity: None,
+        }
+    }
+
+    fn line(mut self, phrase: Phrase, lang: Language) -> Screen {
+        self.lines.push(phrase.text(lang).to_string());
+        self
+    }
+
+    fn text_line(mut self, line: String) -> Screen {
+        self.lines.push(line);
+        self
+    }
+
+    fn amount(mut self, amount: String) -> Screen {
+        self.amount = Some(amount);
+        self
+    }
+
+    fn reference(mut self, lang: Language, reference: &str) -> Screen {
+        self.footer = Some(text::reference(lang, &clip(reference)));
+        self
+    }
+
+    fn busy(mut self) -> Screen {
+        self.activity = Some(0);
+        self
+    }
+}
+
+/// Builds the screen for `state` in `lang`, as it should look at `now`.
+///
+/// Pure: the same arguments always give the same screen, so tests and the `render` command can
+/// ask for any screen at any moment of a countdown.
+pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
+    use Phrase::*;
+    match state {
+        KioskState::Starting => Screen::new(Tone::Info, Icon::Hourglass, StartingTitle, lang)
+            .line(StartingBody, lang)
+            .busy(),
+        KioskState::Idle => Screen::new(Tone::Info, Icon::Scan, WelcomeTitle, lang)
+            .line(ScanToPay, lang)
+            .line(ThenPayByCard, lang),
+        KioskState::Unavailable { reason } => {
+            let screen = Screen::new(Tone::Warning, Icon::Exclamation, UnavailableTitle, lang);
+            match reason {
+                UnavailableReason::ApiUnreachable => screen
+                    .line(ServiceUnreachable, lang)
+                    .line(TryAgainSoon, lang),
+                UnavailableReason::Credentials => {
+                    screen.line(NeedsStaffSetup, lang).line(ContactStaff, lang)
+                }
+                UnavailableReason::TerminalNotActive(status) => {
+                    let mut screen = screen.line(TerminalNotReady, lang).line(ContactStaff, lang);
+                    screen.footer = Some(text::terminal_status(lang, &clip(status)));
+                    screen
+                }
+                UnavailableReason::TerminalOffline => screen
+                    .line(TerminalNotResponding, lang)
+                    .line(TryAgainSoon, lang)
+                    .line(ContactStaff, lang),
+            }
+        }
+        KioskState::Refused { reason } => {
+            let screen = Screen::new(Tone::Warning, Icon::Exclamation, RefusedTitle, lang);
+            let screen = match reason {
+                RefusalReason::Busy => screen
+                    .line(AlreadyPaying, lang)
+                    .line(FinishCurrentFirst, lang),
+                RefusalReason::Unavailable => {
+                    screen.line(NotAvailableNow, lang).line(TryAgainSoon, lang)
+                }
+                RefusalReason::ZeroAmount => screen.line(NothingToPay, lang),
+                RefusalReason::TooLarge { max } => screen
+                    .line(AmountTooLarge, lang)
+                    .text_line(text::max_amount(lang, max))
+                    .line(ContactStaff, lang),
+                RefusalReason::WrongCurrency { given } => screen
+                    .text_line(text::wrong_currency(lang, &clip(given)))
+                    .line(ContactStaff, lang),
+                RefusalReason::Unreadable { .. } => {
+                    screen.line(CodeUnreadable, lang).line(ScanAgain, lang)
+                }
+            };
+            screen.line(NothingCharged, lang)
+        }
+        KioskState::Creating { amount, reference } => {
+            Screen::new(Tone::Info, Icon::Card, CreatingTitle, lang)
+                .amount(amount.display(lang))
+                .line(TerminalGettingReady, lang)
+                .reference(lang, reference)
+                .busy()
+        }
+        KioskState::WaitingForCard {
+            amount,
+            reference,
+            deadline,
+        } => {
+            let seconds = seconds_left(*deadline, now);
+            let mut screen = Screen::new(Tone::Info, Icon::Card, WaitingTitle, lang)
+                .amount(amount.display(lang))
+                .line(FollowTerminal, lang)
+                .line(TapOrInsert, lang)
+                .reference(lang, reference);
+            screen.countdown = Some(Countdown {
+                seconds,
+                text: text::seconds_left(lang, seconds),
+            });
+            screen
+        }
+        KioskState::Processing { amount, reference } => {
+            Screen::new(Tone::Info, Icon::Hourglass, ProcessingTitle, lang)
+                .amount(amount.display(lang))
+                .line(PleaseWaitDontLeave, lang)
+                .reference(lang, reference)
+                .busy()
+        }
+        KioskState::Approved {
+            amount,
+            reference,
+            card,
+            ..
+        } => {
+            let mut screen = Screen::new(Tone::Success, Icon::Check, ApprovedTitle, lang)
+                .amount(amount.display(lang))
+                .line(ThankYou, lang);
+            if let Some(card) = card {
+                screen = screen.text_line(text::card(lang, &clip(card)));
+            }
+            screen.reference(lang, reference)
+        }
+        KioskState::Declined {
+            amount,
+            reference,
+            kind,
+        } => {
+            let screen = match kind {
+                DeclineKind::Declined => Screen::new(Tone::Error, Icon::Cross, DeclinedTitle, lang)
+                    .line(BankDeclined, lang)
+                    .line(NothingCharged, lang)
+                    .line(TryOtherCardOrBank, lang),
+                DeclineKind::InsufficientFunds => {
+                    Screen::new(Tone::Error, Icon::Cross, InsufficientTitle, lang)
+                        .line(NotEnoughMoney, lang)
+                        .line(NothingCharged, lang)
+                        .line(TryOtherCard, lang)
+                }
+            };
+            screen
+                .amount(amount.display(lang))
+                .reference(lang, reference)
+        }
+        KioskState::Cancelled {
+            amount,
+            reference,
+            by,
+        } => {
+            let why = match by {
+                CancelledBy::Customer => CancelledByYou,
+                CancelledBy::Kiosk => CancelledByKiosk,
+            };
+            Screen::new(Tone::Warning, Icon::Ban, CancelledTitle, lang)
+                .amount(amount.display(lang))
+                .line(why, lang)
+                .line(NothingCharged, lang)
+                .line(ScanToTryAgain, lang)
+                .reference(lang, reference)
+        }
+        KioskState::TimedOut { amount, reference } => {
+            Screen::new(Tone::Warning, Icon::Clock, TimedOutTitle, lang)
+                .amount(amount.display(lang))
+                .line(NotCompletedInTime, lang)
+                .line(NothingCharged, lang)
+                .line(ScanToTryAgain, lang)
+                .reference(lang, reference)
+        }
+        KioskState::Failed {
+            amount,
+            reference,
+            kind,
+        } => {
+            let screen = Screen::new(Tone::Error, Icon::Exclamation, FailedTitle, lang)
+                .amount(amount.display(lang));
+            let screen = match kind {
+                FailKind::Technical => screen.line(TechnicalError, lang),
+                FailKind::TerminalOffline => screen.line(TerminalDidNotRespond, lang),
+                FailKind::Rejected => screen.line(CouldNotStart, lang),
+            };
+            let advice = match kind {
+                FailKind::Technical | FailKind::TerminalOffline => TryAgainSoon,
+                FailKind::Rejected => ContactStaff,
+            };
+            screen
+                .line(NothingCharged, lang)
+                .line(advice, lang)
+                .reference(lang, reference)
+        }
+        KioskState::Checking { reference } => {
+            Screen::new(Tone::Warning, Icon::Hourglass, CheckingTitle, lang)
+                .line(CheckingWhether, lang)
+                .line(DoNotPayAgain, lang)
+                .line(QuoteReference, lang)
+                .reference(lang, reference)
+                .busy()
+        }
+    }
+}
+
+/// When the screen for `state` next looks different by itself, if it ever does: the next
+/// second boundary of a countdown, or the next frame of the activity indicator one second after
+/// `now`. `None` means the display can sleep until the state changes.
+pub fn next_change(state: &KioskState, lang: Language, now: Instant) -> Option<Instant> {
+    if let KioskState::WaitingForCard { deadline, .. } = state {
+        let seconds = seconds_left(*deadline, now);
+        // The shown number drops from n to n-1 exactly when n-1 seconds are left.
+        return (seconds > 0)
+            .then(|| deadline.checked_sub(Duration::from_secs(seconds - 1)))
+            .flatten();
+    }
+    screen_for(state, lang, now)
+        .activity
+        .map(|_| now + Duration::from_secs(1))
+}
+
+/// Whole seconds left until `deadline`, rounded up.
+fn seconds_left(deadline: Instant, now: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(now);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+/// Cuts text that came from outside (terminal, API, scanner) to a length that fits a screen.
+fn clip(text: &str) -> String {
+    if text.chars().count() <= MAX_FOREIGN_CHARS {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(MAX_FOREIGN_CHARS - 3).collect();
+        cut.push_str("...");
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+
+    fn waiting(deadline: Instant) -> KioskState {
+        KioskState::WaitingForCard {
+            amount: Money::new(39900, Currency::NOK),
+            reference: "r".into(),
+            deadline,
+        }
+    }
+
+    #[test]
+    fn countdown_rounds_up_and_stops_at_zero() {
+        let now = Instant::now();
+        let state = waiting(now + Duration::from_millis(45_200));
+        let screen = screen_for(&state, Language::Nb, now);
+        let countdown = screen.countdown.clone().unwrap();
+        assert_eq!(countdown.seconds, 46);
+        assert_eq!(countdown.text, "46 sekunder igjen");
+        assert_eq!(
+            next_change(&state, Language::Nb, now),
+            Some(now + Duration::from_millis(200))
+        );
+
+        let late = now + Duration::from_secs(60);
+        let screen = screen_for(&state, Language::En, late);
+        assert_eq!(screen.countdown.unwrap().seconds, 0);
+        assert_eq!(next_change(&state, Language::En, late), None);
+    }
+
+    #[test]
+    fn only_busy_screens_tick() {
+        let now = Instant::now();
+        assert_eq!(next_change(&KioskState::Idle, Language::Nb, now), None);
+        let checking = KioskState::Checking {
+            reference: "r".into(),
+        };
+        assert_eq!(
+            next_change(&checking, Language::Nb, now),
+            Some(now + Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn outside_text_is_clipped() {
+        let long = "x".repeat(100);
+        let state = KioskState::Unavailable {
+            reason: UnavailableReason::TerminalNotActive(long),
+        };
+        let screen = screen_for(&state, Language::En, Instant::now());
+        let footer = screen.footer.unwrap();
+        assert!(footer.ends_with("..."));
+        assert!(footer.chars().count() < 60);
+    }
+}
