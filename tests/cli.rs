@@ -11,11 +11,19 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
 
 fn kioskpay(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).env("KIOSKPAY_LOG", "info").output().expect("binary runs")
+    Command::new(BIN)
+        .args(args)
+        .env("KIOSKPAY_LOG", "info")
+        .output()
+        .expect("binary runs")
 }
 
 fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -27,7 +35,10 @@ fn help_lists_every_command_with_examples() {
         assert!(help.contains(cmd), "{cmd} missing from --help");
         let sub = kioskpay(&[cmd, "--help"]);
         assert!(sub.status.success(), "{cmd} --help");
-        assert!(text(&sub).contains("Example"), "{cmd} --help has no example");
+        assert!(
+            text(&sub).contains("Example"),
+            "{cmd} --help has no example"
+        );
     }
 }
 
@@ -39,8 +50,16 @@ fn a_bad_config_exits_2_naming_key_value_and_expectation() {
     let cases = [
         ("language = \"en\"", "language = \"de\"", "language"),
         ("max_amount = 1000000", "max_amount = -5", "max_amount"),
-        ("terminal_id = \"T12345678-T0001\"", "terminal_id = \"T1\"", "store.terminal_id = \"T1\""),
-        ("[store]", "[store]\ncolour = \"red\"", "unknown field `colour`"),
+        (
+            "terminal_id = \"T12345678-T0001\"",
+            "terminal_id = \"T1\"",
+            "store.terminal_id = \"T1\"",
+        ),
+        (
+            "[store]",
+            "[store]\ncolour = \"red\"",
+            "unknown field `colour`",
+        ),
     ];
     for (from, to, want) in cases {
         std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
@@ -58,11 +77,17 @@ async fn check_gets_a_token_and_reads_the_terminal() {
     let emulator = support::emulator(0.01).await;
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_config(dir.path(), &emulator.base_url(), "");
-    let out = tokio::task::spawn_blocking(move || kioskpay(&["check", "--config", path.to_str().unwrap()]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        kioskpay(&["check", "--config", path.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("token OK") && text(&out).contains("ACTIVE"), "{}", text(&out));
+    assert!(
+        text(&out).contains("token OK") && text(&out).contains("ACTIVE"),
+        "{}",
+        text(&out)
+    );
     assert!(!text(&out).contains("demo-secret"));
     emulator.shutdown().await;
 }
@@ -72,11 +97,20 @@ async fn wait_for_final(state: &std::path::Path, n: usize) -> kioskpay::journal:
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(replay) = kioskpay::journal::read_only(state) {
-            if replay.payments.iter().filter(|p| p.outcome.is_some()).count() >= n {
+            if replay
+                .payments
+                .iter()
+                .filter(|p| p.outcome.is_some())
+                .count()
+                >= n
+            {
                 return replay;
             }
         }
-        assert!(Instant::now() < deadline, "no final payment in the journal within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "no final payment in the journal within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -102,14 +136,28 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.as_mut().unwrap().write_all(b"399.00;KID-42\n").unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"399.00;KID-42\n")
+        .unwrap();
     let replay = wait_for_final(&dir.path().join("state"), 1).await;
-    assert_eq!(replay.payments[0].outcome, Some(kioskpay::journal::Outcome::Approved));
+    assert_eq!(
+        replay.payments[0].outcome,
+        Some(kioskpay::journal::Outcome::Approved)
+    );
     assert_eq!(replay.payments[0].cart_reference.as_deref(), Some("KID-42"));
     sigterm(&child);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("demo-secret"), "the secret leaked into the output");
+    assert!(
+        !text(&out).contains("demo-secret"),
+        "the secret leaked into the output"
+    );
 
     let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]);
     assert!(journal.status.success());
@@ -134,7 +182,13 @@ fn openpty() -> (OwnedFd, String) {
     let mut slave = 0;
     // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
     let rc = unsafe {
-        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
     };
     assert_eq!(rc, 0, "openpty failed");
     // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
@@ -189,13 +243,22 @@ async fn run_reads_a_scanner_on_a_real_serial_line() {
         if replay.is_some_and(|r| !r.payments.is_empty()) {
             break;
         }
-        assert!(Instant::now() < deadline, "the daemon never read the scanner line");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never read the scanner line"
+        );
     }
     let replay = wait_for_final(&state, 1).await;
-    assert_eq!(replay.payments[0].outcome, Some(kioskpay::journal::Outcome::Declined));
+    assert_eq!(
+        replay.payments[0].outcome,
+        Some(kioskpay::journal::Outcome::Declined)
+    );
     assert_eq!(replay.payments[0].amount, 14951);
     sigterm(&child);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     emulator.shutdown().await;
 }
@@ -204,15 +267,29 @@ async fn run_reads_a_scanner_on_a_real_serial_line() {
 fn the_demo_runs_every_outcome_and_matches_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let frames = dir.path().join("frames");
-    let out = kioskpay(&["demo", "--time-scale", "0.05", "--lang", "en", "--frames", frames.to_str().unwrap()]);
+    let out = kioskpay(&[
+        "demo",
+        "--time-scale",
+        "0.05",
+        "--lang",
+        "en",
+        "--frames",
+        frames.to_str().unwrap(),
+    ]);
     let output = text(&out);
     assert!(out.status.success(), "{output}");
     assert!(output.contains("demo OK"), "{output}");
-    for outcome in ["approved", "declined", "cancelled", "failed (terminal offline)"] {
+    for outcome in [
+        "approved",
+        "declined",
+        "cancelled",
+        "failed (terminal offline)",
+    ] {
         assert!(output.contains(outcome), "{outcome} missing:\n{output}");
     }
     let pngs = std::fs::read_dir(&frames).unwrap().filter(|e| {
-        e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
+        e.as_ref()
+            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
     });
     assert!(pngs.count() >= 6, "frames were not written");
 }

@@ -10,7 +10,9 @@ use kioskpay::cart::CartSource;
 use kioskpay::config::Config;
 use kioskpay::daemon::{InputWiring, Kiosk};
 use kioskpay::dintero::client::{Client, ClientConfig};
-use kioskpay::dintero::{ApiError, Gateway, Order, OrderItem, SessionProfileRequest, SessionUrl, Store};
+use kioskpay::dintero::{
+    ApiError, Gateway, Order, OrderItem, SessionProfileRequest, SessionUrl, Store,
+};
 use kioskpay::journal::Outcome;
 use kioskpay::payment::flow::{Command, PaymentReport};
 use kioskpay::payment::Final;
@@ -36,16 +38,26 @@ async fn start(time_scale: f64, extra: &str) -> Running {
     let (scanner, scanner_rx) = tokio::io::duplex(256);
     let tx = kiosk.inputs.clone();
     tokio::spawn(async move {
-        kioskpay::input::read_carts(scanner_rx, config.currency(), CartSource::Serial, 512, &tx).await
+        kioskpay::input::read_carts(scanner_rx, config.currency(), CartSource::Serial, 512, &tx)
+            .await
     });
-    Running { kiosk, scanner, base, dir, emulator }
+    Running {
+        kiosk,
+        scanner,
+        base,
+        dir,
+        emulator,
+    }
 }
 
 impl Running {
     async fn idle(&mut self) {
         let mut states = self.kiosk.state.clone();
         tokio::time::timeout(Duration::from_secs(60), async {
-            states.wait_for(|s| *s == KioskState::Idle).await.map(|_| ())
+            states
+                .wait_for(|s| *s == KioskState::Idle)
+                .await
+                .map(|_| ())
         })
         .await
         .unwrap_or_else(|_| panic!("not idle: {:?}", *self.kiosk.state.borrow()))
@@ -53,7 +65,10 @@ impl Running {
     }
 
     async fn scan(&mut self, line: &str) -> PaymentReport {
-        self.scanner.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        self.scanner
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(120), self.kiosk.reports.recv())
             .await
             .expect("an outcome within 120 s")
@@ -72,16 +87,65 @@ async fn every_outcome_of_the_emulator_table_through_the_full_daemon() {
     k.idle().await;
     type Check = fn(&Final) -> bool;
     let table: &[(&str, &str, Check)] = &[
-        ("399.00;ORDER-1", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
-        ("149.51", "FAILED", |f| matches!(f, Final::Declined { kind: DeclineKind::Declined, .. })),
-        ("89.52", "FAILED", |f| matches!(f, Final::Declined { kind: DeclineKind::InsufficientFunds, .. })),
-        ("75.53", "FAILED", |f| matches!(f, Final::Cancelled { by: CancelledBy::Customer, .. })),
-        ("20.54", "FAILED", |f| matches!(f, Final::TimedOut { transaction_id: Some(_) })),
-        ("30.56", "FAILED", |f| matches!(f, Final::Failed { kind: FailKind::Technical, .. })),
+        ("399.00;ORDER-1", "CAPTURED", |f| {
+            matches!(f, Final::Approved { .. })
+        }),
+        ("149.51", "FAILED", |f| {
+            matches!(
+                f,
+                Final::Declined {
+                    kind: DeclineKind::Declined,
+                    ..
+                }
+            )
+        }),
+        ("89.52", "FAILED", |f| {
+            matches!(
+                f,
+                Final::Declined {
+                    kind: DeclineKind::InsufficientFunds,
+                    ..
+                }
+            )
+        }),
+        ("75.53", "FAILED", |f| {
+            matches!(
+                f,
+                Final::Cancelled {
+                    by: CancelledBy::Customer,
+                    ..
+                }
+            )
+        }),
+        ("20.54", "FAILED", |f| {
+            matches!(
+                f,
+                Final::TimedOut {
+                    transaction_id: Some(_)
+                }
+            )
+        }),
+        ("30.56", "FAILED", |f| {
+            matches!(
+                f,
+                Final::Failed {
+                    kind: FailKind::Technical,
+                    ..
+                }
+            )
+        }),
         ("10.57", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
         ("10.58", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
         ("10.59", "CAPTURED", |f| matches!(f, Final::Approved { .. })),
-        ("50.55", "", |f| matches!(f, Final::Failed { kind: FailKind::TerminalOffline, transaction_id: None })),
+        ("50.55", "", |f| {
+            matches!(
+                f,
+                Final::Failed {
+                    kind: FailKind::TerminalOffline,
+                    transaction_id: None
+                }
+            )
+        }),
     ];
     let mut references = Vec::new();
     for (line, ledger_status, check) in table {
@@ -92,18 +156,41 @@ async fn every_outcome_of_the_emulator_table_through_the_full_daemon() {
         assert_eq!(sessions.len(), 1, "{line}: exactly one session per cart");
         let txs = support::transactions_for(&ledger, &report.merchant_reference);
         if ledger_status.is_empty() {
-            assert!(txs.is_empty(), "{line}: offline terminal made a transaction");
-            assert!(sessions[0]["cancelled_at"].is_string(), "{line}: session left open");
+            assert!(
+                txs.is_empty(),
+                "{line}: offline terminal made a transaction"
+            );
+            assert!(
+                sessions[0]["cancelled_at"].is_string(),
+                "{line}: session left open"
+            );
         } else {
             assert_eq!(txs.len(), 1, "{line}");
             assert_eq!(txs[0]["status"], *ledger_status, "{line}");
             assert_eq!(txs[0]["amount"], report.amount.minor, "{line}");
-            assert_eq!(Some(txs[0]["id"].as_str().unwrap()), report.outcome.transaction_id(), "{line}");
+            assert_eq!(
+                Some(txs[0]["id"].as_str().unwrap()),
+                report.outcome.transaction_id(),
+                "{line}"
+            );
         }
         references.push((report.merchant_reference.clone(), report.outcome.outcome()));
-        if matches!(report.outcome, Final::Failed { kind: FailKind::TerminalOffline, .. }) {
-            let want = KioskState::Unavailable { reason: UnavailableReason::TerminalOffline };
-            k.kiosk.state.clone().wait_for(|s| *s == want).await.unwrap();
+        if matches!(
+            report.outcome,
+            Final::Failed {
+                kind: FailKind::TerminalOffline,
+                ..
+            }
+        ) {
+            let want = KioskState::Unavailable {
+                reason: UnavailableReason::TerminalOffline,
+            };
+            k.kiosk
+                .state
+                .clone()
+                .wait_for(|s| *s == want)
+                .await
+                .unwrap();
             k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
         }
         k.idle().await;
@@ -113,9 +200,15 @@ async fn every_outcome_of_the_emulator_table_through_the_full_daemon() {
     let journal = kioskpay::journal::read_only(&k.dir.path().join("state")).unwrap();
     assert_eq!(journal.payments.len(), table.len());
     for (reference, outcome) in references {
-        assert_eq!(journal.get(&reference).and_then(|p| p.outcome), Some(outcome), "{reference}");
+        assert_eq!(
+            journal.get(&reference).and_then(|p| p.outcome),
+            Some(outcome),
+            "{reference}"
+        );
     }
-    let frames = std::fs::read_dir(k.dir.path().join("frames")).unwrap().count();
+    let frames = std::fs::read_dir(k.dir.path().join("frames"))
+        .unwrap()
+        .count();
     assert!(frames >= table.len(), "the display wrote {frames} frames");
     k.stop().await;
 }
@@ -126,11 +219,21 @@ async fn the_kiosk_timeout_cancels_and_the_ledger_agrees() {
     let mut k = start(0.2, "").await;
     k.idle().await;
     let report = k.scan("20.54").await;
-    assert!(matches!(report.outcome, Final::TimedOut { transaction_id: Some(_) }), "{report:?}");
+    assert!(
+        matches!(
+            report.outcome,
+            Final::TimedOut {
+                transaction_id: Some(_)
+            }
+        ),
+        "{report:?}"
+    );
     let ledger = support::ledger(&k.base).await;
     let txs = support::transactions_for(&ledger, &report.merchant_reference);
     assert_eq!(txs[0]["status"], "FAILED");
-    assert!(support::sessions_for(&ledger, &report.merchant_reference)[0]["cancelled_at"].is_string());
+    assert!(
+        support::sessions_for(&ledger, &report.merchant_reference)[0]["cancelled_at"].is_string()
+    );
     k.stop().await;
 }
 
@@ -141,16 +244,34 @@ async fn an_inactive_terminal_gates_carts_until_it_is_active_again() {
     let url = format!("{}/_emulator/terminals/T12345678-T0001/status", k.base);
     support::request("PUT", &url, Some(serde_json::json!({"status": "INACTIVE"}))).await;
     k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
-    let want = KioskState::Unavailable { reason: UnavailableReason::TerminalNotActive("INACTIVE".into()) };
-    k.kiosk.state.clone().wait_for(|s| *s == want).await.unwrap();
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::TerminalNotActive("INACTIVE".into()),
+    };
+    k.kiosk
+        .state
+        .clone()
+        .wait_for(|s| *s == want)
+        .await
+        .unwrap();
     k.scanner.write_all(b"399.00\r\n").await.unwrap();
-    k.kiosk.state.clone().wait_for(|s| s.name() == "refused").await.unwrap();
+    k.kiosk
+        .state
+        .clone()
+        .wait_for(|s| s.name() == "refused")
+        .await
+        .unwrap();
     support::request("PUT", &url, Some(serde_json::json!({"status": "ACTIVE"}))).await;
     k.kiosk.commands.send(Command::CheckHealth).await.unwrap();
     k.idle().await;
     let report = k.scan("399.00").await;
     assert!(matches!(report.outcome, Final::Approved { .. }));
-    assert_eq!(support::ledger(&k.base).await["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        support::ledger(&k.base).await["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     k.stop().await;
 }
 
@@ -161,12 +282,26 @@ async fn a_lost_create_response_is_found_not_charged_twice() {
     let faults = serde_json::json!({"seed": 1, "rules": [
         {"route": "POST /v1/sessions-profile", "kind": "drop_response", "count": 1}
     ]});
-    support::request("POST", &format!("{}/_emulator/faults", k.base), Some(faults)).await;
+    support::request(
+        "POST",
+        &format!("{}/_emulator/faults", k.base),
+        Some(faults),
+    )
+    .await;
     let report = k.scan("399.00").await;
-    assert!(matches!(report.outcome, Final::Approved { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
     let ledger = support::ledger(&k.base).await;
-    assert_eq!(support::sessions_for(&ledger, &report.merchant_reference).len(), 1);
-    assert_eq!(support::transactions_for(&ledger, &report.merchant_reference)[0]["status"], "CAPTURED");
+    assert_eq!(
+        support::sessions_for(&ledger, &report.merchant_reference).len(),
+        1
+    );
+    assert_eq!(
+        support::transactions_for(&ledger, &report.merchant_reference)[0]["status"],
+        "CAPTURED"
+    );
     let journal = kioskpay::journal::read_only(&k.dir.path().join("state")).unwrap();
     assert_eq!(journal.payments[0].outcome, Some(Outcome::Approved));
     k.stop().await;
@@ -184,10 +319,18 @@ fn client(base: &str, secret: &str) -> Client {
     })
 }
 
-fn request(amount: u64, items_amount: u64, terminal: Option<&str>, profile: &str) -> SessionProfileRequest {
+fn request(
+    amount: u64,
+    items_amount: u64,
+    terminal: Option<&str>,
+    profile: &str,
+) -> SessionProfileRequest {
     SessionProfileRequest {
         profile_id: profile.into(),
-        url: SessionUrl { return_url: "https://example.com/r".into(), callback_url: None },
+        url: SessionUrl {
+            return_url: "https://example.com/r".into(),
+            callback_url: None,
+        },
         order: Order {
             amount,
             currency: "NOK".into(),
@@ -219,20 +362,42 @@ async fn emulator_validation_errors_name_the_field() {
     let profile = "T12345678.kiosk-in-person";
     let cases = [
         (request(1000, 1000, None, profile), "terminal_id"),
-        (request(1000, 999, Some("T12345678-T0001"), profile), "amount"),
-        (request(1000, 1000, Some("T12345678-T0099"), profile), "T12345678-T0099"),
-        (request(1000, 1000, Some("T12345678-T0001"), "T12345678.nope"), "profile_id"),
+        (
+            request(1000, 999, Some("T12345678-T0001"), profile),
+            "amount",
+        ),
+        (
+            request(1000, 1000, Some("T12345678-T0099"), profile),
+            "T12345678-T0099",
+        ),
+        (
+            request(1000, 1000, Some("T12345678-T0001"), "T12345678.nope"),
+            "profile_id",
+        ),
     ];
     for (req, field) in cases {
         match c.create_session(&req).await {
-            Err(ApiError::Rejected { status: 400, message, .. }) => {
+            Err(ApiError::Rejected {
+                status: 400,
+                message,
+                ..
+            }) => {
                 assert!(message.contains(field), "{field}: {message}")
             }
             other => panic!("{field}: {other:?}"),
         }
     }
-    assert_eq!(support::ledger(&emulator.base_url()).await["sessions"].as_array().unwrap().len(), 0);
-    match client(&emulator.base_url(), "wrong-secret").ensure_token().await {
+    assert_eq!(
+        support::ledger(&emulator.base_url()).await["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    match client(&emulator.base_url(), "wrong-secret")
+        .ensure_token()
+        .await
+    {
         Err(ApiError::Auth { status: 401, .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -250,7 +415,10 @@ async fn an_expired_token_is_replaced_without_failing_a_call() {
     .unwrap();
     let c = client(&emulator.base_url(), "demo-secret");
     for _ in 0..3 {
-        let t = c.terminal("T12345678-T0001").await.expect("terminal readable");
+        let t = c
+            .terminal("T12345678-T0001")
+            .await
+            .expect("terminal readable");
         assert_eq!(t.status, kioskpay::dintero::TerminalStatus::Active);
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }

@@ -95,6 +95,16 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest retry delay after panel failures.
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// The panel backend the config names (`display.kind`).
+pub fn panel_for(config: &crate::config::DisplayConfig) -> Result<Box<dyn Panel>, PanelError> {
+    use crate::config::DisplayKind;
+    Ok(match config.kind {
+        DisplayKind::Png => Box::new(PngPanel::new(&config.png_dir)?),
+        DisplayKind::Terminal => Box::new(TerminalPanel::new(std::io::stdout())),
+        DisplayKind::None => Box::new(NullPanel),
+    })
+}
+
 /// Runs the customer display until `shutdown` completes or the state sender is dropped.
 ///
 /// `size` is the panel's resolution in pixels; `lang` the customer's language. See the module

@@ -180,6 +180,12 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                     .line(TerminalNotResponding, lang)
                     .line(TryAgainSoon, lang)
                     .line(ContactStaff, lang),
+                UnavailableReason::Storage => {
+                    let mut screen = screen.line(NeedsStaffSetup, lang).line(ContactStaff, lang);
+                    // A short code a technician can look up; the customer only needs "staff".
+                    screen.footer = Some("E-JOURNAL".into());
+                    screen
+                }
             }
         }
         KioskState::Refused { reason } => {

@@ -10,7 +10,12 @@ use kioskpay::emulator::{self, EmulatorConfig, EmulatorHandle};
 
 /// An emulator on 127.0.0.1 with a fast clock.
 pub async fn emulator(time_scale: f64) -> EmulatorHandle {
-    emulator::spawn(EmulatorConfig { time_scale, ..Default::default() }).await.expect("emulator starts")
+    emulator::spawn(EmulatorConfig {
+        time_scale,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator starts")
 }
 
 /// Writes a private secret file and a config pointing at `base`; returns the config path.
@@ -63,7 +68,11 @@ pub async fn ledger(base: &str) -> serde_json::Value {
 }
 
 /// A control-API call; returns the JSON body.
-pub async fn request(method: &str, url: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+pub async fn request(
+    method: &str,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
     let method = method.to_string();
     let url = url.to_string();
     tokio::task::spawn_blocking(move || {
@@ -89,17 +98,31 @@ pub async fn request(method: &str, url: &str, body: Option<serde_json::Value>) -
 }
 
 /// The ledger's transactions for one merchant reference.
-pub fn transactions_for<'a>(ledger: &'a serde_json::Value, reference: &str) -> Vec<&'a serde_json::Value> {
+pub fn transactions_for<'a>(
+    ledger: &'a serde_json::Value,
+    reference: &str,
+) -> Vec<&'a serde_json::Value> {
     ledger["transactions"]
         .as_array()
-        .map(|txs| txs.iter().filter(|t| t["merchant_reference"] == reference).collect())
+        .map(|txs| {
+            txs.iter()
+                .filter(|t| t["merchant_reference"] == reference)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The ledger's sessions for one merchant reference.
-pub fn sessions_for<'a>(ledger: &'a serde_json::Value, reference: &str) -> Vec<&'a serde_json::Value> {
+pub fn sessions_for<'a>(
+    ledger: &'a serde_json::Value,
+    reference: &str,
+) -> Vec<&'a serde_json::Value> {
     ledger["sessions"]
         .as_array()
-        .map(|s| s.iter().filter(|s| s["merchant_reference"] == reference).collect())
+        .map(|s| {
+            s.iter()
+                .filter(|s| s["merchant_reference"] == reference)
+                .collect()
+        })
         .unwrap_or_default()
 }
