@@ -95,6 +95,27 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Render one customer screen with sample data to a PNG (for docs and panel checks).
+    #[command(
+        after_help = "Examples:\n  kioskpay render --list\n  kioskpay render --screen approved --size 320x240 --lang en --out approved.png"
+    )]
+    Render {
+        /// The screen's name (see --list).
+        #[arg(long, required_unless_present = "list")]
+        screen: Option<String>,
+        /// Panel size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "240x320", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Language of the texts.
+        #[arg(long, value_enum, default_value = "nb")]
+        lang: LangArg,
+        /// Where to write the PNG.
+        #[arg(long, value_name = "FILE.png", required_unless_present = "list")]
+        out: Option<PathBuf>,
+        /// List the screen names.
+        #[arg(long)]
+        list: bool,
+    },
     /// Show the payment journal (one line per payment, or JSON objects with --json).
     #[command(
         after_help = "Example:\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json | jq 'select(.state != \"approved\")'"
@@ -186,7 +207,53 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => emulator(listen, time_scale, token_ttl, faults).await,
         Command::Check { config, offline } => check(config, offline).await,
         Command::Journal { config, json } => journal(config, json),
+        Command::Render {
+            screen,
+            size,
+            lang,
+            out,
+            list,
+        } => render(screen, size, lang.into(), out, list),
     }
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or("expected WIDTHxHEIGHT, e.g. 240x320")?;
+    let parse = |v: &str| v.parse::<u32>().ok().filter(|n| (64..=4096).contains(n));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err("expected WIDTHxHEIGHT with each side from 64 to 4096, e.g. 240x320".into()),
+    }
+}
+
+fn render(
+    screen: Option<String>,
+    size: (u32, u32),
+    lang: Language,
+    out: Option<PathBuf>,
+    list: bool,
+) -> Result<ExitCode> {
+    let now = tokio::time::Instant::now();
+    let samples = crate::display::sample_states(now);
+    if list {
+        for (name, _) in &samples {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = screen.unwrap_or_default();
+    let Some((_, state)) = samples.iter().find(|(n, _)| *n == name) else {
+        eprintln!("kioskpay: no screen named {name:?}; `kioskpay render --list` names them");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let png =
+        crate::display::render_png(state, lang, crate::display::Size::new(size.0, size.1), now);
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.png")));
+    std::fs::write(&out, png).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(path: PathBuf) -> Result<ExitCode> {
