@@ -388,8 +388,8 @@ fn serial_supported(test: &str) -> bool {
         Ok(_) => true,
         Err(e @ SerialError::Unsupported { .. }) => {
             eprintln!(
-                "SKIPPED {test}: serial ports cannot be configured on this system (ENOSYS; \
-                 qemu-user does not emulate the TCGETS2 ioctl): {e}"
+                "SKIPPED {test}: serial ports cannot be configured on this system (ENOSYS, e.g. a \
+                 qemu-user build without TCGETS2 emulation): {e}"
             );
             false
         }

@@ -209,3 +209,38 @@ pub async fn run(
         tokio::time::sleep(reopen).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio_serial::{Error, ErrorKind};
+
+    use super::*;
+
+    fn classified(kind: ErrorKind, description: &str) -> SerialError {
+        classify(
+            Path::new("/dev/ttyACM0"),
+            9600,
+            Error::new(kind, description),
+        )
+    }
+
+    #[test]
+    fn open_errors_tell_the_operator_what_to_do() {
+        use std::io::ErrorKind as Io;
+        let e = classified(ErrorKind::Io(Io::PermissionDenied), "Permission denied");
+        assert!(e.to_string().contains("dialout group"), "{e}");
+        let e = classified(ErrorKind::Io(Io::NotFound), "No such file or directory");
+        assert!(e.to_string().contains("check input.device"), "{e}");
+        let e = classified(ErrorKind::NoDevice, "Unable to acquire exclusive lock");
+        assert!(e.to_string().contains("in use by another program"), "{e}");
+        // serialport keeps ENOSYS only as nix's description of it.
+        let e = classified(ErrorKind::Unknown, "Function not implemented");
+        assert!(matches!(e, SerialError::Unsupported { .. }), "{e}");
+        let e = classified(ErrorKind::Unknown, "No such device or address");
+        assert!(
+            e.to_string()
+                .contains("9600 baud: No such device or address"),
+            "{e}"
+        );
+    }
+}
