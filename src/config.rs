@@ -304,12 +304,17 @@ pub struct StateConfig {
     /// Directory of the journal.
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// How many finished payments compaction keeps in the journal (unfinished ones are always
+    /// kept). Enough for a day's support questions without letting replay grow without bound.
+    #[serde(default = "default_keep_final")]
+    pub keep_final: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: default_state_dir(),
+            keep_final: default_keep_final(),
         }
     }
 }
@@ -370,6 +375,9 @@ fn default_result_s() -> u64 {
 }
 fn default_health_s() -> u64 {
     60
+}
+fn default_keep_final() -> usize {
+    2000
 }
 fn default_state_dir() -> PathBuf {
     "/var/lib/kioskpay".into()

@@ -444,6 +444,7 @@ fn config() -> FlowConfig {
         pickup_timeout: Duration::from_secs(10),
         result_screen: Duration::from_secs(3),
         health_interval: Duration::from_secs(60),
+        keep_final: 100,
         lookup_confirm_delay: Duration::from_secs(16),
     }
 }
@@ -1042,5 +1043,97 @@ async fn shutdown_mid_payment_leaves_it_for_the_next_start() {
         "{r:?}"
     );
     assert_eq!(h.fake.creates(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_follows_an_authorized_payment_and_reports_a_decline() {
+    let dir = tempdir();
+    let fake = Fake::default();
+    let now = Instant::now();
+    {
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        for (seq, (reference, amount, plan)) in [
+            ("kiosk-1-20261124-000001", 39900, Plan::Approve),
+            ("kiosk-1-20261124-000002", 14951, Plan::Decline),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            journal
+                .append(&intent(reference, amount, seq as u64 + 1))
+                .unwrap();
+            let id = fake.insert(reference, amount, plan, now);
+            journal
+                .append(&Record::Session {
+                    merchant_reference: reference.into(),
+                    session_id: id,
+                })
+                .unwrap();
+        }
+    }
+    // 2.2 s in: the first is AUTHORIZED (capture pending), the second still prompting.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let mut h = start(fake, dir, config());
+    let r1 = h.report().await;
+    let r2 = h.report().await;
+    assert!(
+        matches!(r1.outcome, Final::Approved { .. }),
+        "authorized must be followed to captured: {r1:?}"
+    );
+    assert!(matches!(r2.outcome, Final::Declined { .. }), "{r2:?}");
+    assert_eq!(h.fake.creates(), 0);
+    assert_eq!(
+        h.fake.count("cancel"),
+        0,
+        "a payment the terminal picked up is followed, not cancelled"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
+    let dir = tempdir();
+    let mut h = start(
+        Fake::default(),
+        dir,
+        FlowConfig {
+            keep_final: 2,
+            ..config()
+        },
+    );
+    h.idle().await;
+    for _ in 0..5 {
+        h.pay(1000).await;
+        h.idle().await;
+    }
+    let (fake, dir) = h.stop().await;
+    assert_eq!(
+        kioskpay::journal::read_only(dir.path())
+            .unwrap()
+            .payments
+            .len(),
+        5
+    );
+    let mut h = start(
+        fake,
+        dir,
+        FlowConfig {
+            keep_final: 2,
+            ..config()
+        },
+    );
+    h.idle().await;
+    let replay = kioskpay::journal::read_only(h.dir.path()).unwrap();
+    assert_eq!(
+        replay.payments.len(),
+        2,
+        "compaction keeps the newest finished payments"
+    );
+    let next = h.pay(1000).await;
+    assert!(
+        next.merchant_reference.ends_with("-000006"),
+        "the sequence survives compaction"
+    );
     h.stop().await;
 }

@@ -93,6 +93,8 @@ pub struct FlowConfig {
     pub result_screen: Duration,
     /// Health gate period while idle and healthy.
     pub health_interval: Duration,
+    /// Finished payments kept when the journal is compacted.
+    pub keep_final: usize,
     /// How long to wait between the two lookups that must both find nothing before a create
     /// with an unknown outcome is taken as never having happened: longer than one call can take.
     pub lookup_confirm_delay: Duration,
@@ -118,6 +120,7 @@ impl FlowConfig {
             pickup_timeout: config.payment.pickup_timeout(),
             result_screen: config.payment.result_screen(),
             health_interval: config.payment.health_interval(),
+            keep_final: config.state.keep_final,
             lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
                 + config.payment.poll_interval(),
         }
@@ -174,6 +177,8 @@ pub struct Flow<G: Gateway> {
     terminal_scope_warned: bool,
     /// A refusal or result shown on top of the current state until this instant.
     hold_until: Option<Instant>,
+    /// Payments started since the journal was last compacted.
+    finished_since_compaction: usize,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -208,6 +213,7 @@ impl<G: Gateway> Flow<G> {
             next_health: Instant::now(),
             terminal_scope_warned: false,
             hold_until: None,
+            finished_since_compaction: 0,
         }
     }
 
@@ -221,6 +227,7 @@ impl<G: Gateway> Flow<G> {
                 return Ok(());
             }
         }
+        self.compact().await;
         self.check_health().await;
         self.show_idle();
         loop {
@@ -335,6 +342,11 @@ impl<G: Gateway> Flow<G> {
             });
         }
         self.hold_until = None;
+        self.finished_since_compaction += 1;
+        if self.finished_since_compaction > self.config.keep_final.max(1) {
+            self.finished_since_compaction = 0;
+            self.compact().await;
+        }
         let reference = {
             let journal = self.journal.clone();
             let kiosk_id = self.config.kiosk_id.clone();
@@ -433,6 +445,20 @@ impl<G: Gateway> Flow<G> {
             self.finish(&payment, outcome, true);
         }
         driven
+    }
+
+    /// Compacts the journal while no payment runs, so replay stays short on a kiosk that runs
+    /// for years. Only finished payments beyond `keep_final` are dropped.
+    async fn compact(&self) {
+        let journal = self.journal.clone();
+        let keep = self.config.keep_final;
+        match tokio::task::spawn_blocking(move || lock(&journal).compact(keep)).await {
+            Ok(Ok(stats)) => debug!(?stats, "journal compacted"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "journal compaction failed; the journal is still valid")
+            }
+            Err(e) => warn!(error = %e, "journal compaction did not run"),
+        }
     }
 
     fn finish(&mut self, payment: &Payment, outcome: &Final, recovered: bool) {
