@@ -1,1 +1,2 @@
 //! Placeholder until this module lands.
+pub mod codes;
