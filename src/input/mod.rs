@@ -47,6 +47,7 @@ use crate::cart::{Cart, CartSource};
 use crate::config::{InputConfig, InputKind};
 use crate::money::Currency;
 
+pub mod codes;
 pub mod line;
 pub mod scanner;
 pub mod serial;
