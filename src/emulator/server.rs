@@ -1,0 +1,322 @@
+//! The listener: our own accept loop serving the axum router over hyper, one task per
+//! connection, so a fault can close a connection without an answer or with a TCP RST.
+//!
+//! `axum::serve` hides the socket, which makes exactly the faults a payment client must
+//! survive (work done but no answer; connection reset) impossible to produce. Here each
+//! connection owns a kill switch: a fault flips it and the connection task drops the hyper
+//! connection, closing the socket (with `SO_LINGER` 0 for a reset, so the kernel sends RST).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::error::ApiErr;
+use super::faults::{FaultAction, FaultPlan, FaultState};
+use super::ids::IdGen;
+use super::ledger::{Clock, Ledger};
+use super::{api, control, EmulatorConfig};
+
+/// A live access token. Only its expiry and owner are kept; the value is the map key and is
+/// never logged.
+#[derive(Debug)]
+struct TokenRec {
+    client_id: String,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Tokens {
+    ids: IdGen,
+    live: HashMap<String, TokenRec>,
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// Multiplies every emulated terminal delay.
+    pub time_scale: f64,
+    /// Lifetime of an access token, in tokio time (not scaled).
+    pub token_ttl: Duration,
+    ledger: Mutex<Ledger>,
+    tokens: Mutex<Tokens>,
+    faults: Mutex<Option<FaultState>>,
+    configured_faults: Option<FaultPlan>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the books half-written in a way that matters
+    // more than keeping the emulator answering, so poisoning is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Checks the configuration and seeds the sandbox.
+    pub fn new(config: EmulatorConfig) -> io::Result<Shared> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        if !(config.time_scale.is_finite() && config.time_scale > 0.0 && config.time_scale <= 1e6) {
+            return Err(invalid(format!(
+                "emulator time scale {} must be a positive number (1.0 is real time)",
+                config.time_scale
+            )));
+        }
+        if let Some(plan) = &config.faults {
+            plan.validate().map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(Shared {
+            time_scale: config.time_scale,
+            token_ttl: config.token_ttl,
+            ledger: Mutex::new(Ledger::new(Clock::start(), config.time_scale)),
+            tokens: Mutex::new(Tokens::default()),
+            faults: Mutex::new(config.faults.clone().map(FaultState::new)),
+            configured_faults: config.faults,
+        })
+    }
+
+    /// The books, brought up to tokio's now.
+    pub fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        let mut ledger = lock(&self.ledger);
+        ledger.advance(Instant::now());
+        ledger
+    }
+
+    /// Back to the start: seeded sandbox, the configured fault plan with fresh dice. Tokens
+    /// survive, so a client's cached token keeps working across test cases.
+    pub fn reset(&self) {
+        lock(&self.ledger).reset();
+        self.set_faults(self.configured_faults.clone());
+    }
+
+    /// Installs (or with `None` removes) a validated fault plan.
+    pub fn set_faults(&self, plan: Option<FaultPlan>) {
+        *lock(&self.faults) = plan.map(FaultState::new);
+    }
+
+    /// Issues a token for `client_id` valid for `token_ttl` from `now`.
+    pub fn issue_token(&self, client_id: &str, now: Instant) -> String {
+        let mut tokens = lock(&self.tokens);
+        tokens.live.retain(|_, t| t.expires > now);
+        let token = tokens.ids.token();
+        tokens.live.insert(
+            token.clone(),
+            TokenRec {
+                client_id: client_id.to_string(),
+                expires: now + self.token_ttl,
+            },
+        );
+        token
+    }
+
+    /// The client a bearer token belongs to, or 401.
+    pub fn check_token(&self, token: &str, now: Instant) -> Result<String, ApiErr> {
+        match lock(&self.tokens).live.get(token) {
+            Some(t) if t.expires > now => Ok(t.client_id.clone()),
+            Some(_) => Err(ApiErr::unauthorized(
+                "the access token has expired; fetch a new one",
+            )),
+            None => Err(ApiErr::unauthorized("invalid access token")),
+        }
+    }
+
+    fn fault_for(&self, method: &str, path: &str) -> Option<FaultAction> {
+        lock(&self.faults).as_mut()?.decide(method, path)
+    }
+}
+
+/// The whole router: Dintero's routes, the control API, and Dintero-shaped 404 and 405.
+fn router(shared: Arc<Shared>) -> Router {
+    api::routes()
+        .merge(control::routes())
+        .fallback(|req: Request<Body>| async move {
+            ApiErr::not_found(format!(
+                "no route for {} {}",
+                req.method(),
+                req.uri().path()
+            ))
+        })
+        .method_not_allowed_fallback(|req: Request<Body>| async move {
+            ApiErr::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
+        .with_state(shared)
+}
+
+/// Serves until `shutdown` resolves, then closes every open connection.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let router = router(shared.clone());
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, time_scale = shared.time_scale, "Dintero emulator listening");
+    }
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    // Small JSON answers: don't let Nagle hold them back.
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection(stream, shared.clone(), router.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "emulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    tracing::info!("Dintero emulator stopped");
+    Ok(())
+}
+
+/// The socket of one connection. Dropping it closes the connection; with `reset` set it first
+/// sets `SO_LINGER` 0 so the close is an RST instead of a FIN.
+struct ConnIo {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::SeqCst) {
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How a fault ends a connection.
+#[derive(Clone)]
+struct KillSwitch {
+    fired: Arc<Notify>,
+    reset: Arc<AtomicBool>,
+}
+
+impl KillSwitch {
+    fn close(&self, reset: bool) {
+        self.reset.store(reset, Ordering::SeqCst);
+        self.fired.notify_one();
+    }
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Shared>, router: Router) {
+    let kill = KillSwitch {
+        fired: Arc::new(Notify::new()),
+        reset: Arc::new(AtomicBool::new(false)),
+    };
+    let io = TokioIo::new(ConnIo {
+        stream,
+        reset: kill.reset.clone(),
+    });
+    let fired = kill.fired.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        handle(req, shared.clone(), router.clone(), kill.clone())
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "emulator connection ended with an error");
+            }
+        }
+        () = fired.notified() => tracing::debug!("emulator closed a connection for a fault"),
+    }
+}
+
+/// One request: apply the fault plan (never to the control API), then the router.
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    router: Router,
+    kill: KillSwitch,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().as_str().to_string();
+    tracing::debug!(%method, %path, "emulator request");
+    let fault = if path.starts_with("/_emulator/") {
+        None
+    } else {
+        shared.fault_for(&method, &path)
+    };
+    let req = req.map(Body::new);
+    match fault {
+        None => Ok(router.oneshot(req).await.into_response()),
+        Some(FaultAction::Status(status)) => {
+            tracing::info!(%method, %path, status, "fault: answering an error without doing the work");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Ok(ApiErr::with_status(status, "EMULATED_FAULT", "emulated fault").into_response())
+        }
+        Some(FaultAction::Delay(delay)) => {
+            tracing::info!(%method, %path, ?delay, "fault: answering late");
+            let response = router.oneshot(req).await.into_response();
+            tokio::time::sleep(delay).await;
+            Ok(response)
+        }
+        Some(FaultAction::Reset) => {
+            tracing::info!(%method, %path, "fault: resetting the connection");
+            kill.close(true);
+            std::future::pending().await
+        }
+        Some(FaultAction::DropResponse) => {
+            tracing::info!(%method, %path, "fault: doing the work, then dropping the answer");
+            let _ = router.oneshot(req).await;
+            kill.close(false);
+            std::future::pending().await
+        }
+    }
+}
