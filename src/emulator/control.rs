@@ -73,9 +73,11 @@ async fn status(
         "PENDING" => TerminalStatus::Pending,
         "ACTION_REQUIRED" => TerminalStatus::ActionRequired,
         "DELETED" => TerminalStatus::Deleted,
-        other => return Err(ApiErr::bad_request(format!(
+        other => {
+            return Err(ApiErr::bad_request(format!(
             "status: {other:?} is not one of ACTIVE, INACTIVE, PENDING, ACTION_REQUIRED, DELETED"
-        ))),
+        )))
+        }
     };
     let name = status.as_str().to_string();
     if !shared.ledger().set_terminal_status(&id, status) {

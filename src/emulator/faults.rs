@@ -52,6 +52,10 @@ pub struct FaultRule {
     /// Hit at most this many requests, then let the rest through; absent means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
+    /// Seconds for a `Retry-After` header on a `status` fault (Dintero may send one with 429
+    /// and 503), so a client's back-off can be tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 /// What a fault does.
@@ -165,8 +169,8 @@ impl FaultPlan {
 /// What the server does to one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultAction {
-    /// Answer this status without doing the work.
-    Status(u16),
+    /// Answer this status without doing the work, with a `Retry-After` of so many seconds.
+    Status(u16, Option<u64>),
     /// Do the work and answer after this long.
     Delay(Duration),
     /// RST the connection without doing the work.
@@ -210,7 +214,9 @@ impl FaultState {
             }
             self.hits[i] += 1;
             return Some(match rule.kind {
-                FaultKind::Status => FaultAction::Status(rule.status.unwrap_or(503)),
+                FaultKind::Status => {
+                    FaultAction::Status(rule.status.unwrap_or(503), rule.retry_after_s)
+                }
                 FaultKind::Delay => {
                     FaultAction::Delay(Duration::from_millis(rule.delay_ms.unwrap_or(0)))
                 }
@@ -258,6 +264,7 @@ mod tests {
             delay_ms: Some(10),
             probability: None,
             count: None,
+            retry_after_s: None,
         }
     }
 

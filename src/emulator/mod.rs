@@ -112,7 +112,7 @@
 //!   # seeded sandbox again, and the fault plan the emulator started with; tokens survive
 //! curl -s -X POST localhost:PORT/_emulator/faults -d '{"seed":1,"rules":[
 //!   {"route":"POST /v1/sessions-profile","kind":"drop_response","count":1},
-//!   {"route":"GET /v1/sessions/{id}","kind":"status","status":503,"probability":0.2},
+//!   {"route":"GET /v1/sessions/{id}","kind":"status","status":503,"probability":0.2,"retry_after_s":1},
 //!   {"route":"GET /v1/transactions","kind":"delay","delay_ms":3000},
 //!   {"route":"POST /v1/accounts/{aid}/auth/token","kind":"reset","count":2}]}'
 //! curl -s -X DELETE localhost:PORT/_emulator/faults
@@ -123,7 +123,8 @@
 //! doing the work; `delay` does the work and answers `delay_ms` later; `reset` closes the
 //! connection with a TCP RST without doing the work; `drop_response` does the work (e.g. the
 //! session exists) and closes the connection without answering. `probability` (default 1) and
-//! `count` (default unlimited) limit a rule; the first rule that fires wins; dice are seeded by
+//! `count` (default unlimited) limit a rule; `retry_after_s` adds a `Retry-After` header to a
+//! `status` fault; the first rule that fires wins; dice are seeded by
 //! `seed`. Faults never apply to `/_emulator/` routes.
 //!
 //! Secrets: the client secret and tokens are never logged; only client ids are.

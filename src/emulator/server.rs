@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
@@ -296,10 +296,17 @@ async fn handle(
     let req = req.map(Body::new);
     match fault {
         None => Ok(router.oneshot(req).await.into_response()),
-        Some(FaultAction::Status(status)) => {
+        Some(FaultAction::Status(status, retry_after)) => {
             tracing::info!(%method, %path, status, "fault: answering an error without doing the work");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Ok(ApiErr::with_status(status, "EMULATED_FAULT", "emulated fault").into_response())
+            let mut response =
+                ApiErr::with_status(status, "EMULATED_FAULT", "emulated fault").into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Ok(response)
         }
         Some(FaultAction::Delay(delay)) => {
             tracing::info!(%method, %path, ?delay, "fault: answering late");
