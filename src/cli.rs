@@ -317,7 +317,6 @@ async fn emulator(
         time_scale,
         token_ttl: Duration::from_secs(token_ttl),
         faults,
-        ..Default::default()
     };
     crate::emulator::serve(listener, config, wait_for_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -415,8 +414,8 @@ fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
         }
     } else {
         println!(
-            "{:<28} {:>12} {:<4} {:<17} {:<32} {}",
-            "merchant_reference", "amount", "cur", "state", "session", "transaction"
+            "{:<28} {:>12} {:<4} {:<17} {:<32} transaction",
+            "merchant_reference", "amount", "cur", "state", "session"
         );
         for p in &replay.payments {
             println!(

@@ -162,8 +162,8 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
 
     println!();
     println!(
-        "{:<3} {:<24} {:>10}  {:<30} {:<34} {:>6}  {}",
-        "#", "cart", "amount", "outcome", "transaction", "secs", "ledger"
+        "{:<3} {:<24} {:>10}  {:<30} {:<34} {:>6}  ledger",
+        "#", "cart", "amount", "outcome", "transaction", "secs"
     );
     let mut all_ok = true;
     for (i, (step, report, took)) in rows.iter().enumerate() {

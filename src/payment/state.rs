@@ -551,10 +551,10 @@ impl Phase {
                     deadline,
                 }
             }
-            Phase::Processing { .. } | Phase::Cancelling { .. } => {
-                KioskState::Processing { amount, reference }
-            }
-            Phase::Checking { .. } => KioskState::Checking { reference },
+            Phase::Processing { .. } => KioskState::Processing { amount, reference },
+            // While the kiosk cancels it does not know yet whether the payment won the race:
+            // "checking your payment" is the honest screen.
+            Phase::Cancelling { .. } | Phase::Checking { .. } => KioskState::Checking { reference },
             Phase::Done { outcome, .. } => match outcome {
                 Final::Approved {
                     transaction_id,
@@ -1086,6 +1086,12 @@ mod tests {
     #[test]
     fn views_match_phases() {
         let deadline = tokio::time::Instant::now();
+        let cancelling = Phase::Cancelling {
+            payment: payment(),
+            session_id: SID.into(),
+            reason: CancelReason::Timeout,
+        };
+        assert_eq!(cancelling.view(deadline).name(), "checking");
         assert_eq!(Phase::Creating(payment()).view(deadline).name(), "creating");
         assert_eq!(waiting().view(deadline).name(), "waiting_for_card");
         let c = Phase::Checking {
