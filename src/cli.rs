@@ -29,7 +29,7 @@ pub const EXIT_CONFIG: u8 = 2;
     long_about = "kioskpay takes cart totals from the kiosk's input unit (barcode scanner, stdin), \
 creates a Dintero Checkout session for the paired card terminal, follows the payment to its \
 outcome and shows every step on the kiosk's display.",
-    after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json"
+    after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'"
 )]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info`, `kioskpay=debug`.
@@ -115,6 +115,18 @@ enum Command {
         /// List the screen names.
         #[arg(long)]
         list: bool,
+    },
+    /// Decode one scanned payment code and print, as JSON, what the kiosk would charge.
+    #[command(
+        after_help = "Examples:\n  kioskpay decode ']C1415708000382434980201234567\\x1D390200039900'\n  kioskpay decode 'https://id.example.com/415/7080003824349/8020/1234567?3902=39900'\n  printf ']E02012345019959' | kioskpay decode --config /etc/kioskpay/kioskpay.toml\n  kioskpay decode --config /etc/kioskpay/kioskpay.toml < scan.bin\n\nPrints {\"format\",\"amount\",\"currency\",\"reference\"} (amount in minor units) and exits 0,\nor {\"error\": \"...\"} and exits 1 when the kiosk would refuse the code; 2 on a bad config.\nWith --config the kiosk's currency, input.formats, input.ean13_rules and\ninput.signing_key_file apply; without it NOK and every format (signed codes need the key)."
+    )]
+    Decode {
+        /// The config file (TOML); only `[kiosk]` currency and `[input]` are used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The code as text, with `\x1D` for GS (any `\xNN` byte) and `\\` for a backslash;
+        /// without it the raw bytes on stdin are read and one trailing line ending is dropped.
+        code: Option<String>,
     },
     /// Show the payment journal (one line per payment, or JSON objects with --json).
     #[command(
@@ -207,6 +219,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => emulator(listen, time_scale, token_ttl, faults).await,
         Command::Check { config, offline } => check(config, offline).await,
         Command::Journal { config, json } => journal(config, json),
+        Command::Decode { config, code } => decode(config, code),
         Command::Render {
             screen,
             size,
@@ -430,4 +443,119 @@ fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `kioskpay decode` prints for a code the kiosk would charge, fields in this order.
+#[derive(serde::Serialize)]
+struct Decoded<'a> {
+    format: &'a str,
+    amount: u64,
+    currency: &'a str,
+    reference: Option<&'a str>,
+}
+
+/// Longest code `decode` reads from stdin: far above any barcode, low enough that a wrong file
+/// piped in does not fill the memory.
+const MAX_DECODE_INPUT: u64 = 64 * 1024;
+
+fn decode(config: Option<PathBuf>, code: Option<String>) -> Result<ExitCode> {
+    use std::io::Read;
+    let mut decode_config = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| {
+                crate::config::ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let mut config = Config::parse(&text, &path)?;
+            config.input.load_signing_key()?;
+            config.input.decode_config(config.currency())
+        }
+        None => crate::input::codes::DecodeConfig::new(crate::money::Currency::NOK),
+    };
+    decode_config.now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let raw = match code {
+        Some(text) => match unescape(&text) {
+            Ok(raw) => raw,
+            Err(problem) => {
+                eprintln!("kioskpay: the code argument {text:?}: {problem}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+        None => {
+            let mut raw = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(MAX_DECODE_INPUT)
+                .read_to_end(&mut raw)
+                .context("reading the code from stdin")?;
+            for ending in [&b"\r\n"[..], b"\n", b"\r"] {
+                if let Some(stripped) = raw.strip_suffix(ending) {
+                    raw.truncate(stripped.len());
+                    break;
+                }
+            }
+            raw
+        }
+    };
+    match crate::input::codes::decode(&raw, &decode_config) {
+        Ok(d) => {
+            let answer = Decoded {
+                format: d.format.name(),
+                amount: d.amount.minor,
+                currency: d.amount.currency.code(),
+                reference: d.reference.as_deref(),
+            };
+            println!("{}", serde_json::to_string(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{}", serde_json::json!({ "error": e.to_string() }));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Turns `\xNN` escapes into bytes and `\\` into a backslash, so that a GS (`\x1D`) or any other
+/// byte a scanner sends can be typed in a shell.
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x' | b'X') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let byte = std::str::from_utf8(&hex)
+                    .ok()
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or("\\x must be followed by two hex digits, e.g. \\x1D for GS")?;
+                out.push(byte);
+            }
+            _ => return Err("a backslash starts \\xNN (a byte) or \\\\ (a backslash)".into()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_reads_bytes_and_backslashes() {
+        assert_eq!(unescape(r"a\x1Db\x1d\\").unwrap(), b"a\x1db\x1d\\");
+        assert_eq!(unescape("ø").unwrap(), "ø".as_bytes());
+        for bad in [r"\x1", r"\xZZ", r"\n", "\\"] {
+            assert!(unescape(bad).is_err(), "{bad:?}");
+        }
+    }
 }

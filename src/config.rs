@@ -16,6 +16,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::input::codes::ean13::Ean13Rules;
+use crate::input::codes::{signed, DecodeConfig, Format};
+use crate::input::scanner::{Framing, Terminator};
+use crate::input::serial::{FlowControl, Parity};
 use crate::money::{Currency, Language, Money};
 use crate::secret::Secret;
 
@@ -51,6 +55,14 @@ pub enum ConfigError {
     /// The client secret file is missing, empty or too readable.
     #[error("dintero.client_secret_file {path}: {problem}")]
     Secret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// The key for signed cart codes is missing, empty, too short or too readable.
+    #[error("input.signing_key_file {path}: {problem}")]
+    SigningKey {
         /// The file.
         path: PathBuf,
         /// What is wrong and how to fix it.
@@ -183,9 +195,45 @@ pub struct InputConfig {
     /// Baud rate.
     #[serde(default = "default_baud")]
     pub baud: u32,
+    /// Parity of the serial line (`none`, `even`, `odd`): the scanner's setting; 8N1 is usual.
+    #[serde(default)]
+    pub parity: Parity,
+    /// Flow control of the serial line (`none`, `software`, `hardware`): the scanner's setting.
+    #[serde(default)]
+    pub flow_control: FlowControl,
     /// Longest line accepted; longer ones are dropped (noise on the line).
     #[serde(default = "default_max_line")]
     pub max_line: usize,
+    /// How codes are cut out of the byte stream: `line` (a terminator ends a code), `stx_etx`
+    /// (STX ... ETX), `gap` (a terminator or a pause of `gap_ms` ends a code).
+    #[serde(default)]
+    pub framing: Framing,
+    /// Which byte(s) end a code: `cr`, `lf`, `crlf`, `tab` or `any` of them.
+    #[serde(default)]
+    pub terminator: Terminator,
+    /// With `framing = "gap"`: a pause this long ends a code (scanners without a suffix).
+    #[serde(default = "default_gap_ms")]
+    pub gap_ms: u64,
+    /// The same code read again within this many milliseconds of the last read counts once
+    /// (a scanner in presentation mode re-reads a code held under it); 0 turns this off.
+    #[serde(default = "default_duplicate_window_ms")]
+    pub duplicate_window_ms: u64,
+    /// The payment-code formats this kiosk accepts; `None` (key absent) means the default,
+    /// see [`InputConfig::enabled_formats`].
+    #[serde(default)]
+    pub formats: Option<Vec<Format>>,
+    /// How in-store EAN-13 price codes are read (`[[input.ean13_rules]]`); the Norwegian/Swedish
+    /// convention by default.
+    #[serde(default)]
+    pub ean13_rules: Ean13Rules,
+    /// File holding the key shared with the merchant's POS for signed cart codes; must not be
+    /// group- or world-readable.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// The key, read from `signing_key_file` by [`Config::load`] or
+    /// [`InputConfig::load_signing_key`].
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
 }
 
 impl Default for InputConfig {
@@ -194,8 +242,85 @@ impl Default for InputConfig {
             kind: InputKind::default(),
             device: default_device(),
             baud: default_baud(),
+            parity: Parity::default(),
+            flow_control: FlowControl::default(),
             max_line: default_max_line(),
+            framing: Framing::default(),
+            terminator: Terminator::default(),
+            gap_ms: default_gap_ms(),
+            duplicate_window_ms: default_duplicate_window_ms(),
+            formats: None,
+            ean13_rules: Ean13Rules::default(),
+            signing_key_file: None,
+            signing_key: None,
         }
+    }
+}
+
+impl InputConfig {
+    /// The formats the kiosk accepts: `input.formats` when given, else the production default
+    /// `gs1` and `digital_link`, plus `signed` when a signing key is configured.
+    ///
+    /// `plain` is for development and the demo. `ean13` is off by default because in-store
+    /// price layouts are each retailer's choice (see [`crate::input::codes::ean13`]): a wrong
+    /// rule table charges a wrong amount, so an installer turns it on after checking a label.
+    pub fn enabled_formats(&self) -> Vec<Format> {
+        match &self.formats {
+            Some(formats) => formats.clone(),
+            None => {
+                let mut formats = vec![Format::Gs1, Format::DigitalLink];
+                if self.signing_key_file.is_some() {
+                    formats.push(Format::Signed);
+                }
+                formats
+            }
+        }
+    }
+
+    /// `gap_ms` as a duration.
+    pub fn gap(&self) -> Duration {
+        Duration::from_millis(self.gap_ms)
+    }
+
+    /// `duplicate_window_ms` as a duration.
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_millis(self.duplicate_window_ms)
+    }
+
+    /// What the code decoder needs: the kiosk's currency, the enabled formats, the EAN-13 rules
+    /// and the signing key. `now_unix` is 0; the reader sets the time of each scan.
+    pub fn decode_config(&self, currency: Currency) -> DecodeConfig {
+        DecodeConfig {
+            currency,
+            formats: self.enabled_formats(),
+            ean13_rules: self.ean13_rules.clone(),
+            signing_key: self.signing_key.clone(),
+            now_unix: 0,
+        }
+    }
+
+    /// Reads `signing_key_file` into `signing_key`, refusing a file other users could read or a
+    /// key shorter than [`signed::MIN_KEY_LEN`] bytes. Does nothing without the key.
+    pub fn load_signing_key(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.signing_key_file else {
+            return Ok(());
+        };
+        let err = |problem: String| ConfigError::SigningKey {
+            path: path.clone(),
+            problem,
+        };
+        let key = read_private(path, "the key shared with the POS").map_err(err)?;
+        if key.expose().len() < signed::MIN_KEY_LEN {
+            return Err(err(format!(
+                "the key is {} bytes; use at least {} random bytes, e.g. \
+                 openssl rand -base64 32 > {}",
+                key.expose().len(),
+                signed::MIN_KEY_LEN,
+                path.display()
+            )));
+        }
+        self.signing_key = Some(key);
+        Ok(())
     }
 }
 
@@ -352,6 +477,12 @@ fn default_baud() -> u32 {
 fn default_max_line() -> usize {
     512
 }
+fn default_gap_ms() -> u64 {
+    50
+}
+fn default_duplicate_window_ms() -> u64 {
+    1_000
+}
 fn default_png_dir() -> PathBuf {
     "/var/lib/kioskpay/frames".into()
 }
@@ -397,6 +528,7 @@ impl Config {
     pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut config = Config::parse(text, path)?;
         config.dintero.client_secret = Some(read_secret(&config.dintero.client_secret_file)?);
+        config.input.load_signing_key()?;
         Ok(config)
     }
 
@@ -541,6 +673,39 @@ impl Config {
                 "16 to 65536 bytes",
             ));
         }
+        let input = &self.input;
+        let formats = input.enabled_formats();
+        if formats.is_empty() {
+            return Err(invalid(
+                "input.formats",
+                "[]",
+                "at least one of \"gs1\", \"digital_link\", \"ean13\", \"signed\", \"plain\"",
+            ));
+        }
+        if formats.contains(&Format::Signed) && input.signing_key_file.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "input.signing_key_file",
+                value: "(not set)".into(),
+                expected: "a file with the key shared with the POS, because input.formats \
+                           lists \"signed\""
+                    .into(),
+            });
+        }
+        if !(5..=2_000).contains(&input.gap_ms) {
+            return Err(invalid(
+                "input.gap_ms",
+                &input.gap_ms.to_string(),
+                "5 to 2000 milliseconds, longer than the pause between two bytes of one code \
+                 (20 to 100 is usual)",
+            ));
+        }
+        if input.duplicate_window_ms > 60_000 {
+            return Err(invalid(
+                "input.duplicate_window_ms",
+                &input.duplicate_window_ms.to_string(),
+                "0 (off) to 60000 milliseconds",
+            ));
+        }
         let disp = &self.display;
         if !(64..=4096).contains(&disp.width) || !(64..=4096).contains(&disp.height) {
             return Err(invalid(
@@ -584,29 +749,29 @@ impl Config {
 
 /// Reads the client secret, refusing a file that other users could read.
 fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |problem: String| ConfigError::Secret {
+    read_private(path, "the API client's secret").map_err(|problem| ConfigError::Secret {
         path: path.to_path_buf(),
         problem,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| {
-        err(format!(
-            "{e}; create it with the API client's secret and chmod 600"
-        ))
-    })?;
+    })
+}
+
+/// Reads a secret file (`what` names its content in the advice), refusing one that other users
+/// could read or that is empty; the error says what is wrong and how to fix it.
+fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(err(format!(
+        return Err(format!(
             "mode {mode:03o} lets other users read the secret; run: chmod 600 {}",
             path.display()
-        )));
+        ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let secret = text.trim();
     if secret.is_empty() {
-        return Err(err(
-            "the file is empty; write the API client's secret into it".into(),
-        ));
+        return Err(format!("the file is empty; write {what} into it"));
     }
     Ok(Secret::new(secret))
 }

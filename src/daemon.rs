@@ -17,7 +17,7 @@ use crate::config::{Config, DisplayKind};
 use crate::dintero::Gateway;
 use crate::display;
 use crate::input::{self, InputEvent};
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, Outcome};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
 use crate::state::KioskState;
 
@@ -102,6 +102,11 @@ impl Kiosk {
             }));
         }
 
+        let paid_carts = replay
+            .payments
+            .iter()
+            .filter(|p| p.outcome == Some(Outcome::Approved))
+            .filter_map(|p| p.cart_reference.clone());
         let flow = Flow::new(
             gateway,
             journal,
@@ -113,7 +118,8 @@ impl Kiosk {
                 state: state_tx,
                 reports: Some(report_tx),
             },
-        );
+        )
+        .with_paid_cart_references(paid_carts);
         let token = shutdown.clone();
         let flow = tokio::spawn(async move { flow.run(token.cancelled_owned()).await });
         Ok(Kiosk {

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::daemon::{InputWiring, Kiosk};
 use crate::dintero::client::{Client, ClientConfig};
 use crate::emulator::{self, EmulatorConfig};
+use crate::input::ScanConfig;
 use crate::money::Language;
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
@@ -111,10 +112,9 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External)?;
     let (mut scanner, scanner_rx) = tokio::io::duplex(1024);
     let feeder_tx = kiosk.inputs.clone();
-    let currency = config.currency();
-    let max_line = config.input.max_line;
+    let scan = ScanConfig::from_config(&config.input, config.currency());
     let feeder = tokio::spawn(async move {
-        crate::input::read_carts(scanner_rx, currency, CartSource::Demo, max_line, &feeder_tx).await
+        crate::input::read_carts(scanner_rx, &scan, CartSource::Demo, &feeder_tx).await
     });
 
     let started = Instant::now();
@@ -230,6 +230,8 @@ payout_destination_id = "seller-1"
 
 [input]
 kind = "stdin"
+# The script types plain AMOUNT;REFERENCE lines, the development format.
+formats = ["plain", "gs1", "digital_link"]
 
 [display]
 kind = "png"

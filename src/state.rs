@@ -11,6 +11,7 @@
 
 use tokio::time::Instant;
 
+use crate::input::codes::CustomerReason;
 use crate::money::Money;
 
 /// One published state of the kiosk.
@@ -142,6 +143,9 @@ pub enum UnavailableReason {
     /// The journal cannot be written (disk full, read-only file system): no payment may start
     /// that the kiosk could forget.
     Storage,
+    /// The barcode scanner is gone (USB unplugged, cable loose) or cannot be opened: nobody can
+    /// scan a code. Clears by itself when the scanner is back.
+    Scanner,
 }
 
 /// Why a cart was refused before any call to Dintero.
@@ -163,10 +167,12 @@ pub enum RefusalReason {
         /// The currency the code asked for.
         given: String,
     },
-    /// The input could not be read as a cart; the detail is for the log and the technician.
-    Unreadable {
-        /// What was wrong, precisely.
+    /// The scanned code was refused: unreadable, not a payment code, expired, already paid...
+    Code {
+        /// What was wrong, precisely; for the log and the technician, never shown.
         detail: String,
+        /// What the customer is told.
+        customer: CustomerReason,
     },
 }
 

@@ -127,7 +127,7 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
     let path = support::write_config(
         dir.path(),
         &emulator.base_url(),
-        "[input]\nkind = \"stdin\"\n[payment]\npoll_interval_ms = 50\nresult_screen_s = 1\n",
+        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\nresult_screen_s = 1\n",
     );
     let mut child = Command::new(BIN)
         .args(["run", "--config", path.to_str().unwrap()])
@@ -224,7 +224,7 @@ async fn run_reads_a_scanner_on_a_real_serial_line() {
     let path = support::write_config(
         dir.path(),
         &emulator.base_url(),
-        &format!("[input]\nkind = \"serial\"\ndevice = \"{slave_path}\"\nbaud = 9600\n[payment]\npoll_interval_ms = 50\n"),
+        &format!("[input]\nkind = \"serial\"\ndevice = \"{slave_path}\"\nbaud = 9600\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\n"),
     );
     let child = Command::new(BIN)
         .args(["run", "--config", path.to_str().unwrap()])

@@ -13,6 +13,7 @@ use kioskpay::dintero::client::{Client, ClientConfig};
 use kioskpay::dintero::{
     ApiError, Gateway, Order, OrderItem, SessionProfileRequest, SessionUrl, Store,
 };
+use kioskpay::input::ScanConfig;
 use kioskpay::journal::Outcome;
 use kioskpay::payment::flow::{Command, PaymentReport};
 use kioskpay::payment::Final;
@@ -29,17 +30,27 @@ struct Running {
 
 async fn start(time_scale: f64, extra: &str) -> Running {
     let emulator = support::emulator(time_scale).await;
-    let base = emulator.base_url();
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n{extra}");
+    boot(emulator, dir, "formats = [\"plain\", \"gs1\"]", extra)
+}
+
+/// Starts a kiosk in `dir` (a journal there is recovered) with `input` as its `[input]` keys.
+fn boot(
+    emulator: kioskpay::emulator::EmulatorHandle,
+    dir: tempfile::TempDir,
+    input: &str,
+    extra: &str,
+) -> Running {
+    let base = emulator.base_url();
+    let extra = format!("[input]\n{input}\n[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n{extra}");
     let config = Config::load(&support::write_config(dir.path(), &base, &extra)).unwrap();
     let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
     let kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External).unwrap();
     let (scanner, scanner_rx) = tokio::io::duplex(256);
     let tx = kiosk.inputs.clone();
+    let scan = ScanConfig::from_config(&config.input, config.currency());
     tokio::spawn(async move {
-        kioskpay::input::read_carts(scanner_rx, config.currency(), CartSource::Serial, 512, &tx)
-            .await
+        kioskpay::input::read_carts(scanner_rx, &scan, CartSource::Serial, &tx).await
     });
     Running {
         kiosk,
@@ -79,6 +90,113 @@ impl Running {
         self.kiosk.stop().await.unwrap();
         self.emulator.shutdown().await;
     }
+
+    /// Stops the kiosk only; the emulator and the state directory stay for a restart.
+    async fn halt(self) -> (kioskpay::emulator::EmulatorHandle, tempfile::TempDir) {
+        self.kiosk.stop().await.unwrap();
+        (self.emulator, self.dir)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gs1_payment_slip_is_paid_with_its_reference_as_merchant_reference_2() {
+    let mut k = start(0.01, "").await;
+    k.idle().await;
+    // A GS1-128 slip as a scanner with AIM identifiers sends it: ]C1, GLN (415), reference
+    // (8020), GS, amount with 2 implied decimals (3902).
+    let report = k
+        .scan("]C1415708000382434980201234567-ORDER\u{1d}390200039900")
+        .await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    assert_eq!(report.amount.minor, 39900);
+    assert_eq!(report.cart_reference.as_deref(), Some("1234567-ORDER"));
+    let ledger = support::ledger(&k.base).await;
+    let sessions = support::sessions_for(&ledger, &report.merchant_reference);
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["merchant_reference_2"], "1234567-ORDER");
+    assert_eq!(sessions[0]["amount"], 39900);
+    let txs = support::transactions_for(&ledger, &report.merchant_reference);
+    assert_eq!(txs[0]["status"], "CAPTURED");
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_code_paid_before_a_restart_is_refused_after_it() {
+    use kioskpay::input::codes::signed::sign_cart;
+    use kioskpay::input::CustomerReason;
+    use kioskpay::money::{Currency, Money};
+    use kioskpay::secret::Secret;
+    use kioskpay::state::RefusalReason;
+    use std::os::unix::fs::PermissionsExt;
+
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("signing_key");
+    std::fs::write(&key_file, "pos-shared-key-for-tests-0123456789\n").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let input = format!(
+        "formats = [\"signed\"]\nsigning_key_file = \"{}\"",
+        key_file.display()
+    );
+    let key = Secret::new("pos-shared-key-for-tests-0123456789");
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let code = sign_cart(
+        Money::new(12500, Currency::NOK),
+        "POS-CART-77",
+        expires,
+        &key,
+    )
+    .unwrap();
+
+    let mut k = boot(emulator, dir, &input, "");
+    k.idle().await;
+    let report = k.scan(&code).await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    let (emulator, dir) = k.halt().await;
+
+    // After a restart the journal still knows the cart was paid.
+    let mut k = boot(emulator, dir, &input, "");
+    k.idle().await;
+    k.scanner
+        .write_all(format!("{code}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        k.kiosk
+            .state
+            .wait_for(|s| matches!(s, KioskState::Refused { .. })),
+    )
+    .await
+    .expect("the code is refused within 60 s")
+    .unwrap()
+    .clone();
+    match refused {
+        KioskState::Refused {
+            reason: RefusalReason::Code { detail, customer },
+        } => {
+            assert_eq!(customer, CustomerReason::AlreadyPaid);
+            assert!(detail.contains("POS-CART-77"), "{detail}");
+        }
+        other => panic!("expected an already-paid refusal, got {other:?}"),
+    }
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(
+        ledger["sessions"].as_array().unwrap().len(),
+        1,
+        "nothing was sent to Dintero for the second scan"
+    );
+    k.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

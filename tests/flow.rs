@@ -15,7 +15,7 @@ use kioskpay::dintero::{
     SessionEventDetails, SessionProfileRequest, Terminal, TerminalStatus, Transaction,
     TransactionError, TransactionEvent, TransactionQuery, TransactionStatus,
 };
-use kioskpay::input::InputEvent;
+use kioskpay::input::{CustomerReason, InputEvent};
 use kioskpay::journal::{Journal, Outcome, Record};
 use kioskpay::money::{Currency, Money};
 use kioskpay::payment::flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
@@ -450,6 +450,16 @@ fn config() -> FlowConfig {
 }
 
 fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness {
+    start_with_paid(fake, dir, config, Vec::new())
+}
+
+/// Like [`start`], telling the flow these cart references were paid before it started.
+fn start_with_paid(
+    fake: Fake,
+    dir: Arc<tempfile::TempDir>,
+    config: FlowConfig,
+    paid: Vec<String>,
+) -> Harness {
     let (journal, replay) = Journal::open(dir.path()).unwrap();
     let unresolved = replay.unresolved().cloned().collect();
     let (inputs, input_rx) = mpsc::channel(16);
@@ -467,7 +477,8 @@ fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness
             state: state_tx,
             reports: Some(report_tx),
         },
-    );
+    )
+    .with_paid_cart_references(paid);
     let token = CancellationToken::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut watcher = state.clone();
@@ -664,10 +675,22 @@ async fn refusals_happen_before_any_call() {
         ),
         (
             InputEvent::Unreadable {
-                reason: "amount \"12a\" is malformed".into(),
+                reason: "plain code: amount \"12a\" is malformed".into(),
+                customer: CustomerReason::Unreadable,
             },
-            RefusalReason::Unreadable {
-                detail: "amount \"12a\" is malformed".into(),
+            RefusalReason::Code {
+                detail: "plain code: amount \"12a\" is malformed".into(),
+                customer: CustomerReason::Unreadable,
+            },
+        ),
+        (
+            InputEvent::Unreadable {
+                reason: "signed cart code for cart \"A\" expired".into(),
+                customer: CustomerReason::Expired,
+            },
+            RefusalReason::Code {
+                detail: "signed cart code for cart \"A\" expired".into(),
+                customer: CustomerReason::Expired,
             },
         ),
     ];
@@ -1135,5 +1158,113 @@ async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
         next.merchant_reference.ends_with("-000006"),
         "the sequence survives compaction"
     );
+    h.stop().await;
+}
+
+fn signed(minor: u64, reference: &str) -> InputEvent {
+    InputEvent::SignedCart(Cart {
+        amount: nok(minor),
+        reference: Some(reference.into()),
+        source: CartSource::Serial,
+    })
+}
+
+fn already_paid(state: &KioskState) -> bool {
+    matches!(
+        state,
+        KioskState::Refused {
+            reason: RefusalReason::Code {
+                customer: CustomerReason::AlreadyPaid,
+                ..
+            }
+        }
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signed_code_is_paid_once() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    h.inputs.send(signed(12500, "POS-1")).await.unwrap();
+    let report = h.report().await;
+    assert!(matches!(report.outcome, Final::Approved { .. }));
+    h.idle().await;
+
+    // The same paper again: refused before any call.
+    h.inputs.send(signed(12500, "POS-1")).await.unwrap();
+    h.state.wait_for(already_paid).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.fake.creates(), 1);
+
+    // Another cart is payable, and so is a cart that was declined rather than paid.
+    h.fake
+        .with(|s| s.plan_by_amount.insert(14951, Plan::Decline));
+    h.inputs.send(signed(14951, "POS-2")).await.unwrap();
+    assert!(matches!(h.report().await.outcome, Final::Declined { .. }));
+    h.idle().await;
+    h.fake.with(|s| s.plan_by_amount.remove(&14951));
+    h.inputs.send(signed(14951, "POS-2")).await.unwrap();
+    assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
+    h.idle().await;
+
+    // Only signed codes are paid once: a shop may sell the same labelled article twice.
+    h.inputs
+        .send(InputEvent::Cart(Cart {
+            amount: nok(12500),
+            reference: Some("POS-1".into()),
+            source: CartSource::Serial,
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
+    assert_eq!(h.fake.creates(), 4);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signed_code_paid_before_the_flow_started_is_refused() {
+    let paid = vec!["POS-OLD".to_string()];
+    let mut h = start_with_paid(Fake::default(), tempdir(), config(), paid);
+    h.idle().await;
+    h.inputs.send(signed(12500, "POS-OLD")).await.unwrap();
+    h.state.wait_for(already_paid).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.fake.creates(), 0);
+    assert!(
+        h.journal().is_empty(),
+        "a refused code leaves no journal record"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_scanner_is_shown_while_idle_and_cleared_when_it_is_back() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    let scanner_gone = KioskState::Unavailable {
+        reason: UnavailableReason::Scanner,
+    };
+    h.inputs.send(InputEvent::ScannerUnavailable).await.unwrap();
+    h.state.wait_for(|s| *s == scanner_gone).await.unwrap();
+    h.inputs.send(InputEvent::ScannerBack).await.unwrap();
+    h.idle().await;
+
+    // Lost during a payment: the payment finishes, its result is shown, then the scanner screen.
+    h.inputs.send(cart(39900)).await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
+    h.inputs.send(InputEvent::ScannerUnavailable).await.unwrap();
+    let report = h.report().await;
+    assert!(matches!(report.outcome, Final::Approved { .. }));
+    h.state.wait_for(|s| *s == scanner_gone).await.unwrap();
+    assert!(
+        h.seen_names().ends_with(&["approved", "unavailable"]),
+        "{:?}",
+        h.seen_names()
+    );
+    h.inputs.send(InputEvent::ScannerBack).await.unwrap();
+    h.idle().await;
     h.stop().await;
 }

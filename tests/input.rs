@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use kioskpay::cart::{Cart, CartSource};
 use kioskpay::config::{InputConfig, InputKind};
-use kioskpay::input::serial::{self, SerialError};
-use kioskpay::input::{parse_line, read_carts, CodeError, InputEvent};
-use kioskpay::money::{AmountError, Currency, Money};
+use kioskpay::input::codes::Format;
+use kioskpay::input::scanner::{Framing, Terminator};
+use kioskpay::input::serial::{self, FlowControl, LineSettings, Parity, SerialError};
+use kioskpay::input::{read_carts, CustomerReason, InputEvent, ScanConfig};
+use kioskpay::money::{Currency, Money};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -32,122 +34,33 @@ fn cart(minor: u64, reference: Option<&str>) -> InputEvent {
 }
 
 // ---------------------------------------------------------------------------------------------
-// parse_line
-
-#[test]
-fn parse_line_accepts_amounts_and_references() {
-    let ok = |line: &str| parse_line(line, NOK, CartSource::Serial).unwrap();
-    let c = ok("399.00;KID12345");
-    assert_eq!(c.amount, Money::new(39900, NOK));
-    assert_eq!(c.reference.as_deref(), Some("KID12345"));
-    assert_eq!(c.source, CartSource::Serial);
-
-    for (line, minor, reference) in [
-        ("399.00", 39900, None),
-        ("0.01", 1, None),
-        ("399", 39900, None),
-        ("399,50", 39950, None),
-        ("  399.00  ;  A-1_b.c/d:e  ", 39900, Some("A-1_b.c/d:e")),
-        ("399.00;", 39900, None),
-        ("399.00;   ", 39900, None),
-        ("184467440737095516.15", u64::MAX, None),
-    ] {
-        let c = ok(line);
-        assert_eq!(c.amount.minor, minor, "{line:?}");
-        assert_eq!(c.reference.as_deref(), reference, "{line:?}");
-    }
-    let longest = format!("1.00;{}", "R".repeat(64));
-    assert_eq!(ok(&longest).reference.map(|r| r.len()), Some(64));
-}
-
-#[test]
-fn parse_line_refuses_what_is_not_exactly_one_positive_amount() {
-    let err = |line: &str| parse_line(line, NOK, CartSource::Serial).unwrap_err();
-    assert_eq!(err(""), CodeError::Empty);
-    assert_eq!(err("   "), CodeError::Empty);
-    assert!(matches!(err("0.00"), CodeError::Zero { .. }));
-    assert!(matches!(err("0"), CodeError::Zero { .. }));
-    for bad in [
-        "-1.00", "12a", "1e3", "+5", "1 000", "1.", ".5", "1.2.3", "0x10",
-    ] {
-        assert!(
-            matches!(err(bad), CodeError::Amount(AmountError::Malformed(_))),
-            "{bad:?}: {:?}",
-            err(bad)
-        );
-    }
-    assert!(matches!(
-        err("1.001"),
-        CodeError::Amount(AmountError::TooPrecise { exponent: 2, .. })
-    ));
-    assert!(matches!(
-        err("99999999999999999999"),
-        CodeError::Amount(AmountError::Overflow(_))
-    ));
-    assert!(matches!(
-        err(&"9".repeat(1000)),
-        CodeError::AmountTooLong { len: 1000, .. }
-    ));
-    assert!(matches!(err(";ref"), CodeError::MissingAmount { .. }));
-    assert!(matches!(err(" ;ref"), CodeError::MissingAmount { .. }));
-    assert!(matches!(
-        err(&format!("1.00;{}", "R".repeat(65))),
-        CodeError::ReferenceTooLong { len: 65, .. }
-    ));
-    for (line, position) in [
-        ("1.00;KID 123", 4),
-        ("1.00;a;b", 2),
-        ("1.00;Bjørn", 3),
-        ("1.00;a\u{7f}", 2),
-        ("1.00;\"x", 1),
-    ] {
-        match err(line) {
-            CodeError::ReferenceChar { position: p, .. } => assert_eq!(p, position, "{line:?}"),
-            other => panic!("{line:?}: {other:?}"),
-        }
-    }
-}
-
-#[test]
-fn parse_line_errors_are_precise_and_plain_ascii() {
-    let message = |line: &str| {
-        parse_line(line, NOK, CartSource::Serial)
-            .unwrap_err()
-            .to_string()
-    };
-    assert!(message("0.00").contains("smallest cart is 0.01"));
-    assert!(message("1.001").contains("more than 2 decimals"));
-    assert!(message(";X").contains("no amount before ';'"));
-    let m = message("1.00;Bjørn");
-    assert!(
-        m.contains(r#"reference "Bj\xc3\xb8rn" has "\xc3\xb8" at position 3"#),
-        "{m}"
-    );
-    assert!(m.is_ascii(), "{m}");
-    let m = message(&format!("1.00;{}", "R".repeat(500)));
-    assert!(m.len() < 200, "message should quote an excerpt only: {m}");
-    assert!(m.contains("500 characters long"), "{m}");
-    let m = message(&"9".repeat(10_000));
-    assert!(m.len() < 200 && m.contains("10000 characters"), "{m}");
-}
-
-// ---------------------------------------------------------------------------------------------
 // Framing
 
-/// Feeds `chunks` through a small duplex pipe (each chunk its own write, so reads see the same
-/// boundaries), runs `read_carts` to EOF and returns every event sent.
-async fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<InputEvent> {
+/// The development reader: plain codes, line framing on any terminator, no duplicate window.
+fn plain(max_line: usize) -> ScanConfig {
+    let mut config = ScanConfig::new(NOK, &[Format::Plain]);
+    config.max_line = max_line;
+    config
+}
+
+/// Feeds `chunks` through a small duplex pipe, each after its delay (on tokio's clock, so paused
+/// time makes the pauses exact) and as its own write, runs `read_carts` to EOF and returns every
+/// event sent.
+async fn frame_timed(config: &ScanConfig, chunks: &[(u64, &[u8])]) -> Vec<InputEvent> {
     let (reader, mut writer) = tokio::io::duplex(8);
-    let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+    let chunks: Vec<(u64, Vec<u8>)> = chunks.iter().map(|(d, c)| (*d, c.to_vec())).collect();
     let feeder = tokio::spawn(async move {
-        for chunk in chunks {
+        for (delay_ms, chunk) in chunks {
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            }
             writer.write_all(&chunk).await.unwrap();
             writer.flush().await.unwrap();
             tokio::task::yield_now().await;
         }
     });
     let (tx, mut rx) = mpsc::channel(1024);
-    read_carts(reader, NOK, CartSource::Stdin, max_line, &tx)
+    read_carts(reader, config, CartSource::Stdin, &tx)
         .await
         .unwrap();
     feeder.await.unwrap();
@@ -159,13 +72,27 @@ async fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<InputEvent> {
     events
 }
 
-fn assert_clean_reason(event: &InputEvent) -> &str {
+async fn frame_with(config: &ScanConfig, chunks: &[&[u8]]) -> Vec<InputEvent> {
+    let timed: Vec<(u64, &[u8])> = chunks.iter().map(|c| (0, *c)).collect();
+    frame_timed(config, &timed).await
+}
+
+async fn frame(chunks: &[&[u8]], max_line: usize) -> Vec<InputEvent> {
+    frame_with(&plain(max_line), chunks).await
+}
+
+/// The log reason of a refused code, checked to be one line without control characters.
+fn refused(event: &InputEvent, customer: CustomerReason) -> &str {
     match event {
-        InputEvent::Unreadable { reason } => {
+        InputEvent::Unreadable {
+            reason,
+            customer: c,
+        } => {
             assert!(
-                reason.bytes().all(|b| (0x20..0x7f).contains(&b)),
-                "reason must be printable ASCII: {reason:?}"
+                !reason.chars().any(char::is_control),
+                "reason must have no control characters: {reason:?}"
             );
+            assert_eq!(*c, customer, "{reason}");
             reason
         }
         other => panic!("expected Unreadable, got {other:?}"),
@@ -201,7 +128,7 @@ async fn lines_split_across_writes_at_every_byte_boundary() {
     assert_eq!(whole.len(), 3);
     assert_eq!(whole[0], cart(39900, Some("A1")));
     // The UTF-8 'ø' is judged as a character, not as broken bytes.
-    assert!(assert_clean_reason(&whole[1]).contains("position 3"));
+    assert_eq!(whole[1], cart(100, Some("Bjørn")));
     assert_eq!(whole[2], cart(1250, None));
     for split in 1..input.len() {
         let (a, b) = input.split_at(split);
@@ -245,13 +172,15 @@ async fn binary_noise_is_unreadable_not_a_panic() {
     )
     .await;
     assert_eq!(events.len(), 4, "{events:?}");
-    let r = assert_clean_reason(&events[0]);
-    assert!(r.contains("control byte 0x00 at position 1"), "{r}");
-    assert!(r.contains(r#""\x00\xff\x1b[2J""#), "{r}");
-    let r = assert_clean_reason(&events[1]);
-    assert!(r.contains("not UTF-8 at byte 1"), "{r}");
-    let r = assert_clean_reason(&events[2]);
-    assert!(r.contains("control byte 0x7f at position 7"), "{r}");
+    let r = refused(&events[0], CustomerReason::Unreadable);
+    assert!(r.contains("not valid UTF-8"), "{r}");
+    let r = refused(&events[1], CustomerReason::Unreadable);
+    assert!(r.contains("not valid UTF-8"), "{r}");
+    let r = refused(&events[2], CustomerReason::Unreadable);
+    assert!(
+        r.contains("\\u{7f}") && r.contains("control characters"),
+        "{r}"
+    );
     assert_eq!(events[3], cart(100, None));
 }
 
@@ -276,11 +205,168 @@ async fn last_line_without_terminator_is_read_at_eof() {
 async fn bad_codes_become_unreadable_with_the_parse_error() {
     let events = frame(&[b"0.00\n1.001\n;KID\n-1.00\n399.00;A1\n"], 512).await;
     assert_eq!(events.len(), 5);
-    assert!(assert_clean_reason(&events[0]).contains("zero"));
-    assert!(assert_clean_reason(&events[1]).contains("decimals"));
-    assert!(assert_clean_reason(&events[2]).contains("no amount"));
-    assert!(assert_clean_reason(&events[3]).contains("\"-1.00\" is not an amount"));
+    assert!(refused(&events[0], CustomerReason::InvalidAmount).contains("zero"));
+    assert!(refused(&events[1], CustomerReason::InvalidAmount).contains("decimals"));
+    assert!(refused(&events[2], CustomerReason::Unreadable).contains("plain code"));
+    assert!(refused(&events[3], CustomerReason::Unreadable).contains("\"-1.00\""));
     assert_eq!(events[4], cart(39900, Some("A1")));
+}
+
+fn with(framing: Framing, terminator: Terminator) -> ScanConfig {
+    let mut config = plain(512);
+    config.framing = framing;
+    config.terminator = terminator;
+    config
+}
+
+#[tokio::test]
+async fn a_single_terminator_leaves_the_other_bytes_in_the_code() {
+    let cr = with(Framing::Line, Terminator::Cr);
+    let events = frame_with(&cr, &[b"1.00\r2.00\n3.00\r"]).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0], cart(100, None));
+    refused(&events[1], CustomerReason::Unreadable);
+
+    let crlf = with(Framing::Line, Terminator::Crlf);
+    assert_eq!(
+        frame_with(&crlf, &[b"1.00\r\n2.00\n", b"3.00\r", b"\n"]).await,
+        vec![cart(100, None), cart(200, None), cart(300, None)]
+    );
+    let events = frame_with(&crlf, &[b"1.00\r2.00\r\n"]).await;
+    assert_eq!(events.len(), 1);
+    refused(&events[0], CustomerReason::Unreadable);
+
+    let lf = with(Framing::Line, Terminator::Lf);
+    assert_eq!(
+        frame_with(&lf, &[b"1.00\n2.00\n"]).await,
+        vec![cart(100, None), cart(200, None)]
+    );
+
+    let tab = with(Framing::Line, Terminator::Tab);
+    let events = frame_with(&tab, &[b"1.00\t2.00\t3.00\n\t"]).await;
+    assert_eq!(&events[..2], &[cart(100, None), cart(200, None)]);
+    refused(&events[2], CustomerReason::Unreadable);
+}
+
+#[tokio::test]
+async fn a_gs1_slip_ended_by_tab_is_a_cart_with_its_reference() {
+    let mut config = ScanConfig::new(NOK, &[Format::Gs1]);
+    config.terminator = Terminator::Tab;
+    let events = frame_with(
+        &config,
+        &[b"]C14157080003824349", b"8020KID-77\x1d3902000", b"12550\t"],
+    )
+    .await;
+    assert_eq!(events, vec![cart(12550, Some("KID-77"))]);
+    // The same scan where plain is the only format: refused, never charged.
+    let events = frame_with(
+        &plain(512),
+        &[b"]C141570800038243498020KID-77\x1d390200012550\n"],
+    )
+    .await;
+    refused(&events[0], CustomerReason::NotAccepted);
+}
+
+#[tokio::test]
+async fn stx_etx_frames_are_codes_and_everything_else_is_noise() {
+    let config = with(Framing::StxEtx, Terminator::Any);
+    assert_eq!(
+        frame_with(
+            &config,
+            &[
+                b"\x021.00\x03\r\n",
+                // Noise (and a stray ETX) between frames is dropped.
+                b"garbage\x03\x022.",
+                b"00\x03",
+                // An STX inside a frame starts over: the first half is dropped.
+                b"\x023.0\x024.00\x03",
+                // A terminator inside a frame is data: this code is refused, not split.
+                b"\x025.00\r\n6.00\x03",
+                // Unclosed at the end of input: dropped.
+                b"\x027.00",
+            ]
+        )
+        .await
+        .iter()
+        .map(|e| match e {
+            InputEvent::Cart(c) => c.amount.minor,
+            _ => 0,
+        })
+        .collect::<Vec<_>>(),
+        vec![100, 200, 400, 0]
+    );
+    // An over-long frame is dropped and the next frame is read.
+    let mut input = vec![0x02];
+    input.extend_from_slice(&[b'9'; 600]);
+    input.extend_from_slice(b"\x03\x021.00;A\x03");
+    assert_eq!(
+        frame_with(&config, &[&input]).await,
+        vec![cart(100, Some("A"))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_gap_framing_a_pause_ends_a_code() {
+    let config = with(Framing::Gap, Terminator::Any);
+    assert_eq!(config.gap, Duration::from_millis(50));
+    let events = frame_timed(
+        &config,
+        &[
+            // Bytes 10 ms apart belong to one code.
+            (0, b"1."),
+            (10, b"00"),
+            // 100 ms of silence ended it; this is the next code.
+            (100, b"2.00"),
+            // A terminator still ends a code at once.
+            (100, b"3.00\r\n4.00"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        events,
+        vec![
+            cart(100, None),
+            cart(200, None),
+            cart(300, None),
+            cart(400, None)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_repeated_within_the_window_counts_once() {
+    let mut config = plain(512);
+    config.duplicate_window = Duration::from_millis(1000);
+    let events = frame_timed(
+        &config,
+        &[
+            (0, b"1.00\n"),
+            // Repeats while the code lies under the scanner: each restarts the window.
+            (500, b"1.00\n"),
+            (700, b"1.00\n"),
+            // More than a second after the last reading: a new scan.
+            (1100, b"1.00\n"),
+            // Another code in between makes the next reading new as well.
+            (100, b"2.00\n"),
+            (100, b"1.00\n"),
+            // Refused codes count once too: the customer sees one refusal.
+            (100, b"abc\nabc\n"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        &events[..4],
+        &[
+            cart(100, None),
+            cart(100, None),
+            cart(200, None),
+            cart(100, None)
+        ]
+    );
+    assert_eq!(events.len(), 5, "{events:?}");
+    refused(&events[4], CustomerReason::Unreadable);
+    // Without a window every reading counts.
+    assert_eq!(frame(&[b"1.00\n1.00\n"], 512).await.len(), 2);
 }
 
 /// Yields `data`, then fails like an unplugged USB device.
@@ -310,7 +396,7 @@ async fn read_error_is_returned_and_the_cut_line_is_not_charged() {
     let reader = FailingReader {
         data: Some(b"1.00\n39"),
     };
-    let err = read_carts(reader, NOK, CartSource::Stdin, 512, &tx)
+    let err = read_carts(reader, &plain(512), CartSource::Stdin, &tx)
         .await
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
@@ -332,7 +418,7 @@ async fn reading_stops_when_the_flow_is_gone() {
     writer.write_all(b"1.00\n").await.unwrap();
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        read_carts(reader, NOK, CartSource::Stdin, 512, &tx),
+        read_carts(reader, &plain(512), CartSource::Stdin, &tx),
     )
     .await
     .expect("hang guard");
@@ -384,7 +470,7 @@ fn open_pty() -> Pty {
 /// Whether serial ports can be configured here; prints why not when they cannot.
 fn serial_supported(test: &str) -> bool {
     let pty = open_pty();
-    match serial::open(&pty.path, 9600) {
+    match serial::open(&pty.path, &LineSettings::new(9600)) {
         Ok(_) => true,
         Err(e @ SerialError::Unsupported { .. }) => {
             eprintln!(
@@ -419,7 +505,7 @@ async fn pty_is_opened_9600_8n1_raw_exclusive_and_delivers_carts() {
         return;
     }
     let mut pty = open_pty();
-    let port = serial::open(&pty.path, 9600).unwrap();
+    let port = serial::open(&pty.path, &LineSettings::new(9600)).unwrap();
 
     // On Linux the master reports the slave's termios: what the scanner's line is set to.
     // The port is set through termios2 (any baud rate), so read it back the same way.
@@ -437,15 +523,20 @@ async fn pty_is_opened_9600_8n1_raw_exclusive_and_delivers_carts() {
         0
     );
     assert_eq!(termios.c_lflag & (libc::ICANON | libc::ECHO), 0, "raw mode");
+    assert_eq!(
+        termios.c_iflag & (libc::INPCK | libc::IXON | libc::IXOFF),
+        0,
+        "no parity, no XON/XOFF"
+    );
 
-    match serial::open(&pty.path, 9600) {
+    match serial::open(&pty.path, &LineSettings::new(9600)) {
         Err(SerialError::Busy { .. }) => {}
         other => panic!("a second open must be refused as busy, got {other:?}"),
     }
 
     let (tx, mut rx) = mpsc::channel(8);
     let reader =
-        tokio::spawn(async move { read_carts(port, NOK, CartSource::Serial, 512, &tx).await });
+        tokio::spawn(async move { read_carts(port, &plain(512), CartSource::Serial, &tx).await });
     pty.master.write_all(b"399.00;A1\r\n").unwrap();
     assert_eq!(next_event(&mut rx).await, serial_cart(39900, Some("A1")));
 
@@ -457,6 +548,70 @@ async fn pty_is_opened_9600_8n1_raw_exclusive_and_delivers_carts() {
         .expect("hang guard: the reader must notice the hangup")
         .unwrap()
         .unwrap();
+}
+
+/// The termios of the slave side of `pty`, as the scanner's line is set up.
+fn termios(pty: &Pty) -> libc::termios2 {
+    // SAFETY: a zeroed termios2 is a valid out-buffer for TCGETS2 on an open tty fd.
+    unsafe {
+        let mut t: libc::termios2 = std::mem::zeroed();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&pty.master);
+        assert_eq!(libc::ioctl(fd, libc::TCGETS2, &mut t), 0);
+        t
+    }
+}
+
+#[tokio::test]
+async fn parity_and_flow_control_from_the_config_reach_the_line() {
+    let _guard = PTYS.lock().await;
+    if !serial_supported("parity_and_flow_control_from_the_config_reach_the_line") {
+        return;
+    }
+    let input: InputConfig = toml::from_str(
+        "baud = 115200\nparity = \"even\"\nflow_control = \"hardware\"\nterminator = \"tab\"\nformats = [\"plain\"]\n",
+    )
+    .unwrap();
+    let mut pty = open_pty();
+    let port = serial::open(&pty.path, &LineSettings::from_config(&input)).unwrap();
+    let t = termios(&pty);
+    assert_eq!((t.c_ispeed, t.c_ospeed), (115200, 115200));
+    // Linux's pty driver clears PARENB whatever is asked (a pty has no wire to add a parity
+    // bit to); parity checking on input (INPCK) and the parity sense (PARODD) stay as set.
+    assert_eq!(t.c_iflag & libc::INPCK, libc::INPCK, "parity checked");
+    assert_eq!(t.c_cflag & libc::PARODD, 0, "even parity");
+    assert_eq!(t.c_cflag & libc::CRTSCTS, libc::CRTSCTS);
+    assert_eq!(t.c_iflag & (libc::IXON | libc::IXOFF), 0);
+    assert_eq!(t.c_cflag & libc::CSIZE, libc::CS8);
+
+    // The rest of [input] frames what comes down that line: TAB-terminated codes.
+    let (tx, mut rx) = mpsc::channel(8);
+    let scan = ScanConfig::from_config(&input, NOK);
+    let reader =
+        tokio::spawn(async move { read_carts(port, &scan, CartSource::Serial, &tx).await });
+    pty.master.write_all(b"12.50;T1\t").unwrap();
+    assert_eq!(next_event(&mut rx).await, serial_cart(1250, Some("T1")));
+    drop(pty.master);
+    tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("hang guard")
+        .unwrap()
+        .unwrap();
+
+    let odd_software = LineSettings {
+        baud: 9600,
+        parity: Parity::Odd,
+        flow_control: FlowControl::Software,
+    };
+    let pty = open_pty();
+    let _port = serial::open(&pty.path, &odd_software).unwrap();
+    let t = termios(&pty);
+    assert_eq!(t.c_iflag & libc::INPCK, libc::INPCK, "parity checked");
+    assert_eq!(t.c_cflag & libc::PARODD, libc::PARODD, "odd parity");
+    assert_eq!(t.c_cflag & libc::CRTSCTS, 0);
+    assert_eq!(
+        t.c_iflag & (libc::IXON | libc::IXOFF),
+        libc::IXON | libc::IXOFF
+    );
 }
 
 fn point(link: &Path, target: &Path) {
@@ -476,7 +631,15 @@ async fn unplugged_scanner_is_reported_and_picked_up_again() {
     let (tx, mut rx) = mpsc::channel(8);
     let task_link = link.clone();
     let task = tokio::spawn(async move {
-        serial::run(&task_link, 9600, 512, NOK, &tx, Duration::from_millis(20)).await
+        let line = LineSettings::new(9600);
+        serial::run(
+            &task_link,
+            &line,
+            &plain(512),
+            &tx,
+            Duration::from_millis(20),
+        )
+        .await
     });
 
     // Not plugged in at start.

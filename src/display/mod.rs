@@ -81,6 +81,7 @@ pub use self::frame::Frame;
 pub use self::panel::{NullPanel, Panel, PanelError, PngPanel, TerminalPanel};
 use self::screen::{next_change, ACTIVITY_PHASES};
 pub use self::screen::{screen_for, Screen};
+use crate::input::codes::CustomerReason;
 use crate::money::{Currency, Language, Money};
 use crate::state::{
     CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,
@@ -273,10 +274,44 @@ pub fn sample_states(now: Instant) -> Vec<(&'static str, KioskState)> {
             },
         ),
         (
+            "scanner_unavailable",
+            KioskState::Unavailable {
+                reason: UnavailableReason::Scanner,
+            },
+        ),
+        (
             "refused",
             KioskState::Refused {
-                reason: RefusalReason::Unreadable {
-                    detail: "no amount in code".into(),
+                reason: RefusalReason::Code {
+                    detail: "GS1 payment slip has no amount: AI (390n) or (391n)".into(),
+                    customer: CustomerReason::Unreadable,
+                },
+            },
+        ),
+        (
+            "refused_not_payment_code",
+            KioskState::Refused {
+                reason: RefusalReason::Code {
+                    detail: "EAN-13 \"7038010069307\" is a product number (GTIN)".into(),
+                    customer: CustomerReason::NotAPaymentCode,
+                },
+            },
+        ),
+        (
+            "refused_expired",
+            KioskState::Refused {
+                reason: RefusalReason::Code {
+                    detail: "signed cart code for cart \"ORDER-4711\" expired".into(),
+                    customer: CustomerReason::Expired,
+                },
+            },
+        ),
+        (
+            "refused_already_paid",
+            KioskState::Refused {
+                reason: RefusalReason::Code {
+                    detail: "signed cart code for cart \"ORDER-4711\" was already paid".into(),
+                    customer: CustomerReason::AlreadyPaid,
                 },
             },
         ),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::text::{self, Phrase};
+use crate::input::codes::CustomerReason;
 use crate::money::Language;
 use crate::state::{
     CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,
@@ -149,6 +150,22 @@ impl Screen {
     }
 }
 
+/// What a refused code is, and what the customer can do about it.
+fn code_refusal(reason: CustomerReason) -> (Phrase, Phrase) {
+    use Phrase::*;
+    match reason {
+        CustomerReason::Unreadable => (CodeUnreadable, ScanAgain),
+        CustomerReason::NotAPaymentCode => (NotAPaymentCode, ScanPaymentCode),
+        CustomerReason::NotAccepted => (CodeNotAccepted, ContactStaff),
+        CustomerReason::WrongCurrency => (CodeWrongCurrency, ContactStaff),
+        CustomerReason::InvalidAmount => (CodeAmountInvalid, ContactStaff),
+        CustomerReason::Expired => (CodeExpired, AskForNewCode),
+        CustomerReason::AlreadyPaid => (CodeAlreadyPaid, ContactStaff),
+        CustomerReason::Forged => (CodeNotValid, ContactStaff),
+        CustomerReason::KioskFault => (NeedsStaffSetup, ContactStaff),
+    }
+}
+
 /// Builds the screen for `state` in `lang`, as it should look at `now`.
 ///
 /// Pure: the same arguments always give the same screen, so tests and the `render` command can
@@ -186,6 +203,13 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                     screen.footer = Some("E-JOURNAL".into());
                     screen
                 }
+                UnavailableReason::Scanner => {
+                    let mut screen = screen
+                        .line(ScannerNotWorking, lang)
+                        .line(ContactStaff, lang);
+                    screen.footer = Some("E-SCANNER".into());
+                    screen
+                }
             }
         }
         KioskState::Refused { reason } => {
@@ -205,8 +229,9 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                 RefusalReason::WrongCurrency { given } => screen
                     .text_line(text::wrong_currency(lang, &clip(given)))
                     .line(ContactStaff, lang),
-                RefusalReason::Unreadable { .. } => {
-                    screen.line(CodeUnreadable, lang).line(ScanAgain, lang)
+                RefusalReason::Code { customer, .. } => {
+                    let (what, advice) = code_refusal(*customer);
+                    screen.line(what, lang).line(advice, lang)
                 }
             };
             screen.line(NothingCharged, lang)

@@ -57,6 +57,26 @@ pub enum Phrase {
     CodeUnreadable,
     /// Advice: scan again.
     ScanAgain,
+    /// The barcode scanner is gone or broken.
+    ScannerNotWorking,
+    /// A barcode that does not say what to pay (a product number, a weight label).
+    NotAPaymentCode,
+    /// Advice after scanning something that is not a payment code.
+    ScanPaymentCode,
+    /// A payment code of a kind this kiosk is not set up for.
+    CodeNotAccepted,
+    /// The code's amount is in another currency.
+    CodeWrongCurrency,
+    /// The code's amount cannot be charged (zero, finer than one øre, too large).
+    CodeAmountInvalid,
+    /// The code's validity has run out.
+    CodeExpired,
+    /// Advice after an expired code.
+    AskForNewCode,
+    /// The code was paid before.
+    CodeAlreadyPaid,
+    /// The code's signature is wrong; worded without accusing anyone.
+    CodeNotValid,
     /// Title while the session is created.
     CreatingTitle,
     /// Body while the session is created.
@@ -165,6 +185,26 @@ impl Phrase {
             (CodeUnreadable, En) => "The code could not be read.",
             (ScanAgain, Nb) => "Prøv å skanne den igjen.",
             (ScanAgain, En) => "Please scan it again.",
+            (ScannerNotWorking, Nb) => "Kodeleseren virker ikke.",
+            (ScannerNotWorking, En) => "The code scanner is not working.",
+            (NotAPaymentCode, Nb) => "Denne koden er ikke en betalingskode.",
+            (NotAPaymentCode, En) => "This code is not a payment code.",
+            (ScanPaymentCode, Nb) => "Skann betalingskoden i stedet.",
+            (ScanPaymentCode, En) => "Please scan the payment code instead.",
+            (CodeNotAccepted, Nb) => "Denne typen kode tas ikke imot her.",
+            (CodeNotAccepted, En) => "This kind of code is not accepted here.",
+            (CodeWrongCurrency, Nb) => "Koden har feil valuta.",
+            (CodeWrongCurrency, En) => "The code is in the wrong currency.",
+            (CodeAmountInvalid, Nb) => "Beløpet på koden kan ikke betales her.",
+            (CodeAmountInvalid, En) => "The amount on the code cannot be paid here.",
+            (CodeExpired, Nb) => "Koden er utløpt.",
+            (CodeExpired, En) => "The code has expired.",
+            (AskForNewCode, Nb) => "Be om en ny kode.",
+            (AskForNewCode, En) => "Please ask for a new code.",
+            (CodeAlreadyPaid, Nb) => "Denne koden er allerede betalt.",
+            (CodeAlreadyPaid, En) => "This code has already been paid.",
+            (CodeNotValid, Nb) => "Koden er ikke gyldig.",
+            (CodeNotValid, En) => "The code is not valid.",
             (CreatingTitle, Nb) => "Starter betalingen",
             (CreatingTitle, En) => "Starting payment",
             (TerminalGettingReady, Nb) => "Kortterminalen gjør seg klar.",

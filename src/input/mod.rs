@@ -8,10 +8,11 @@
 //!
 //! ## What a code looks like
 //!
-//! One line per cart: `AMOUNT[;REFERENCE]`, the amount in major units with the currency's
-//! decimals, e.g. `399.00` or `399.00;KID12345`. Rules are in [`line`](mod@line); `1.001`, `0.00`, `-1`,
-//! `1e3` and references with spaces or more than 64 characters are refused, never rounded or
-//! cleaned up.
+//! Whatever the merchant prints: GS1 payment slips (as GS1-128, DataMatrix or QR, or as a GS1
+//! Digital Link URI), in-store EAN-13 price labels, kioskpay's own signed cart codes, and for
+//! development the plain `AMOUNT[;REFERENCE]`. [`codes`] reads them; `input.formats` says which
+//! ones this kiosk accepts. A code that does not say exactly one chargeable amount is refused,
+//! never guessed at, and the display tells the customer why in their words.
 //!
 //! ## Sources (`[input]` in the config)
 //!
@@ -20,23 +21,33 @@
 //! kind = "serial"                           # or "stdin" for development and the demo
 //! device = "/dev/serial/by-id/usb-Scanner"  # default /dev/ttyACM0
 //! baud = 9600                               # the scanner's setting; 115200 is also common
-//! max_line = 512                            # longer lines are noise and are dropped
+//! parity = "none"                           # or "even", "odd"
+//! flow_control = "none"                     # or "software" (XON/XOFF), "hardware" (RTS/CTS)
+//! framing = "line"                          # or "stx_etx", or "gap" for scanners without a suffix
+//! terminator = "any"                        # or "cr", "lf", "crlf", "tab"
+//! gap_ms = 50                               # framing = "gap": a pause this long ends a code
+//! duplicate_window_ms = 1000                # the same code again within 1 s counts once
+//! max_line = 512                            # longer codes are noise and are dropped
+//! formats = ["gs1", "digital_link"]         # default; add "ean13", "signed", "plain" as needed
+//! signing_key_file = "/etc/kioskpay/signing_key"  # for "signed"; chmod 600
 //! ```
 //!
 //! - **serial**: an RS-232 scanner through an adapter (`/dev/ttyUSB*`, `/dev/ttyAMA*`) or a USB
-//!   scanner in CDC-ACM mode (`/dev/ttyACM*`). Set the scanner to send CR, LF, CRLF or TAB after
-//!   each code. The `kioskpay` user must be in the `dialout` group. An unplugged scanner is
-//!   reported to the flow and looked for every two seconds; see [`serial`].
+//!   scanner in CDC-ACM mode (`/dev/ttyACM*`). The `kioskpay` user must be in the `dialout`
+//!   group. An unplugged scanner is reported to the flow, which shows that the scanner is
+//!   unavailable, and looked for every two seconds; see [`serial`].
 //! - **stdin**: one code per line on standard input. At end of input the unit stops reading but
-//!   the daemon keeps running, so `echo 399.00 | kioskpay run` finishes its payment.
+//!   the daemon keeps running, so `echo 399.00 | kioskpay run` finishes its payment (with
+//!   `plain` in `input.formats`).
 //!
-//! Framing (terminators, over-long lines, binary noise) is the same for every source; see
-//! [`scanner`].
+//! Framing (terminators, STX/ETX, gaps, over-long lines, binary noise, repeated scans) is the
+//! same for every source; see [`scanner`]. `kioskpay decode` reads one code the same way and
+//! prints what the kiosk would charge.
 //!
 //! ## Logs
 //!
-//! Every cart is logged at info with its amount and reference; every refused code at warn with
-//! the reason, quoting the bytes escaped and shortened; a lost or found scanner at warn/info; an
+//! Every cart is logged at info with its format, amount and reference; every refused code at
+//! warn with the decoder's precise reason and the customer reason; a lost or found scanner at warn/info; an
 //! open error once per distinct cause, with what to do about it.
 
 use std::future::Future;
@@ -48,24 +59,28 @@ use crate::config::{InputConfig, InputKind};
 use crate::money::Currency;
 
 pub mod codes;
-pub mod line;
 pub mod scanner;
 pub mod serial;
 mod stdin;
 
-pub use line::{parse_line, CodeError};
-pub use scanner::read_carts;
+pub use codes::CustomerReason;
+pub use scanner::{read_carts, ScanConfig};
 
 /// What the input unit tells the payment flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InputEvent {
     /// A code that names a cart; the flow decides whether to charge it now.
     Cart(Cart),
-    /// Something was scanned but it is not a cart code. The flow shows a refusal so the customer
-    /// is not left waiting; the reason is for the log only.
+    /// A kioskpay signed cart code: a cart that may be paid only once. The flow refuses it when
+    /// an approved payment in its journal already carries its cart reference.
+    SignedCart(Cart),
+    /// Something was scanned but it is not a code this kiosk charges. The flow shows a refusal
+    /// so the customer is not left waiting; nothing is sent to Dintero.
     Unreadable {
-        /// What is wrong, precise, ASCII, with any quoted bytes escaped and shortened.
+        /// What is wrong, precisely, for the log (quoted text escaped and shortened).
         reason: String,
+        /// What the display tells the customer.
+        customer: CustomerReason,
     },
     /// The scanner cannot be opened or has gone away: the kiosk cannot take carts.
     ScannerUnavailable,
@@ -84,20 +99,20 @@ pub async fn run(
     tx: mpsc::Sender<InputEvent>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let scan = ScanConfig::from_config(&config, currency);
     let work = async {
         match config.kind {
             InputKind::Serial => {
                 serial::run(
                     &config.device,
-                    config.baud,
-                    config.max_line,
-                    currency,
+                    &serial::LineSettings::from_config(&config),
+                    &scan,
                     &tx,
                     serial::REOPEN_INTERVAL,
                 )
                 .await
             }
-            InputKind::Stdin => read_stdin(config.max_line, currency, &tx).await,
+            InputKind::Stdin => read_stdin(&scan, &tx).await,
         }
     };
     tokio::select! {
@@ -106,7 +121,7 @@ pub async fn run(
     }
 }
 
-async fn read_stdin(max_line: usize, currency: Currency, tx: &mpsc::Sender<InputEvent>) {
+async fn read_stdin(scan: &ScanConfig, tx: &mpsc::Sender<InputEvent>) {
     let reader = match stdin::spawn() {
         Ok(reader) => reader,
         Err(e) => {
@@ -114,7 +129,7 @@ async fn read_stdin(max_line: usize, currency: Currency, tx: &mpsc::Sender<Input
             return std::future::pending().await;
         }
     };
-    match read_carts(reader, currency, CartSource::Stdin, max_line, tx).await {
+    match read_carts(reader, scan, CartSource::Stdin, tx).await {
         Ok(()) => tracing::info!("stdin ended; no more carts from stdin, still running"),
         Err(e) => tracing::warn!(error = %e, "reading stdin failed; no more carts from stdin"),
     }

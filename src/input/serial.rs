@@ -1,8 +1,12 @@
 //! The scanner's serial device: opening it, and getting it back after an unplug.
 //!
-//! The device is opened with `tokio-serial` (no libudev) at `input.baud`, 8 data bits, no parity,
-//! one stop bit, no flow control, in raw mode, and exclusively (`TIOCEXCL` plus an exclusive
-//! `flock`), so that ModemManager or a stray `screen` cannot steal half of the bytes. Whatever was
+//! The device is opened with `tokio-serial` (no libudev) at `input.baud`, 8 data bits, one stop
+//! bit, `input.parity` (default none) and `input.flow_control` (default none; `software` is
+//! XON/XOFF, `hardware` RTS/CTS and needs the RTS/CTS wires of an RS-232 scanner), in raw mode,
+//! and exclusively (`TIOCEXCL` plus an exclusive `flock`), so that ModemManager or a stray
+//! `screen` cannot steal half of the bytes. Set these to what the scanner's manual or its
+//! configuration barcodes say; a mismatch shows up in the log as codes refused for control
+//! bytes or invalid UTF-8. USB CDC-ACM scanners ignore all of them. Whatever was
 //! waiting in the kernel's buffer before the port opened is discarded: a code scanned while the
 //! daemon was down belongs to a customer who has probably left.
 //!
@@ -16,13 +20,71 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio_serial::{DataBits, FlowControl, Parity, SerialPort, SerialStream, StopBits};
+use tokio_serial::{DataBits, SerialPort, SerialStream, StopBits};
 
-use super::scanner::{frame, AtEnd, Stop};
+use super::scanner::{frame, AtEnd, ScanConfig, Stop};
 use super::InputEvent;
 use crate::cart::CartSource;
-use crate::money::Currency;
+use crate::config::InputConfig;
+
+/// Parity of the scanner's line (`input.parity`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    /// No parity bit (8N1, the usual setting).
+    #[default]
+    None,
+    /// Even parity.
+    Even,
+    /// Odd parity.
+    Odd,
+}
+
+/// Flow control of the scanner's line (`input.flow_control`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowControl {
+    /// None (the usual setting: a scanner sends a few bytes at a time).
+    #[default]
+    None,
+    /// XON/XOFF.
+    Software,
+    /// RTS/CTS.
+    Hardware,
+}
+
+/// How the serial line is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineSettings {
+    /// Baud rate.
+    pub baud: u32,
+    /// Parity.
+    pub parity: Parity,
+    /// Flow control.
+    pub flow_control: FlowControl,
+}
+
+impl LineSettings {
+    /// `baud` 8N1 without flow control: the factory default of most scanners.
+    pub fn new(baud: u32) -> LineSettings {
+        LineSettings {
+            baud,
+            parity: Parity::None,
+            flow_control: FlowControl::None,
+        }
+    }
+
+    /// The line settings of `[input]`.
+    pub fn from_config(input: &InputConfig) -> LineSettings {
+        LineSettings {
+            baud: input.baud,
+            parity: input.parity,
+            flow_control: input.flow_control,
+        }
+    }
+}
 
 /// How often a missing scanner is looked for: quick enough that a re-plugged scanner works before
 /// the next customer reaches it, slow enough to cost nothing on a Pi.
@@ -90,18 +152,28 @@ pub enum SerialError {
     },
 }
 
-/// Opens `device` as the scanner: `baud` 8N1, no flow control, raw, exclusive, input flushed.
-pub fn open(device: &Path, baud: u32) -> Result<SerialStream, SerialError> {
+/// Opens `device` as the scanner: 8 data bits, one stop bit, baud, parity and flow control as
+/// `line` says, raw, exclusive, input flushed.
+pub fn open(device: &Path, line: &LineSettings) -> Result<SerialStream, SerialError> {
     let Some(path) = device.to_str() else {
         return Err(SerialError::BadPath {
             device: device.to_path_buf(),
         });
     };
+    let baud = line.baud;
     let builder = tokio_serial::new(path, baud)
         .data_bits(DataBits::Eight)
-        .parity(Parity::None)
+        .parity(match line.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
         .stop_bits(StopBits::One)
-        .flow_control(FlowControl::None)
+        .flow_control(match line.flow_control {
+            FlowControl::None => tokio_serial::FlowControl::None,
+            FlowControl::Software => tokio_serial::FlowControl::Software,
+            FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+        })
         .exclusive(true);
     let port = SerialStream::open(&builder).map_err(|e| classify(device, baud, e))?;
     if let Err(e) = port.clear(tokio_serial::ClearBuffer::Input) {
@@ -141,18 +213,18 @@ fn classify(device: &Path, baud: u32, e: tokio_serial::Error) -> SerialError {
 /// is dropped; cancel it (drop the future) to stop earlier.
 pub async fn run(
     device: &Path,
-    baud: u32,
-    max_line: usize,
-    currency: Currency,
+    line: &LineSettings,
+    scan: &ScanConfig,
     tx: &mpsc::Sender<InputEvent>,
     reopen: Duration,
 ) {
+    let baud = line.baud;
     // Whether the flow believes the scanner is there; events are sent only on a change.
     let mut available = true;
     // The last open error logged, so that a scanner missing for a day logs once, not hourly.
     let mut last_error: Option<String> = None;
     loop {
-        let port = match open(device, baud) {
+        let port = match open(device, line) {
             Ok(port) => port,
             Err(e) => {
                 let message = e.to_string();
@@ -179,15 +251,7 @@ pub async fn run(
                 return;
             }
         }
-        let stop = frame(
-            port,
-            currency,
-            CartSource::Serial,
-            max_line,
-            tx,
-            AtEnd::Drop,
-        )
-        .await;
+        let stop = frame(port, scan, CartSource::Serial, tx, AtEnd::Drop).await;
         match stop {
             Stop::ReceiverGone => return,
             Stop::Eof => tracing::warn!(

@@ -18,9 +18,17 @@
 //!   technician), it reads the payment again and reports what really happened.
 //! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
 //!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
+//! - **A signed code is paid once.** A signed cart code whose cart reference an approved
+//!   payment already carries is refused as already paid. The flow keeps the cart references of
+//!   the approved payments its journal holds (the daemon hands them over at start, see
+//!   [`Flow::with_paid_cart_references`]) and adds each one it approves; like the journal it
+//!   remembers the last `state.keep_final` of them, far more than any code's lifetime holds.
+//!   Cart references are the merchant's (`merchant_reference_2`), so a signed code for a cart
+//!   that a payment slip with the same reference already paid is refused too.
 //! - **Recovery uses the same rules.** At start-up every payment the journal does not show as
 //!   final is driven to a final state before any new cart is taken.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -36,6 +44,7 @@ use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
     TerminalStatus, Transaction, TransactionQuery,
 };
+use crate::input::codes::CodeError;
 use crate::input::InputEvent;
 use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
@@ -179,6 +188,39 @@ pub struct Flow<G: Gateway> {
     hold_until: Option<Instant>,
     /// Payments started since the journal was last compacted.
     finished_since_compaction: usize,
+    /// Whether the barcode scanner is there; the idle screen says so when it is not.
+    scanner_available: bool,
+    /// Cart references of approved payments, for refusing a signed code paid already.
+    paid_carts: PaidCarts,
+}
+
+/// The cart references of the newest approved payments, oldest first, at most `capacity`.
+struct PaidCarts {
+    capacity: usize,
+    references: VecDeque<String>,
+}
+
+impl PaidCarts {
+    fn new(capacity: usize) -> PaidCarts {
+        PaidCarts {
+            capacity: capacity.max(1),
+            references: VecDeque::new(),
+        }
+    }
+
+    fn contains(&self, reference: &str) -> bool {
+        self.references.iter().any(|r| r == reference)
+    }
+
+    fn insert(&mut self, reference: String) {
+        if self.contains(&reference) {
+            return;
+        }
+        while self.references.len() >= self.capacity {
+            self.references.pop_front();
+        }
+        self.references.push_back(reference);
+    }
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -202,7 +244,6 @@ impl<G: Gateway> Flow<G> {
             gateway,
             journal: Arc::new(Mutex::new(journal)),
             unresolved,
-            config,
             inputs: channels.inputs,
             inputs_open: true,
             commands: channels.commands,
@@ -214,7 +255,22 @@ impl<G: Gateway> Flow<G> {
             terminal_scope_warned: false,
             hold_until: None,
             finished_since_compaction: 0,
+            scanner_available: true,
+            paid_carts: PaidCarts::new(config.keep_final),
+            config,
         }
+    }
+
+    /// Tells the flow the cart references of payments approved before it started (from the
+    /// journal, oldest first), so that a signed code paid before a restart is still refused.
+    pub fn with_paid_cart_references(
+        mut self,
+        references: impl IntoIterator<Item = String>,
+    ) -> Self {
+        for reference in references {
+            self.paid_carts.insert(reference);
+        }
+        self
     }
 
     /// Runs until `shutdown` completes: recovery first, then one payment at a time.
@@ -236,6 +292,17 @@ impl<G: Gateway> Flow<G> {
                 event = self.inputs.recv(), if self.inputs_open => match event {
                     Some(InputEvent::Cart(cart)) => {
                         if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                            return Ok(());
+                        }
+                    }
+                    Some(InputEvent::SignedCart(cart)) => {
+                        if let Some(reference) = cart.reference.as_ref().filter(|r| self.paid_carts.contains(r)) {
+                            let e = CodeError::AlreadyPaid { reference: reference.clone() };
+                            warn!(reason = %e, amount = %cart.amount, "code refused: an approved payment in the journal carries this cart reference");
+                            self.hold(KioskState::Refused {
+                                reason: RefusalReason::Code { detail: e.to_string(), customer: e.customer_reason() },
+                            });
+                        } else if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
                             return Ok(());
                         }
                     }
@@ -267,15 +334,34 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_idle(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) => {}
-            InputEvent::Unreadable { reason } => {
-                warn!(%reason, "code refused");
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Unreadable { reason, customer } => {
+                warn!(%reason, ?customer, "code refused");
                 self.hold(KioskState::Refused {
-                    reason: RefusalReason::Unreadable { detail: reason },
+                    reason: RefusalReason::Code {
+                        detail: reason,
+                        customer,
+                    },
                 });
             }
-            InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
-            InputEvent::ScannerBack => info!("scanner back"),
+            InputEvent::ScannerUnavailable | InputEvent::ScannerBack => {
+                self.note_scanner(event);
+                self.show_idle_unless_held();
+            }
+        }
+    }
+
+    /// Records whether the scanner is there; the idle screen follows at its next showing.
+    fn note_scanner(&mut self, event: InputEvent) {
+        let available = event == InputEvent::ScannerBack;
+        if available == self.scanner_available {
+            return;
+        }
+        self.scanner_available = available;
+        if available {
+            info!("scanner back; the kiosk shows its idle screen again");
+        } else {
+            warn!("scanner unavailable; the kiosk shows that it cannot scan until it is back");
         }
     }
 
@@ -286,6 +372,12 @@ impl<G: Gateway> Flow<G> {
     }
 
     fn idle_state(&self) -> KioskState {
+        if !self.scanner_available {
+            // Checked first: with no scanner nobody can start a payment, whatever the terminal.
+            return KioskState::Unavailable {
+                reason: UnavailableReason::Scanner,
+            };
+        }
         match &self.health {
             Health::Ready => KioskState::Idle,
             Health::Unavailable(reason) => KioskState::Unavailable {
@@ -463,6 +555,9 @@ impl<G: Gateway> Flow<G> {
 
     fn finish(&mut self, payment: &Payment, outcome: &Final, recovered: bool) {
         info!(reference = %payment.merchant_reference, amount = %payment.amount, %outcome, recovered, "payment finished");
+        if let (Final::Approved { .. }, Some(cart_reference)) = (outcome, &payment.cart_reference) {
+            self.paid_carts.insert(cart_reference.clone());
+        }
         if let Some(reports) = &self.reports {
             let _ = reports.send(PaymentReport {
                 merchant_reference: payment.merchant_reference.clone(),
@@ -566,7 +661,7 @@ impl<G: Gateway> Flow<G> {
                     return Driven::ShutDown;
                 }
                 event = self.inputs.recv(), if self.inputs_open => match event {
-                    Some(InputEvent::Cart(cart)) => {
+                    Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart)) => {
                         info!(amount = %cart.amount, "cart refused: a payment is running");
                         self.state.send_replace(KioskState::Refused { reason: RefusalReason::Busy });
                         self.hold_until = Some(Instant::now() + self.config.result_screen.min(Duration::from_secs(2)));
@@ -638,12 +733,11 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_busy(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) => {}
-            InputEvent::Unreadable { reason } => {
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Unreadable { reason, .. } => {
                 info!(%reason, "code ignored: a payment is running")
             }
-            InputEvent::ScannerUnavailable => warn!("scanner unavailable"),
-            InputEvent::ScannerBack => info!("scanner back"),
+            InputEvent::ScannerUnavailable | InputEvent::ScannerBack => self.note_scanner(event),
         }
     }
 

@@ -26,8 +26,8 @@
 //! refused. No input, however malformed, makes these parsers panic: each has a fuzz target
 //! (`fuzz/`) and a property test (`tests/codes.rs`).
 //!
-//! "Already paid" is not decided here: the caller keeps a [`signed::PaidCodes`] and asks it
-//! before charging a signed code, and tells it after the charge.
+//! "Already paid" is not decided here: decoding is pure, and only the payment flow knows which
+//! carts its journal shows as paid (see [`crate::payment::flow`]).
 
 pub mod aim;
 pub mod digital_link;
@@ -137,8 +137,7 @@ pub struct Decoded {
     /// The merchant's reference (8020 value, article digits, cart reference), sent to Dintero as
     /// `order.merchant_reference_2`.
     pub reference: Option<String>,
-    /// For signed codes: when the code stops being payable (Unix seconds); the caller passes
-    /// it to [`signed::PaidCodes::remember`].
+    /// For signed codes: when the code stops being payable (Unix seconds).
     pub expires_unix: Option<u64>,
 }
 

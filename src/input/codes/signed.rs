@@ -17,12 +17,10 @@
 //! amount was edited is refused as forged. A QR code holds the ~90 characters easily; so does a
 //! Code 128 at a receipt printer's width if the reference is short.
 //!
-//! A valid signature does not make a code payable twice. The caller keeps a [`PaidCodes`],
-//! asks [`PaidCodes::check`] before charging and calls [`PaidCodes::remember`] once the charge
-//! succeeded; the POS must give every printed code a new cart reference. [`sign_cart`] makes
+//! A valid signature does not make a code payable twice: the payment flow, which owns the
+//! journal, refuses a signed code whose cart reference an approved payment already carries
+//! (see [`crate::payment::flow`]). The POS must give every printed code a new cart reference. [`sign_cart`] makes
 //! codes for tests and for a POS integration written in Rust.
-
-use std::collections::VecDeque;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -32,7 +30,7 @@ use sha2::Sha256;
 use crate::money::{Currency, Money};
 use crate::secret::Secret;
 
-use super::{excerpt, CodeError, Decoded, Format};
+use super::{excerpt, CodeError};
 
 /// Every signed code starts with this.
 pub const PREFIX: &str = "KP1.";
@@ -182,65 +180,4 @@ pub fn verify(
         reference: reference.to_string(),
         expires_unix,
     })
-}
-
-/// The cart references of signed codes already charged, so a second scan of the same paper is
-/// refused as [`CodeError::AlreadyPaid`].
-///
-/// Bounded: it holds at most `capacity` references, forgetting the oldest first, and forgets
-/// a reference as soon as its code has expired (an expired code is refused anyway, as long as
-/// the kiosk clock does not run backwards). Size it above the number of signed carts paid
-/// within one code lifetime. It lives in memory: the journal is the record across restarts.
-#[derive(Clone, Debug)]
-pub struct PaidCodes {
-    capacity: usize,
-    paid: VecDeque<(String, u64)>,
-}
-
-impl PaidCodes {
-    /// An empty set that remembers at most `capacity` (at least 1) references.
-    pub fn new(capacity: usize) -> PaidCodes {
-        PaidCodes {
-            capacity: capacity.max(1),
-            paid: VecDeque::new(),
-        }
-    }
-
-    /// Refuses a decoded signed code whose cart was charged already; other formats pass.
-    pub fn check(&self, decoded: &Decoded) -> Result<(), CodeError> {
-        match (&decoded.format, &decoded.reference) {
-            (Format::Signed, Some(reference)) if self.paid.iter().any(|(r, _)| r == reference) => {
-                Err(CodeError::AlreadyPaid {
-                    reference: reference.clone(),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Records that a signed code was charged; other formats are ignored.
-    pub fn remember(&mut self, decoded: &Decoded, now_unix: u64) {
-        let (Format::Signed, Some(reference)) = (&decoded.format, &decoded.reference) else {
-            return;
-        };
-        self.paid.retain(|(_, expires)| *expires > now_unix);
-        if self.paid.iter().any(|(r, _)| r == reference) {
-            return;
-        }
-        while self.paid.len() >= self.capacity {
-            self.paid.pop_front();
-        }
-        self.paid
-            .push_back((reference.clone(), decoded.expires_unix.unwrap_or(u64::MAX)));
-    }
-
-    /// How many references are remembered.
-    pub fn len(&self) -> usize {
-        self.paid.len()
-    }
-
-    /// Whether none are.
-    pub fn is_empty(&self) -> bool {
-        self.paid.is_empty()
-    }
 }
