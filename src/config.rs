@@ -885,4 +885,113 @@ payout_destination_id = "seller-1"
         );
         assert!(!format!("{c:?}").contains("demo-secret"));
     }
+
+    #[test]
+    fn input_defaults_suit_a_production_kiosk() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.input.enabled_formats(),
+            vec![Format::Gs1, Format::DigitalLink]
+        );
+        assert_eq!(c.input.framing, Framing::Line);
+        assert_eq!(c.input.terminator, Terminator::Any);
+        assert_eq!(c.input.parity, Parity::None);
+        assert_eq!(c.input.flow_control, FlowControl::None);
+        assert_eq!(c.input.duplicate_window(), Duration::from_secs(1));
+        let with_key = parse(&format!(
+            "{MINIMAL}[input]\nsigning_key_file = \"/etc/kioskpay/signing_key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            with_key.input.enabled_formats(),
+            vec![Format::Gs1, Format::DigitalLink, Format::Signed]
+        );
+        let all = parse(&format!(
+            "{MINIMAL}[input]\nformats = [\"plain\", \"ean13\"]\nframing = \"stx_etx\"\nterminator = \"crlf\"\nparity = \"odd\"\nflow_control = \"hardware\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            all.input.enabled_formats(),
+            vec![Format::Plain, Format::Ean13Price]
+        );
+        assert_eq!(all.input.framing, Framing::StxEtx);
+        assert_eq!(all.input.terminator, Terminator::Crlf);
+        assert_eq!(all.input.parity, Parity::Odd);
+        assert_eq!(all.input.flow_control, FlowControl::Hardware);
+    }
+
+    #[test]
+    fn input_errors_name_key_value_and_expectation() {
+        let cases = [
+            (
+                "formats = []",
+                "input.formats = \"[]\": expected at least one of",
+            ),
+            (
+                "formats = [\"signed\"]",
+                "input.signing_key_file = (not set): expected a file with the key",
+            ),
+            (
+                "formats = [\"qr\"]",
+                "unknown variant `qr`, expected one of",
+            ),
+            ("parity = \"mark\"", "unknown variant `mark`"),
+            ("flow_control = \"rts\"", "unknown variant `rts`"),
+            ("terminator = \"nul\"", "unknown variant `nul`"),
+            ("framing = \"stx\"", "unknown variant `stx`"),
+            (
+                "gap_ms = 0",
+                "input.gap_ms = \"0\": expected 5 to 2000 milliseconds",
+            ),
+            (
+                "duplicate_window_ms = 600000",
+                "input.duplicate_window_ms = \"600000\": expected 0 (off) to 60000",
+            ),
+            (
+                "[[input.ean13_rules]]\nkind = \"price\"\nprefix = 31\ndecimals = 2",
+                "prefix 31 is not an in-store prefix",
+            ),
+        ];
+        for (input, want) in cases {
+            let msg = parse(&format!("{MINIMAL}[input]\n{input}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(want), "{input:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn signing_key_file_must_be_private_and_long_enough() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("signing_key");
+        let mut input = InputConfig {
+            signing_key_file: Some(key.clone()),
+            ..InputConfig::default()
+        };
+        let msg = input.load_signing_key().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("input.signing_key_file") && msg.contains("chmod 600"),
+            "{msg}"
+        );
+        std::fs::write(&key, "pos-shared-key-for-tests-0123456789\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let msg = input.load_signing_key().unwrap_err().to_string();
+        assert!(msg.contains("mode 640"), "{msg}");
+        assert!(!msg.contains("pos-shared-key"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        input.load_signing_key().unwrap();
+        assert_eq!(
+            input.signing_key.as_ref().map(Secret::expose),
+            Some("pos-shared-key-for-tests-0123456789")
+        );
+        assert!(!format!("{input:?}").contains("pos-shared-key"));
+        std::fs::write(&key, "short\n").unwrap();
+        let msg = input.load_signing_key().unwrap_err().to_string();
+        assert!(
+            msg.contains("5 bytes; use at least 16 random bytes"),
+            "{msg}"
+        );
+        assert!(!msg.contains("short"));
+    }
 }

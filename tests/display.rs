@@ -357,6 +357,22 @@ fn terminal_rendering_shows_amounts_and_the_right_words() {
         ("failed", "teknisk feil", "technical error"),
         ("unavailable", "ikke mulig", "unavailable"),
         ("refused", "kunne ikke leses", "could not be read"),
+        (
+            "scanner_unavailable",
+            "Kodeleseren virker ikke",
+            "The code scanner is not working",
+        ),
+        (
+            "refused_not_payment_code",
+            "ikke en betalingskode",
+            "This code is not a payment code",
+        ),
+        ("refused_expired", "Koden er utløpt", "The code has expired"),
+        (
+            "refused_already_paid",
+            "allerede betalt",
+            "This code has already been paid",
+        ),
         ("checking", "Sjekker betalingen", "Checking your payment"),
     ];
     for (name, nb, en) in expectations {
@@ -771,6 +787,50 @@ fn tiny_panels_do_not_panic() {
     for (w, h) in [(1, 1), (3, 5), (16, 16), (64, 32), (32, 200), (800, 20)] {
         for (_, state) in sample_states(now) {
             rendered(&screen_for(&state, Language::Nb, now), (w, h));
+        }
+    }
+}
+
+#[test]
+fn every_code_refusal_has_its_own_words_in_both_languages() {
+    use kioskpay::input::CustomerReason::*;
+    use kioskpay::state::RefusalReason;
+    let now = Instant::now();
+    let reasons = [
+        Unreadable,
+        NotAPaymentCode,
+        NotAccepted,
+        WrongCurrency,
+        InvalidAmount,
+        Expired,
+        AlreadyPaid,
+        Forged,
+        KioskFault,
+    ];
+    for lang in LANGS {
+        let mut seen = HashSet::new();
+        for customer in reasons {
+            let state = KioskState::Refused {
+                reason: RefusalReason::Code {
+                    detail: "GS1 AI (415) value \"123\": secret detail".into(),
+                    customer,
+                },
+            };
+            let screen = screen_for(&state, lang, now);
+            let all = screen.lines.join(" ");
+            assert!(
+                !all.contains("secret detail"),
+                "the log detail is not for the customer"
+            );
+            assert!(
+                all.chars().all(|c| (c as u32) < 0x100),
+                "Latin-1 only: {all}"
+            );
+            assert!(
+                screen.lines.len() >= 3,
+                "what, what to do, nothing charged: {all}"
+            );
+            assert!(seen.insert(screen.lines[0].clone()), "{customer:?}: {all}");
         }
     }
 }
