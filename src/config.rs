@@ -8,7 +8,8 @@
 //! Errors name the key, the bad value and what is expected, so a technician on a serial
 //! console can fix the file without reading code. The Dintero client secret lives in its own
 //! file (`dintero.client_secret_file`) which must not be readable by group or others: the config
-//! file itself can then be world-readable and shown in support tickets.
+//! file itself can then be world-readable and shown in support tickets. The same rule holds for
+//! the key shared with the merchant's POS for signed cart codes (`input.signing_key_file`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

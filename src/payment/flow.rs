@@ -295,17 +295,14 @@ impl<G: Gateway> Flow<G> {
                             return Ok(());
                         }
                     }
-                    Some(InputEvent::SignedCart(cart)) => {
-                        if let Some(reference) = cart.reference.as_ref().filter(|r| self.paid_carts.contains(r)) {
-                            let e = CodeError::AlreadyPaid { reference: reference.clone() };
-                            warn!(reason = %e, amount = %cart.amount, "code refused: an approved payment in the journal carries this cart reference");
-                            self.hold(KioskState::Refused {
-                                reason: RefusalReason::Code { detail: e.to_string(), customer: e.customer_reason() },
-                            });
-                        } else if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
-                            return Ok(());
+                    Some(InputEvent::SignedCart(cart)) => match self.already_paid(&cart) {
+                        Some(reason) => self.hold(KioskState::Refused { reason }),
+                        None => {
+                            if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                                return Ok(());
+                            }
                         }
-                    }
+                    },
                     Some(other) => self.on_input_while_idle(other),
                     None => {
                         info!("input closed; the kiosk keeps running for recovery and the console");
@@ -349,6 +346,22 @@ impl<G: Gateway> Flow<G> {
                 self.show_idle_unless_held();
             }
         }
+    }
+
+    /// Refuses a signed cart whose reference an approved payment already carries.
+    fn already_paid(&self, cart: &Cart) -> Option<RefusalReason> {
+        let reference = cart.reference.as_ref()?;
+        if !self.paid_carts.contains(reference) {
+            return None;
+        }
+        let e = CodeError::AlreadyPaid {
+            reference: reference.clone(),
+        };
+        warn!(reason = %e, amount = %cart.amount, "code refused: an approved payment in the journal carries this cart reference");
+        Some(RefusalReason::Code {
+            detail: e.to_string(),
+            customer: e.customer_reason(),
+        })
     }
 
     /// Records whether the scanner is there; the idle screen follows at its next showing.
