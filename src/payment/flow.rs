@@ -18,6 +18,11 @@
 //!   technician), it reads the payment again and reports what really happened.
 //! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
 //!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
+//! - **Display gate.** When the kiosk has a customer screen (an SPI or framebuffer panel), carts
+//!   are refused until it has shown a frame, and while it is broken the kiosk shows
+//!   [`KioskState::OutOfService`] with the panel's error code: a customer who cannot see the
+//!   outcome cannot follow a payment. A payment already running is finished regardless; the
+//!   display only reports, it never steers a payment.
 //! - **Recovery uses the same rules.** At start-up every payment the journal does not show as
 //!   final is driven to a final state before any new cart is taken.
 
@@ -36,6 +41,7 @@ use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
     TerminalStatus, Transaction, TransactionQuery,
 };
+use crate::display::PanelHealth;
 use crate::input::InputEvent;
 use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
@@ -179,6 +185,11 @@ pub struct Flow<G: Gateway> {
     hold_until: Option<Instant>,
     /// Payments started since the journal was last compacted.
     finished_since_compaction: usize,
+    /// The customer screen's health, when the kiosk has one that must work (see the module
+    /// docs, "Display gate").
+    display: Option<watch::Receiver<PanelHealth>>,
+    /// The display task ended: the screen shows nothing any more.
+    display_gone: bool,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -214,7 +225,55 @@ impl<G: Gateway> Flow<G> {
             terminal_scope_warned: false,
             hold_until: None,
             finished_since_compaction: 0,
+            display: None,
+            display_gone: false,
         }
+    }
+
+    /// Gates payments on the customer screen's health as the display task reports it.
+    pub fn with_display_health(mut self, health: watch::Receiver<PanelHealth>) -> Flow<G> {
+        self.display = Some(health);
+        self
+    }
+
+    /// The error code of a broken customer screen, if it is broken.
+    fn display_fault(&self) -> Option<String> {
+        if self.display_gone {
+            return Some("E-PANEL-GONE".into());
+        }
+        match self.display.as_ref().map(|rx| rx.borrow().clone()) {
+            Some(PanelHealth::Broken { code }) => Some(code.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Whether the customer can see what a payment does: a screen that works, or no screen
+    /// that needs to.
+    fn display_ready(&self) -> bool {
+        match &self.display {
+            None => !self.display_gone,
+            Some(rx) => *rx.borrow() == PanelHealth::Working,
+        }
+    }
+
+    fn on_display_change(&mut self, changed: Result<(), watch::error::RecvError>) {
+        if changed.is_err() {
+            error!("the customer display task ended; no payments until kioskpay restarts");
+            self.display = None;
+            self.display_gone = true;
+        } else if let Some(rx) = self.display.as_mut() {
+            match &*rx.borrow_and_update() {
+                PanelHealth::Working => info!("customer display working; payments allowed"),
+                PanelHealth::Broken { code } => {
+                    warn!(
+                        code,
+                        "customer display broken; out of service until it works"
+                    )
+                }
+                PanelHealth::Unknown => {}
+            }
+        }
+        self.show_idle_unless_held();
     }
 
     /// Runs until `shutdown` completes: recovery first, then one payment at a time.
@@ -261,6 +320,7 @@ impl<G: Gateway> Flow<G> {
                     self.hold_until = None;
                     self.show_idle();
                 }
+                changed = display_changed(&mut self.display) => self.on_display_change(changed),
             }
         }
     }
@@ -286,6 +346,14 @@ impl<G: Gateway> Flow<G> {
     }
 
     fn idle_state(&self) -> KioskState {
+        if let Some(code) = self.display_fault() {
+            return KioskState::OutOfService { code };
+        }
+        if !self.display_ready() {
+            // The screen has not shown its first frame: still starting, as far as a customer
+            // could tell.
+            return KioskState::Starting;
+        }
         match &self.health {
             Health::Ready => KioskState::Idle,
             Health::Unavailable(reason) => KioskState::Unavailable {
@@ -327,7 +395,7 @@ impl<G: Gateway> Flow<G> {
                 max: self.config.max_amount,
             });
         }
-        if self.health != Health::Ready {
+        if self.health != Health::Ready || !self.display_ready() {
             return Some(RefusalReason::Unavailable);
         }
         None
@@ -927,6 +995,16 @@ fn unavailable_for(e: &ApiError) -> Health {
             UnavailableReason::ApiUnreachable
         }
     })
+}
+
+/// Resolves when the display reports a new health; never without a display to watch.
+async fn display_changed(
+    display: &mut Option<watch::Receiver<PanelHealth>>,
+) -> Result<(), watch::error::RecvError> {
+    match display {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn transaction_of(phase: &Phase) -> Option<&str> {

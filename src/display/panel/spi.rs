@@ -34,7 +34,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::{ErrorType, Operation, SpiDevice};
 use mipidsi::interface::{Interface, InterfaceKind, InterfacePixelFormat};
-use mipidsi::models::{ILI9341Rgb565, ILI9486Rgb565, Model, ST7789};
+use mipidsi::models::{ILI9341Rgb565, ILI9486Rgb666, Model, ST7789};
 use mipidsi::options::{ColorInversion, Orientation, Rotation};
 
 use super::{Panel, PanelError};
@@ -130,7 +130,7 @@ where
     match config.controller {
         Controller::St7789 => build(ST7789, bus, config, reset, delay),
         Controller::Ili9341 => build(ILI9341Rgb565, bus, config, reset, delay),
-        Controller::Ili9486 => build(ILI9486Rgb565, bus, config, reset, delay),
+        Controller::Ili9486 => build(ILI9486Rgb666, bus, config, reset, delay),
     }
 }
 
@@ -142,8 +142,8 @@ fn build<M, SPI, DC, RST>(
     delay: &mut impl DelayNs,
 ) -> Result<Box<dyn Link>, PanelError>
 where
-    M: Model<ColorFormat = Rgb565> + Send + 'static,
-    Rgb565: InterfacePixelFormat<u8>,
+    M: Model + Send + 'static,
+    M::ColorFormat: InterfacePixelFormat<u8> + From<Rgb565>,
     SPI: SpiDevice + Send + 'static,
     SPI::Error: Debug,
     DC: OutputPin + Send + 'static,
@@ -179,7 +179,8 @@ fn boxed<M, SPI, DC, RST, E: Debug>(
     display: Result<mipidsi::Display<Bus<SPI, DC>, M, RST>, E>,
 ) -> Result<Box<dyn Link>, PanelError>
 where
-    M: Model<ColorFormat = Rgb565> + Send + 'static,
+    M: Model + Send + 'static,
+    M::ColorFormat: InterfacePixelFormat<u8> + From<Rgb565>,
     SPI: SpiDevice + Send + 'static,
     SPI::Error: Debug,
     DC: OutputPin + Send + 'static,
@@ -194,7 +195,8 @@ where
 /// An initialised `mipidsi` display as a [`Link`].
 struct Driver<M, SPI, DC, RST>
 where
-    M: Model<ColorFormat = Rgb565>,
+    M: Model,
+    M::ColorFormat: InterfacePixelFormat<u8>,
     SPI: SpiDevice,
     DC: OutputPin,
     RST: OutputPin,
@@ -204,7 +206,8 @@ where
 
 impl<M, SPI, DC, RST> Link for Driver<M, SPI, DC, RST>
 where
-    M: Model<ColorFormat = Rgb565> + Send,
+    M: Model + Send,
+    M::ColorFormat: InterfacePixelFormat<u8> + From<Rgb565>,
     SPI: SpiDevice + Send,
     SPI::Error: Debug,
     DC: OutputPin + Send,
@@ -219,7 +222,7 @@ where
         let (sx, sy) = (coord(area.top_left.x)?, coord(area.top_left.y)?);
         let (ex, ey) = (coord(end.x)?, coord(end.y)?);
         self.display
-            .set_pixels(sx, sy, ex, ey, frame.area_pixels(&area))
+            .set_pixels(sx, sy, ex, ey, frame.area_pixels(&area).map(Into::into))
             .map_err(|e| format!("{e:?}"))
     }
 }
