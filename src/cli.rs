@@ -249,7 +249,7 @@ fn render(
     list: bool,
 ) -> Result<ExitCode> {
     let now = tokio::time::Instant::now();
-    let samples = crate::display::sample_states(now);
+    let samples = crate::display::sample_screens(lang, now);
     if list {
         for (name, _) in &samples {
             println!("{name}");
@@ -257,12 +257,11 @@ fn render(
         return Ok(ExitCode::SUCCESS);
     }
     let name = screen.unwrap_or_default();
-    let Some((_, state)) = samples.iter().find(|(n, _)| *n == name) else {
+    let Some((_, screen)) = samples.iter().find(|(n, _)| *n == name) else {
         eprintln!("kioskpay: no screen named {name:?}; `kioskpay render --list` names them");
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
-    let png =
-        crate::display::render_png(state, lang, crate::display::Size::new(size.0, size.1), now);
+    let png = crate::display::render_screen_png(screen, crate::display::Size::new(size.0, size.1));
     let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.png")));
     std::fs::write(&out, png).with_context(|| format!("writing {}", out.display()))?;
     println!("{}", out.display());

@@ -336,6 +336,10 @@ pub enum DisplayKind {
     Terminal,
     /// No display.
     None,
+    /// An SPI TFT panel (ST7789, ILI9341, ILI9486) from `display.board` or `[display.spi]`.
+    Spi,
+    /// A Linux framebuffer (HDMI, DSI) from `display.board` or `[display.framebuffer]`.
+    Framebuffer,
 }
 
 /// `[display]`
@@ -354,6 +358,19 @@ pub struct DisplayConfig {
     /// Panel height in pixels.
     #[serde(default = "default_height")]
     pub height: u32,
+    /// A board file from `board/displays/` describing the panel's wiring; overrides `kind`.
+    #[serde(default)]
+    pub board: Option<PathBuf>,
+    /// An SPI panel's wiring written inline instead of a board file.
+    #[serde(default)]
+    pub spi: Option<crate::display::board::SpiConfig>,
+    /// A framebuffer device written inline instead of a board file.
+    #[serde(default)]
+    pub framebuffer: Option<crate::display::board::FramebufferConfig>,
+    /// The receipt link shown as a QR code on the approved screen, with `{transaction_id}`
+    /// where Dintero's transaction id goes; no QR code without it.
+    #[serde(default)]
+    pub receipt_url: Option<String>,
 }
 
 impl Default for DisplayConfig {
@@ -363,6 +380,10 @@ impl Default for DisplayConfig {
             png_dir: default_png_dir(),
             width: default_width(),
             height: default_height(),
+            board: None,
+            spi: None,
+            framebuffer: None,
+            receipt_url: None,
         }
     }
 }
@@ -714,6 +735,16 @@ impl Config {
                 &format!("{}x{}", disp.width, disp.height),
                 "a panel size from 64 to 4096 pixels each way (240x320, 320x240, 480x320)",
             ));
+        }
+        if let Some(template) = &disp.receipt_url {
+            if let Err(expected) = crate::display::ReceiptUrl::parse(template) {
+                return Err(invalid("display.receipt_url", template, &expected));
+            }
+        }
+        if let Some(spi) = &disp.spi {
+            if let Err(e) = spi.validate() {
+                return Err(invalid("display.spi", "(table)", &e.to_string()));
+            }
         }
         let p = &self.payment;
         if !(10..=3600).contains(&p.timeout_s) {

@@ -81,15 +81,29 @@ impl Kiosk {
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let mut helpers = Vec::new();
 
-        let panel =
-            display::panel_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
-        if config.display.kind != DisplayKind::None {
+        let setup =
+            display::setup_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
+        let mut display_health = None;
+        if config.display.kind != DisplayKind::None || config.display.board.is_some() {
             let token = shutdown.clone();
-            let lang = config.kiosk.language;
-            let size = display::Size::new(config.display.width, config.display.height);
+            let settings = display::Settings {
+                lang: config.kiosk.language,
+                size: setup.size,
+                receipt_url: config
+                    .display
+                    .receipt_url
+                    .as_deref()
+                    .and_then(|t| display::ReceiptUrl::parse(t).ok()),
+            };
+            let health = setup.customer_facing.then(|| {
+                let (tx, rx) = watch::channel(display::PanelHealth::Unknown);
+                display_health = Some(rx);
+                tx
+            });
             let states = state_rx.clone();
+            let panel = setup.panel;
             helpers.push(tokio::spawn(async move {
-                display::run(states, panel, lang, size, token.cancelled_owned()).await;
+                display::run_with(states, panel, settings, health, token.cancelled_owned()).await;
             }));
         }
         if let InputWiring::FromConfig = inputs {
@@ -120,6 +134,10 @@ impl Kiosk {
             },
         )
         .with_paid_cart_references(paid_carts);
+        let flow = match display_health {
+            Some(health) => flow.with_display_health(health),
+            None => flow,
+        };
         let token = shutdown.clone();
         let flow = tokio::spawn(async move { flow.run(token.cancelled_owned()).await });
         Ok(Kiosk {

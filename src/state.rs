@@ -105,6 +105,14 @@ pub enum KioskState {
         /// Our `merchant_reference`, for the customer to quote.
         reference: String,
     },
+    /// The kiosk cannot take payments until a technician fixes it (for example the customer
+    /// display does not work: no payment is taken that the customer could not follow).
+    OutOfService {
+        /// A short error code a technician looks up in the manual, e.g. `E-PANEL-INIT`.
+        code: String,
+    },
+    /// A technician is working on the kiosk; customers are told to wait or ask staff.
+    Technician,
 }
 
 impl KioskState {
@@ -124,6 +132,8 @@ impl KioskState {
             KioskState::TimedOut { .. } => "timed_out",
             KioskState::Failed { .. } => "failed",
             KioskState::Checking { .. } => "checking",
+            KioskState::OutOfService { .. } => "out_of_service",
+            KioskState::Technician => "technician",
         }
     }
 }

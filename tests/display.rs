@@ -359,8 +359,8 @@ fn terminal_rendering_shows_amounts_and_the_right_words() {
         ("refused", "kunne ikke leses", "could not be read"),
         (
             "scanner_unavailable",
-            "Kodeleseren virker ikke",
-            "The code scanner is not working",
+            "Skanneren virker ikke",
+            "Scanner not working",
         ),
         (
             "refused_not_payment_code",

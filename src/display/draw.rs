@@ -52,6 +52,73 @@ pub struct Layout {
     pub activity: Option<Rectangle>,
     /// The small print at the bottom, if any.
     pub footer: Option<Rectangle>,
+    /// The QR code with its light quiet zone, if the screen has one and it fits with modules
+    /// of at least [`MIN_QR_MODULE`] pixels.
+    pub qr: Option<Rectangle>,
+}
+
+/// The smallest QR module, in pixels, worth drawing: below it a phone camera at arm's length
+/// no longer resolves the code on a 2-3 inch panel, and the space is better left to the text.
+pub const MIN_QR_MODULE: u32 = 2;
+
+/// Light modules around a QR code. The standard asks for 4; phones read 2 reliably, and on a
+/// small panel every module of margin is a pixel less per module.
+const QR_QUIET: u32 = 2;
+
+/// A QR code placed on the screen.
+struct QrPlan {
+    code: qrcodegen::QrCode,
+    /// The light square, quiet zone included.
+    area: Rectangle,
+    /// Pixels per module.
+    module: u32,
+}
+
+/// Encodes `text` and places it inside `content`: to the right on landscape panels, below the
+/// text on portrait ones. Returns the code and the part of `content` left for the text.
+fn place_qr(
+    text: &str,
+    content: Rectangle,
+    margin: u32,
+    landscape: bool,
+) -> Option<(QrPlan, Rectangle)> {
+    let code = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Low).ok()?;
+    let modules = code.size() as u32 + 2 * QR_QUIET;
+    let (cw, ch) = (content.size.width, content.size.height);
+    let max_side = if landscape {
+        ch.min(cw * 2 / 5)
+    } else {
+        cw.saturating_sub(2 * margin).min(ch * 3 / 5)
+    };
+    let module = max_side / modules;
+    if module < MIN_QR_MODULE {
+        return None;
+    }
+    let side = module * modules;
+    let (area, rest) = if landscape {
+        let left = content.top_left.x + (cw - margin - side) as i32;
+        let top = content.top_left.y + ((ch - side) / 2) as i32;
+        let rest = Rectangle::new(
+            content.top_left,
+            Size::new((left - content.top_left.x) as u32, ch),
+        );
+        (
+            Rectangle::new(Point::new(left, top), Size::new(side, side)),
+            rest,
+        )
+    } else {
+        let left = content.top_left.x + ((cw - side) / 2) as i32;
+        let top = content.top_left.y + (ch - side) as i32;
+        let rest = Rectangle::new(
+            content.top_left,
+            Size::new(cw, ch - side - margin.min(ch - side)),
+        );
+        (
+            Rectangle::new(Point::new(left, top), Size::new(side, side)),
+            rest,
+        )
+    };
+    Some((QrPlan { code, area, module }, rest))
 }
 
 /// Draws `screen` to fill `target`'s bounding box.
@@ -233,6 +300,7 @@ struct Plan {
     body: Vec<Block>,
     countdown: Option<(Rectangle, Block)>,
     footer: Option<Block>,
+    qr: Option<QrPlan>,
 }
 
 fn plan(screen: &Screen, area: Rectangle) -> Plan {
@@ -276,9 +344,21 @@ fn plan(screen: &Screen, area: Rectangle) -> Plan {
         Point::new(origin.x + w as i32 - 1, content_bottom.max(content_top)),
     );
 
+    // A QR code takes its square first; the text gets what is left.
+    let (qr, text_area) = match screen
+        .qr
+        .as_deref()
+        .and_then(|text| place_qr(text, content, margin, w > h))
+    {
+        Some((qr, rest)) => (Some(qr), rest),
+        None => (None, content),
+    };
+    let cx = text_area.top_left.x + (text_area.size.width / 2) as i32;
+    let text_width = text_area.size.width.saturating_sub(2 * margin);
+
     // Content: try the preferred faces, then one size smaller, then fewer lines (the last ones
     // are the least important), then smaller faces still.
-    let avail = content.size.height;
+    let avail = text_area.size.height;
     let mut shrink = 0;
     let mut keep = screen.lines.len();
     let mut stack = content_stack(screen, &sizes, shrink, keep, text_width, margin);
@@ -297,7 +377,7 @@ fn plan(screen: &Screen, area: Rectangle) -> Plan {
     }
 
     // Centre the stack in its region when it fits; otherwise start at the top and clip.
-    let mut y = content.top_left.y + (avail.saturating_sub(stack.height) / 2) as i32;
+    let mut y = text_area.top_left.y + (avail.saturating_sub(stack.height) / 2) as i32;
     let mut layout = Layout {
         header,
         icon,
@@ -308,6 +388,7 @@ fn plan(screen: &Screen, area: Rectangle) -> Plan {
         countdown: None,
         activity: None,
         footer: footer.as_ref().map(Block::rect),
+        qr: qr.as_ref().map(|q| q.area),
     };
     let (item_gap, line_gap) = gaps(margin);
     let (item_gap, line_gap) = (item_gap as i32, line_gap as i32);
@@ -365,6 +446,7 @@ fn plan(screen: &Screen, area: Rectangle) -> Plan {
         body,
         countdown,
         footer,
+        qr,
     }
 }
 
@@ -501,8 +583,34 @@ where
                 .draw(&mut content)?;
         }
     }
+    if let Some(qr) = &plan.qr {
+        draw_qr(qr, &mut content)?;
+    }
     if let Some(block) = &plan.footer {
         draw_block(block, target)?;
+    }
+    Ok(())
+}
+
+/// Dark modules on a white square: QR readers expect dark on light, whatever the screen's theme.
+fn draw_qr<D>(qr: &QrPlan, target: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb565>,
+{
+    target.fill_solid(&qr.area, Rgb565::WHITE)?;
+    let size = qr.code.size();
+    let offset = (QR_QUIET * qr.module) as i32;
+    for y in 0..size {
+        for x in 0..size {
+            if qr.code.get_module(x, y) {
+                let at = qr.area.top_left
+                    + Point::new(offset + x * qr.module as i32, offset + y * qr.module as i32);
+                target.fill_solid(
+                    &Rectangle::new(at, Size::new(qr.module, qr.module)),
+                    Rgb565::BLACK,
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -704,6 +812,18 @@ where
                 x += (unit * units) as i32;
             }
             Ok(())
+        }
+        Icon::Wrench => {
+            // A spanner: a handle from the lower left to an open jaw at the upper right.
+            Line::new(p(28, 72), p(56, 44))
+                .into_styled(PrimitiveStyle::with_stroke(mark, pct(14)))
+                .draw(target)?;
+            Circle::with_center(p(62, 38), pct(34))
+                .into_styled(fill)
+                .draw(target)?;
+            Circle::with_center(p(71, 29), pct(18))
+                .into_styled(PrimitiveStyle::with_fill(disc))
+                .draw(target)
         }
         Icon::Hourglass => {
             Triangle::new(p(30, 24), p(70, 24), p(50, 50))

@@ -56,6 +56,19 @@ impl Frame {
         &self.pixels
     }
 
+    /// The pixels inside `area` (clipped to the frame), row by row: the order a panel's address
+    /// window takes them in.
+    pub fn area_pixels(&self, area: &Rectangle) -> impl Iterator<Item = Rgb565> + '_ {
+        let area = area.intersection(&self.bounding_box());
+        let width = self.size.width as usize;
+        let (left, columns) = (area.top_left.x as usize, area.size.width as usize);
+        let top = area.top_left.y as usize;
+        (top..top + area.size.height as usize).flat_map(move |y| {
+            let start = y * width + left;
+            self.pixels[start..start + columns].iter().copied()
+        })
+    }
+
     /// Writes the frame as an 8-bit RGB PNG to `out`.
     pub fn write_png<W: Write>(&self, out: W) -> Result<(), png::EncodingError> {
         let mut encoder = png::Encoder::new(out, self.size.width, self.size.height);

@@ -62,6 +62,8 @@
 //! See [`PanelError`]: every variant names the file or device and what to change (permissions,
 //! disk space, a closed stdout).
 
+pub mod board;
+pub mod diff;
 pub mod draw;
 pub mod frame;
 pub mod panel;
@@ -78,9 +80,11 @@ use tokio::time::{sleep_until, Instant};
 
 pub use self::draw::draw;
 pub use self::frame::Frame;
-pub use self::panel::{NullPanel, Panel, PanelError, PngPanel, TerminalPanel};
+pub use self::panel::{
+    FramebufferPanel, NullPanel, Panel, PanelError, PngPanel, SpiPanel, TerminalPanel,
+};
 use self::screen::{next_change, ACTIVITY_PHASES};
-pub use self::screen::{screen_for, Screen};
+pub use self::screen::{screen_for, ReceiptUrl, Screen};
 use crate::input::codes::CustomerReason;
 use crate::money::{Currency, Language, Money};
 use crate::state::{
@@ -96,51 +100,177 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest retry delay after panel failures.
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The panel backend the config names (`display.kind`).
+/// The panel backend the config names (`display.kind`, or `display.board`).
+///
+/// Hardware panels are not touched here: they open on their first frame, so a missing panel
+/// makes the kiosk report itself out of service instead of refusing to start.
 pub fn panel_for(config: &crate::config::DisplayConfig) -> Result<Box<dyn Panel>, PanelError> {
+    Ok(setup_for(config)?.panel)
+}
+
+/// A display backend ready for [`run_with`].
+pub struct Setup {
+    /// Where frames go.
+    pub panel: Box<dyn Panel>,
+    /// The size frames are drawn at: the panel's, after rotation.
+    pub size: Size,
+    /// Whether the panel is the customer's screen, so that the kiosk must not take payments
+    /// while it is broken (SPI and framebuffer panels). The PNG and terminal backends are
+    /// development aids: their failures are logged only.
+    pub customer_facing: bool,
+}
+
+/// The panel, size and role `config` asks for. Errors are configuration errors (an unreadable
+/// board file, an SPI table that cannot work), never hardware ones.
+pub fn setup_for(config: &crate::config::DisplayConfig) -> Result<Setup, PanelError> {
     use crate::config::DisplayKind;
-    Ok(match config.kind {
+    let configured = Size::new(config.width, config.height);
+    let board = board::resolve(config).map_err(|e| PanelError::Init {
+        detail: e.to_string(),
+    })?;
+    if let Some(hardware) = board {
+        return Ok(match hardware {
+            board::Hardware::Spi(spi) => Setup {
+                size: spi.size(),
+                panel: Box::new(SpiPanel::new(spi)),
+                customer_facing: true,
+            },
+            board::Hardware::Framebuffer(fb) => Setup {
+                size: configured,
+                panel: Box::new(FramebufferPanel::new(fb.device)),
+                customer_facing: true,
+            },
+        });
+    }
+    let panel: Box<dyn Panel> = match config.kind {
         DisplayKind::Png => Box::new(PngPanel::new(&config.png_dir)?),
         DisplayKind::Terminal => Box::new(TerminalPanel::new(std::io::stdout())),
-        DisplayKind::None => Box::new(NullPanel),
+        DisplayKind::None | DisplayKind::Spi | DisplayKind::Framebuffer => Box::new(NullPanel),
+    };
+    Ok(Setup {
+        panel,
+        size: configured,
+        customer_facing: false,
     })
 }
+
+/// What the display tells the payment flow about the customer's screen.
+///
+/// The flow takes no payment unless the screen is [`PanelHealth::Working`]: at an unattended
+/// kiosk a customer who cannot see "approved" or "declined" cannot follow a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PanelHealth {
+    /// No frame has reached the panel yet.
+    Unknown,
+    /// The last frame reached the panel.
+    Working,
+    /// The panel failed; `code` is the [`PanelError::code`] shown on the out-of-service screen.
+    Broken {
+        /// A short code to look up.
+        code: &'static str,
+    },
+}
+
+/// How the display looks, besides the state it shows.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The customer's language.
+    pub lang: Language,
+    /// The panel's size in pixels.
+    pub size: Size,
+    /// The receipt link for the QR code on the approved screen.
+    pub receipt_url: Option<ReceiptUrl>,
+}
+
+impl Settings {
+    /// The screen for `state` at `now` with these settings.
+    pub fn screen(&self, state: &KioskState, now: Instant) -> Screen {
+        screen_for(state, self.lang, now).with_receipt(state, self.receipt_url.as_ref(), self.lang)
+    }
+}
+
+/// The shortest time between two frames: at most 20 frames per second, however fast states
+/// change, so a burst of states cannot keep the bus (and a core) busy.
+pub const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Runs the customer display until `shutdown` completes or the state sender is dropped.
 ///
 /// `size` is the panel's resolution in pixels; `lang` the customer's language. See the module
-/// docs for when it redraws.
+/// docs for when it redraws. The same as [`run_with`] without a receipt link or health reports.
 pub async fn run(
-    mut states: watch::Receiver<KioskState>,
+    states: watch::Receiver<KioskState>,
     panel: Box<dyn Panel>,
     lang: Language,
     size: Size,
     shutdown: impl Future<Output = ()>,
 ) {
+    let settings = Settings {
+        lang,
+        size,
+        receipt_url: None,
+    };
+    run_with(states, panel, settings, None, shutdown).await;
+}
+
+/// Runs the customer display until `shutdown` completes or the state sender is dropped,
+/// reporting the panel's health on `health` after every frame that changes it.
+pub async fn run_with(
+    mut states: watch::Receiver<KioskState>,
+    panel: Box<dyn Panel>,
+    settings: Settings,
+    health: Option<watch::Sender<PanelHealth>>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
+    let lang = settings.lang;
     let mut painter = Painter {
         panel,
-        frame: Frame::new(size.width, size.height),
+        frame: Frame::new(settings.size.width, settings.size.height),
     };
     let mut state = states.borrow_and_update().clone();
     let mut phase: u8 = 0;
     let mut shown: Option<Screen> = None;
     let mut failures = Failures::default();
+    let mut last_show: Option<Instant> = None;
     loop {
-        let now = Instant::now();
-        let mut screen = screen_for(&state, lang, now);
+        let mut now = Instant::now();
+        if let Some(earliest) = last_show.map(|at| at + MIN_FRAME_INTERVAL) {
+            if now < earliest {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => return,
+                    () = sleep_until(earliest) => {}
+                }
+                now = Instant::now();
+                if states.has_changed().unwrap_or(false) {
+                    let new = states.borrow_and_update().clone();
+                    if new != state {
+                        state = new;
+                        phase = 0;
+                    }
+                }
+            }
+        }
+        let mut screen = settings.screen(&state, now);
         if let Some(activity) = screen.activity.as_mut() {
             *activity = phase % ACTIVITY_PHASES;
         }
         let mut wake = next_change(&state, lang, now);
         if shown.as_ref() != Some(&screen) {
             let result;
+            last_show = Some(now);
             (painter, result) = match show(painter, screen.clone()).await {
                 Some(done) => done,
                 None => {
                     tracing::error!(
                         "the display panel panicked; the customer display stays as it is until \
-                         kioskpay restarts (payments are not affected)"
+                         kioskpay restarts"
+                    );
+                    report(
+                        &health,
+                        PanelHealth::Broken {
+                            code: "E-PANEL-PANIC",
+                        },
                     );
                     return;
                 }
@@ -148,10 +278,12 @@ pub async fn run(
             match result {
                 Ok(()) => {
                     failures.recovered();
+                    report(&health, PanelHealth::Working);
                     shown = Some(screen);
                 }
                 Err(error) => {
                     shown = None;
+                    report(&health, PanelHealth::Broken { code: error.code() });
                     let retry = failures.failed(&error, now);
                     wake = Some(wake.map_or(retry, |w| w.min(retry)));
                 }
@@ -175,6 +307,20 @@ pub async fn run(
                 phase = phase.wrapping_add(1);
             }
         }
+    }
+}
+
+/// Publishes `health` if it differs from the last report (no wake-up for the flow otherwise).
+fn report(health: &Option<watch::Sender<PanelHealth>>, new: PanelHealth) {
+    if let Some(health) = health {
+        health.send_if_modified(|current| {
+            if *current == new {
+                false
+            } else {
+                *current = new;
+                true
+            }
+        });
     }
 }
 
@@ -449,7 +595,46 @@ pub fn sample_states(now: Instant) -> Vec<(&'static str, KioskState)> {
                 reference: reference(),
             },
         ),
+        (
+            "out_of_service",
+            KioskState::OutOfService {
+                code: "E-PANEL-SEND".into(),
+            },
+        ),
+        ("technician", KioskState::Technician),
     ]
+}
+
+/// The receipt link the sample screens use: a realistic length for the QR code.
+pub const SAMPLE_RECEIPT_URL: &str = "https://kvittering.example.no/r/{transaction_id}";
+
+/// Every sample screen in `lang` at `now`: one per [`sample_states`] entry, plus
+/// `approved_receipt`, the approved screen with a receipt QR code from [`SAMPLE_RECEIPT_URL`].
+pub fn sample_screens(lang: Language, now: Instant) -> Vec<(&'static str, Screen)> {
+    let plain = Settings {
+        lang,
+        size: Size::new(240, 320),
+        receipt_url: None,
+    };
+    let mut screens = Vec::new();
+    for (name, state) in sample_states(now) {
+        screens.push((name, plain.screen(&state, now)));
+        if name == "approved" {
+            let with_receipt = Settings {
+                receipt_url: ReceiptUrl::parse(SAMPLE_RECEIPT_URL).ok(),
+                ..plain.clone()
+            };
+            screens.push(("approved_receipt", with_receipt.screen(&state, now)));
+        }
+    }
+    screens
+}
+
+/// Draws `screen` on a panel of `size`, as PNG bytes.
+pub fn render_screen_png(screen: &Screen, size: Size) -> Vec<u8> {
+    let mut frame = Frame::new(size.width, size.height);
+    let Ok(()) = draw(screen, &mut frame);
+    frame.to_png()
 }
 
 /// Draws `state` as the customer would see it at `now` on a panel of `size`, as PNG bytes.

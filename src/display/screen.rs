@@ -58,8 +58,10 @@ pub enum Icon {
     Ban,
     /// A clock: timed out.
     Clock,
-    /// An exclamation mark: failed, unavailable, refused.
+    /// An exclamation mark: failed, unavailable, refused, out of service.
     Exclamation,
+    /// A wrench: a technician is working on the kiosk.
+    Wrench,
 }
 
 impl Icon {
@@ -74,6 +76,7 @@ impl Icon {
             Icon::Ban => '⊘',
             Icon::Clock => '◷',
             Icon::Exclamation => '!',
+            Icon::Wrench => '⚒',
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct Screen {
     /// The frame of the "still working" indicator, `0..ACTIVITY_PHASES`, while the kiosk is busy.
     /// [`screen_for`] always starts at 0; the display task advances it once per second.
     pub activity: Option<u8>,
+    /// Text to show as a QR code (the receipt link on the approved screen), when configured.
+    pub qr: Option<String>,
 }
 
 impl Screen {
@@ -121,6 +126,7 @@ impl Screen {
             footer: None,
             countdown: None,
             activity: None,
+            qr: None,
         }
     }
 
@@ -197,17 +203,18 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                     .line(TerminalNotResponding, lang)
                     .line(TryAgainSoon, lang)
                     .line(ContactStaff, lang),
+                UnavailableReason::Scanner => {
+                    let mut screen =
+                        Screen::new(Tone::Warning, Icon::Exclamation, ScannerTitle, lang)
+                            .line(ScannerBroken, lang)
+                            .line(ContactStaff, lang);
+                    screen.footer = Some(text::error_code(lang, "E-SCANNER"));
+                    screen
+                }
                 UnavailableReason::Storage => {
                     let mut screen = screen.line(NeedsStaffSetup, lang).line(ContactStaff, lang);
                     // A short code a technician can look up; the customer only needs "staff".
                     screen.footer = Some("E-JOURNAL".into());
-                    screen
-                }
-                UnavailableReason::Scanner => {
-                    let mut screen = screen
-                        .line(ScannerNotWorking, lang)
-                        .line(ContactStaff, lang);
-                    screen.footer = Some("E-SCANNER".into());
                     screen
                 }
             }
@@ -355,6 +362,96 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                 .reference(lang, reference)
                 .busy()
         }
+        KioskState::OutOfService { code } => {
+            let mut screen = Screen::new(Tone::Error, Icon::Exclamation, OutOfServiceTitle, lang)
+                .line(NoPaymentsNow, lang)
+                .line(ContactStaff, lang);
+            screen.footer = Some(text::error_code(lang, &clip(code)));
+            screen
+        }
+        KioskState::Technician => {
+            let mut screen = Screen::new(Tone::Warning, Icon::Wrench, TechnicianTitle, lang)
+                .line(BeingServiced, lang)
+                .line(BackSoon, lang);
+            screen.footer = Some(TechnicianMode.text(lang).to_string());
+            screen
+        }
+    }
+}
+
+/// A receipt link template from `display.receipt_url`, e.g.
+/// `https://receipts.example.no/r/{transaction_id}`.
+///
+/// Checked once when the config is read, so a typo shows up at start-up instead of as a QR code
+/// that leads nowhere on a customer's phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptUrl(String);
+
+/// The placeholder a [`ReceiptUrl`] must contain.
+pub const TRANSACTION_ID: &str = "{transaction_id}";
+
+/// The longest receipt link accepted: a QR code of this length still has modules of two pixels
+/// or more on a 240-pixel-wide panel, which a phone reads from arm's length.
+pub const MAX_RECEIPT_URL: usize = 120;
+
+impl ReceiptUrl {
+    /// Checks a template: `http(s)://`, one `{transaction_id}`, printable ASCII, short enough.
+    pub fn parse(template: &str) -> Result<ReceiptUrl, String> {
+        let ok_scheme = template.starts_with("https://") || template.starts_with("http://");
+        if !ok_scheme {
+            return Err("a link starting with https:// (or http://)".into());
+        }
+        if template.matches(TRANSACTION_ID).count() != 1 {
+            return Err(format!("a link containing {TRANSACTION_ID} exactly once"));
+        }
+        if !template.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a link of printable ASCII without spaces".into());
+        }
+        if template.len() > MAX_RECEIPT_URL - 40 {
+            return Err(format!(
+                "a link of at most {} characters before the id is filled in",
+                MAX_RECEIPT_URL - 40
+            ));
+        }
+        Ok(ReceiptUrl(template.to_string()))
+    }
+
+    /// The link for one transaction; the id is percent-encoded so that it cannot change the
+    /// link's structure. `None` when the result would be too long for a readable QR code.
+    pub fn for_transaction(&self, transaction_id: &str) -> Option<String> {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let id = utf8_percent_encode(transaction_id, KEEP).to_string();
+        let url = self.0.replacen(TRANSACTION_ID, &id, 1);
+        (url.len() <= MAX_RECEIPT_URL).then_some(url)
+    }
+}
+
+impl Screen {
+    /// Adds the receipt QR code to an approved screen, if the kiosk has a receipt link.
+    ///
+    /// Any other screen is returned unchanged, so callers apply it to every screen.
+    pub fn with_receipt(
+        mut self,
+        state: &KioskState,
+        receipt: Option<&ReceiptUrl>,
+        lang: Language,
+    ) -> Screen {
+        if let (KioskState::Approved { transaction_id, .. }, Some(receipt)) = (state, receipt) {
+            if let Some(url) = receipt.for_transaction(transaction_id) {
+                self.qr = Some(url);
+                // Right after the thanks: lines are dropped from the end when space runs out,
+                // and the card summary matters less than knowing what the code is for.
+                let at = self.lines.len().min(1);
+                self.lines
+                    .insert(at, Phrase::ScanForReceipt.text(lang).to_string());
+            }
+        }
+        self
     }
 }
 

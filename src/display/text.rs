@@ -57,8 +57,6 @@ pub enum Phrase {
     CodeUnreadable,
     /// Advice: scan again.
     ScanAgain,
-    /// The barcode scanner is gone or broken.
-    ScannerNotWorking,
     /// A barcode that does not say what to pay (a product number, a weight label).
     NotAPaymentCode,
     /// Advice after scanning something that is not a payment code.
@@ -137,6 +135,24 @@ pub enum Phrase {
     DoNotPayAgain,
     /// Why the reference is on screen.
     QuoteReference,
+    /// Title when the barcode scanner does not work.
+    ScannerTitle,
+    /// Body when the barcode scanner does not work.
+    ScannerBroken,
+    /// Title when the kiosk is out of service.
+    OutOfServiceTitle,
+    /// Body when the kiosk is out of service.
+    NoPaymentsNow,
+    /// Title while a technician works on the kiosk.
+    TechnicianTitle,
+    /// Body while a technician works on the kiosk.
+    BeingServiced,
+    /// Reassurance while a technician works on the kiosk.
+    BackSoon,
+    /// Staff-facing footer in technician mode.
+    TechnicianMode,
+    /// Caption of the receipt QR code on the approved screen.
+    ScanForReceipt,
 }
 
 impl Phrase {
@@ -185,8 +201,6 @@ impl Phrase {
             (CodeUnreadable, En) => "The code could not be read.",
             (ScanAgain, Nb) => "Prøv å skanne den igjen.",
             (ScanAgain, En) => "Please scan it again.",
-            (ScannerNotWorking, Nb) => "Kodeleseren virker ikke.",
-            (ScannerNotWorking, En) => "The code scanner is not working.",
             (NotAPaymentCode, Nb) => "Denne koden er ikke en betalingskode.",
             (NotAPaymentCode, En) => "This code is not a payment code.",
             (ScanPaymentCode, Nb) => "Skann betalingskoden i stedet.",
@@ -265,6 +279,24 @@ impl Phrase {
             (DoNotPayAgain, En) => "Please do not pay again.",
             (QuoteReference, Nb) => "Oppgi referansen hvis du trenger hjelp.",
             (QuoteReference, En) => "Quote the reference if you need help.",
+            (ScannerTitle, Nb) => "Skanneren virker ikke",
+            (ScannerTitle, En) => "Scanner not working",
+            (ScannerBroken, Nb) => "Kiosken kan ikke lese koder akkurat nå.",
+            (ScannerBroken, En) => "The kiosk cannot read codes right now.",
+            (OutOfServiceTitle, Nb) => "Ute av drift",
+            (OutOfServiceTitle, En) => "Out of service",
+            (NoPaymentsNow, Nb) => "Kiosken kan ikke ta imot betaling nå.",
+            (NoPaymentsNow, En) => "This kiosk cannot take payments right now.",
+            (TechnicianTitle, Nb) => "Vedlikehold pågår",
+            (TechnicianTitle, En) => "Maintenance",
+            (BeingServiced, Nb) => "Kiosken er under vedlikehold.",
+            (BeingServiced, En) => "This kiosk is being serviced.",
+            (BackSoon, Nb) => "Den er snart i drift igjen.",
+            (BackSoon, En) => "It will be back in service shortly.",
+            (TechnicianMode, Nb) => "Teknikermodus",
+            (TechnicianMode, En) => "Technician mode",
+            (ScanForReceipt, Nb) => "Skann QR-koden for kvittering.",
+            (ScanForReceipt, En) => "Scan the QR code for your receipt.",
         }
     }
 }
@@ -306,6 +338,14 @@ pub fn terminal_status(lang: Language, status: &str) -> String {
     match lang {
         Language::Nb => format!("Terminalstatus: {status}"),
         Language::En => format!("Terminal status: {status}"),
+    }
+}
+
+/// A short code a technician looks up, shown as small print on the out-of-service screen.
+pub fn error_code(lang: Language, code: &str) -> String {
+    match lang {
+        Language::Nb => format!("Feilkode: {code}"),
+        Language::En => format!("Error code: {code}"),
     }
 }
 

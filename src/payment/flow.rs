@@ -25,6 +25,11 @@
 //!   remembers the last `state.keep_final` of them, far more than any code's lifetime holds.
 //!   Cart references are the merchant's (`merchant_reference_2`), so a signed code for a cart
 //!   that a payment slip with the same reference already paid is refused too.
+//! - **Display gate.** When the kiosk has a customer screen (an SPI or framebuffer panel), carts
+//!   are refused until it has shown a frame, and while it is broken the kiosk shows
+//!   [`KioskState::OutOfService`] with the panel's error code: a customer who cannot see the
+//!   outcome cannot follow a payment. A payment already running is finished regardless; the
+//!   display only reports, it never steers a payment.
 //! - **Recovery uses the same rules.** At start-up every payment the journal does not show as
 //!   final is driven to a final state before any new cart is taken.
 
@@ -44,6 +49,7 @@ use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
     TerminalStatus, Transaction, TransactionQuery,
 };
+use crate::display::PanelHealth;
 use crate::input::codes::CodeError;
 use crate::input::InputEvent;
 use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
@@ -192,6 +198,11 @@ pub struct Flow<G: Gateway> {
     scanner_available: bool,
     /// Cart references of approved payments, for refusing a signed code paid already.
     paid_carts: PaidCarts,
+    /// The customer screen's health, when the kiosk has one that must work (see the module
+    /// docs, "Display gate").
+    display: Option<watch::Receiver<PanelHealth>>,
+    /// The display task ended: the screen shows nothing any more.
+    display_gone: bool,
 }
 
 /// The cart references of the newest approved payments, oldest first, at most `capacity`.
@@ -258,6 +269,8 @@ impl<G: Gateway> Flow<G> {
             scanner_available: true,
             paid_carts: PaidCarts::new(config.keep_final),
             config,
+            display: None,
+            display_gone: false,
         }
     }
 
@@ -271,6 +284,52 @@ impl<G: Gateway> Flow<G> {
             self.paid_carts.insert(reference);
         }
         self
+    }
+
+    /// Gates payments on the customer screen's health as the display task reports it.
+    pub fn with_display_health(mut self, health: watch::Receiver<PanelHealth>) -> Flow<G> {
+        self.display = Some(health);
+        self
+    }
+
+    /// The error code of a broken customer screen, if it is broken.
+    fn display_fault(&self) -> Option<String> {
+        if self.display_gone {
+            return Some("E-PANEL-GONE".into());
+        }
+        match self.display.as_ref().map(|rx| rx.borrow().clone()) {
+            Some(PanelHealth::Broken { code }) => Some(code.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Whether the customer can see what a payment does: a screen that works, or no screen
+    /// that needs to.
+    fn display_ready(&self) -> bool {
+        match &self.display {
+            None => !self.display_gone,
+            Some(rx) => *rx.borrow() == PanelHealth::Working,
+        }
+    }
+
+    fn on_display_change(&mut self, changed: Result<(), watch::error::RecvError>) {
+        if changed.is_err() {
+            error!("the customer display task ended; no payments until kioskpay restarts");
+            self.display = None;
+            self.display_gone = true;
+        } else if let Some(rx) = self.display.as_mut() {
+            match &*rx.borrow_and_update() {
+                PanelHealth::Working => info!("customer display working; payments allowed"),
+                PanelHealth::Broken { code } => {
+                    warn!(
+                        code,
+                        "customer display broken; out of service until it works"
+                    )
+                }
+                PanelHealth::Unknown => {}
+            }
+        }
+        self.show_idle_unless_held();
     }
 
     /// Runs until `shutdown` completes: recovery first, then one payment at a time.
@@ -325,6 +384,7 @@ impl<G: Gateway> Flow<G> {
                     self.hold_until = None;
                     self.show_idle();
                 }
+                changed = display_changed(&mut self.display) => self.on_display_change(changed),
             }
         }
     }
@@ -385,8 +445,16 @@ impl<G: Gateway> Flow<G> {
     }
 
     fn idle_state(&self) -> KioskState {
+        if let Some(code) = self.display_fault() {
+            return KioskState::OutOfService { code };
+        }
+        if !self.display_ready() {
+            // The screen has not shown its first frame: still starting, as far as a customer
+            // could tell.
+            return KioskState::Starting;
+        }
         if !self.scanner_available {
-            // Checked first: with no scanner nobody can start a payment, whatever the terminal.
+            // Before the API health: with no scanner nobody can start a payment at all.
             return KioskState::Unavailable {
                 reason: UnavailableReason::Scanner,
             };
@@ -432,7 +500,7 @@ impl<G: Gateway> Flow<G> {
                 max: self.config.max_amount,
             });
         }
-        if self.health != Health::Ready {
+        if self.health != Health::Ready || !self.display_ready() {
             return Some(RefusalReason::Unavailable);
         }
         None
@@ -703,10 +771,6 @@ impl<G: Gateway> Flow<G> {
                     let now = Instant::now();
                     // Timers first: they turn into events the state machine judges.
                     let timer_event = match &phase {
-                        Phase::AwaitingPickup { .. } if now >= created_at + self.config.pickup_timeout => {
-                            warn!(reference = %phase.payment().merchant_reference, "the terminal has not picked the payment up; cancelling");
-                            Some(CancelReason::TerminalOffline)
-                        }
                         Phase::AwaitingPickup { .. } | Phase::WaitingForCard { .. } if now >= deadline => {
                             info!(reference = %phase.payment().merchant_reference, "kiosk timeout; cancelling and reading again");
                             Some(CancelReason::Timeout)
@@ -717,12 +781,22 @@ impl<G: Gateway> Flow<G> {
                         phase = self.step(phase, Event::Cancel(reason), deadline).await;
                         continue;
                     }
+                    let polled_at = Instant::now();
                     let result = self.advance(&phase, recovering, &mut cancel_sent, &mut first_miss, &mut session).await;
                     match result {
                         Ok(Some(event)) => {
                             errors = 0;
                             phase = self.step(phase, event, deadline).await;
                             next_step = Instant::now() + self.config.poll_interval;
+                        }
+                        // Offline is judged by what Dintero says, not by the clock alone: only a
+                        // read sent after the pickup deadline that still shows no transaction
+                        // counts, so a slow kiosk never cancels a payment the terminal has taken.
+                        Ok(None) if matches!(phase, Phase::AwaitingPickup { .. }) && polled_at >= created_at + self.config.pickup_timeout => {
+                            errors = 0;
+                            warn!(reference = %phase.payment().merchant_reference, "the terminal has not picked the payment up; cancelling");
+                            phase = self.step(phase, Event::Cancel(CancelReason::TerminalOffline), deadline).await;
+                            next_step = Instant::now();
                         }
                         Ok(None) => {
                             errors = 0;
@@ -1034,6 +1108,16 @@ fn unavailable_for(e: &ApiError) -> Health {
             UnavailableReason::ApiUnreachable
         }
     })
+}
+
+/// Resolves when the display reports a new health; never without a display to watch.
+async fn display_changed(
+    display: &mut Option<watch::Receiver<PanelHealth>>,
+) -> Result<(), watch::error::RecvError> {
+    match display {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn transaction_of(phase: &Phase) -> Option<&str> {
