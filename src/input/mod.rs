@@ -27,6 +27,8 @@
 //!   scanner in CDC-ACM mode (`/dev/ttyACM*`). Set the scanner to send CR, LF, CRLF or TAB after
 //!   each code. The `kioskpay` user must be in the `dialout` group. An unplugged scanner is
 //!   reported to the flow and looked for every two seconds; see [`serial`].
+//! - **gpio**: no scanner; carts come from preset buttons or a pulse train, see [`gpio`]. GPIO
+//!   can also run beside a scanner with `[gpio] enabled = true`.
 //! - **stdin**: one code per line on standard input. At end of input the unit stops reading but
 //!   the daemon keeps running, so `echo 399.00 | kioskpay run` finishes its payment.
 //!
@@ -48,6 +50,7 @@ use crate::config::{InputConfig, InputKind};
 use crate::money::Currency;
 
 pub mod codes;
+pub mod gpio;
 pub mod line;
 pub mod scanner;
 pub mod serial;
@@ -98,6 +101,8 @@ pub async fn run(
                 .await
             }
             InputKind::Stdin => read_stdin(config.max_line, currency, &tx).await,
+            // The GPIO unit (`[gpio]`) is its own task, started by the daemon beside this one.
+            InputKind::Gpio => std::future::pending().await,
         }
     };
     tokio::select! {
