@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &[(bool, u64)], u64, usize)] = &[
+        type Case = (&'static str, &'static [(bool, u64)], u64, usize);
+        let cases: &[Case] = &[
             ("clean press", &[(true, 0), (false, 100)], 1000, 1),
             ("press not yet steady", &[(true, 0)], 19, 0),
             ("press steady", &[(true, 0)], 20, 1),

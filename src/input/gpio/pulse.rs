@@ -275,7 +275,8 @@ mod tests {
     #[test]
     fn table() {
         use Decoded::Rejected;
-        let cases: &[(&str, &[(bool, u64)], u64, Vec<Decoded>)] = &[
+        type Case = (&'static str, &'static [(bool, u64)], u64, Vec<Decoded>);
+        let cases: &[Case] = &[
             ("nothing", &[], 10_000, vec![]),
             ("one pulse", &[(true, 0), (false, 50)], 10_000, train(1)),
             (
