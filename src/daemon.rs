@@ -41,7 +41,7 @@ pub enum StartError {
     #[error("display: {0}")]
     Display(String),
     /// The GPIO lines in `[gpio]` could not be claimed.
-    #[error("gpio: {0}")]
+    #[error(transparent)]
     Gpio(#[from] GpioError),
 }
 

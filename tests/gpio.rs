@@ -799,3 +799,33 @@ async fn a_preset_button_pays_through_the_whole_kiosk_and_pulses_vend_once() {
     );
     emulator.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Driver errors an installer can meet on a machine without GPIO lines
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_missing_or_wrong_chip_stops_start_up_with_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for chip in ["/dev/gpiochip-kioskpay-test-missing", "/dev/null"] {
+        let extra = format!(
+            "[gpio]\nenabled = true\nbackend = \"cdev\"\nchip = {chip:?}\n[gpio.busy]\npin = 27\n"
+        );
+        let config = Config::load(&support::write_config(
+            dir.path(),
+            "http://127.0.0.1:9",
+            &extra,
+        ))
+        .unwrap();
+        let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
+        let err = match Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{chip}: started without a GPIO chip"),
+        };
+        assert!(
+            err.starts_with(&format!("{chip} is not a GPIO chip"))
+                && err.contains("set gpio.chip to one listed by `gpiodetect`"),
+            "{chip}: {err}"
+        );
+    }
+}
