@@ -93,6 +93,9 @@ pub struct Config {
     /// Where the journal lives.
     #[serde(default)]
     pub state: StateConfig,
+    /// GPIO buttons, pulse-train input and handshake outputs (alone or beside a scanner).
+    #[serde(default)]
+    pub gpio: GpioConfig,
 }
 
 /// `[kiosk]`
@@ -181,13 +184,15 @@ pub enum InputKind {
     Serial,
     /// Lines on standard input.
     Stdin,
+    /// GPIO buttons or a pulse train only (`[gpio]`); no scanner.
+    Gpio,
 }
 
 /// `[input]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// `serial` or `stdin`.
+    /// `serial`, `stdin` or `gpio`.
     #[serde(default)]
     pub kind: InputKind,
     /// The serial device.
@@ -546,6 +551,11 @@ impl Config {
         Config::load_str(&text, path)
     }
 
+    /// Whether the GPIO unit runs: `gpio.enabled`, or `input.kind = "gpio"`.
+    pub fn gpio_enabled(&self) -> bool {
+        self.gpio.enabled || self.input.kind == InputKind::Gpio
+    }
+
     /// Parses and validates config text (`path` names it in errors), and reads the client secret.
     pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut config = Config::parse(text, path)?;
@@ -556,10 +566,11 @@ impl Config {
 
     /// Parses and validates config text; does not touch the secret file.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        config.gpio.apply_board(path)?;
         config.validate()?;
         Ok(config)
     }
@@ -775,6 +786,9 @@ impl Config {
                 "a positive number of seconds",
             ));
         }
+        if self.gpio_enabled() {
+            self.gpio.validate(self.input.kind, self.kiosk.max_amount)?;
+        }
         Ok(())
     }
 }
@@ -806,6 +820,365 @@ fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
         return Err(format!("the file is empty; write {what} into it"));
     }
     Ok(Secret::new(secret))
+}
+
+/// Which driver the GPIO unit uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpioBackendKind {
+    /// The Linux GPIO character device (`gpio.chip`): any board with a GPIO controller driver.
+    #[default]
+    Cdev,
+    /// rppal: Raspberry Pi only (BCM numbers), refuses to start on other boards.
+    Rppal,
+}
+
+/// Pull resistor on an input line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// Pull up: for a switch or open collector to ground (active low).
+    Up,
+    /// Pull down: for a switch to 3.3 V (active high).
+    Down,
+    /// No pull: the circuit has its own resistor (an optocoupler with a pull-up).
+    Off,
+}
+
+/// A preset-amount button: a press charges `amount`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonPin {
+    /// Line offset on `gpio.chip` (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// What a press charges, in minor units.
+    pub amount: u64,
+    /// The button pulls the line low when pressed.
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default up for active-low lines, down otherwise, so a button never floats.
+    #[serde(default)]
+    pub pull: Option<Pull>,
+    /// The line must be steady this long before a press or release counts.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+/// The cancel button: cancels the payment in progress while the terminal waits for the card.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// The button pulls the line low when pressed.
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default as for [`ButtonPin::pull`].
+    #[serde(default)]
+    pub pull: Option<Pull>,
+    /// Debounce time in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+/// Pulse-train price input: the vending machine sends one pulse per `unit`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsePin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Value of one pulse in minor units (100 = 1.00).
+    pub unit: u64,
+    /// Shorter levels are noise (glitches on the pulse, bounces between pulses).
+    #[serde(default = "default_min_width_ms")]
+    pub min_width_ms: u64,
+    /// A longer pulse means a stuck line: the whole train is refused.
+    #[serde(default = "default_max_width_ms")]
+    pub max_width_ms: u64,
+    /// Quiet time after the last pulse that ends the train.
+    #[serde(default = "default_pulse_gap_ms")]
+    pub gap_ms: u64,
+    /// A train with more pulses is refused, never charged.
+    #[serde(default = "default_max_pulses")]
+    pub max_pulses: u32,
+    /// A pulse pulls the line low (an optocoupler's open collector).
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default as for [`ButtonPin::pull`].
+    #[serde(default)]
+    pub pull: Option<Pull>,
+}
+
+/// A handshake output line.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Asserted means driven low (e.g. an optocoupler LED wired from 3.3 V to the pin).
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// The vend-approved output: pulsed once per captured payment.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Asserted means driven low.
+    #[serde(default)]
+    pub active_low: bool,
+    /// How long the pulse lasts.
+    #[serde(default = "default_vend_pulse_ms")]
+    pub pulse_ms: u64,
+}
+
+/// A board's pin map (`board/pins/*.toml`): the pin keys of `[gpio]`, shared by every kiosk
+/// built on that board. Keys set in `[gpio]` itself win over the map's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinMap {
+    /// What the board is, for people reading the file.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Preset-amount buttons.
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonPin>>,
+    /// The cancel button.
+    #[serde(default)]
+    pub cancel: Option<CancelPin>,
+    /// The pulse-train input.
+    #[serde(default)]
+    pub pulse: Option<PulsePin>,
+    /// The busy/inhibit output.
+    #[serde(default)]
+    pub busy: Option<OutputPin>,
+    /// The vend-approved output.
+    #[serde(default)]
+    pub vend: Option<VendPin>,
+}
+
+/// `[gpio]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// Run the GPIO unit beside the `[input]` scanner (implied by `input.kind = "gpio"`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `cdev` (any Linux board) or `rppal` (Raspberry Pi).
+    #[serde(default)]
+    pub backend: GpioBackendKind,
+    /// The GPIO character device for `cdev` (default `/dev/gpiochip0`).
+    #[serde(default)]
+    pub chip: Option<PathBuf>,
+    /// A pin map file; relative paths are read from the config file's directory.
+    #[serde(default)]
+    pub board: Option<PathBuf>,
+    /// Preset-amount buttons.
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonPin>>,
+    /// The cancel button.
+    #[serde(default)]
+    pub cancel: Option<CancelPin>,
+    /// The pulse-train input.
+    #[serde(default)]
+    pub pulse: Option<PulsePin>,
+    /// The busy/inhibit output.
+    #[serde(default)]
+    pub busy: Option<OutputPin>,
+    /// The vend-approved output.
+    #[serde(default)]
+    pub vend: Option<VendPin>,
+}
+
+fn default_debounce_ms() -> u64 {
+    20
+}
+fn default_min_width_ms() -> u64 {
+    20
+}
+fn default_max_width_ms() -> u64 {
+    200
+}
+fn default_pulse_gap_ms() -> u64 {
+    500
+}
+fn default_max_pulses() -> u32 {
+    100
+}
+fn default_vend_pulse_ms() -> u64 {
+    250
+}
+
+impl GpioConfig {
+    /// The GPIO character device to open.
+    pub fn chip_path(&self) -> PathBuf {
+        self.chip
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/dev/gpiochip0"))
+    }
+
+    /// Reads `board` (if set) and fills every pin key `[gpio]` leaves unset from it.
+    fn apply_board(&mut self, config_path: &Path) -> Result<(), ConfigError> {
+        let Some(board) = &self.board else {
+            return Ok(());
+        };
+        let file = match config_path.parent() {
+            Some(dir) if board.is_relative() => dir.join(board),
+            _ => board.clone(),
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+            key: "gpio.board",
+            value: format!("{:?}", board.display().to_string()),
+            expected: format!(
+                "a readable pin map file such as /usr/share/kioskpay/pins/display-hat-mini.toml \
+                 (reading {} failed: {e})",
+                file.display()
+            ),
+        })?;
+        let map: PinMap = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: file.clone(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        self.buttons = self.buttons.take().or(map.buttons);
+        self.cancel = self.cancel.take().or(map.cancel);
+        self.pulse = self.pulse.take().or(map.pulse);
+        self.busy = self.busy.take().or(map.busy);
+        self.vend = self.vend.take().or(map.vend);
+        Ok(())
+    }
+
+    fn validate(&self, kind: InputKind, max_amount: u64) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, expected: &str| ConfigError::Invalid {
+            key,
+            value,
+            expected: expected.to_string(),
+        };
+        let buttons = self.buttons.as_deref().unwrap_or_default();
+        if kind == InputKind::Gpio && buttons.is_empty() && self.pulse.is_none() {
+            return Err(invalid(
+                "input.kind",
+                "\"gpio\"".into(),
+                "[[gpio.buttons]] or [gpio.pulse] (or a gpio.board file with them): with \
+                 input.kind = \"gpio\" nothing else produces carts",
+            ));
+        }
+        let mut pins: Vec<(u32, &str)> = Vec::new();
+        for b in buttons {
+            pins.push((b.pin, "gpio.buttons"));
+            if b.amount == 0 || b.amount > max_amount {
+                return Err(invalid(
+                    "gpio.buttons.amount",
+                    format!("{} (pin {})", b.amount, b.pin),
+                    &format!(
+                        "a positive amount in minor units up to kiosk.max_amount ({max_amount})"
+                    ),
+                ));
+            }
+            check_debounce("gpio.buttons.debounce_ms", b.debounce_ms)?;
+        }
+        if let Some(c) = &self.cancel {
+            pins.push((c.pin, "gpio.cancel"));
+            check_debounce("gpio.cancel.debounce_ms", c.debounce_ms)?;
+        }
+        if let Some(p) = &self.pulse {
+            pins.push((p.pin, "gpio.pulse"));
+            if p.unit == 0 || p.unit > max_amount {
+                return Err(invalid(
+                    "gpio.pulse.unit",
+                    p.unit.to_string(),
+                    "the value of one pulse in minor units, positive and at most kiosk.max_amount",
+                ));
+            }
+            if !(1..=1000).contains(&p.min_width_ms) {
+                return Err(invalid(
+                    "gpio.pulse.min_width_ms",
+                    p.min_width_ms.to_string(),
+                    "1 to 1000 milliseconds (the shortest real pulse is longer)",
+                ));
+            }
+            if p.max_width_ms <= p.min_width_ms || p.max_width_ms > 60_000 {
+                return Err(invalid(
+                    "gpio.pulse.max_width_ms",
+                    p.max_width_ms.to_string(),
+                    "more than gpio.pulse.min_width_ms and at most 60000 milliseconds",
+                ));
+            }
+            if p.gap_ms <= p.min_width_ms || p.gap_ms > 60_000 {
+                return Err(invalid(
+                    "gpio.pulse.gap_ms",
+                    p.gap_ms.to_string(),
+                    "more than gpio.pulse.min_width_ms (and longer than any pause inside a \
+                     train), at most 60000 milliseconds",
+                ));
+            }
+            let most = u64::from(p.max_pulses).checked_mul(p.unit);
+            if p.max_pulses == 0 || most.is_none() {
+                return Err(invalid(
+                    "gpio.pulse.max_pulses",
+                    p.max_pulses.to_string(),
+                    "a positive number of pulses whose total fits in minor units",
+                ));
+            }
+        }
+        if let Some(b) = &self.busy {
+            pins.push((b.pin, "gpio.busy"));
+        }
+        if let Some(v) = &self.vend {
+            pins.push((v.pin, "gpio.vend"));
+            if !(10..=10_000).contains(&v.pulse_ms) {
+                return Err(invalid(
+                    "gpio.vend.pulse_ms",
+                    v.pulse_ms.to_string(),
+                    "10 to 10000 milliseconds",
+                ));
+            }
+        }
+        if pins.is_empty() {
+            return Err(invalid(
+                "gpio.enabled",
+                "true".into(),
+                "at least one of gpio.buttons, gpio.cancel, gpio.pulse, gpio.busy, gpio.vend \
+                 (directly or through gpio.board)",
+            ));
+        }
+        for (i, (pin, key)) in pins.iter().enumerate() {
+            if let Some((_, other)) = pins[..i].iter().find(|(p, _)| p == pin) {
+                return Err(invalid(
+                    "gpio.pin",
+                    pin.to_string(),
+                    &format!("each line used once; {other} and {key} both use it"),
+                ));
+            }
+            if self.backend == GpioBackendKind::Rppal && *pin > 53 {
+                return Err(invalid(
+                    "gpio.pin",
+                    pin.to_string(),
+                    "a BCM GPIO number from 0 to 53 with backend = \"rppal\" (27 on the header)",
+                ));
+            }
+        }
+        if self.backend == GpioBackendKind::Cdev && !self.chip_path().is_absolute() {
+            return Err(invalid(
+                "gpio.chip",
+                format!("{:?}", self.chip_path().display().to_string()),
+                "an absolute path such as /dev/gpiochip0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_debounce(key: &'static str, ms: u64) -> Result<(), ConfigError> {
+    if (1..=1000).contains(&ms) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key,
+        value: ms.to_string(),
+        expected: "1 to 1000 milliseconds (5 to 50 suits push buttons)".into(),
+    })
 }
 
 #[cfg(test)]

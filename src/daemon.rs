@@ -1,7 +1,8 @@
 //! Wiring: the tasks of a running kiosk and the one shutdown signal they share.
 //!
 //! [`Kiosk::start`] opens the journal, then spawns the display task (observes the state), the
-//! input task (produces carts) and the payment flow (owns payments). The daemon (`kioskpay
+//! input task (produces carts), the GPIO unit when configured (buttons and pulses produce carts,
+//! handshake outputs observe the state) and the payment flow (owns payments). The daemon (`kioskpay
 //! run`), the demo and the integration tests all start a kiosk through here, so what the tests
 //! exercise is what runs on a board; they differ only in where carts come from
 //! ([`InputWiring`]) and which [`Gateway`] is plugged in.
@@ -16,6 +17,7 @@ use tracing::{error, info};
 use crate::config::{Config, DisplayKind};
 use crate::dintero::Gateway;
 use crate::display;
+use crate::input::gpio::{self, GpioBackend, GpioError, GpioUnit};
 use crate::input::{self, InputEvent};
 use crate::journal::{Journal, JournalError, Outcome};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
@@ -38,6 +40,9 @@ pub enum StartError {
     /// The display backend could not be set up.
     #[error("display: {0}")]
     Display(String),
+    /// The GPIO lines in `[gpio]` could not be claimed.
+    #[error(transparent)]
+    Gpio(#[from] GpioError),
 }
 
 /// A running kiosk.
@@ -57,11 +62,29 @@ pub struct Kiosk {
 
 impl Kiosk {
     /// Opens the journal and starts every task of the kiosk. Payments the journal shows as
-    /// unfinished are resolved by the flow before it takes any cart.
+    /// unfinished are resolved by the flow before it takes any cart. With
+    /// [`InputWiring::FromConfig`] and GPIO configured, the configured GPIO driver is opened too.
     pub fn start<G: Gateway>(
         config: &Config,
         gateway: Arc<G>,
         inputs: InputWiring,
+    ) -> Result<Kiosk, StartError> {
+        let gpio = match inputs {
+            InputWiring::FromConfig if config.gpio_enabled() => {
+                Some(gpio::open_backend(&config.gpio)?)
+            }
+            _ => None,
+        };
+        Kiosk::start_with_gpio(config, gateway, inputs, gpio)
+    }
+
+    /// [`Kiosk::start`] with the `[gpio]` lines on `gpio` instead of the configured driver
+    /// (tests plug in a fake; `None` runs without GPIO).
+    pub fn start_with_gpio<G: Gateway>(
+        config: &Config,
+        gateway: Arc<G>,
+        inputs: InputWiring,
+        gpio: Option<Box<dyn GpioBackend>>,
     ) -> Result<Kiosk, StartError> {
         let (journal, replay) = Journal::open(&config.state.dir)?;
         for problem in &replay.problems {
@@ -83,6 +106,17 @@ impl Kiosk {
 
         let setup =
             display::setup_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
+        if let Some(backend) = gpio {
+            // Claimed before any task starts, so a GPIO error leaves nothing running.
+            let unit = GpioUnit::open(&config.gpio, config.currency(), backend)?;
+            let token = shutdown.clone();
+            let (inputs, commands, states) =
+                (input_tx.clone(), command_tx.clone(), state_rx.clone());
+            helpers.push(tokio::spawn(async move {
+                unit.run(inputs, commands, states, token.cancelled_owned())
+                    .await;
+            }));
+        }
         let mut display_health = None;
         if config.display.kind != DisplayKind::None || config.display.board.is_some() {
             let token = shutdown.clone();

@@ -36,6 +36,8 @@
 //!   scanner in CDC-ACM mode (`/dev/ttyACM*`). The `kioskpay` user must be in the `dialout`
 //!   group. An unplugged scanner is reported to the flow, which shows that the scanner is
 //!   unavailable, and looked for every two seconds; see [`serial`].
+//! - **gpio**: no scanner; carts come from preset buttons or a pulse train, see [`gpio`]. GPIO
+//!   can also run beside a scanner with `[gpio] enabled = true`.
 //! - **stdin**: one code per line on standard input. At end of input the unit stops reading but
 //!   the daemon keeps running, so `echo 399.00 | kioskpay run` finishes its payment (with
 //!   `plain` in `input.formats`).
@@ -59,6 +61,7 @@ use crate::config::{InputConfig, InputKind};
 use crate::money::Currency;
 
 pub mod codes;
+pub mod gpio;
 pub mod scanner;
 pub mod serial;
 mod stdin;
@@ -113,6 +116,8 @@ pub async fn run(
                 .await
             }
             InputKind::Stdin => read_stdin(&scan, &tx).await,
+            // The GPIO unit (`[gpio]`) is its own task, started by the daemon beside this one.
+            InputKind::Gpio => std::future::pending().await,
         }
     };
     tokio::select! {
