@@ -551,3 +551,43 @@ async fn a_broken_screen_takes_the_kiosk_out_of_service_until_it_works_again() {
     kiosk.token.cancel();
     kiosk.emulator.shutdown().await;
 }
+
+#[test]
+fn the_shipped_board_files_load_and_give_their_panel_sizes() {
+    use kioskpay::config::DisplayConfig;
+    use kioskpay::display::board::{self, Hardware};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/displays");
+    let cases = [
+        ("pimoroni-display-hat-mini.toml", Some((320, 240))),
+        ("waveshare-2.4-ili9341.toml", Some((240, 320))),
+        ("framebuffer-hdmi-dsi.toml", None),
+    ];
+    for (file, spi_size) in cases {
+        let config = DisplayConfig {
+            board: Some(dir.join(file)),
+            ..DisplayConfig::default()
+        };
+        let hardware = board::resolve(&config).unwrap().unwrap();
+        match (hardware, spi_size) {
+            (Hardware::Spi(spi), Some((w, h))) => {
+                assert_eq!(spi.size(), Size::new(w, h), "{file}");
+                let setup = kioskpay::display::setup_for(&config).unwrap();
+                assert_eq!(setup.size, Size::new(w, h));
+                assert!(setup.customer_facing);
+            }
+            (Hardware::Framebuffer(fb), None) => {
+                assert_eq!(fb.device, PathBuf::from("/dev/fb0"))
+            }
+            (other, _) => panic!("{file}: {other:?}"),
+        }
+    }
+    let missing = DisplayConfig {
+        board: Some(dir.join("no-such-board.toml")),
+        ..DisplayConfig::default()
+    };
+    let msg = board::resolve(&missing).unwrap_err().to_string();
+    assert!(
+        msg.contains("no-such-board.toml") && msg.contains("display.board"),
+        "{msg}"
+    );
+}
