@@ -591,3 +591,51 @@ fn the_shipped_board_files_load_and_give_their_panel_sizes() {
         "{msg}"
     );
 }
+
+#[test]
+fn display_config_keys_are_checked_when_the_config_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "http://127.0.0.1:9";
+    let load = |extra: &str| {
+        let path = support::write_config(dir.path(), base, "");
+        // The extra keys replace the display table's `kind` and `png_dir` lines, so that a
+        // `[display.spi]` table can follow them.
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("png_dir"))
+            .map(|l| if l == "kind = \"png\"" { extra } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Config::parse(&text, &path)
+    };
+    let msg = load("kind = \"png\"\nreceipt_url = \"https://r.example.no/receipt\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("display.receipt_url") && msg.contains("{transaction_id}"),
+        "{msg}"
+    );
+    let msg = load("kind = \"spi\"\n[display.spi]\ncontroller = \"st7789\"\nwidth = 240\nheight = 320\nrotation = 45\ndc = 9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("display.spi") && msg.contains("rotation"),
+        "{msg}"
+    );
+
+    let config = load(
+        "kind = \"spi\"\n[display.spi]\ncontroller = \"ili9341\"\nwidth = 240\nheight = 320\nrotation = 270\ndc = 25\nreset = 27",
+    )
+    .unwrap();
+    let setup = kioskpay::display::setup_for(&config.display).unwrap();
+    assert_eq!(setup.size, Size::new(320, 240));
+    assert!(setup.customer_facing);
+    // `kind = "spi"` without its table says what to add.
+    let config = load("kind = \"spi\"").unwrap();
+    let msg = kioskpay::display::setup_for(&config.display)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("[display.spi]"), "{msg}");
+}
