@@ -423,7 +423,7 @@ struct Kiosk {
 async fn kiosk() -> Kiosk {
     let emulator = support::emulator(0.01).await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = "[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n";
+    let extra = "[input]\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n";
     let path = support::write_config(dir.path(), &emulator.base_url(), extra);
     let config = Config::load(&path).unwrap();
     let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
@@ -550,4 +550,92 @@ async fn a_broken_screen_takes_the_kiosk_out_of_service_until_it_works_again() {
     assert!(matches!(outcome, Final::Approved { .. }), "{outcome:?}");
     kiosk.token.cancel();
     kiosk.emulator.shutdown().await;
+}
+
+#[test]
+fn the_shipped_board_files_load_and_give_their_panel_sizes() {
+    use kioskpay::config::DisplayConfig;
+    use kioskpay::display::board::{self, Hardware};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/displays");
+    let cases = [
+        ("pimoroni-display-hat-mini.toml", Some((320, 240))),
+        ("waveshare-2.4-ili9341.toml", Some((240, 320))),
+        ("framebuffer-hdmi-dsi.toml", None),
+    ];
+    for (file, spi_size) in cases {
+        let config = DisplayConfig {
+            board: Some(dir.join(file)),
+            ..DisplayConfig::default()
+        };
+        let hardware = board::resolve(&config).unwrap().unwrap();
+        match (hardware, spi_size) {
+            (Hardware::Spi(spi), Some((w, h))) => {
+                assert_eq!(spi.size(), Size::new(w, h), "{file}");
+                let setup = kioskpay::display::setup_for(&config).unwrap();
+                assert_eq!(setup.size, Size::new(w, h));
+                assert!(setup.customer_facing);
+            }
+            (Hardware::Framebuffer(fb), None) => {
+                assert_eq!(fb.device, PathBuf::from("/dev/fb0"))
+            }
+            (other, _) => panic!("{file}: {other:?}"),
+        }
+    }
+    let missing = DisplayConfig {
+        board: Some(dir.join("no-such-board.toml")),
+        ..DisplayConfig::default()
+    };
+    let msg = board::resolve(&missing).unwrap_err().to_string();
+    assert!(
+        msg.contains("no-such-board.toml") && msg.contains("display.board"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn display_config_keys_are_checked_when_the_config_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "http://127.0.0.1:9";
+    let load = |extra: &str| {
+        let path = support::write_config(dir.path(), base, "");
+        // The extra keys replace the display table's `kind` and `png_dir` lines, so that a
+        // `[display.spi]` table can follow them.
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("png_dir"))
+            .map(|l| if l == "kind = \"png\"" { extra } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Config::parse(&text, &path)
+    };
+    let msg = load("kind = \"png\"\nreceipt_url = \"https://r.example.no/receipt\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("display.receipt_url") && msg.contains("{transaction_id}"),
+        "{msg}"
+    );
+    let msg = load("kind = \"spi\"\n[display.spi]\ncontroller = \"st7789\"\nwidth = 240\nheight = 320\nrotation = 45\ndc = 9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("display.spi") && msg.contains("rotation"),
+        "{msg}"
+    );
+
+    let config = load(
+        "kind = \"spi\"\n[display.spi]\ncontroller = \"ili9341\"\nwidth = 240\nheight = 320\nrotation = 270\ndc = 25\nreset = 27",
+    )
+    .unwrap();
+    let setup = kioskpay::display::setup_for(&config.display).unwrap();
+    assert_eq!(setup.size, Size::new(320, 240));
+    assert!(setup.customer_facing);
+    // `kind = "spi"` without its table says what to add.
+    let config = load("kind = \"spi\"").unwrap();
+    let msg = kioskpay::display::setup_for(&config.display)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("[display.spi]"), "{msg}");
 }

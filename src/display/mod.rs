@@ -16,12 +16,15 @@
 //! | creating | Starter betalingen / Starting payment, amount | card, dots | blue |
 //! | waiting for card | Betal på kortterminalen / Pay on the card terminal, amount, seconds left | card | blue |
 //! | processing | Behandler betalingen / Processing payment, amount | hourglass, dots | blue |
-//! | approved | Betalingen er godkjent / Payment approved, amount, card, reference | check | green |
+//! | approved | Betalingen er godkjent / Payment approved, amount, card, reference, receipt QR code if `display.receipt_url` is set | check | green |
 //! | declined | Kortet ble avvist / Card declined (or Ikke nok dekning / Insufficient funds) | cross | red |
 //! | cancelled | Betalingen er avbrutt / Payment cancelled | barred circle | amber |
 //! | timed out | Tiden gikk ut / Time ran out | clock | amber |
 //! | failed | Betalingen feilet / Payment failed, with the kind | ! | red |
 //! | checking | Sjekker betalingen / Checking your payment, reference to quote, dots | hourglass | amber |
+//! | scanner unavailable | Skanneren virker ikke / Scanner not working, `E-SCANNER` | ! | amber |
+//! | out of service | Ute av drift / Out of service, error code | ! | red |
+//! | technician | Vedlikehold pågår / Maintenance | wrench | amber |
 //!
 //! Every screen after a payment that did not go through says that nothing was charged and what to
 //! do next. Colour is never the only signal: each outcome has its own title and icon shape.
@@ -34,13 +37,19 @@
 //! - [`draw`](mod@draw): `Screen` → any embedded-graphics `DrawTarget<Color = Rgb565>`, sized to the
 //!   target (240×320 portrait, 320×240 and 480×320 landscape are the tested sizes).
 //! - [`frame`]: an in-memory RGB565 framebuffer with PNG export.
-//! - [`panel`]: where frames go: PNG files, a text box on a terminal, or nowhere.
+//! - [`diff`]: the rectangles that changed between two frames.
+//! - [`panel`]: where frames go: SPI panels, the Linux framebuffer, PNG files, a text box on a
+//!   terminal, or nowhere. [`board`]: which panel and how it is wired (`board/displays/*.toml`).
 //!
 //! # Behaviour of the display task ([`run`])
 //!
 //! - It redraws when the state changes, and only then, except while a countdown or an activity
 //!   indicator is on screen: then it redraws once per second, on the second boundaries of the
 //!   countdown. An idle kiosk causes no wake-ups at all.
+//! - At most 20 frames a second ([`MIN_FRAME_INTERVAL`]): a burst of states is drawn as its
+//!   latest one.
+//! - Hardware panels send only the changed rectangles of each frame; an unchanged frame sends
+//!   nothing (see [`panel::spi`]).
 //! - Drawing and the panel's `show` run on tokio's blocking pool, so a slow panel (a full SPI
 //!   frame takes 20-40 ms) never stalls other tasks. While it works, new states wait in the watch
 //!   channel; when it is done, the latest state is drawn and intermediate ones are skipped. A
@@ -49,7 +58,23 @@
 //!   screen is retried on the next change, or after a back-off of 1 s doubling to 30 s, whichever
 //!   comes first. The task keeps running; it ends when the shutdown future completes (a show
 //!   in progress finishes first) or the state publisher goes away. A panel backend that panics
-//!   ends the display task with an error in the log; payments go on without a display.
+//!   ends the display task with an error in the log.
+//! - With a customer-facing panel (SPI, framebuffer) the task reports [`PanelHealth`] to the
+//!   payment flow after every frame that changes it; the flow takes no payment until the panel
+//!   has shown a frame, and shows [`KioskState::OutOfService`] with the error code while it is
+//!   broken. The display only reports: it never starts, stops or changes a payment. A panel that
+//!   dies while nothing changes on screen is noticed at the next frame (there is nothing to read
+//!   back from a write-only SPI panel).
+//!
+//! # Error codes on the out-of-service screen
+//!
+//! | code | meaning | what to check |
+//! |---|---|---|
+//! | `E-PANEL-OPEN` | a display device cannot be opened | `dtparam=spi=on`, groups `spi`/`gpio`/`video`, device and line numbers in the board file |
+//! | `E-PANEL-INIT` | the panel refused its set-up, or the framebuffer mode differs from `display.width`×`height` | board file controller/size/offsets, power, cable, the mode the log names |
+//! | `E-PANEL-SEND` | a transfer to a working panel failed | wiring and power; a lower `spi.clock_hz` |
+//! | `E-PANEL-GONE`, `E-PANEL-PANIC` | the display task stopped | restart kioskpay; report the log |
+//! | `E-PANEL-FILE`, `E-PANEL-TERM` | PNG or terminal output failed (development backends; these never stop payments) | disk space, permissions, stdout |
 //!
 //! # Looking at the screens without hardware
 //!

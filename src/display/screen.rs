@@ -544,4 +544,46 @@ mod tests {
         assert!(footer.ends_with("..."));
         assert!(footer.chars().count() < 60);
     }
+
+    #[test]
+    fn receipt_links_are_checked_and_only_go_on_the_approved_screen() {
+        for bad in [
+            "ftp://x/{transaction_id}",
+            "https://x/r",
+            "https://x/{transaction_id}/{transaction_id}",
+            "https://x/r?id={transaction_id} ",
+        ] {
+            assert!(ReceiptUrl::parse(bad).is_err(), "{bad}");
+        }
+        let url = ReceiptUrl::parse("https://r.example.no/k/{transaction_id}?s=1").unwrap();
+        assert_eq!(
+            url.for_transaction("T1.a/b?c").as_deref(),
+            Some("https://r.example.no/k/T1.a%2Fb%3Fc?s=1")
+        );
+        assert_eq!(url.for_transaction(&"x".repeat(200)), None);
+
+        let now = Instant::now();
+        let approved = KioskState::Approved {
+            amount: Money::new(100, Currency::NOK),
+            reference: "r".into(),
+            transaction_id: "T1.abc".into(),
+            card: None,
+        };
+        let screen = screen_for(&approved, Language::En, now).with_receipt(
+            &approved,
+            Some(&url),
+            Language::En,
+        );
+        assert_eq!(
+            screen.qr.as_deref(),
+            Some("https://r.example.no/k/T1.abc?s=1")
+        );
+        assert!(screen.lines.iter().any(|l| l.contains("receipt")));
+        let idle = screen_for(&KioskState::Idle, Language::En, now);
+        assert_eq!(
+            idle.clone()
+                .with_receipt(&KioskState::Idle, Some(&url), Language::En),
+            idle
+        );
+    }
 }
