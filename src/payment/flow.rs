@@ -41,6 +41,7 @@ use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
 use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
+use crate::systemd::Heartbeat;
 
 /// Commands from the console and kiosk buttons. They ask; the flow decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +180,10 @@ pub struct Flow<G: Gateway> {
     hold_until: Option<Instant>,
     /// Payments started since the journal was last compacted.
     finished_since_compaction: usize,
+    /// Beaten from the select loops, so that only a turning loop feeds the watchdog.
+    heartbeat: Option<(Heartbeat, tokio::time::Interval)>,
+    /// New settings after a config reload (SIGHUP), applied between payments.
+    settings: Option<watch::Receiver<FlowConfig>>,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -214,7 +219,43 @@ impl<G: Gateway> Flow<G> {
             terminal_scope_warned: false,
             hold_until: None,
             finished_since_compaction: 0,
+            heartbeat: None,
+            settings: None,
         }
+    }
+
+    /// Has the flow prove its liveness: it beats `heartbeat` from inside its select loops (while
+    /// idle, recovering and driving a payment) and marks it ready once recovery is over.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Flow<G> {
+        let mut ticks = tokio::time::interval(heartbeat.period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.heartbeat = Some((heartbeat, ticks));
+        self
+    }
+
+    /// Lets the flow take new settings (a reloaded config) while it runs. They are applied
+    /// between payments: a payment keeps the timings it started with.
+    pub fn with_settings(mut self, settings: watch::Receiver<FlowConfig>) -> Flow<G> {
+        self.settings = Some(settings);
+        self
+    }
+
+    fn apply_settings(&mut self) {
+        let Some(settings) = self.settings.as_mut() else {
+            return;
+        };
+        let new = settings.borrow_and_update().clone();
+        info!(
+            max_amount = %new.max_amount,
+            timeout_s = new.timeout.as_secs(),
+            poll_interval_ms = new.poll_interval.as_millis() as u64,
+            health_interval_s = new.health_interval.as_secs(),
+            "new payment settings in force"
+        );
+        if new.health_interval != self.config.health_interval {
+            self.next_health = self.next_health.min(Instant::now() + new.health_interval);
+        }
+        self.config = new;
     }
 
     /// Runs until `shutdown` completes: recovery first, then one payment at a time.
@@ -230,9 +271,17 @@ impl<G: Gateway> Flow<G> {
         self.compact().await;
         self.check_health().await;
         self.show_idle();
+        if let Some((heartbeat, _)) = &self.heartbeat {
+            heartbeat.ready();
+        }
         loop {
             tokio::select! {
                 _ = shutdown.as_mut() => return Ok(()),
+                () = beat(&mut self.heartbeat) => {}
+                changed = settings_changed(&mut self.settings) => match changed {
+                    true => self.apply_settings(),
+                    false => self.settings = None,
+                },
                 event = self.inputs.recv(), if self.inputs_open => match event {
                     Some(InputEvent::Cart(cart)) => {
                         if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
@@ -562,9 +611,16 @@ impl<G: Gateway> Flow<G> {
             let hold_end = self.hold_until.unwrap_or_else(far_future);
             tokio::select! {
                 _ = shutdown.as_mut() => {
-                    info!(reference = %phase.payment().merchant_reference, phase = phase.name(), "shutting down with a payment in flight; the journal has it for the next start");
+                    let reference = phase.payment().merchant_reference.clone();
+                    self.write_logged(Record::State {
+                        merchant_reference: reference.clone(),
+                        state: format!("interrupted_{}", phase.name()),
+                    })
+                    .await;
+                    info!(%reference, phase = phase.name(), "shutting down with a payment in flight; the journal has it for the next start");
                     return Driven::ShutDown;
                 }
+                () = beat(&mut self.heartbeat) => {}
                 event = self.inputs.recv(), if self.inputs_open => match event {
                     Some(InputEvent::Cart(cart)) => {
                         info!(amount = %cart.amount, "cart refused: a payment is running");
@@ -917,6 +973,26 @@ impl<G: Gateway> Flow<G> {
         if let Err(e) = self.write(record).await {
             error!(error = %e, "journal write failed");
         }
+    }
+}
+
+/// Beats the heartbeat on its period; never completes when there is none.
+async fn beat(heartbeat: &mut Option<(Heartbeat, tokio::time::Interval)>) {
+    match heartbeat {
+        Some((heartbeat, ticks)) => {
+            ticks.tick().await;
+            heartbeat.beat();
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when new settings arrive (`true`) or their sender is gone (`false`); never
+/// completes when the flow takes no new settings.
+async fn settings_changed(settings: &mut Option<watch::Receiver<FlowConfig>>) -> bool {
+    match settings {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
