@@ -24,7 +24,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tracing::{debug, error, warn};
 
 use crate::state::KioskState;
@@ -193,7 +193,7 @@ pub async fn supervise<N: Notifier>(
     let check_every = watchdog.map_or(DEFAULT_BEAT, |w| {
         (w / CHECKS_PER_PERIOD).max(Duration::from_millis(10))
     });
-    let mut checks = interval(check_every);
+    let mut checks = interval_at(Instant::now() + check_every, check_every);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last = liveness.pulse();
     let mut ready = false;
