@@ -1064,6 +1064,136 @@ mod tests {
         assert_eq!(vat_included(u64::MAX, 25), u64::MAX / 5);
     }
 
+    /// Dintero that answers the health gate but never answers a create call: the flow's loop is
+    /// stuck inside `take_cart` as it would be on a hung await.
+    struct HangsOnCreate;
+
+    impl Gateway for HangsOnCreate {
+        async fn create_session(
+            &self,
+            _: &SessionProfileRequest,
+        ) -> Result<crate::dintero::CreatedSession, ApiError> {
+            std::future::pending().await
+        }
+        async fn get_session(&self, _: &str) -> Result<Session, ApiError> {
+            std::future::pending().await
+        }
+        async fn search_sessions(&self, _: &str) -> Result<Vec<Session>, ApiError> {
+            std::future::pending().await
+        }
+        async fn get_transaction(&self, _: &str) -> Result<Transaction, ApiError> {
+            std::future::pending().await
+        }
+        async fn list_transactions(
+            &self,
+            _: &TransactionQuery,
+        ) -> Result<Vec<Transaction>, ApiError> {
+            std::future::pending().await
+        }
+        async fn cancel_session(&self, _: &str) -> Result<(), ApiError> {
+            std::future::pending().await
+        }
+        async fn refund(
+            &self,
+            _: &str,
+            _: &crate::dintero::RefundRequest,
+        ) -> Result<crate::dintero::RefundOutcome, ApiError> {
+            std::future::pending().await
+        }
+        async fn terminal(&self, id: &str) -> Result<crate::dintero::Terminal, ApiError> {
+            Ok(crate::dintero::Terminal {
+                terminal_id: id.into(),
+                device_serial_number: None,
+                device_model: None,
+                store_id: None,
+                status: TerminalStatus::Active,
+            })
+        }
+        async fn ensure_token(&self) -> Result<(), ApiError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flow_stuck_on_a_call_stops_beating_and_the_watchdog_stops() {
+        use crate::systemd::{beat_period, supervise, Heartbeat, Message, Notifier};
+        #[derive(Clone, Default)]
+        struct Recorder(Arc<Mutex<Vec<Message>>>);
+        impl Notifier for Recorder {
+            fn send(&mut self, message: Message) {
+                self.0.lock().unwrap().push(message);
+            }
+        }
+        let watchdog = Duration::from_secs(30);
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let config = crate::config::Config::parse(
+            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
+             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
+             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
+             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let (input_tx, inputs) = mpsc::channel(4);
+        let (_command_tx, commands) = mpsc::channel(4);
+        let (state, states) = watch::channel(KioskState::Starting);
+        let (heartbeat, liveness) = Heartbeat::new(beat_period(Some(watchdog)));
+        let flow = Flow::new(
+            Arc::new(HangsOnCreate),
+            journal,
+            Vec::new(),
+            FlowConfig::from_config(&config),
+            FlowChannels {
+                inputs,
+                commands,
+                state,
+                reports: None,
+            },
+        )
+        .with_heartbeat(heartbeat);
+        let recorder = Recorder::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(supervise(
+            liveness,
+            states.clone(),
+            Some(watchdog),
+            recorder.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        tokio::spawn(flow.run(stop.clone().cancelled_owned()));
+
+        tokio::time::sleep(watchdog * 2).await;
+        let pings = |r: &Recorder| {
+            let sent = std::mem::take(&mut *r.0.lock().unwrap());
+            sent.iter().filter(|m| **m == Message::Watchdog).count()
+        };
+        assert!(recorder.0.lock().unwrap().contains(&Message::Ready));
+        assert!(pings(&recorder) >= 5, "an idle flow feeds the watchdog");
+
+        input_tx
+            .send(InputEvent::Cart(Cart {
+                amount: Money::new(10000, Currency::NOK),
+                reference: None,
+                source: crate::cart::CartSource::Stdin,
+            }))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(states.borrow().name(), "creating");
+        // Beats from just before the cart may still be forwarded by the next check or two.
+        tokio::time::sleep(watchdog).await;
+        pings(&recorder);
+        tokio::time::sleep(watchdog * 3).await;
+        let stuck_pings = pings(&recorder);
+        assert!(
+            stuck_pings == 0,
+            "a flow stuck in a call must not feed the watchdog: {stuck_pings} pings, state {}",
+            states.borrow().name()
+        );
+        stop.cancel();
+    }
+
     #[test]
     fn backoff_is_capped_and_honours_retry_after() {
         let base = Duration::from_millis(500);
