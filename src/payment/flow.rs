@@ -817,7 +817,10 @@ impl<G: Gateway> Flow<G> {
             }
         };
         let tx = self.gateway.get_transaction(&tx_id).await?;
-        if tx.status.is_final() && known_tx.is_some() {
+        // A transaction that ended after the session was read: the session read just before it
+        // may not have the event that says why yet (seen under load: a customer cancel taken
+        // for a technical failure), so it is read again.
+        if tx.status.is_final() {
             *session = Some(self.gateway.get_session(session_id).await?);
         }
         match session.as_ref() {
