@@ -217,7 +217,7 @@ fn serial_supported(path: &str) -> bool {
     match tokio_serial::new(path, 9600).open_native_async() {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIPPED: cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic.");
+            support::skipped(&format!("cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic."));
             false
         }
     }

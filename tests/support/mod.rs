@@ -167,7 +167,7 @@ pub fn kioskpay_bin() -> Option<std::process::Command> {
     if runs(&mut with_runner()) {
         Some(with_runner())
     } else {
-        eprintln!("SKIPPED: {BIN} is for another architecture, binfmt_misc does not run it and the runner `{runner}` cannot start it (install qemu-user-static or set KIOSKPAY_TEST_RUNNER)");
+        skipped(&format!("{BIN} is for another architecture, binfmt_misc does not run it and the runner `{runner}` cannot start it (install qemu-user-static or set KIOSKPAY_TEST_RUNNER)"));
         None
     }
 }
@@ -180,5 +180,26 @@ fn default_runner() -> Option<&'static str> {
         Some("qemu-arm-static -L /usr/arm-linux-gnueabihf")
     } else {
         None
+    }
+}
+
+/// Says that a test is skipped and why: on stderr, and appended to the file named by
+/// `KIOSKPAY_SKIP_LOG` when set, so that `.ci/run` can print every skip after a run (the test
+/// harness hides a passing test's stderr).
+pub fn skipped(reason: &str) {
+    eprintln!("SKIPPED: {reason}");
+    if let Some(path) = std::env::var_os("KIOSKPAY_SKIP_LOG") {
+        use std::io::Write;
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed test")
+            .to_string();
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(log, "SKIPPED {test}: {reason}");
+        }
     }
 }
