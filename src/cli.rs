@@ -187,13 +187,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Logs go to journald, with structured fields, when systemd started us with the journal as
+/// stderr (`JOURNAL_STREAM` is set and names our stderr); to stderr as text otherwise. Display
+/// failures are counted for the metrics on the way.
 fn init_logging(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let counting = crate::metrics::DisplayErrors::new(crate::metrics::process_counters());
+    let journald = if stderr_is_journal() {
+        tracing_journald::layer()
+            .map(|l| l.with_syslog_identifier("kioskpay".into()))
+            .ok()
+    } else {
+        None
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(counting);
+    let _ = match journald {
+        Some(journald) => registry.with(journald).try_init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+}
+
+/// Whether stderr is the journal: `JOURNAL_STREAM` is `<device>:<inode>` of the stream systemd
+/// connected, and stays set in children whose stderr may have been redirected, so it is compared.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let stderr = std::fs::metadata("/proc/self/fd/2");
+    stderr.is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
@@ -269,23 +299,81 @@ fn render(
 }
 
 async fn run(path: PathBuf) -> Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
     let config = Config::load(&path)?;
     let client = Client::new(ClientConfig::from_config(&config.dintero)?);
     tracing::info!(kiosk = %config.kiosk.id, terminal = %config.store.terminal_id, "kioskpay starting");
-    let kiosk = crate::daemon::Kiosk::start(
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut kiosk = crate::daemon::Kiosk::start(
         &config,
         Arc::new(client),
         crate::daemon::InputWiring::FromConfig,
     )
     .context("starting the kiosk")?;
     let token = kiosk.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping");
-        token.cancel();
+    let watchdog = crate::systemd::watchdog_from_env();
+    let supervisor = tokio::spawn(crate::systemd::supervise(
+        kiosk.liveness.clone(),
+        kiosk.state.clone(),
+        watchdog,
+        crate::systemd::SdNotify::default(),
+        token.clone().cancelled_owned(),
+    ));
+    let metrics = config.metrics.textfile.clone().map(|textfile| {
+        let reports =
+            std::mem::replace(&mut kiosk.reports, tokio::sync::mpsc::unbounded_channel().1);
+        tokio::spawn(crate::metrics::run(
+            crate::metrics::MetricsOptions {
+                textfile,
+                interval: config.metrics.interval(),
+                state_dir: config.state.dir.clone(),
+            },
+            kiosk.counters.clone(),
+            kiosk.state.clone(),
+            reports,
+            kiosk.liveness.clone(),
+            token.clone().cancelled_owned(),
+        ))
     });
-    kiosk.wait().await?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hangup.recv() => reload(&mut kiosk, &path),
+        }
+    }
+    tracing::info!("stopping: no new carts; a payment in flight is journaled for the next start");
+    kiosk.stop().await?;
+    let _ = supervisor.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: re-reads the config file and puts what can change at run time in force. A file that
+/// does not load leaves the running config as it is.
+fn reload(kiosk: &mut crate::daemon::Kiosk, path: &std::path::Path) {
+    let mut notifier = crate::systemd::SdNotify::default();
+    use crate::systemd::Notifier as _;
+    notifier.send(crate::systemd::Message::Reloading);
+    match Config::load(path) {
+        Ok(new) => match kiosk.reload(&new) {
+            Ok(needs_restart) => tracing::info!(
+                path = %path.display(),
+                needs_restart = ?needs_restart,
+                "config reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; the running settings stay")
+            }
+        },
+        Err(e) => tracing::error!(error = %e, "config reload failed; the running settings stay"),
+    }
+    notifier.send(crate::systemd::Message::Ready);
 }
 
 async fn wait_for_signal() {

@@ -96,6 +96,34 @@ pub struct Config {
     /// GPIO buttons, pulse-train input and handshake outputs (alone or beside a scanner).
     #[serde(default)]
     pub gpio: GpioConfig,
+    /// Fleet metrics (off unless `textfile` is set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: a Prometheus text file for node_exporter's textfile collector.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The `.prom` file, e.g. `/var/lib/node_exporter/textfile_collector/kioskpay.prom`;
+    /// unset means no metrics are written.
+    #[serde(default)]
+    pub textfile: Option<PathBuf>,
+    /// How often the file is rewritten (it is also rewritten after each payment); 0 means the
+    /// default of 15 s.
+    #[serde(default)]
+    pub interval_s: u64,
+}
+
+impl MetricsConfig {
+    /// `interval_s` as a duration, 15 s when unset.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(if self.interval_s == 0 {
+            15
+        } else {
+            self.interval_s
+        })
+    }
 }
 
 /// `[kiosk]`

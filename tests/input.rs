@@ -5,6 +5,8 @@
 //! pseudo-terminals; where the serial ioctls are not implemented (qemu-user) those tests say so on
 //! stderr and skip.
 
+mod support;
+
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -473,10 +475,10 @@ fn serial_supported(test: &str) -> bool {
     match serial::open(&pty.path, &LineSettings::new(9600)) {
         Ok(_) => true,
         Err(e @ SerialError::Unsupported { .. }) => {
-            eprintln!(
-                "SKIPPED {test}: serial ports cannot be configured on this system (ENOSYS, e.g. a \
+            support::skipped(&format!(
+                "{test}: serial ports cannot be configured on this system (ENOSYS, e.g. a \
                  qemu-user build without TCGETS2 emulation): {e}"
-            );
+            ));
             false
         }
         Err(e) => panic!("opening a pty as a serial port failed: {e}"),

@@ -45,17 +45,17 @@ fn sdk_available() -> bool {
     {
         Ok(out) if out.status.success() => true,
         Ok(out) => {
-            eprintln!(
-                "SKIPPED: the Dintero Python SDK is not installed (pip install dintero): {}",
+            support::skipped(&format!(
+                "the Dintero Python SDK is not installed (pip install dintero): {}",
                 String::from_utf8_lossy(&out.stderr)
                     .lines()
                     .last()
                     .unwrap_or("")
-            );
+            ));
             false
         }
         Err(e) => {
-            eprintln!("SKIPPED: python3 is not available: {e}");
+            support::skipped(&format!("python3 is not available: {e}"));
             false
         }
     }

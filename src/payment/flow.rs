@@ -56,6 +56,7 @@ use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
 use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
+use crate::systemd::Heartbeat;
 
 /// Commands from the console and kiosk buttons. They ask; the flow decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +204,10 @@ pub struct Flow<G: Gateway> {
     display: Option<watch::Receiver<PanelHealth>>,
     /// The display task ended: the screen shows nothing any more.
     display_gone: bool,
+    /// Beaten from the select loops, so that only a turning loop feeds the watchdog.
+    heartbeat: Option<(Heartbeat, tokio::time::Interval)>,
+    /// New settings after a config reload (SIGHUP), applied between payments.
+    settings: Option<watch::Receiver<FlowConfig>>,
 }
 
 /// The cart references of the newest approved payments, oldest first, at most `capacity`.
@@ -271,6 +276,8 @@ impl<G: Gateway> Flow<G> {
             config,
             display: None,
             display_gone: false,
+            heartbeat: None,
+            settings: None,
         }
     }
 
@@ -332,6 +339,40 @@ impl<G: Gateway> Flow<G> {
         self.show_idle_unless_held();
     }
 
+    /// Has the flow prove its liveness: it beats `heartbeat` from inside its select loops (while
+    /// idle, recovering and driving a payment) and marks it ready once recovery is over.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Flow<G> {
+        let mut ticks = tokio::time::interval(heartbeat.period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.heartbeat = Some((heartbeat, ticks));
+        self
+    }
+
+    /// Lets the flow take new settings (a reloaded config) while it runs. They are applied
+    /// between payments: a payment keeps the timings it started with.
+    pub fn with_settings(mut self, settings: watch::Receiver<FlowConfig>) -> Flow<G> {
+        self.settings = Some(settings);
+        self
+    }
+
+    fn apply_settings(&mut self) {
+        let Some(settings) = self.settings.as_mut() else {
+            return;
+        };
+        let new = settings.borrow_and_update().clone();
+        info!(
+            max_amount = %new.max_amount,
+            timeout_s = new.timeout.as_secs(),
+            poll_interval_ms = new.poll_interval.as_millis() as u64,
+            health_interval_s = new.health_interval.as_secs(),
+            "new payment settings in force"
+        );
+        if new.health_interval != self.config.health_interval {
+            self.next_health = self.next_health.min(Instant::now() + new.health_interval);
+        }
+        self.config = new;
+    }
+
     /// Runs until `shutdown` completes: recovery first, then one payment at a time.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), FlowError> {
         let shutdown = std::pin::pin!(shutdown);
@@ -345,9 +386,17 @@ impl<G: Gateway> Flow<G> {
         self.compact().await;
         self.check_health().await;
         self.show_idle();
+        if let Some((heartbeat, _)) = &self.heartbeat {
+            heartbeat.ready();
+        }
         loop {
             tokio::select! {
                 _ = shutdown.as_mut() => return Ok(()),
+                () = beat(&mut self.heartbeat) => {}
+                changed = settings_changed(&mut self.settings) => match changed {
+                    true => self.apply_settings(),
+                    false => self.settings = None,
+                },
                 event = self.inputs.recv(), if self.inputs_open => match event {
                     Some(InputEvent::Cart(cart)) => {
                         if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
@@ -738,9 +787,16 @@ impl<G: Gateway> Flow<G> {
             let hold_end = self.hold_until.unwrap_or_else(far_future);
             tokio::select! {
                 _ = shutdown.as_mut() => {
-                    info!(reference = %phase.payment().merchant_reference, phase = phase.name(), "shutting down with a payment in flight; the journal has it for the next start");
+                    let reference = phase.payment().merchant_reference.clone();
+                    self.write_logged(Record::State {
+                        merchant_reference: reference.clone(),
+                        state: format!("interrupted_{}", phase.name()),
+                    })
+                    .await;
+                    info!(%reference, phase = phase.name(), "shutting down with a payment in flight; the journal has it for the next start");
                     return Driven::ShutDown;
                 }
+                () = beat(&mut self.heartbeat) => {}
                 event = self.inputs.recv(), if self.inputs_open => match event {
                     Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart)) => {
                         info!(amount = %cart.amount, "cart refused: a payment is running");
@@ -942,7 +998,10 @@ impl<G: Gateway> Flow<G> {
             }
         };
         let tx = self.gateway.get_transaction(&tx_id).await?;
-        if tx.status.is_final() && known_tx.is_some() {
+        // A transaction that ended after the session was read: the session read just before it
+        // may not have the event that says why yet (seen under load: a customer cancel taken
+        // for a technical failure), so it is read again.
+        if tx.status.is_final() {
             *session = Some(self.gateway.get_session(session_id).await?);
         }
         match session.as_ref() {
@@ -1101,6 +1160,26 @@ impl<G: Gateway> Flow<G> {
     }
 }
 
+/// Beats the heartbeat on its period; never completes when there is none.
+async fn beat(heartbeat: &mut Option<(Heartbeat, tokio::time::Interval)>) {
+    match heartbeat {
+        Some((heartbeat, ticks)) => {
+            ticks.tick().await;
+            heartbeat.beat();
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when new settings arrive (`true`) or their sender is gone (`false`); never
+/// completes when the flow takes no new settings.
+async fn settings_changed(settings: &mut Option<watch::Receiver<FlowConfig>>) -> bool {
+    match settings {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 fn unavailable_for(e: &ApiError) -> Health {
     Health::Unavailable(match e {
         ApiError::Auth { .. } | ApiError::Rejected { .. } => UnavailableReason::Credentials,
@@ -1177,6 +1256,136 @@ mod tests {
         assert_eq!(vat_included(3, 25), 1);
         assert_eq!(vat_included(1000, 0), 0);
         assert_eq!(vat_included(u64::MAX, 25), u64::MAX / 5);
+    }
+
+    /// Dintero that answers the health gate but never answers a create call: the flow's loop is
+    /// stuck inside `take_cart` as it would be on a hung await.
+    struct HangsOnCreate;
+
+    impl Gateway for HangsOnCreate {
+        async fn create_session(
+            &self,
+            _: &SessionProfileRequest,
+        ) -> Result<crate::dintero::CreatedSession, ApiError> {
+            std::future::pending().await
+        }
+        async fn get_session(&self, _: &str) -> Result<Session, ApiError> {
+            std::future::pending().await
+        }
+        async fn search_sessions(&self, _: &str) -> Result<Vec<Session>, ApiError> {
+            std::future::pending().await
+        }
+        async fn get_transaction(&self, _: &str) -> Result<Transaction, ApiError> {
+            std::future::pending().await
+        }
+        async fn list_transactions(
+            &self,
+            _: &TransactionQuery,
+        ) -> Result<Vec<Transaction>, ApiError> {
+            std::future::pending().await
+        }
+        async fn cancel_session(&self, _: &str) -> Result<(), ApiError> {
+            std::future::pending().await
+        }
+        async fn refund(
+            &self,
+            _: &str,
+            _: &crate::dintero::RefundRequest,
+        ) -> Result<crate::dintero::RefundOutcome, ApiError> {
+            std::future::pending().await
+        }
+        async fn terminal(&self, id: &str) -> Result<crate::dintero::Terminal, ApiError> {
+            Ok(crate::dintero::Terminal {
+                terminal_id: id.into(),
+                device_serial_number: None,
+                device_model: None,
+                store_id: None,
+                status: TerminalStatus::Active,
+            })
+        }
+        async fn ensure_token(&self) -> Result<(), ApiError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flow_stuck_on_a_call_stops_beating_and_the_watchdog_stops() {
+        use crate::systemd::{beat_period, supervise, Heartbeat, Message, Notifier};
+        #[derive(Clone, Default)]
+        struct Recorder(Arc<Mutex<Vec<Message>>>);
+        impl Notifier for Recorder {
+            fn send(&mut self, message: Message) {
+                self.0.lock().unwrap().push(message);
+            }
+        }
+        let watchdog = Duration::from_secs(30);
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let config = crate::config::Config::parse(
+            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
+             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
+             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
+             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let (input_tx, inputs) = mpsc::channel(4);
+        let (_command_tx, commands) = mpsc::channel(4);
+        let (state, states) = watch::channel(KioskState::Starting);
+        let (heartbeat, liveness) = Heartbeat::new(beat_period(Some(watchdog)));
+        let flow = Flow::new(
+            Arc::new(HangsOnCreate),
+            journal,
+            Vec::new(),
+            FlowConfig::from_config(&config),
+            FlowChannels {
+                inputs,
+                commands,
+                state,
+                reports: None,
+            },
+        )
+        .with_heartbeat(heartbeat);
+        let recorder = Recorder::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(supervise(
+            liveness,
+            states.clone(),
+            Some(watchdog),
+            recorder.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        tokio::spawn(flow.run(stop.clone().cancelled_owned()));
+
+        tokio::time::sleep(watchdog * 2).await;
+        let pings = |r: &Recorder| {
+            let sent = std::mem::take(&mut *r.0.lock().unwrap());
+            sent.iter().filter(|m| **m == Message::Watchdog).count()
+        };
+        assert!(recorder.0.lock().unwrap().contains(&Message::Ready));
+        assert!(pings(&recorder) >= 5, "an idle flow feeds the watchdog");
+
+        input_tx
+            .send(InputEvent::Cart(Cart {
+                amount: Money::new(10000, Currency::NOK),
+                reference: None,
+                source: crate::cart::CartSource::Stdin,
+            }))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(states.borrow().name(), "creating");
+        // Beats from just before the cart may still be forwarded by the next check or two.
+        tokio::time::sleep(watchdog).await;
+        pings(&recorder);
+        tokio::time::sleep(watchdog * 3).await;
+        let stuck_pings = pings(&recorder);
+        assert!(
+            stuck_pings == 0,
+            "a flow stuck in a call must not feed the watchdog: {stuck_pings} pings, state {}",
+            states.borrow().name()
+        );
+        stop.cancel();
     }
 
     #[test]

@@ -126,3 +126,80 @@ pub fn sessions_for<'a>(
         })
         .unwrap_or_default()
 }
+
+/// A command that runs the `kioskpay` binary built for this test run.
+///
+/// Under qemu-user (the cross-target test runs in `.ci/run`) the test process is emulated but
+/// its children are not: exec'ing the foreign-architecture binary fails with ENOEXEC unless the
+/// kernel's binfmt_misc has qemu registered, which a fresh machine or container often has not.
+/// Then the child is started through the same qemu runner as the tests (`KIOSKPAY_TEST_RUNNER`,
+/// e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`, or Debian's default for this
+/// architecture). `None`, with a SKIPPED line on stderr, if neither works.
+pub fn kioskpay_bin() -> Option<std::process::Command> {
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
+    let runs = |command: &mut Command| {
+        command
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // With binfmt_misc unregistered, exec fails with ENOEXEC and std's fallback hands the file
+    // to /bin/sh, so "it ran" is not enough: `--version` must succeed.
+    if runs(&mut Command::new(BIN)) {
+        return Some(Command::new(BIN));
+    }
+    let runner = std::env::var("KIOSKPAY_TEST_RUNNER")
+        .ok()
+        .or_else(|| default_runner().map(str::to_string));
+    let Some(runner) = runner else {
+        panic!("{BIN} --version fails on its own architecture");
+    };
+    let mut words = runner.split_whitespace();
+    let program = words.next()?;
+    let with_runner = || {
+        let mut command = Command::new(program);
+        command.args(runner.split_whitespace().skip(1)).arg(BIN);
+        command
+    };
+    if runs(&mut with_runner()) {
+        Some(with_runner())
+    } else {
+        skipped(&format!("{BIN} is for another architecture, binfmt_misc does not run it and the runner `{runner}` cannot start it (install qemu-user-static or set KIOSKPAY_TEST_RUNNER)"));
+        None
+    }
+}
+
+/// Debian's qemu-user runner for this architecture (`.cargo/config.toml` uses the same).
+fn default_runner() -> Option<&'static str> {
+    if cfg!(target_arch = "aarch64") {
+        Some("qemu-aarch64-static -L /usr/aarch64-linux-gnu")
+    } else if cfg!(target_arch = "arm") {
+        Some("qemu-arm-static -L /usr/arm-linux-gnueabihf")
+    } else {
+        None
+    }
+}
+
+/// Says that a test is skipped and why: on stderr, and appended to the file named by
+/// `KIOSKPAY_SKIP_LOG` when set, so that `.ci/run` can print every skip after a run (the test
+/// harness hides a passing test's stderr).
+pub fn skipped(reason: &str) {
+    eprintln!("SKIPPED: {reason}");
+    if let Some(path) = std::env::var_os("KIOSKPAY_SKIP_LOG") {
+        use std::io::Write;
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed test")
+            .to_string();
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(log, "SKIPPED {test}: {reason}");
+        }
+    }
+}
