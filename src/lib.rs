@@ -34,4 +34,5 @@ pub mod journal;
 pub mod money;
 pub mod payment;
 pub mod secret;
+pub mod soak;
 pub mod state;

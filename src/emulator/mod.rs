@@ -130,6 +130,7 @@
 //! Secrets: the client secret and tokens are never logged; only client ids are.
 
 mod api;
+mod callback;
 mod control;
 mod error;
 mod faults;
@@ -147,7 +148,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule};
+use crate::secret::Secret;
+
+pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule, CALLBACK_ROUTE};
 pub use terminal::Outcome;
 
 /// The seeded sandbox account.
@@ -176,6 +179,8 @@ pub struct EmulatorConfig {
     pub token_ttl: Duration,
     /// Faults active from the start (and again after `POST /_emulator/reset`).
     pub faults: Option<FaultPlan>,
+    /// The account's signature secret: when set, every callback carries `Dintero-Signature`.
+    pub signature_secret: Option<Secret>,
 }
 
 impl Default for EmulatorConfig {
@@ -184,6 +189,7 @@ impl Default for EmulatorConfig {
             time_scale: 1.0,
             token_ttl: Duration::from_secs(14400),
             faults: None,
+            signature_secret: None,
         }
     }
 }

@@ -902,7 +902,12 @@ impl<G: Gateway> Flow<G> {
     async fn write(&self, record: Record) -> Result<(), JournalError> {
         let journal = self.journal.clone();
         match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    crash_hook();
+                }
+                result
+            }
             Err(e) => Err(JournalError::Io {
                 action: "append to",
                 path: Default::default(),
@@ -917,6 +922,36 @@ impl<G: Gateway> Flow<G> {
         if let Err(e) = self.write(record).await {
             error!(error = %e, "journal write failed");
         }
+    }
+}
+
+/// **Test hook, never set on a kiosk.** With `KIOSKPAY_CRASH_AFTER_JOURNAL=<n>` in its
+/// environment the process kills itself with `SIGKILL` right after its n-th successful journal
+/// append of this run, before the call that append announced: the moment a power cut hurts
+/// most. `kioskpay soak` uses it to put crashes exactly between "journal" and "effect", which a
+/// kill from outside only hits by luck. Unset (or not a number) it does nothing.
+pub const CRASH_AFTER_JOURNAL_ENV: &str = "KIOSKPAY_CRASH_AFTER_JOURNAL";
+
+fn crash_hook() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_JOURNAL_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    }) else {
+        return;
+    };
+    if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        error!("{CRASH_AFTER_JOURNAL_ENV}={at}: killing the process after this journal append (test hook)");
+        // SAFETY: kill(2) on our own pid takes no pointers; SIGKILL cannot be caught, so nothing
+        // after the append runs, exactly like a power cut.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
     }
 }
 
