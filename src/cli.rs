@@ -32,9 +32,10 @@ outcome and shows every step on the kiosk's display.",
     after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7"
 )]
 struct Cli {
-    /// Log filter (RUST_LOG syntax), e.g. `info`, `kioskpay=debug`.
-    #[arg(long, global = true, env = "KIOSKPAY_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (RUST_LOG syntax), e.g. `info`, `kioskpay=debug`. Default `info`; `warn` for
+    /// `soak`, whose progress lines say what matters.
+    #[arg(long, global = true, env = "KIOSKPAY_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -177,7 +178,11 @@ impl From<LangArg> for Language {
 /// Parses the command line, runs the command, maps errors to exit statuses.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_log = match cli.command {
+        Command::Soak { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_log));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -139,7 +139,7 @@ const MIX: [(FaultKind, Option<u16>, Option<u64>, f64); 5] = [
 
 /// Share of session creations whose terminal goes offline mid-payment, relative to the fault
 /// rate. Small: each one costs the kiosk its whole payment timeout.
-const TERMINAL_OFFLINE_SHARE: f64 = 0.025;
+const TERMINAL_OFFLINE_SHARE: f64 = 0.01;
 
 /// Cart amounts: the last two digits pick the emulator's outcome; weights out of 100.
 const OUTCOME_MIX: [(Option<u64>, u32); 10] = [

@@ -551,7 +551,9 @@ impl<G: Gateway> Flow<G> {
     ) -> Driven {
         let created_at = Instant::now();
         let mut errors: u32 = 0;
-        let mut cancel_sent = false;
+        // When the cancel was last sent: a cancel whose answer was lost may never have reached
+        // Dintero, so it is sent again while the payment is still not over.
+        let mut cancel_sent: Option<Instant> = None;
         let mut first_miss: Option<Instant> = None;
         let mut session: Option<Session> = None;
         let mut next_step = Instant::now();
@@ -652,7 +654,7 @@ impl<G: Gateway> Flow<G> {
         &mut self,
         phase: &Phase,
         recovering: bool,
-        cancel_sent: &mut bool,
+        cancel_sent: &mut Option<Instant>,
         first_miss: &mut Option<Instant>,
         session: &mut Option<Session>,
     ) -> Result<Option<Event>, ApiError> {
@@ -684,7 +686,10 @@ impl<G: Gateway> Flow<G> {
                     }
                 }
             },
-            Phase::Cancelling { session_id, .. } if !*cancel_sent => {
+            Phase::Cancelling { session_id, .. }
+                if cancel_sent
+                    .is_none_or(|at| Instant::now() >= at + self.config.lookup_confirm_delay) =>
+            {
                 match self.gateway.cancel_session(session_id).await {
                     Ok(()) => info!(
                         session_id,
@@ -700,7 +705,7 @@ impl<G: Gateway> Flow<G> {
                     }
                     Err(e) => return Err(e),
                 }
-                *cancel_sent = true;
+                *cancel_sent = Some(Instant::now());
                 let progress = self.poll(session_id, None, session, phase).await?;
                 Ok(Some(Event::Polled(progress)))
             }
