@@ -31,6 +31,10 @@
 //!
 //! It prints progress on stderr while it runs and a table at the end (payments by outcome,
 //! faults by kind, kills, restarts, recoveries, violations, duration), or JSON with `--json`.
+//! SIGINT (Ctrl-C) or SIGTERM ends a run early: the cart in hand is finished, the checks run on
+//! what was done, and the report says `interrupted` (exit status 1 even without violations,
+//! since less was proven than asked for).
+//!
 //! The exit status is 0 only without violations; the work directory (config, journal, daemon
 //! log) is kept when there are violations, and its path printed.
 //!
@@ -45,6 +49,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -233,6 +239,8 @@ pub struct SoakReport {
     pub kills_asked: usize,
     /// The seed.
     pub seed: u64,
+    /// Whether SIGINT/SIGTERM ended the run before all carts were paid.
+    pub interrupted: bool,
 }
 
 /// What the daemon's log says that the journal cannot.
@@ -292,6 +300,8 @@ struct Soak {
     carts_done: usize,
     /// The cart being paid; timed kills fall due from their cart on.
     current_cart: usize,
+    /// Set by SIGINT/SIGTERM: finish the cart in hand, then check and report.
+    interrupted: Arc<AtomicBool>,
 }
 
 /// Runs the soak; `Ok(ExitCode::FAILURE)` when any violation was found.
@@ -321,7 +331,24 @@ pub async fn run(options: SoakOptions) -> Result<ExitCode> {
         }
     };
     let mut soak = Soak::new(options, emulator.base_url(), work).await?;
+    let interrupted = soak.interrupted.clone();
+    let listener = tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("soak: interrupted; finishing the cart in hand, then checking what was done");
+        interrupted.store(true, Ordering::SeqCst);
+    });
     let result = soak.run().await;
+    listener.abort();
     soak.stop_daemon().await;
     let report = match result {
         Ok(()) => soak.check().await,
@@ -337,8 +364,10 @@ pub async fn run(options: SoakOptions) -> Result<ExitCode> {
     } else {
         print!("{}", table(&report));
     }
-    if report.violations.is_empty() {
+    if report.violations.is_empty() && !report.interrupted {
         Ok(ExitCode::SUCCESS)
+    } else if report.violations.is_empty() {
+        Ok(ExitCode::FAILURE)
     } else {
         if let Some(temp) = temp {
             let kept = temp.keep();
@@ -419,6 +448,7 @@ impl Soak {
             last_progress: now,
             carts_done: 0,
             current_cart: 0,
+            interrupted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -449,7 +479,10 @@ impl Soak {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C in the terminal interrupts the soak, which then
+            // stops the daemon itself, instead of reaching the daemon as a stop nobody asked for.
+            .process_group(0);
         if let Some(n) = hook {
             command.env(CRASH_AFTER_JOURNAL_ENV, n.to_string());
         }
@@ -644,6 +677,9 @@ impl Soak {
     async fn run(&mut self) -> Result<()> {
         self.progress(true);
         for i in 0..self.options.payments {
+            if self.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
             let amount = cart_amount(&mut self.rng);
             self.pay(i, amount).await?;
             self.carts_done += 1;
@@ -654,7 +690,10 @@ impl Soak {
         // Kills the plan could not place before the carts ran out happen now, on an idle
         // kiosk, so that the run always makes the number asked for.
         self.current_cart = self.options.payments;
-        while self.kills_left() > 0 && self.violations.is_empty() {
+        while self.kills_left() > 0
+            && self.violations.is_empty()
+            && !self.interrupted.load(Ordering::SeqCst)
+        {
             if self.daemon.is_none() {
                 self.spawn(self.options.payments).await?;
             }
@@ -868,6 +907,7 @@ impl Soak {
             fault_rate: self.options.fault_rate,
             kills_asked: self.options.kills,
             seed: self.options.seed,
+            interrupted: self.interrupted.load(Ordering::SeqCst),
         }
     }
 }
@@ -1088,6 +1128,9 @@ pub fn table(r: &SoakReport) -> String {
     row("violations", r.violations.len().to_string());
     row("duration", format!("{:.1} s", r.duration_s));
     row("payments/s", format!("{:.2}", r.payments_per_s));
+    if r.interrupted {
+        out.push_str("INTERRUPTED: stopped before all carts were paid\n");
+    }
     for v in &r.violations {
         out.push_str(&format!("VIOLATION: {v}\n"));
     }
