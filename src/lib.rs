@@ -35,5 +35,6 @@ pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod secret;
+pub mod soak;
 pub mod state;
 pub mod systemd;

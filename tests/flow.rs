@@ -63,6 +63,15 @@ struct FakeState {
     reject_create: Option<(u16, &'static str)>,
     /// GET calls that fail with an unknown outcome.
     failing_gets: u32,
+    /// Cancel calls lost on the way: they fail with an unknown outcome and cancel nothing.
+    lost_cancels: u32,
+    /// GET calls answered 503 with this `Retry-After`.
+    busy_gets: Option<(u32, Duration)>,
+    /// `GET /v1/sessions?search=` finds nothing (a search index lagging behind), so only the
+    /// transaction list can find a payment.
+    search_blind: bool,
+    /// Every GET with the virtual time it was made at; `… 503` marks a busy answer.
+    timeline: Vec<(String, Instant)>,
     terminal_status: Option<TerminalStatus>,
     terminal_forbidden: bool,
     api_down: bool,
@@ -95,6 +104,9 @@ impl Fake {
     fn get(&self, what: &str) -> Result<(), ApiError> {
         self.with(|s| {
             s.calls.push(what.to_string());
+            let busy = s.busy_gets.as_ref().is_some_and(|(left, _)| *left > 0);
+            let mark = if busy { " 503" } else { "" };
+            s.timeline.push((format!("{what}{mark}"), Instant::now()));
             if s.api_down {
                 return Err(ApiError::Unreachable {
                     reason: "scripted: down".into(),
@@ -103,6 +115,15 @@ impl Fake {
             if s.failing_gets > 0 {
                 s.failing_gets -= 1;
                 return Err(unknown());
+            }
+            if let Some((left, retry_after)) = s.busy_gets.as_mut() {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(ApiError::Unknown {
+                        reason: "Dintero answered 503".into(),
+                        retry_after: Some(*retry_after),
+                    });
+                }
             }
             Ok(())
         })
@@ -311,6 +332,9 @@ impl Gateway for Fake {
 
     async fn search_sessions(&self, text: &str) -> Result<Vec<Session>, ApiError> {
         self.get(&format!("search {text}"))?;
+        if self.with(|s| s.search_blind) {
+            return Ok(vec![]);
+        }
         Ok(self.with(|s| {
             s.sessions
                 .iter()
@@ -352,6 +376,10 @@ impl Gateway for Fake {
     async fn cancel_session(&self, id: &str) -> Result<(), ApiError> {
         self.with(|s| {
             s.calls.push(format!("cancel {id}"));
+            if s.lost_cancels > 0 {
+                s.lost_cancels -= 1;
+                return Err(unknown());
+            }
             let fs =
                 s.sessions
                     .iter_mut()
@@ -1222,6 +1250,31 @@ async fn a_signed_code_is_paid_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cancel_lost_on_the_way_is_sent_again() {
+    // The terminal never picks up; the kiosk's first cancel is lost without reaching Dintero.
+    // Following the session forever would hang the kiosk with the session open: the cancel
+    // must go out again.
+    let fake = Fake::default();
+    fake.with(|s| {
+        s.plan_by_amount.insert(5055, Plan::Offline);
+        s.lost_cancels = 1;
+    });
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(5055).await;
+    assert_eq!(
+        report.outcome,
+        Final::Failed {
+            transaction_id: None,
+            kind: FailKind::TerminalOffline
+        }
+    );
+    assert_eq!(h.fake.count("cancel"), 2, "the lost cancel is sent again");
+    assert_eq!(h.fake.creates(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_signed_code_paid_before_the_flow_started_is_refused() {
     let paid = vec!["POS-OLD".to_string()];
     let mut h = start_with_paid(Fake::default(), tempdir(), config(), paid);
@@ -1233,6 +1286,33 @@ async fn a_signed_code_paid_before_the_flow_started_is_refused() {
     assert!(
         h.journal().is_empty(),
         "a refused code leaves no journal record"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_wait_for_retry_after_before_trying_again() {
+    let fake = Fake::default();
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let retry_after = Duration::from_secs(7);
+    h.fake.with(|s| s.busy_gets = Some((1, retry_after)));
+    let report = h.pay(39900).await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    let timeline = h.fake.with(|s| s.timeline.clone());
+    let busy = timeline
+        .iter()
+        .position(|(what, _)| what.ends_with(" 503"))
+        .expect("one read was answered 503");
+    let (_, answered_at) = &timeline[busy];
+    let (next, next_at) = &timeline[busy + 1];
+    assert!(
+        *next_at >= *answered_at + retry_after,
+        "{next} came {:?} after the 503 with Retry-After {retry_after:?}",
+        *next_at - *answered_at
     );
     h.stop().await;
 }
@@ -1266,5 +1346,82 @@ async fn a_lost_scanner_is_shown_while_idle_and_cleared_when_it_is_back() {
     );
     h.inputs.send(InputEvent::ScannerBack).await.unwrap();
     h.idle().await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_reads_a_captured_payment_it_already_knew_the_transaction_of() {
+    // The kiosk lost power after journaling the transaction, while the customer paid.
+    let dir = tempdir();
+    let fake = Fake::default();
+    let reference = "kiosk-1-20261124-000001";
+    {
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        journal.append(&intent(reference, 39900, 1)).unwrap();
+        let id = fake.insert(reference, 39900, Plan::Approve, Instant::now());
+        journal
+            .append(&Record::Session {
+                merchant_reference: reference.into(),
+                session_id: id.clone(),
+            })
+            .unwrap();
+        journal
+            .append(&Record::Transaction {
+                merchant_reference: reference.into(),
+                transaction_id: format!("{id}.tx"),
+            })
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut h = start(fake, dir, config());
+    let r = h.report().await;
+    assert!(
+        r.recovered && matches!(r.outcome, Final::Approved { .. }),
+        "{r:?}"
+    );
+    assert_eq!(h.fake.creates(), 0);
+    assert_eq!(h.fake.count("cancel"), 0);
+    assert_eq!(
+        h.fake.count("search"),
+        0,
+        "a known session is read, not searched for"
+    );
+    h.idle().await;
+    let p = &h.journal()[0];
+    assert_eq!(p.outcome, Some(Outcome::Approved));
+    assert_eq!(p.status.as_deref(), Some("CAPTURED"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_finds_a_lost_create_through_the_transaction_list() {
+    // Only the intent reached the journal before the power went; the create went through and
+    // the customer paid. The session search does not find it (its index lags), so the
+    // transaction list by merchant_reference and terminal must.
+    let dir = tempdir();
+    let fake = Fake::default();
+    let reference = "kiosk-1-20261124-000001";
+    {
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        journal.append(&intent(reference, 39900, 1)).unwrap();
+    }
+    fake.insert(reference, 39900, Plan::Approve, Instant::now());
+    fake.with(|s| s.search_blind = true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut h = start(fake, dir, config());
+    let r = h.report().await;
+    assert!(
+        r.recovered && matches!(r.outcome, Final::Approved { .. }),
+        "{r:?}"
+    );
+    assert!(h.fake.count("list_transactions") >= 1);
+    assert_eq!(h.fake.creates(), 0, "recovery never creates a session");
+    h.idle().await;
+    let p = &h.journal()[0];
+    assert_eq!(p.outcome, Some(Outcome::Approved));
+    assert!(
+        p.transaction_id.is_some(),
+        "the found transaction is journaled"
+    );
     h.stop().await;
 }

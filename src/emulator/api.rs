@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::error::ApiErr;
 use super::ledger::{NewSession, RefundReq, TxFilter};
 use super::server::Shared;
-use super::terminal::{scaled, REFUND_S};
+use super::terminal::{scaled, Outcome, REFUND_S};
 use super::{ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, PROFILE_ID};
 
 type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
@@ -280,10 +280,16 @@ fn parse_new_session(body: &Value) -> Result<NewSession, ApiErr> {
     })
 }
 
+/// Marks a create request hit by a `terminal_offline` fault: its terminal goes offline after
+/// pickup.
+#[derive(Clone, Copy, Debug)]
+pub struct TerminalOffline;
+
 /// `POST /v1/sessions-profile`: starts the payment on the terminal.
 async fn create_session(
     _caller: Caller,
     State(shared): State<Arc<Shared>>,
+    offline: Option<Extension<TerminalOffline>>,
     headers: HeaderMap,
     query: Params,
     body: Body,
@@ -297,7 +303,8 @@ async fn create_session(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
     let mut ledger = shared.ledger();
-    let id = ledger.create_session(new, Instant::now())?;
+    let forced = offline.map(|_| Outcome::OfflineMidPayment);
+    let id = ledger.create_session(new, forced, Instant::now())?;
     let mut answer = json!({ "id": id, "url": format!("http://{host}/v1/view/{id}") });
     if include_session {
         answer["session"] = ledger.session(&id).unwrap_or(Value::Null);

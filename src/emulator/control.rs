@@ -24,7 +24,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_emulator/terminals/{id}/outcome", post(outcome))
         .route("/_emulator/terminals/{id}/status", put(status))
         .route("/_emulator/reset", post(reset))
-        .route("/_emulator/faults", post(set_faults).delete(clear_faults))
+        .route(
+            "/_emulator/faults",
+            get(fault_report).post(set_faults).delete(clear_faults),
+        )
 }
 
 /// `GET /_emulator/ledger`.
@@ -105,6 +108,13 @@ async fn set_faults(State(shared): State<Arc<Shared>>, body: Body) -> Result<Jso
     shared.set_faults(Some(plan));
     tracing::info!(rules, "fault plan installed");
     Ok(Json(json!({ "rules": rules })))
+}
+
+/// `GET /_emulator/faults`: the plan in force with its hit counts per rule and its fired
+/// counts per kind (`null` without a plan). The ledger stays the books; this says what was
+/// done to the traffic.
+async fn fault_report(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(shared.fault_report())
 }
 
 /// `DELETE /_emulator/faults`.

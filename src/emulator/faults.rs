@@ -5,7 +5,19 @@
 //! know whether its `POST /v1/sessions-profile` started a payment, and must find out by
 //! `merchant_reference` instead of retrying. A plan is deterministic for its seed: the same
 //! sequence of requests meets the same faults.
+//!
+//! Three kinds are not about the answer to a request:
+//! - `terminal_offline` (route `POST /v1/sessions-profile` only): the session is created and
+//!   picked up, then the terminal drops off the network mid-payment. The transaction stays
+//!   `INITIATED` and the terminal busy until someone cancels the session.
+//! - `callback_twice` and `callback_late` (route `"callback"`): a session's `url.callback_url`
+//!   is called twice, or `delay_ms` late. Dintero promises *at least once*, never *exactly once*
+//!   or *on time*, and a receiver must cope with both.
+//!
+//! Every fault that fires is counted by kind; `GET /_emulator/faults` shows the counts, so a
+//! chaos run can say what it survived.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,7 +82,38 @@ pub enum FaultKind {
     Reset,
     /// Do the work, then close the connection without answering.
     DropResponse,
+    /// Create the session, then let its terminal go offline after pickup (route
+    /// `POST /v1/sessions-profile` only).
+    TerminalOffline,
+    /// Deliver a callback twice (route `"callback"`).
+    CallbackTwice,
+    /// Deliver a callback `delay_ms` late (route `"callback"`).
+    CallbackLate,
 }
+
+impl FaultKind {
+    /// The JSON spelling, also the key of the fired counts.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Status => "status",
+            FaultKind::Delay => "delay",
+            FaultKind::Reset => "reset",
+            FaultKind::DropResponse => "drop_response",
+            FaultKind::TerminalOffline => "terminal_offline",
+            FaultKind::CallbackTwice => "callback_twice",
+            FaultKind::CallbackLate => "callback_late",
+        }
+    }
+
+    fn is_callback(self) -> bool {
+        matches!(self, FaultKind::CallbackTwice | FaultKind::CallbackLate)
+    }
+}
+
+/// The `route` of rules about outgoing callbacks rather than incoming requests.
+pub const CALLBACK_ROUTE: &str = "callback";
+/// The only route a `terminal_offline` rule may name: the call that starts a payment.
+const CREATE_ROUTE: &str = "POST /v1/sessions-profile";
 
 /// Why a fault plan cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +173,29 @@ impl FaultPlan {
                 route: rule.route.clone(),
                 problem,
             };
+            if rule.kind.is_callback() != (rule.route == CALLBACK_ROUTE) {
+                return Err(invalid(format!(
+                    "callback_twice and callback_late rules, and only they, take the route \
+                     \"{CALLBACK_ROUTE}\""
+                )));
+            }
+            if rule.kind == FaultKind::TerminalOffline && rule.route != CREATE_ROUTE {
+                return Err(invalid(format!(
+                    "a terminal_offline rule takes the route \"{CREATE_ROUTE}\""
+                )));
+            }
+            if let Some(p) = rule.probability {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(invalid(format!("probability {p} is not within 0..=1")));
+                }
+            }
+            match rule.kind {
+                FaultKind::CallbackLate if rule.delay_ms.is_none() => {
+                    return Err(invalid("a callback_late fault needs \"delay_ms\"".into()));
+                }
+                FaultKind::CallbackTwice | FaultKind::CallbackLate => continue,
+                _ => {}
+            }
             let (method, path) = rule.route.split_once(' ').ok_or_else(|| {
                 invalid("route must be \"METHOD /path\", e.g. \"GET /v1/sessions/{id}\"".into())
             })?;
@@ -154,12 +220,11 @@ impl FaultPlan {
                         return Err(invalid("a delay fault needs \"delay_ms\"".into()));
                     }
                 }
-                FaultKind::Reset | FaultKind::DropResponse => {}
-            }
-            if let Some(p) = rule.probability {
-                if !(0.0..=1.0).contains(&p) {
-                    return Err(invalid(format!("probability {p} is not within 0..=1")));
-                }
+                FaultKind::Reset
+                | FaultKind::DropResponse
+                | FaultKind::TerminalOffline
+                | FaultKind::CallbackTwice
+                | FaultKind::CallbackLate => {}
             }
         }
         Ok(())
@@ -177,14 +242,26 @@ pub enum FaultAction {
     Reset,
     /// Do the work and close without answering.
     DropResponse,
+    /// Do the work; the new session's terminal goes offline after pickup.
+    TerminalOffline,
 }
 
-/// The active plan with its dice and per-rule hit counts.
+/// What happens to one outgoing callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackFault {
+    /// Deliver it twice.
+    Twice,
+    /// Deliver it this much later than due.
+    Late(Duration),
+}
+
+/// The active plan with its dice, per-rule hit counts and per-kind fired counts.
 #[derive(Debug)]
 pub struct FaultState {
     plan: FaultPlan,
     rng: fastrand::Rng,
     hits: Vec<u32>,
+    fired: BTreeMap<&'static str, u64>,
 }
 
 impl FaultState {
@@ -193,15 +270,15 @@ impl FaultState {
         FaultState {
             rng: fastrand::Rng::with_seed(plan.seed),
             hits: vec![0; plan.rules.len()],
+            fired: BTreeMap::new(),
             plan,
         }
     }
 
-    /// Decides the fate of a request. Only matching rules roll dice, so unrelated traffic does
-    /// not change which request a rule hits.
-    pub fn decide(&mut self, method: &str, path: &str) -> Option<FaultAction> {
+    /// The first rule matching `matches` that fires; counts the hit.
+    fn roll(&mut self, matches: impl Fn(&FaultRule) -> bool) -> Option<FaultRule> {
         for (i, rule) in self.plan.rules.iter().enumerate() {
-            if !route_matches(&rule.route, method, path) {
+            if !matches(rule) {
                 continue;
             }
             if rule.count.is_some_and(|c| self.hits[i] >= c) {
@@ -213,18 +290,50 @@ impl FaultState {
                 }
             }
             self.hits[i] += 1;
-            return Some(match rule.kind {
-                FaultKind::Status => {
-                    FaultAction::Status(rule.status.unwrap_or(503), rule.retry_after_s)
-                }
-                FaultKind::Delay => {
-                    FaultAction::Delay(Duration::from_millis(rule.delay_ms.unwrap_or(0)))
-                }
-                FaultKind::Reset => FaultAction::Reset,
-                FaultKind::DropResponse => FaultAction::DropResponse,
-            });
+            *self.fired.entry(rule.kind.name()).or_default() += 1;
+            return Some(rule.clone());
         }
         None
+    }
+
+    /// Decides the fate of a request. Only matching rules roll dice, so unrelated traffic does
+    /// not change which request a rule hits.
+    pub fn decide(&mut self, method: &str, path: &str) -> Option<FaultAction> {
+        let rule =
+            self.roll(|rule| !rule.kind.is_callback() && route_matches(&rule.route, method, path))?;
+        Some(match rule.kind {
+            FaultKind::Status => {
+                FaultAction::Status(rule.status.unwrap_or(503), rule.retry_after_s)
+            }
+            FaultKind::Delay => {
+                FaultAction::Delay(Duration::from_millis(rule.delay_ms.unwrap_or(0)))
+            }
+            FaultKind::Reset => FaultAction::Reset,
+            FaultKind::DropResponse => FaultAction::DropResponse,
+            FaultKind::TerminalOffline => FaultAction::TerminalOffline,
+            FaultKind::CallbackTwice | FaultKind::CallbackLate => return None,
+        })
+    }
+
+    /// Decides the fate of one callback about to be sent.
+    pub fn decide_callback(&mut self) -> Option<CallbackFault> {
+        let rule = self.roll(|rule| rule.kind.is_callback())?;
+        match rule.kind {
+            FaultKind::CallbackTwice => Some(CallbackFault::Twice),
+            _ => Some(CallbackFault::Late(Duration::from_millis(
+                rule.delay_ms.unwrap_or(0),
+            ))),
+        }
+    }
+
+    /// `GET /_emulator/faults`: the plan, and how often each rule and each kind fired.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seed": self.plan.seed,
+            "rules": self.plan.rules,
+            "hits": self.hits,
+            "fired": self.fired,
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::callback::CallbackJob;
 use super::error::ApiErr;
 use super::ids::IdGen;
 use super::terminal::{scaled, EntryMethod, Failure, Outcome, Step, OPERATION_S};
@@ -203,6 +204,8 @@ pub struct Ledger {
     seq: u64,
     operations: Vec<OperationRec>,
     idempotency: HashMap<String, usize>,
+    /// Callbacks due to be sent, taken by the courier ([`Ledger::take_callbacks`]).
+    outbox: Vec<CallbackJob>,
 }
 
 impl Ledger {
@@ -221,6 +224,7 @@ impl Ledger {
             seq: 0,
             operations: Vec::new(),
             idempotency: HashMap::new(),
+            outbox: Vec::new(),
         };
         ledger.reset();
         ledger
@@ -250,6 +254,44 @@ impl Ledger {
         self.queue.clear();
         self.operations.clear();
         self.idempotency.clear();
+        self.outbox.clear();
+    }
+
+    /// The callbacks that fell due since the last call, for the courier to send.
+    pub fn take_callbacks(&mut self) -> Vec<CallbackJob> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// When the next payment step falls due, so the courier can wake for its callback.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.queue.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Queues the callback of session `s` for an event at `at`, if the session has a
+    /// `callback_url`; an `error` (`authorization`, `cancelled`, `failed`) only goes out when
+    /// the URL asks for it with `report_error=true`.
+    fn queue_callback(&mut self, s: usize, at: Instant, error: Option<&'static str>) {
+        let session = &self.sessions[s];
+        let Some(url) = session.url.get("callback_url").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(job) = CallbackJob::new(
+            url,
+            &session.id,
+            session
+                .transaction
+                .map(|t| self.transactions[t].id.as_str()),
+            &session.merchant_reference,
+            error,
+            self.clock.rfc3339(at),
+        ) else {
+            return;
+        };
+        let job = match (job.wants_body(), session.transaction) {
+            (true, Some(t)) => job.with_body(self.tx_json(t)),
+            _ => job,
+        };
+        self.outbox.push(job);
     }
 
     /// Applies every payment step due at or before `now`, oldest first.
@@ -351,6 +393,7 @@ impl Ledger {
                     });
                 }
                 self.release(&terminal_id, &Busy::Session(session_id.clone()));
+                self.queue_callback(s, at, None);
                 tracing::info!(session = %session_id, "payment authorized");
             }
             Step::Capture => {
@@ -416,10 +459,17 @@ impl Ledger {
             Busy::Session(session.id.clone()),
         );
         self.release(&terminal_id, &busy);
+        self.queue_callback(s, at, Some(failure.callback_error()));
     }
 
-    /// Starts a payment: checks the terminal, then schedules its outcome. Returns the session id.
-    pub fn create_session(&mut self, new: NewSession, now: Instant) -> Result<String, ApiErr> {
+    /// Starts a payment: checks the terminal, then schedules its outcome (`forced` by a fault,
+    /// else the control API's next outcome, else the amount's). Returns the session id.
+    pub fn create_session(
+        &mut self,
+        new: NewSession,
+        forced: Option<Outcome>,
+        now: Instant,
+    ) -> Result<String, ApiErr> {
         let Some(terminal) = self.terminals.iter_mut().find(|t| t.id == new.terminal_id) else {
             return Err(ApiErr::bad_request(format!(
                 "order.store.terminal_id: terminal {} is not enrolled on account {ACCOUNT_ID}",
@@ -460,9 +510,8 @@ impl Ledger {
             }
             None => {}
         }
-        let outcome = terminal
-            .next_outcome
-            .take()
+        let outcome = forced
+            .or_else(|| terminal.next_outcome.take())
             .unwrap_or_else(|| Outcome::from_amount(new.amount));
         let id = self.ids.object(ACCOUNT_ID);
         terminal.busy = Some(Busy::Session(id.clone()));
@@ -518,6 +567,7 @@ impl Ledger {
                     Busy::Session(session.id.clone()),
                 );
                 self.release(&terminal_id, &busy);
+                self.queue_callback(s, now, Some("cancelled"));
             }
             Some(t) => match self.transactions[t].status {
                 TransactionStatus::Initiated => {
@@ -544,6 +594,7 @@ impl Ledger {
                         error: Some("cancelled"),
                     });
                     session.cancelled = Some((now, by.to_string()));
+                    self.queue_callback(s, now, Some("cancelled"));
                 }
                 ref other => {
                     return Err(ApiErr::bad_request(format!(

@@ -71,8 +71,14 @@
 //! `seitatech:outcomeReason`). A terminal runs one payment at a time: it is busy from session
 //! creation until the card step ends (authorized or failed) or the session is cancelled;
 //! meanwhile a new session for it gets `409 TERMINAL_BUSY`. An offline (`55`) session keeps its
-//! terminal busy until it is cancelled. `expires_at` is shown (1 h) but not enforced. Callbacks
-//! are not sent: a kiosk polls.
+//! terminal busy until it is cancelled. `expires_at` is shown (1 h) but not enforced.
+//!
+//! **Callbacks**: a session created with `url.callback_url` gets Dintero's callback (a `GET`
+//! with `transaction_id`, `session_id`, `merchant_reference`, `time`; `method=POST` in the URL
+//! sends the transaction as body; `report_error=true` adds failures and cancels with `error`),
+//! signed with `Dintero-Signature` when [`EmulatorConfig::signature_secret`] is set, delivered
+//! at least once (retried on `5xx` and connection errors, `4xx` is final). See the `callback`
+//! module. kioskpay itself polls and never asks for callbacks.
 //!
 //! **Cancel** (`POST /v1/sessions/{id}/cancel`): not yet picked up → cancelled, no transaction;
 //! `INITIATED` → the terminal stops, `FAILED`, session event `CANCELLED`; `AUTHORIZED` →
@@ -105,7 +111,9 @@
 //!                     "refunded_amount"}]}
 //! curl -s -X POST localhost:PORT/_emulator/terminals/T12345678-T0001/outcome -d '{"outcome":"decline"}'
 //!   # next payment on that terminal only: approve decline insufficient_funds customer_cancel
-//!   # no_card offline fail slow capture_lag chip_pin
+//!   # no_card offline fail slow capture_lag chip_pin offline_mid_payment
+//!   # (offline_mid_payment: picked up, then the terminal drops off the network; the
+//!   # transaction stays INITIATED and the terminal busy until the session is cancelled)
 //! curl -s -X PUT localhost:PORT/_emulator/terminals/T12345678-T0001/status -d '{"status":"INACTIVE"}'
 //!   # a non-ACTIVE terminal refuses new sessions with 400 naming it
 //! curl -s -X POST localhost:PORT/_emulator/reset
@@ -116,6 +124,8 @@
 //!   {"route":"GET /v1/transactions","kind":"delay","delay_ms":3000},
 //!   {"route":"POST /v1/accounts/{aid}/auth/token","kind":"reset","count":2}]}'
 //! curl -s -X DELETE localhost:PORT/_emulator/faults
+//! curl -s localhost:PORT/_emulator/faults
+//!   {"seed":1,"rules":[...],"hits":[3,0,...],"fired":{"drop_response":3,...}}   # or null
 //! ```
 //! Fault rules ([`FaultPlan`], also loadable from a file with [`FaultPlan::load`]): `route` is
 //! `"METHOD /path"` where a `{name}` segment matches any one segment (`"GET /v1/transactions"`
@@ -125,11 +135,17 @@
 //! session exists) and closes the connection without answering. `probability` (default 1) and
 //! `count` (default unlimited) limit a rule; `retry_after_s` adds a `Retry-After` header to a
 //! `status` fault; the first rule that fires wins; dice are seeded by
-//! `seed`. Faults never apply to `/_emulator/` routes.
+//! `seed`. Faults never apply to `/_emulator/` routes. Three more kinds act beyond the answer:
+//! `terminal_offline` (route `POST /v1/sessions-profile` only) creates the session and lets its
+//! terminal drop off the network after pickup; `callback_twice` and `callback_late` (with
+//! `delay_ms`; route `"callback"`) duplicate or hold back a callback. `GET /_emulator/faults`
+//! counts what fired, per rule (`hits`) and per kind (`fired`), so a chaos run can say what
+//! it survived; the ledger keeps its documented shape.
 //!
 //! Secrets: the client secret and tokens are never logged; only client ids are.
 
 mod api;
+mod callback;
 mod control;
 mod error;
 mod faults;
@@ -147,7 +163,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule};
+use crate::secret::Secret;
+
+pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule, CALLBACK_ROUTE};
 pub use terminal::Outcome;
 
 /// The seeded sandbox account.
@@ -176,6 +194,8 @@ pub struct EmulatorConfig {
     pub token_ttl: Duration,
     /// Faults active from the start (and again after `POST /_emulator/reset`).
     pub faults: Option<FaultPlan>,
+    /// The account's signature secret: when set, every callback carries `Dintero-Signature`.
+    pub signature_secret: Option<Secret>,
 }
 
 impl Default for EmulatorConfig {
@@ -184,6 +204,7 @@ impl Default for EmulatorConfig {
             time_scale: 1.0,
             token_ttl: Duration::from_secs(14400),
             faults: None,
+            signature_secret: None,
         }
     }
 }

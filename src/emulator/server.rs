@@ -30,10 +30,11 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::error::ApiErr;
-use super::faults::{FaultAction, FaultPlan, FaultState};
+use super::faults::{CallbackFault, FaultAction, FaultPlan, FaultState};
 use super::ids::IdGen;
 use super::ledger::{Clock, Ledger};
 use super::{api, control, EmulatorConfig};
+use crate::secret::Secret;
 
 /// A live access token. Only its expiry and owner are kept; the value is the map key and is
 /// never logged.
@@ -60,6 +61,10 @@ pub struct Shared {
     tokens: Mutex<Tokens>,
     faults: Mutex<Option<FaultState>>,
     configured_faults: Option<FaultPlan>,
+    /// Signs callbacks when set.
+    pub signature_secret: Option<Secret>,
+    /// Wakes the callback courier after a request that may have queued a callback.
+    pub courier_wake: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +93,8 @@ impl Shared {
             tokens: Mutex::new(Tokens::default()),
             faults: Mutex::new(config.faults.clone().map(FaultState::new)),
             configured_faults: config.faults,
+            signature_secret: config.signature_secret,
+            courier_wake: Notify::new(),
         })
     }
 
@@ -139,6 +146,18 @@ impl Shared {
     fn fault_for(&self, method: &str, path: &str) -> Option<FaultAction> {
         lock(&self.faults).as_mut()?.decide(method, path)
     }
+
+    /// The fate of one outgoing callback under the fault plan.
+    pub fn callback_fault(&self) -> Option<CallbackFault> {
+        lock(&self.faults).as_mut()?.decide_callback()
+    }
+
+    /// The installed fault plan and what it has fired so far (`null` without a plan).
+    pub fn fault_report(&self) -> serde_json::Value {
+        lock(&self.faults)
+            .as_ref()
+            .map_or(serde_json::Value::Null, FaultState::report)
+    }
 }
 
 /// The whole router: Dintero's routes, the control API, and Dintero-shaped 404 and 405.
@@ -170,6 +189,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let router = router(shared.clone());
     let mut connections = JoinSet::new();
+    let courier = tokio::spawn(super::callback::courier(shared.clone()));
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, time_scale = shared.time_scale, "Dintero emulator listening");
@@ -192,6 +212,7 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    courier.abort();
     connections.shutdown().await;
     tracing::info!("Dintero emulator stopped");
     Ok(())
@@ -278,6 +299,16 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, router: Router) {
     }
 }
 
+/// Wakes the courier when a request is done with, however it ends (a fault's connection
+/// close drops the handler future).
+struct WakeCourier<'a>(&'a Shared);
+
+impl Drop for WakeCourier<'_> {
+    fn drop(&mut self) {
+        self.0.courier_wake.notify_one();
+    }
+}
+
 /// One request: apply the fault plan (never to the control API), then the router.
 async fn handle(
     req: Request<Incoming>,
@@ -294,6 +325,8 @@ async fn handle(
         shared.fault_for(&method, &path)
     };
     let req = req.map(Body::new);
+    // Whatever the request did may have queued a callback or moved the next step's due time.
+    let _wake = WakeCourier(&shared);
     match fault {
         None => Ok(router.oneshot(req).await.into_response()),
         Some(FaultAction::Status(status, retry_after)) => {
@@ -318,6 +351,12 @@ async fn handle(
             tracing::info!(%method, %path, "fault: resetting the connection");
             kill.close(true);
             std::future::pending().await
+        }
+        Some(FaultAction::TerminalOffline) => {
+            tracing::info!(%method, %path, "fault: this payment's terminal goes offline after pickup");
+            let mut req = req;
+            req.extensions_mut().insert(api::TerminalOffline);
+            Ok(router.oneshot(req).await.into_response())
         }
         Some(FaultAction::DropResponse) => {
             tracing::info!(%method, %path, "fault: doing the work, then dropping the answer");

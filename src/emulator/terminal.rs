@@ -30,6 +30,10 @@ pub enum Outcome {
     CaptureLag,
     /// `59`: chip and PIN, approved after 8 s.
     ChipPin,
+    /// No amount asks for it (the control API or a `terminal_offline` fault does): the terminal
+    /// picks the session up and then drops off the network mid-payment. The transaction stays
+    /// `INITIATED` and the terminal busy until the session is cancelled.
+    OfflineMidPayment,
 }
 
 impl Outcome {
@@ -67,11 +71,12 @@ impl Outcome {
             Outcome::Slow => "slow",
             Outcome::CaptureLag => "capture_lag",
             Outcome::ChipPin => "chip_pin",
+            Outcome::OfflineMidPayment => "offline_mid_payment",
         }
     }
 
     /// Every outcome, for error messages that list the choices.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Approve,
         Outcome::Decline,
         Outcome::InsufficientFunds,
@@ -82,6 +87,7 @@ impl Outcome {
         Outcome::Slow,
         Outcome::CaptureLag,
         Outcome::ChipPin,
+        Outcome::OfflineMidPayment,
     ];
 
     /// The timed steps of this outcome, as delays from session creation at `time_scale`.
@@ -112,6 +118,7 @@ impl Outcome {
             Outcome::Slow => approved(45.0, EntryMethod::Contactless, 1.0),
             Outcome::CaptureLag => approved(2.0, EntryMethod::Contactless, 20.0),
             Outcome::ChipPin => approved(8.0, EntryMethod::Chip, 1.0),
+            Outcome::OfflineMidPayment => vec![(at(pickup), Step::Pickup)],
         }
     }
 }
@@ -212,6 +219,15 @@ impl Failure {
             Failure::CustomerCancel | Failure::ApiCancel => ("CANCELLED", "cancelled"),
             Failure::Timeout => ("CANCELLED", "timeout"),
             Failure::Technical => ("FAILED", "failed"),
+        }
+    }
+
+    /// The `error` query parameter of a callback with `report_error=true`.
+    pub fn callback_error(self) -> &'static str {
+        match self {
+            Failure::Declined | Failure::InsufficientFunds => "authorization",
+            Failure::CustomerCancel | Failure::ApiCancel | Failure::Timeout => "cancelled",
+            Failure::Technical => "failed",
         }
     }
 

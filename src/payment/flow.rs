@@ -776,7 +776,9 @@ impl<G: Gateway> Flow<G> {
     ) -> Driven {
         let created_at = Instant::now();
         let mut errors: u32 = 0;
-        let mut cancel_sent = false;
+        // When the cancel was last sent: a cancel whose answer was lost may never have reached
+        // Dintero, so it is sent again while the payment is still not over.
+        let mut cancel_sent: Option<Instant> = None;
         let mut first_miss: Option<Instant> = None;
         let mut session: Option<Session> = None;
         let mut next_step = Instant::now();
@@ -889,7 +891,7 @@ impl<G: Gateway> Flow<G> {
         &mut self,
         phase: &Phase,
         recovering: bool,
-        cancel_sent: &mut bool,
+        cancel_sent: &mut Option<Instant>,
         first_miss: &mut Option<Instant>,
         session: &mut Option<Session>,
     ) -> Result<Option<Event>, ApiError> {
@@ -921,7 +923,10 @@ impl<G: Gateway> Flow<G> {
                     }
                 }
             },
-            Phase::Cancelling { session_id, .. } if !*cancel_sent => {
+            Phase::Cancelling { session_id, .. }
+                if cancel_sent
+                    .is_none_or(|at| Instant::now() >= at + self.config.lookup_confirm_delay) =>
+            {
                 match self.gateway.cancel_session(session_id).await {
                     Ok(()) => info!(
                         session_id,
@@ -937,7 +942,7 @@ impl<G: Gateway> Flow<G> {
                     }
                     Err(e) => return Err(e),
                 }
-                *cancel_sent = true;
+                *cancel_sent = Some(Instant::now());
                 let progress = self.poll(session_id, None, session, phase).await?;
                 Ok(Some(Event::Polled(progress)))
             }
@@ -1142,7 +1147,12 @@ impl<G: Gateway> Flow<G> {
     async fn write(&self, record: Record) -> Result<(), JournalError> {
         let journal = self.journal.clone();
         match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    crash_hook();
+                }
+                result
+            }
             Err(e) => Err(JournalError::Io {
                 action: "append to",
                 path: Default::default(),
@@ -1177,6 +1187,36 @@ async fn settings_changed(settings: &mut Option<watch::Receiver<FlowConfig>>) ->
     match settings {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,
+    }
+}
+
+/// **Test hook, never set on a kiosk.** With `KIOSKPAY_CRASH_AFTER_JOURNAL=<n>` in its
+/// environment the process kills itself with `SIGKILL` right after its n-th successful journal
+/// append of this run, before the call that append announced: the moment a power cut hurts
+/// most. `kioskpay soak` uses it to put crashes exactly between "journal" and "effect", which a
+/// kill from outside only hits by luck. Unset (or not a number) it does nothing.
+pub const CRASH_AFTER_JOURNAL_ENV: &str = "KIOSKPAY_CRASH_AFTER_JOURNAL";
+
+fn crash_hook() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_JOURNAL_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    }) else {
+        return;
+    };
+    if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        error!("{CRASH_AFTER_JOURNAL_ENV}={at}: killing the process after this journal append (test hook)");
+        // SAFETY: kill(2) on our own pid takes no pointers; SIGKILL cannot be caught, so nothing
+        // after the append runs, exactly like a power cut.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
     }
 }
 

@@ -1,0 +1,78 @@
+//! `kioskpay soak` as CI runs it: the binary, a tiny run, its JSON report.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
+
+#[test]
+fn a_tiny_soak_kills_restarts_and_finds_no_violation() {
+    let out = Command::new(BIN)
+        .args([
+            "soak",
+            "--payments",
+            "20",
+            "--fault-rate",
+            "0.2",
+            "--kills",
+            "3",
+            "--seed",
+            "11",
+            "--json",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{stdout}\n{stderr}"));
+    assert_eq!(
+        report["violations"],
+        Value::Array(vec![]),
+        "{report:#}\n{stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(report["carts_done"], 20);
+    assert!(
+        report["payments_total"].as_u64().unwrap() >= 20,
+        "{report:#}"
+    );
+    let kills = report["kills_after_journal_write"].as_u64().unwrap()
+        + report["kills_random"].as_u64().unwrap();
+    assert_eq!(kills, 3, "{report:#}");
+    assert_eq!(
+        report["restarts"], 3,
+        "every kill is followed by a restart: {report:#}"
+    );
+    let faults: u64 = report["faults"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(faults > 0, "the emulator injected no fault: {report:#}");
+    assert!(
+        stderr.contains("soak: 20/20 carts"),
+        "progress lines on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn soak_arguments_are_checked_before_anything_runs() {
+    let out = Command::new(BIN)
+        .args(["soak", "--fault-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--fault-rate 1.5"), "{stderr}");
+
+    let help = Command::new(BIN).args(["soak", "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Example") && text.contains("--kills"),
+        "{text}"
+    );
+}
