@@ -459,8 +459,12 @@ impl Soak {
     /// Starts the next daemon, deciding whether it gets the crash-after-journal hook.
     async fn spawn(&mut self, next_cart: usize) -> Result<()> {
         let carts_left = self.options.payments.saturating_sub(next_cart);
+        // A payment appends about five records; the hook's append is drawn from those of the
+        // carts one kill's share of the run covers, so hook kills spread over the run instead
+        // of bunching right after each restart.
+        let share = (carts_left / self.kills_left().max(1)).max(1) as u64;
         let hook = (self.kills_left() > 0 && carts_left >= 4 && self.rng.bool())
-            .then(|| self.rng.u64(1..=12));
+            .then(|| self.rng.u64(1..=(5 * share).max(12)));
         self.generations += 1;
         let generation = self.generations;
         let mut command = tokio::process::Command::new(
