@@ -5,20 +5,25 @@
 //! terminal charge them.
 //!
 //! ```text
-//!  scanner / stdin ──Cart──▶ payment flow ──calls──▶ Dintero client ──HTTP──▶ Dintero (or emulator)
-//!   (input tasks)    mpsc    (one task: owns     (ureq on tokio's
-//!                             the payment,        blocking pool)
-//!                             writes the journal)
-//!                                │ watch: KioskState
-//!                                └──────────────▶ display task ──▶ PNG frames / terminal
+//!  scanner / stdin / GPIO ──Cart──▶ payment flow ──calls──▶ Dintero client ──HTTP──▶ Dintero
+//!   (input tasks)           mpsc    (one task: owns     (ureq on tokio's             (or emulator)
+//!                                    the payment,        blocking pool)
+//!                                    writes the journal)
+//!                                       │ watch: KioskState
+//!                                       ├──▶ display task ──▶ SPI panel / framebuffer / PNG / terminal
+//!                                       ├──▶ GPIO handshake outputs
+//!                                       └──▶ systemd notify/watchdog, metrics
 //! ```
 //!
 //! Data flows one way. Inputs only produce [`cart::Cart`]s; the [`payment`] flow is the only
-//! task that calls Dintero and the only writer of the [`journal`]; the [`display`] observes the
-//! published [`state::KioskState`] and never drives anything.
+//! task that calls Dintero and the only writer of the [`journal`]; the [`display`], the GPIO
+//! outputs and the [`metrics`] observe the published [`state::KioskState`] and never drive a
+//! payment. The scanner and the display report their own health so the flow can refuse carts
+//! it could neither take nor show.
 //!
-//! Where to start reading: [`payment::flow`] (what happens to a cart), [`dintero`] (the API
-//! contract in types), [`emulator`] (the simulated Dintero the demo and tests run against).
+//! Where to start reading: [`payment::flow`] (what happens to a cart), [`payment::state`] (the
+//! state machine), [`dintero`] (the API contract in types), [`emulator`] (the simulated Dintero
+//! the demo, the tests and the [`soak`] run against), [`daemon`] (how the tasks are wired).
 #![deny(missing_docs)]
 
 pub mod cart;

@@ -1,7 +1,7 @@
 //! `kioskpay soak`: a chaos run that proves the kiosk neither loses nor doubles a payment.
 //!
 //! # What it does
-//! 1. Starts the Dintero [emulator](crate::emulator) in-process on `127.0.0.1` with a small time
+//! 1. Starts the Dintero [emulator] in-process on `127.0.0.1` with a small time
 //!    scale and a seeded fault plan that hits **every Dintero route the kiosk calls** at rate
 //!    `--fault-rate`: `500` answers, `503` with `Retry-After: 1`, answers held beyond the
 //!    client's call timeout, connection resets, responses dropped after the work was done, and,
@@ -161,7 +161,7 @@ const OUTCOME_MIX: [(Option<u64>, u32); 10] = [
     (Some(59), 10), // chip and PIN
 ];
 
-/// The fault plan of a soak: every route gets every kind of [`MIX`], with probabilities
+/// The fault plan of a soak: every route gets every kind of `MIX`, with probabilities
 /// chained so that each kind fires on `rate × share` of the route's requests.
 pub fn fault_plan(rate: f64, seed: u64) -> FaultPlan {
     let mut rules = Vec::new();
