@@ -8,17 +8,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// The binary, through qemu when the tests run cross-built (see `support::kioskpay_bin`).
+fn bin() -> Command {
+    support::kioskpay_bin().expect("the kioskpay binary can be started here")
+}
+
 use kioskpay::input::codes::signed::sign_cart;
 use kioskpay::money::{Currency, Money};
 use kioskpay::secret::Secret;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
 /// A GLN whose check digit is right.
 const GLN: &str = "7080003824349";
 const KEY: &str = "pos-shared-key-for-tests-0123456789";
 
 fn decode(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .arg("decode")
         .args(args)
         .stdin(Stdio::piped())
@@ -188,10 +192,7 @@ fn a_bad_config_or_escape_is_a_usage_error() {
 
 #[test]
 fn help_explains_input_and_output_with_examples() {
-    let out = Command::new(BIN)
-        .args(["decode", "--help"])
-        .output()
-        .unwrap();
+    let out = bin().args(["decode", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for want in ["Examples:", "\\x1D", "--config", "{\"error\"", "exits 1"] {
