@@ -1425,3 +1425,27 @@ async fn recovery_finds_a_lost_create_through_the_transaction_list() {
     );
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_failed_health_check_does_not_turn_customers_away() {
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    // The next periodic check meets one lost answer; the check after it is fine.
+    h.fake.with(|s| s.failing_gets = 1);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(h.fake.with(|s| s.failing_gets), 0, "the periodic check ran");
+    assert!(
+        !h.seen_names().contains(&"unavailable"),
+        "{:?}",
+        h.seen_names()
+    );
+    assert!(matches!(h.pay(1000).await.outcome, Final::Approved { .. }));
+    // Down for real: two failures in a row make card payment unavailable.
+    h.idle().await;
+    h.fake.with(|s| s.api_down = true);
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::ApiUnreachable,
+    };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    h.stop().await;
+}

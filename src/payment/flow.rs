@@ -1094,7 +1094,32 @@ impl<G: Gateway> Flow<G> {
     /// The health gate: a valid token, and the terminal `ACTIVE`.
     async fn check_health(&mut self) {
         let before = self.health.clone();
-        self.health = match self.gateway.ensure_token().await {
+        let mut health = self.read_health().await;
+        if before == Health::Ready
+            && health == Health::Unavailable(UnavailableReason::ApiUnreachable)
+        {
+            // One lost answer must not turn a customer away: ask once more before believing it.
+            debug!("health check failed once; asking again before refusing carts");
+            tokio::time::sleep(HEALTH_RECHECK).await;
+            health = self.read_health().await;
+        }
+        self.health = health;
+        if self.health != before {
+            match &self.health {
+                Health::Ready => info!("card payment available"),
+                Health::Unavailable(reason) => warn!(?reason, "card payment unavailable"),
+            }
+        }
+        let period = match self.health {
+            Health::Ready => self.config.health_interval,
+            Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
+        };
+        self.next_health = Instant::now() + period;
+    }
+
+    /// One reading of the health gate: a valid token, and the terminal's status.
+    async fn read_health(&mut self) -> Health {
+        match self.gateway.ensure_token().await {
             Err(e) => unavailable_for(&e),
             Ok(()) => match self.gateway.terminal(self.config.terminal_id()).await {
                 Ok(t) if t.status == TerminalStatus::Active => Health::Ready,
@@ -1116,18 +1141,7 @@ impl<G: Gateway> Flow<G> {
                 }
                 Err(e) => unavailable_for(&e),
             },
-        };
-        if self.health != before {
-            match &self.health {
-                Health::Ready => info!("card payment available"),
-                Health::Unavailable(reason) => warn!(?reason, "card payment unavailable"),
-            }
         }
-        let period = match self.health {
-            Health::Ready => self.config.health_interval,
-            Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
-        };
-        self.next_health = Instant::now() + period;
     }
 
     fn note_api_error(&mut self, e: &ApiError) {
@@ -1219,6 +1233,9 @@ fn crash_hook() {
         std::process::abort();
     }
 }
+
+/// How long the health gate waits before asking again after one failed check.
+const HEALTH_RECHECK: Duration = Duration::from_millis(250);
 
 fn unavailable_for(e: &ApiError) -> Health {
     Health::Unavailable(match e {
