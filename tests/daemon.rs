@@ -3,100 +3,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kioskpay::cart::CartSource;
-use kioskpay::config::Config;
-use kioskpay::daemon::{InputWiring, Kiosk};
-use kioskpay::dintero::client::{Client, ClientConfig};
-use kioskpay::dintero::{
-    ApiError, Gateway, Order, OrderItem, SessionProfileRequest, SessionUrl, Store,
-};
-use kioskpay::input::ScanConfig;
+use kioskpay::dintero::{ApiError, Gateway};
 use kioskpay::journal::Outcome;
-use kioskpay::payment::flow::{Command, PaymentReport};
+use kioskpay::payment::flow::Command;
 use kioskpay::payment::Final;
 use kioskpay::state::{CancelledBy, DeclineKind, FailKind, KioskState, UnavailableReason};
+use support::kiosk::{boot, client, request, start};
 use tokio::io::AsyncWriteExt;
-
-struct Running {
-    kiosk: Kiosk,
-    scanner: tokio::io::DuplexStream,
-    base: String,
-    dir: tempfile::TempDir,
-    emulator: kioskpay::emulator::EmulatorHandle,
-}
-
-async fn start(time_scale: f64, extra: &str) -> Running {
-    let emulator = support::emulator(time_scale).await;
-    let dir = tempfile::tempdir().unwrap();
-    boot(emulator, dir, "formats = [\"plain\", \"gs1\"]", extra)
-}
-
-/// Starts a kiosk in `dir` (a journal there is recovered) with `input` as its `[input]` keys.
-fn boot(
-    emulator: kioskpay::emulator::EmulatorHandle,
-    dir: tempfile::TempDir,
-    input: &str,
-    extra: &str,
-) -> Running {
-    let base = emulator.base_url();
-    let extra = format!("[input]\n{input}\n[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n{extra}");
-    let config = Config::load(&support::write_config(dir.path(), &base, &extra)).unwrap();
-    let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
-    let kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External).unwrap();
-    let (scanner, scanner_rx) = tokio::io::duplex(256);
-    let tx = kiosk.inputs.clone();
-    let scan = ScanConfig::from_config(&config.input, config.currency());
-    tokio::spawn(async move {
-        kioskpay::input::read_carts(scanner_rx, &scan, CartSource::Serial, &tx).await
-    });
-    Running {
-        kiosk,
-        scanner,
-        base,
-        dir,
-        emulator,
-    }
-}
-
-impl Running {
-    async fn idle(&mut self) {
-        let mut states = self.kiosk.state.clone();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            states
-                .wait_for(|s| *s == KioskState::Idle)
-                .await
-                .map(|_| ())
-        })
-        .await
-        .unwrap_or_else(|_| panic!("not idle: {:?}", *self.kiosk.state.borrow()))
-        .unwrap();
-    }
-
-    async fn scan(&mut self, line: &str) -> PaymentReport {
-        self.scanner
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(120), self.kiosk.reports.recv())
-            .await
-            .expect("an outcome within 120 s")
-            .expect("kiosk running")
-    }
-
-    async fn stop(self) {
-        self.kiosk.stop().await.unwrap();
-        self.emulator.shutdown().await;
-    }
-
-    /// Stops the kiosk only; the emulator and the state directory stay for a restart.
-    async fn halt(self) -> (kioskpay::emulator::EmulatorHandle, tempfile::TempDir) {
-        self.kiosk.stop().await.unwrap();
-        (self.emulator, self.dir)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gs1_payment_slip_is_paid_with_its_reference_as_merchant_reference_2() {
@@ -425,71 +340,32 @@ async fn a_lost_create_response_is_found_not_charged_twice() {
     k.stop().await;
 }
 
-fn client(base: &str, secret: &str) -> Client {
-    Client::new(ClientConfig {
-        checkout_url: base.into(),
-        api_url: base.into(),
-        account_id: "T12345678".into(),
-        client_id: "kiosk-demo".into(),
-        client_secret: kioskpay::secret::Secret::new(secret),
-        connect_timeout: Duration::from_secs(2),
-        call_timeout: Duration::from_secs(5),
-    })
-}
-
-fn request(
-    amount: u64,
-    items_amount: u64,
-    terminal: Option<&str>,
-    profile: &str,
-) -> SessionProfileRequest {
-    SessionProfileRequest {
-        profile_id: profile.into(),
-        url: SessionUrl {
-            return_url: "https://example.com/r".into(),
-            callback_url: None,
-        },
-        order: Order {
-            amount,
-            currency: "NOK".into(),
-            merchant_reference: "test-ref-1".into(),
-            merchant_reference_2: None,
-            vat_amount: None,
-            items: vec![OrderItem {
-                id: "cart".into(),
-                line_id: "1".into(),
-                description: None,
-                quantity: 1,
-                amount: items_amount,
-                vat_amount: None,
-                vat: None,
-            }],
-            store: Some(Store {
-                id: "oslo-center".into(),
-                terminal_id: terminal.map(str::to_string),
-                payout_destination_id: Some("seller-1".into()),
-            }),
-        },
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_validation_errors_name_the_field() {
     let emulator = support::emulator(0.01).await;
     let c = client(&emulator.base_url(), "demo-secret");
     let profile = "T12345678.kiosk-in-person";
     let cases = [
-        (request(1000, 1000, None, profile), "terminal_id"),
         (
-            request(1000, 999, Some("T12345678-T0001"), profile),
+            request("test-ref-1", 1000, 1000, None, profile),
+            "terminal_id",
+        ),
+        (
+            request("test-ref-1", 1000, 999, Some("T12345678-T0001"), profile),
             "amount",
         ),
         (
-            request(1000, 1000, Some("T12345678-T0099"), profile),
+            request("test-ref-1", 1000, 1000, Some("T12345678-T0099"), profile),
             "T12345678-T0099",
         ),
         (
-            request(1000, 1000, Some("T12345678-T0001"), "T12345678.nope"),
+            request(
+                "test-ref-1",
+                1000,
+                1000,
+                Some("T12345678-T0001"),
+                "T12345678.nope",
+            ),
             "profile_id",
         ),
     ];

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use kioskpay::emulator::{self, EmulatorConfig, EmulatorHandle};
 
+pub mod kiosk;
+
 /// An emulator on 127.0.0.1 with a fast clock.
 pub async fn emulator(time_scale: f64) -> EmulatorHandle {
     emulator::spawn(EmulatorConfig {

@@ -1,0 +1,408 @@
+//! Recovery at start-up, one test per branch, through the whole kiosk (flow, journal, real HTTP
+//! client) against the emulator on loopback.
+//!
+//! Each test leaves a state directory exactly as a kiosk that lost power at that point would
+//! have left it, starts a kiosk on it and checks three things against each other: the report
+//! the flow gives, the journal it leaves (`kioskpay journal` reads the same file) and the
+//! emulator's ledger, which is the ground truth. Where the kiosk itself can get there, it does:
+//! it is stopped mid-payment and started again on the same directory (the journal is written
+//! before every effect, so a stop and a power cut at the same moment leave the same journal).
+//! Where only a power cut gets there (between the intent and the answer to the create call), the
+//! journal is written with the same `Journal::append` the daemon uses.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use kioskpay::dintero::Gateway;
+use kioskpay::journal::{Journal, Outcome, PaymentRecord, Record};
+use kioskpay::payment::flow::PaymentReport;
+use kioskpay::payment::Final;
+use kioskpay::state::{CancelledBy, DeclineKind, KioskState};
+use serde_json::{json, Value};
+use support::kiosk::{boot, client, request, start, Running};
+use tokio::io::AsyncWriteExt;
+
+const TERMINAL: &str = "T12345678-T0001";
+const PROFILE: &str = "T12345678.kiosk-in-person";
+/// The merchant reference of the journals written by hand (sequence 1 on 2026-11-24).
+const REFERENCE: &str = "kiosk-1-20261124-000001";
+
+/// The intent a kiosk writes before its create call, as the first record of a journal.
+fn journal_intent(dir: &Path, amount: u64) {
+    let (mut journal, _) = Journal::open(&dir.join("state")).unwrap();
+    journal
+        .append(&Record::Intent {
+            merchant_reference: REFERENCE.into(),
+            amount,
+            currency: "NOK".into(),
+            cart_reference: None,
+            terminal_id: TERMINAL.into(),
+            sequence: 1,
+            at: "2026-11-24T08:00:00Z".into(),
+        })
+        .unwrap();
+}
+
+/// Does what the lost create call did at Dintero: starts the payment on the terminal.
+async fn created_at_dintero(base: &str, amount: u64) -> String {
+    client(base, "demo-secret")
+        .create_session(&request(REFERENCE, amount, amount, Some(TERMINAL), PROFILE))
+        .await
+        .expect("the emulator creates the session")
+        .id
+}
+
+/// Starts a kiosk on `dir`'s journal and waits for the one payment it recovers.
+async fn recover(
+    emulator: kioskpay::emulator::EmulatorHandle,
+    dir: tempfile::TempDir,
+    reference: &str,
+) -> (Running, PaymentReport) {
+    let mut k = boot(emulator, dir, "formats = [\"plain\"]", "");
+    let report = tokio::time::timeout(Duration::from_secs(60), k.kiosk.reports.recv())
+        .await
+        .expect("recovery reports within 60 s")
+        .expect("kiosk running");
+    assert!(report.recovered, "{report:?}");
+    assert_eq!(report.merchant_reference, reference);
+    (k, report)
+}
+
+/// The ledger's only transaction of `reference`, once `done` says it is where the test wants it.
+async fn ledger_transaction(base: &str, reference: &str, done: impl Fn(&str) -> bool) -> Value {
+    for _ in 0..600 {
+        let ledger = support::ledger(base).await;
+        if let [tx] = support::transactions_for(&ledger, reference)[..] {
+            if done(tx["status"].as_str().unwrap_or_default()) {
+                return tx.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the ledger never showed the transaction of {reference} as wanted: {}",
+        support::ledger(base).await
+    );
+}
+
+/// Scans a cart and stops the kiosk as soon as its journal shows `reached` for the payment;
+/// returns the emulator, the state directory, the emulator's URL and the merchant reference.
+async fn stopped_mid_payment(
+    time_scale: f64,
+    line: &str,
+    reached: impl Fn(&PaymentRecord) -> bool,
+) -> (
+    kioskpay::emulator::EmulatorHandle,
+    tempfile::TempDir,
+    String,
+    String,
+) {
+    let mut k = start(time_scale, "").await;
+    k.idle().await;
+    k.scanner
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let state = k.dir.path().join("state");
+    let mut polls = 0;
+    while !kioskpay::journal::read_only(&state)
+        .unwrap()
+        .payments
+        .first()
+        .is_some_and(&reached)
+    {
+        polls += 1;
+        assert!(
+            polls < 3000,
+            "the journal never got there: {:?}",
+            kioskpay::journal::read_only(&state)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let base = k.base.clone();
+    let (emulator, dir) = k.halt().await;
+    let journal = kioskpay::journal::read_only(&dir.path().join("state")).unwrap();
+    assert_eq!(journal.payments.len(), 1);
+    assert_eq!(
+        journal.payments[0].outcome, None,
+        "stopped before the outcome"
+    );
+    let reference = journal.payments[0].merchant_reference.clone();
+    (emulator, dir, base, reference)
+}
+
+/// The journal after recovery: one payment, final with `outcome`, matching the ledger's
+/// transaction id when there is one.
+fn assert_journal(dir: &Path, reference: &str, outcome: Outcome, transaction_id: Option<&str>) {
+    let journal = kioskpay::journal::read_only(&dir.join("state")).unwrap();
+    assert!(journal.problems.is_empty(), "{:?}", journal.problems);
+    let payment = journal
+        .payments
+        .iter()
+        .find(|p| p.merchant_reference == reference)
+        .expect("the recovered payment is in the journal");
+    assert_eq!(payment.outcome, Some(outcome), "{payment:?}");
+    assert_eq!(payment.transaction_id.as_deref(), transaction_id);
+}
+
+/// After recovery the kiosk takes carts again, continuing the journal's sequence.
+async fn takes_the_next_cart(k: &mut Running) {
+    k.idle().await;
+    let next = k.scan("10.00").await;
+    assert!(!next.recovered);
+    assert!(
+        next.merchant_reference.ends_with("-000002"),
+        "{}",
+        next.merchant_reference
+    );
+    assert!(matches!(next.outcome, Final::Approved { .. }), "{next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_yet_and_none_at_dintero_ends_not_created_without_creating_one() {
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    // The power went after the intent and before the create call reached Dintero.
+    journal_intent(dir.path(), 39900);
+    let (mut k, report) = recover(emulator, dir, REFERENCE).await;
+    assert!(
+        matches!(report.outcome, Final::NotCreated { .. }),
+        "{report:?}"
+    );
+    let ledger = support::ledger(&base).await;
+    assert!(
+        support::sessions_for(&ledger, REFERENCE).is_empty(),
+        "recovery never creates a session: {ledger}"
+    );
+    assert_journal(k.dir.path(), REFERENCE, Outcome::NotCreated, None);
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_response_is_found_by_reference_and_followed_to_captured() {
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    // The create call went through, and the power went before its answer reached the journal.
+    journal_intent(dir.path(), 39900);
+    created_at_dintero(&base, 39900).await;
+    let (mut k, report) = recover(emulator, dir, REFERENCE).await;
+    let Final::Approved {
+        transaction_id,
+        status,
+        ..
+    } = &report.outcome
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(status.as_str(), "CAPTURED");
+    let ledger = support::ledger(&base).await;
+    assert_eq!(
+        support::sessions_for(&ledger, REFERENCE).len(),
+        1,
+        "not created again"
+    );
+    let txs = support::transactions_for(&ledger, REFERENCE);
+    assert_eq!(
+        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
+        (Some(transaction_id.as_str()), Some("CAPTURED"))
+    );
+    assert_journal(
+        k.dir.path(),
+        REFERENCE,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_a_transaction_is_cancelled_so_it_cannot_start_late() {
+    // Amount ending in 55: the terminal never picks the session up.
+    let (emulator, dir, base, reference) =
+        stopped_mid_payment(0.01, "20.55", |p| p.session_id.is_some()).await;
+    let (mut k, report) = recover(emulator, dir, &reference).await;
+    assert_eq!(
+        report.outcome,
+        Final::Cancelled {
+            transaction_id: None,
+            by: CancelledBy::Kiosk
+        }
+    );
+    let ledger = support::ledger(&base).await;
+    let sessions = support::sessions_for(&ledger, &reference);
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions[0]["cancelled_at"].is_string(), "{ledger}");
+    assert!(support::transactions_for(&ledger, &reference).is_empty());
+    assert_journal(k.dir.path(), &reference, Outcome::Cancelled, None);
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorized_transaction_is_followed_until_captured_and_never_cancelled() {
+    // Amount ending in 58: AUTHORIZED for 20 s before the capture, 4 s at this time scale.
+    let (emulator, dir, base, reference) =
+        stopped_mid_payment(0.2, "399.58", |p| p.state == "processing").await;
+    let tx = ledger_transaction(&base, &reference, |s| s != "INITIATED").await;
+    assert_eq!(
+        tx["status"], "AUTHORIZED",
+        "still authorized when the kiosk starts again"
+    );
+    let (mut k, report) = recover(emulator, dir, &reference).await;
+    let Final::Approved {
+        transaction_id,
+        status,
+        ..
+    } = &report.outcome
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(
+        (transaction_id.as_str(), status.as_str()),
+        (tx["id"].as_str().unwrap(), "CAPTURED")
+    );
+    let ledger = support::ledger(&base).await;
+    assert!(
+        support::sessions_for(&ledger, &reference)[0]["cancelled_at"].is_null(),
+        "a payment the terminal took is followed, never voided: {ledger}"
+    );
+    assert_eq!(
+        support::transactions_for(&ledger, &reference)[0]["status"],
+        "CAPTURED"
+    );
+    assert_journal(
+        k.dir.path(),
+        &reference,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_captured_while_the_kiosk_was_off_is_recorded_approved() {
+    let (emulator, dir, base, reference) =
+        stopped_mid_payment(0.2, "399.58", |p| p.state == "processing").await;
+    // The kiosk stays off until the capture.
+    let tx = ledger_transaction(&base, &reference, |s| s == "CAPTURED").await;
+    let (mut k, report) = recover(emulator, dir, &reference).await;
+    let Final::Approved { transaction_id, .. } = &report.outcome else {
+        panic!("{report:?}");
+    };
+    assert_eq!(Some(transaction_id.as_str()), tx["id"].as_str());
+    let ledger = support::ledger(&base).await;
+    assert_eq!(support::sessions_for(&ledger, &reference).len(), 1);
+    assert_journal(
+        k.dir.path(),
+        &reference,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_declined_while_the_kiosk_was_off_is_recorded_declined() {
+    // Amount ending in 51: the issuer declines 3 s after pickup, 0.6 s at this time scale.
+    let (emulator, dir, base, reference) =
+        stopped_mid_payment(0.2, "149.51", |p| p.transaction_id.is_some()).await;
+    let tx = ledger_transaction(&base, &reference, |s| s == "FAILED").await;
+    let (mut k, report) = recover(emulator, dir, &reference).await;
+    assert_eq!(
+        report.outcome,
+        Final::Declined {
+            transaction_id: tx["id"].as_str().unwrap().into(),
+            kind: DeclineKind::Declined
+        }
+    );
+    assert_journal(
+        k.dir.path(),
+        &reference,
+        Outcome::Declined,
+        tx["id"].as_str(),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_api_down_at_boot_the_kiosk_shows_checking_takes_no_cart_and_resolves_later() {
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    journal_intent(dir.path(), 39900);
+    created_at_dintero(&base, 39900).await;
+    // Every route the kiosk calls answers 503 until the faults are cleared.
+    let rules: Vec<Value> = [
+        "POST /v1/accounts/{aid}/auth/token",
+        "GET /v1/accounts/{aid}/terminals/{id}",
+        "GET /v1/sessions",
+        "GET /v1/sessions/{id}",
+        "POST /v1/sessions/{id}/cancel",
+        "POST /v1/sessions-profile",
+        "GET /v1/transactions",
+        "GET /v1/transactions/{id}",
+    ]
+    .iter()
+    .map(|route| json!({"route": route, "kind": "status", "status": 503}))
+    .collect();
+    let faults = format!("{base}/_emulator/faults");
+    support::request("POST", &faults, Some(json!({"seed": 1, "rules": rules}))).await;
+
+    let mut k = boot(emulator, dir, "formats = [\"plain\"]", "");
+    let checking = KioskState::Checking {
+        reference: REFERENCE.into(),
+    };
+    let mut states = k.kiosk.state.clone();
+    tokio::time::timeout(Duration::from_secs(30), states.wait_for(|s| *s == checking))
+        .await
+        .expect("the checking screen with the reference")
+        .unwrap();
+    // A customer scans while the old payment is unresolved: refused, nothing created.
+    k.scanner.write_all(b"10.00\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        k.kiosk.reports.try_recv().is_err(),
+        "nothing resolves while the API is down"
+    );
+    assert_ne!(
+        *k.kiosk.state.borrow(),
+        KioskState::Idle,
+        "no cart is taken before recovery"
+    );
+
+    support::request("DELETE", &faults, None).await;
+    let report = tokio::time::timeout(Duration::from_secs(60), k.kiosk.reports.recv())
+        .await
+        .expect("recovered once the API answers")
+        .unwrap();
+    assert!(
+        report.recovered && report.merchant_reference == REFERENCE,
+        "{report:?}"
+    );
+    let Final::Approved { transaction_id, .. } = &report.outcome else {
+        panic!("{report:?}");
+    };
+    let ledger = support::ledger(&base).await;
+    assert_eq!(
+        ledger["sessions"].as_array().unwrap().len(),
+        1,
+        "the cart scanned during recovery created nothing: {ledger}"
+    );
+    assert_journal(
+        k.dir.path(),
+        REFERENCE,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
