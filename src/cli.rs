@@ -572,23 +572,54 @@ fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
             println!("{}", crate::journal::summary_json(p));
         }
     } else {
-        println!(
-            "{:<28} {:>12} {:<4} {:<17} {:<32} transaction",
-            "merchant_reference", "amount", "cur", "state", "session"
-        );
-        for p in &replay.payments {
-            println!(
-                "{:<28} {:>12} {:<4} {:<17} {:<32} {}",
-                p.merchant_reference,
-                p.amount,
-                p.currency,
-                p.state,
-                p.session_id.as_deref().unwrap_or("-"),
-                p.transaction_id.as_deref().unwrap_or("-")
-            );
-        }
+        print!("{}", journal_table(&replay.payments));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kioskpay journal` for a technician: amounts in major units (the journal keeps minor units),
+/// when each payment started, and a last line that says how many are still unresolved.
+fn journal_table(payments: &[crate::journal::PaymentRecord]) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<28} {:<20} {:>12} {:<4} {:<17} {:<32} transaction\n",
+        "merchant_reference", "started (UTC)", "amount", "cur", "state", "session"
+    );
+    for p in payments {
+        // A payment whose intent was lost has no currency: its amount cannot be scaled.
+        let amount = crate::money::Currency::from_code(&p.currency)
+            .map(|c| crate::money::Money::new(p.amount, c).plain())
+            .unwrap_or_else(|| "?".into());
+        // RFC 3339 to the second: "2026-11-24T08:00:00.123Z" → "2026-11-24 08:00:00".
+        let started = p.started_at.get(..19).unwrap_or("-").replace('T', " ");
+        let state = if p.outcome.is_some() {
+            p.state.clone()
+        } else {
+            format!("UNRESOLVED:{}", p.state)
+        };
+        let _ = writeln!(
+            out,
+            "{:<28} {:<20} {:>12} {:<4} {:<17} {:<32} {}",
+            p.merchant_reference,
+            started,
+            amount,
+            p.currency,
+            state,
+            p.session_id.as_deref().unwrap_or("-"),
+            p.transaction_id.as_deref().unwrap_or("-")
+        );
+    }
+    let unresolved = payments.iter().filter(|p| p.outcome.is_none()).count();
+    let plural = if payments.len() == 1 { "" } else { "s" };
+    let _ = write!(out, "{} payment{plural}", payments.len());
+    if unresolved > 0 {
+        let _ = write!(
+            out,
+            ", {unresolved} unresolved: the daemon resolves them with Dintero before it takes a cart"
+        );
+    }
+    out.push('\n');
+    out
 }
 
 /// What `kioskpay decode` prints for a code the kiosk would charge, fields in this order.
@@ -703,5 +734,53 @@ mod tests {
         for bad in [r"\x1", r"\xZZ", r"\n", "\\"] {
             assert!(unescape(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn payment(reference: &str, amount: u64, currency: &str) -> crate::journal::PaymentRecord {
+        crate::journal::PaymentRecord {
+            merchant_reference: reference.into(),
+            amount,
+            currency: currency.into(),
+            cart_reference: None,
+            terminal_id: "T12345678-T0001".into(),
+            session_id: None,
+            transaction_id: None,
+            state: "awaiting_pickup".into(),
+            outcome: None,
+            status: None,
+            started_at: "2026-11-24T08:00:00.123456Z".into(),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn the_journal_table_shows_major_units_and_counts_what_is_unresolved() {
+        let mut done = payment("kiosk-1-20261124-000001", 39900, "NOK");
+        done.outcome = Some(crate::journal::Outcome::Approved);
+        done.state = "approved".into();
+        let pending = payment("kiosk-1-20261124-000002", 5, "NOK");
+        // A payment whose intent line was damaged: amount and currency are unknown.
+        let mut lost = payment("kiosk-1-20261124-000003", 0, "");
+        lost.started_at.clear();
+        let table = journal_table(&[done, pending, lost]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 5, "{table}");
+        assert!(
+            rows[1].contains("2026-11-24 08:00:00") && rows[1].contains(" 399.00 NOK  approved "),
+            "{table}"
+        );
+        assert!(
+            rows[2].contains(" 0.05 NOK  UNRESOLVED:awaiting_pickup "),
+            "{table}"
+        );
+        assert!(
+            rows[3].contains(" - ") && rows[3].contains(" ?      UNRESOLVED:"),
+            "{table}"
+        );
+        assert_eq!(
+            rows[4],
+            "3 payments, 2 unresolved: the daemon resolves them with Dintero before it takes a cart"
+        );
+        assert_eq!(journal_table(&[]).lines().last(), Some("0 payments"));
     }
 }

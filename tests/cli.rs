@@ -179,6 +179,15 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
     assert_eq!(lines[0]["state"], "approved");
     assert_eq!(lines[0]["amount"], 39900);
     assert_eq!(lines[0]["currency"], "NOK");
+    // The table for a technician: major units, and no payment left unresolved.
+    let table = kioskpay(&["journal", "--config", path.to_str().unwrap()]).unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains(" 399.00 NOK  approved "),
+        "amount in major units: {table}"
+    );
+    assert_eq!(table.lines().last(), Some("1 payment"), "{table}");
     let ledger = support::ledger(&emulator.base_url()).await;
     assert_eq!(lines[0]["transaction_id"], ledger["transactions"][0]["id"]);
     assert_eq!(ledger["transactions"][0]["status"], "CAPTURED");
