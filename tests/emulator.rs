@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use kioskpay::dintero::{Session, Transaction, TransactionStatus};
-use kioskpay::emulator::{spawn, EmulatorConfig, EmulatorHandle};
+use kioskpay::emulator::{spawn, EmulatorConfig, EmulatorHandle, FaultPlan};
 use serde_json::{json, Value};
 
 const T1: &str = "T12345678-T0001";
@@ -1129,6 +1129,55 @@ async fn fault_drop_response_does_the_work_then_closes_silently() {
         assert_eq!(found[0]["id"], sessions[0]["id"]);
     })
     .await;
+}
+
+#[tokio::test]
+async fn fault_late_work_closes_unanswered_and_creates_the_session_later() {
+    scenario(fast(), |c, base| {
+        c.ok(
+            "POST",
+            "/_emulator/faults",
+            Some(json!({"rules": [
+                {"route": "POST /v1/sessions-profile", "kind": "late_work", "delay_ms": 400, "count": 1}]})),
+        );
+        let answer = raw_request(
+            base,
+            "POST",
+            "/v1/sessions-profile",
+            &c.token,
+            &order(39900, "kiosk-1-f5", T1),
+        )
+        .expect("an orderly close");
+        assert!(answer.is_empty(), "no answer at all");
+        // A client that looks right away finds nothing ...
+        assert_eq!(c.ok("GET", "/v1/sessions?search=kiosk-1-f5", None), json!([]));
+        assert_eq!(c.ledger()["sessions"], json!([]));
+        // ... and the payment starts all the same, later.
+        let mut found = json!([]);
+        for _ in 0..100 {
+            found = c.ok("GET", "/v1/sessions?search=kiosk-1-f5", None);
+            if found != json!([]) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(found[0]["order"]["merchant_reference"], "kiosk-1-f5", "{found}");
+        let faults = c.ok("GET", "/_emulator/faults", None);
+        assert_eq!(faults["fired"]["late_work"], 1, "{faults}");
+    })
+    .await;
+}
+
+#[test]
+fn a_late_work_rule_needs_its_delay() {
+    let plan: FaultPlan = serde_json::from_value(json!({"rules": [
+        {"route": "POST /v1/sessions-profile", "kind": "late_work"}]}))
+    .unwrap();
+    let error = plan.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("a late_work fault needs \"delay_ms\""),
+        "{error}"
+    );
 }
 
 #[tokio::test]

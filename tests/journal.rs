@@ -298,6 +298,60 @@ fn contradicting_records_are_reported() {
     );
 }
 
+fn reopened(sequence: u64) -> Record {
+    Record::Reopened {
+        merchant_reference: reference(sequence),
+        session_id: "T12345678.late".into(),
+        at: "2026-11-24T10:05:00Z".into(),
+    }
+}
+
+#[test]
+fn a_not_created_payment_found_late_is_open_again_until_its_new_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open(dir.path()).unwrap();
+    j.append(&intent(1, 100)).unwrap();
+    j.append(&finish(1, Outcome::NotCreated)).unwrap();
+    j.append(&reopened(1)).unwrap();
+    let replay = read_only(dir.path()).unwrap();
+    assert!(replay.problems.is_empty(), "{:?}", replay.problems);
+    let p = &replay.payments[0];
+    assert_eq!((p.outcome, p.state.as_str()), (None, "reopened"));
+    assert_eq!(p.session_id.as_deref(), Some("T12345678.late"));
+    assert_eq!(p.finished_at, None);
+    assert_eq!(
+        replay.unresolved().count(),
+        1,
+        "recovery settles it at the next start"
+    );
+    // Compaction keeps it whatever keep_final says, and the new outcome counts once written.
+    j.compact(0).unwrap();
+    assert_eq!(read_only(dir.path()).unwrap().unresolved().count(), 1);
+    j.append(&finish(1, Outcome::Approved)).unwrap();
+    drop(j);
+    let replay = read_only(dir.path()).unwrap();
+    assert!(replay.problems.is_empty(), "{:?}", replay.problems);
+    assert_eq!(replay.payments[0].outcome, Some(Outcome::Approved));
+}
+
+#[test]
+fn reopening_a_payment_that_did_not_end_not_created_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open(dir.path()).unwrap();
+    j.append(&intent(1, 100)).unwrap();
+    j.append(&finish(1, Outcome::Declined)).unwrap();
+    j.append(&reopened(1)).unwrap();
+    drop(j);
+    let replay = read_only(dir.path()).unwrap();
+    assert_eq!(replay.problems.len(), 1, "{:?}", replay.problems);
+    assert_eq!(replay.problems[0].kind, ProblemKind::Inconsistent);
+    assert_eq!(replay.problems[0].line, Some(3));
+    assert_eq!(
+        replay.payments[0].outcome, None,
+        "open again all the same: Dintero has it"
+    );
+}
+
 /// A line as a newer kioskpay would write it: valid checksum, unknown type.
 fn future_line() -> Vec<u8> {
     let body = r#"{"type":"refund","merchant_reference":"kiosk-7-20261124-000001","amount":100}"#;
@@ -568,6 +622,13 @@ fn any_record() -> impl Strategy<Value = Record> {
                     at
                 }
             ),
+        (text(), text(), text()).prop_map(|(merchant_reference, session_id, at)| {
+            Record::Reopened {
+                merchant_reference,
+                session_id,
+                at,
+            }
+        }),
         (10..u64::MAX).prop_map(|last| Record::Sequence { last }),
     ]
 }
@@ -635,6 +696,9 @@ struct Script {
     states: Vec<String>,
     /// Outcome, whether the final record names the transaction, and the status.
     end: Option<(Outcome, bool, Option<String>)>,
+    /// Found at Dintero after it ended `not_created` (the script's end is then `not_created`):
+    /// reopened, and perhaps ended again.
+    late: Option<Option<(Outcome, bool, Option<String>)>>,
 }
 
 fn script() -> impl Strategy<Value = Script> {
@@ -644,22 +708,33 @@ fn script() -> impl Strategy<Value = Script> {
         any::<bool>(),
         any::<bool>(),
         proptest::collection::vec("[a-z_]{1,16}", 0..4),
-        proptest::option::of((
-            outcome(),
-            any::<bool>(),
-            proptest::option::of("[A-Z_]{1,12}"),
-        )),
+        proptest::option::of(end()),
+        proptest::option::weighted(0.3, proptest::option::of(end())),
     )
         .prop_map(
-            |(amount, cart_reference, session, transaction, states, end)| Script {
+            |(amount, cart_reference, session, transaction, states, end, late)| Script {
                 amount,
                 cart_reference,
                 session,
                 transaction,
                 states,
-                end,
+                // Only a payment that ended `not_created` is ever reopened.
+                end: match late {
+                    Some(_) => Some((Outcome::NotCreated, false, None)),
+                    None => end,
+                },
+                late,
             },
         )
+}
+
+/// How a payment ends: outcome, whether the final record names the transaction, status.
+fn end() -> impl Strategy<Value = (Outcome, bool, Option<String>)> {
+    (
+        outcome(),
+        any::<bool>(),
+        proptest::option::of("[A-Z_]{1,12}"),
+    )
 }
 
 impl Script {
@@ -705,11 +780,45 @@ impl Script {
                 at: format!("end of {name}"),
             });
         }
+        if let Some(late) = &self.late {
+            out.push_back(Record::Reopened {
+                merchant_reference: r(),
+                session_id: format!("s-{name}"),
+                at: format!("found late: {name}"),
+            });
+            if let Some((outcome, names_tx, status)) = late {
+                out.push_back(Record::Final {
+                    merchant_reference: r(),
+                    outcome: *outcome,
+                    transaction_id: names_tx.then(|| format!("t-{name}")),
+                    status: status.clone(),
+                    at: format!("late end of {name}"),
+                });
+            }
+        }
         out
     }
 
     /// What replay must make of it, worked out from the script, not from the records.
     fn expected(&self, name: &str) -> PaymentRecord {
+        if let Some(late) = &self.late {
+            let late = late.as_ref();
+            let mut p = Script {
+                late: None,
+                end: None,
+                ..self.clone()
+            }
+            .expected(name);
+            p.session_id = Some(format!("s-{name}"));
+            if late.is_some_and(|e| e.1) {
+                p.transaction_id = Some(format!("t-{name}"));
+            }
+            p.state = late.map_or("reopened".to_owned(), |e| e.0.as_str().to_owned());
+            p.outcome = late.map(|e| e.0);
+            p.status = late.and_then(|e| e.2.clone());
+            p.finished_at = late.map(|_| format!("late end of {name}"));
+            return p;
+        }
         let end = self.end.as_ref();
         PaymentRecord {
             merchant_reference: name.to_owned(),

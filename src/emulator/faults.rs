@@ -6,6 +6,11 @@
 //! `merchant_reference` instead of retrying. A plan is deterministic for its seed: the same
 //! sequence of requests meets the same faults.
 //!
+//! `late_work` is the nastier cousin: the connection closes unanswered and the work is done
+//! `delay_ms` later, after a client that looked the request up in vain may have concluded it
+//! never happened. On `POST /v1/sessions-profile` that is a payment the terminal starts
+//! prompting for minutes after the kiosk gave up on it.
+//!
 //! Three kinds are not about the answer to a request:
 //! - `terminal_offline` (route `POST /v1/sessions-profile` only): the session is created and
 //!   picked up, then the terminal drops off the network mid-payment. The transaction stays
@@ -82,6 +87,10 @@ pub enum FaultKind {
     Reset,
     /// Do the work, then close the connection without answering.
     DropResponse,
+    /// Close the connection without answering, and do the work `delay_ms` later: a request
+    /// stuck in Dintero's back end that lands after the client has given up on it and looked
+    /// for it in vain.
+    LateWork,
     /// Create the session, then let its terminal go offline after pickup (route
     /// `POST /v1/sessions-profile` only).
     TerminalOffline,
@@ -99,6 +108,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Reset => "reset",
             FaultKind::DropResponse => "drop_response",
+            FaultKind::LateWork => "late_work",
             FaultKind::TerminalOffline => "terminal_offline",
             FaultKind::CallbackTwice => "callback_twice",
             FaultKind::CallbackLate => "callback_late",
@@ -215,9 +225,12 @@ impl FaultPlan {
                     Some(s) if (400..=599).contains(&s) => {}
                     _ => return Err(invalid("a status fault needs \"status\": 400..599".into())),
                 },
-                FaultKind::Delay => {
+                FaultKind::Delay | FaultKind::LateWork => {
                     if rule.delay_ms.is_none() {
-                        return Err(invalid("a delay fault needs \"delay_ms\"".into()));
+                        return Err(invalid(format!(
+                            "a {} fault needs \"delay_ms\"",
+                            rule.kind.name()
+                        )));
                     }
                 }
                 FaultKind::Reset
@@ -242,6 +255,8 @@ pub enum FaultAction {
     Reset,
     /// Do the work and close without answering.
     DropResponse,
+    /// Close without answering; do the work this much later.
+    LateWork(Duration),
     /// Do the work; the new session's terminal goes offline after pickup.
     TerminalOffline,
 }
@@ -310,6 +325,9 @@ impl FaultState {
             }
             FaultKind::Reset => FaultAction::Reset,
             FaultKind::DropResponse => FaultAction::DropResponse,
+            FaultKind::LateWork => {
+                FaultAction::LateWork(Duration::from_millis(rule.delay_ms.unwrap_or(0)))
+            }
             FaultKind::TerminalOffline => FaultAction::TerminalOffline,
             FaultKind::CallbackTwice | FaultKind::CallbackLate => return None,
         })

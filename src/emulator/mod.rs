@@ -132,7 +132,9 @@
 //! is the list only). Kinds: `status` answers that status with Dintero's error body without
 //! doing the work; `delay` does the work and answers `delay_ms` later; `reset` closes the
 //! connection with a TCP RST without doing the work; `drop_response` does the work (e.g. the
-//! session exists) and closes the connection without answering. `probability` (default 1) and
+//! session exists) and closes the connection without answering; `late_work` closes the
+//! connection without answering and does the work `delay_ms` later (a create that lands after
+//! the client gave up looking for it). `probability` (default 1) and
 //! `count` (default unlimited) limit a rule; `retry_after_s` adds a `Retry-After` header to a
 //! `status` fault; the first rule that fires wins; dice are seeded by
 //! `seed`. Faults never apply to `/_emulator/` routes. Three more kinds act beyond the answer:

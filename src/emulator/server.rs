@@ -309,6 +309,9 @@ impl Drop for WakeCourier<'_> {
     }
 }
 
+/// Largest request body a `late_work` fault keeps for later: far above any API body.
+const MAX_LATE_BODY: usize = 1 << 20;
+
 /// One request: apply the fault plan (never to the control API), then the router.
 async fn handle(
     req: Request<Incoming>,
@@ -357,6 +360,22 @@ async fn handle(
             let mut req = req;
             req.extensions_mut().insert(api::TerminalOffline);
             Ok(router.oneshot(req).await.into_response())
+        }
+        Some(FaultAction::LateWork(delay)) => {
+            tracing::info!(%method, %path, ?delay, "fault: closing unanswered; the work lands later");
+            let (parts, body) = req.into_parts();
+            // Read now, while the connection is open; the work outlives the connection.
+            if let Ok(bytes) = axum::body::to_bytes(body, MAX_LATE_BODY).await {
+                let late = Request::from_parts(parts, Body::from(bytes));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _wake = WakeCourier(&shared);
+                    let _ = router.oneshot(late).await;
+                });
+            }
+            kill.close(false);
+            std::future::pending().await
         }
         Some(FaultAction::DropResponse) => {
             tracing::info!(%method, %path, "fault: doing the work, then dropping the answer");

@@ -110,6 +110,17 @@ pub enum Record {
         /// When the outcome was known, RFC 3339.
         at: String,
     },
+    /// A payment that ended `not_created` turned up at Dintero after all (a create call that
+    /// landed after the kiosk had looked for it in vain): it is open again, with this session,
+    /// until a later [`Record::Final`] settles it. Written before anything is done about it.
+    Reopened {
+        /// The payment.
+        merchant_reference: String,
+        /// The session found under its reference.
+        session_id: String,
+        /// When it was found, RFC 3339.
+        at: String,
+    },
     /// Written first by compaction: the intents that carried the highest sequence number may be
     /// compacted away, and the sequence must never go back.
     Sequence {
@@ -125,6 +136,7 @@ pub(crate) const KNOWN_TYPES: &[&str] = &[
     "transaction",
     "state",
     "final",
+    "reopened",
     "sequence",
 ];
 
@@ -145,6 +157,9 @@ impl Record {
                 merchant_reference, ..
             }
             | Record::Final {
+                merchant_reference, ..
+            }
+            | Record::Reopened {
                 merchant_reference, ..
             } => Some(merchant_reference),
             Record::Sequence { .. } => None,

@@ -330,6 +330,20 @@ impl Builder {
                 p.status.clone_from(status);
                 p.finished_at = Some(at.clone());
             }
+            Record::Reopened { session_id, .. } => {
+                if p.outcome != Some(Outcome::NotCreated) {
+                    conflict = Some(format!(
+                        "{reference} reopened while it was {}; it is open again all the same",
+                        p.state
+                    ));
+                }
+                conflict =
+                    replaced(&mut p.session_id, session_id, reference, "session").or(conflict);
+                p.outcome = None;
+                p.state = "reopened".to_owned();
+                p.status = None;
+                p.finished_at = None;
+            }
             Record::Sequence { .. } => {}
         }
         if let Some(detail) = conflict {
