@@ -26,6 +26,7 @@ use crate::input::{self, InputEvent};
 use crate::journal::{Journal, JournalError, Outcome};
 use crate::metrics::{Counters, Metered};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
+use crate::payment::late::LateWatch;
 use crate::state::KioskState;
 use crate::systemd::{Heartbeat, Liveness};
 
@@ -220,6 +221,11 @@ impl Kiosk {
             },
         )
         .with_paid_cart_references(paid_carts)
+        .with_late_watch(LateWatch::from_journal(
+            &replay.payments,
+            time::OffsetDateTime::now_utc(),
+            config.currency(),
+        ))
         .with_heartbeat(heartbeat)
         .with_settings(settings_rx);
         let flow = if customer_facing {

@@ -1449,3 +1449,63 @@ async fn one_failed_health_check_does_not_turn_customers_away() {
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_written_off_is_looked_for_at_each_health_check_until_its_window_ends() {
+    let fake = Fake::default();
+    fake.with(|s| s.fail_creates_unknown = 1);
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::NotCreated { .. }));
+    let before = h.fake.count("search");
+    tokio::time::sleep(config().health_interval * 3 + Duration::from_secs(1)).await;
+    assert_eq!(
+        h.fake.count("search"),
+        before + 3,
+        "one lookup per health check"
+    );
+    tokio::time::sleep(kioskpay::payment::late::WINDOW).await;
+    let after_window = h.fake.count("search");
+    tokio::time::sleep(config().health_interval * 5).await;
+    assert_eq!(
+        h.fake.count("search"),
+        after_window,
+        "no lookups once its window is over"
+    );
+    assert!(h.reports.try_recv().is_err(), "nothing was found");
+    assert_eq!(h.fake.creates(), 1, "looking never creates");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_written_off_that_turns_up_is_reopened_and_followed() {
+    let fake = Fake::default();
+    fake.with(|s| s.fail_creates_unknown = 1);
+    let mut h = start(fake, tempdir(), config());
+    h.idle().await;
+    let report = h.pay(39900).await;
+    assert!(matches!(report.outcome, Final::NotCreated { .. }));
+    // Dintero creates it after all, and the customer pays at the terminal.
+    h.fake.insert(
+        &report.merchant_reference,
+        39900,
+        Plan::Approve,
+        Instant::now(),
+    );
+    let found = h.report().await;
+    assert_eq!(found.merchant_reference, report.merchant_reference);
+    assert!(
+        found.recovered && matches!(found.outcome, Final::Approved { .. }),
+        "{found:?}"
+    );
+    assert_eq!(h.fake.creates(), 1);
+    assert_eq!(
+        h.fake.count("cancel"),
+        0,
+        "a payment the terminal took is followed"
+    );
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::Approved));
+    h.idle().await;
+    h.stop().await;
+}

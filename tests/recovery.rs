@@ -406,3 +406,183 @@ async fn with_the_api_down_at_boot_the_kiosk_shows_checking_takes_no_cart_and_re
     takes_the_next_cart(&mut k).await;
     k.stop().await;
 }
+
+// A create that lands after the kiosk wrote the payment off as `not_created` (see
+// `kioskpay::payment::late`): the emulator's `late_work` fault closes the connection unanswered
+// and creates the session 7 s later, after the kiosk's two lookups (5 s apart with this config's
+// 5 s call timeout) found nothing.
+
+/// Makes the next session creation land 7 s late, unanswered.
+async fn next_create_lands_late(base: &str) {
+    support::request(
+        "POST",
+        &format!("{base}/_emulator/faults"),
+        Some(
+            json!({"rules": [{"route": "POST /v1/sessions-profile", "kind": "late_work",
+            "delay_ms": 7000, "count": 1}]}),
+        ),
+    )
+    .await;
+}
+
+async fn next_report(k: &mut Running) -> PaymentReport {
+    tokio::time::timeout(Duration::from_secs(60), k.kiosk.reports.recv())
+        .await
+        .expect("a report within 60 s")
+        .expect("kiosk running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_lands_after_the_kiosk_gave_up_is_found_and_its_payment_recorded() {
+    let mut k = start(0.01, "health_interval_s = 1").await;
+    k.idle().await;
+    next_create_lands_late(&k.base).await;
+    let written_off = k.scan("399.00").await;
+    assert!(
+        matches!(written_off.outcome, Final::NotCreated { .. }),
+        "{written_off:?}"
+    );
+    // The terminal takes the late payment and the customer pays; the kiosk finds it at a
+    // health check and records what really happened.
+    let found = next_report(&mut k).await;
+    assert_eq!(found.merchant_reference, written_off.merchant_reference);
+    assert!(found.recovered, "{found:?}");
+    let Final::Approved { transaction_id, .. } = &found.outcome else {
+        panic!("{found:?}");
+    };
+    let reference = &found.merchant_reference;
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(support::sessions_for(&ledger, reference).len(), 1);
+    let txs = support::transactions_for(&ledger, reference);
+    assert_eq!(
+        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
+        (Some(transaction_id.as_str()), Some("CAPTURED"))
+    );
+    assert_journal(
+        k.dir.path(),
+        reference,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    let log = std::fs::read_to_string(k.dir.path().join("state/journal.log")).unwrap();
+    assert!(
+        log.contains(r#""type":"reopened""#),
+        "reopened before it was settled: {log}"
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_create_nobody_picks_up_is_cancelled_as_soon_as_it_blocks_the_terminal() {
+    // The default health interval (60 s): only the 409 makes the kiosk look at once.
+    let mut k = start(0.01, "").await;
+    k.idle().await;
+    next_create_lands_late(&k.base).await;
+    // Amount ending in 55: the terminal never picks it up, and stays busy with it.
+    let written_off = k.scan("20.55").await;
+    assert!(matches!(written_off.outcome, Final::NotCreated { .. }));
+    let reference = written_off.merchant_reference.clone();
+    for _ in 0..500 {
+        if !support::sessions_for(&support::ledger(&k.base).await, &reference).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next customer: Dintero says the terminal is busy.
+    let busy = k.scan("10.00").await;
+    assert!(
+        matches!(&busy.outcome, Final::NotCreated { reason } if reason.contains("409")),
+        "{busy:?}"
+    );
+    let found = next_report(&mut k).await;
+    assert_eq!(found.merchant_reference, reference);
+    assert_eq!(
+        found.outcome,
+        Final::Cancelled {
+            transaction_id: None,
+            by: CancelledBy::Kiosk
+        }
+    );
+    let ledger = support::ledger(&k.base).await;
+    assert!(
+        support::sessions_for(&ledger, &reference)[0]["cancelled_at"].is_string(),
+        "{ledger}"
+    );
+    assert_journal(k.dir.path(), &reference, Outcome::Cancelled, None);
+    // The terminal is free again (another amount: the scanner drops a repeated scan).
+    let next = k.scan("12.00").await;
+    assert!(matches!(next.outcome, Final::Approved { .. }), "{next:?}");
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_written_off_before_a_restart_is_still_watched_after_it() {
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    journal_intent(dir.path(), 39900);
+    {
+        let (mut journal, _) = Journal::open(&dir.path().join("state")).unwrap();
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        journal
+            .append(&Record::Final {
+                merchant_reference: REFERENCE.into(),
+                outcome: Outcome::NotCreated,
+                transaction_id: None,
+                status: None,
+                at: now,
+            })
+            .unwrap();
+    }
+    // While the kiosk was off, the create it gave up on landed.
+    created_at_dintero(&base, 39900).await;
+    let (mut k, report) = recover(emulator, dir, REFERENCE).await;
+    let Final::Approved { transaction_id, .. } = &report.outcome else {
+        panic!("{report:?}");
+    };
+    assert_journal(
+        k.dir.path(),
+        REFERENCE,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    takes_the_next_cart(&mut k).await;
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_payment_the_terminal_still_prompts_for_is_withdrawn_not_collected() {
+    // Amount ending in 54: the terminal prompts for 90 s (9 s at this time scale) and nobody
+    // presents a card. The customer was told this payment failed: the kiosk must not collect it.
+    let mut k = start(0.1, "health_interval_s = 1").await;
+    k.idle().await;
+    next_create_lands_late(&k.base).await;
+    let written_off = k.scan("30.54").await;
+    assert!(matches!(written_off.outcome, Final::NotCreated { .. }));
+    let found = next_report(&mut k).await;
+    assert_eq!(found.merchant_reference, written_off.merchant_reference);
+    let Final::Cancelled {
+        transaction_id: Some(transaction_id),
+        by: CancelledBy::Kiosk,
+    } = &found.outcome
+    else {
+        panic!("withdrawn while prompting: {found:?}");
+    };
+    let ledger = support::ledger(&k.base).await;
+    let txs = support::transactions_for(&ledger, &found.merchant_reference);
+    assert_eq!(
+        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
+        (Some(transaction_id.as_str()), Some("FAILED")),
+        "{ledger}"
+    );
+    assert_journal(
+        k.dir.path(),
+        &found.merchant_reference,
+        Outcome::Cancelled,
+        Some(transaction_id),
+    );
+    k.stop().await;
+}

@@ -35,6 +35,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,6 +55,7 @@ use crate::input::codes::CodeError;
 use crate::input::InputEvent;
 use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
+use crate::payment::late::LateWatch;
 use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
 use crate::systemd::Heartbeat;
@@ -208,6 +210,8 @@ pub struct Flow<G: Gateway> {
     heartbeat: Option<(Heartbeat, tokio::time::Interval)>,
     /// New settings after a config reload (SIGHUP), applied between payments.
     settings: Option<watch::Receiver<FlowConfig>>,
+    /// Payments that ended `not_created`, looked up again in case Dintero creates them late.
+    late: LateWatch,
 }
 
 /// The cart references of the newest approved payments, oldest first, at most `capacity`.
@@ -240,6 +244,21 @@ impl PaidCarts {
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+/// Whose payment [`Flow::drive`] follows, which decides what it may cancel on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driving {
+    /// A payment the customer in front of the kiosk started: cancelled only by the kiosk's
+    /// timeouts and by request.
+    Live,
+    /// A payment found unfinished at start-up: a session no terminal picked up is cancelled,
+    /// so that it cannot start late.
+    Recovery,
+    /// A payment the kiosk wrote off as not created and found at Dintero later: the customer
+    /// was told it failed, so it is cancelled while the terminal still prompts; one that got
+    /// further is followed and recorded (the payment wins).
+    Withdrawal,
+}
 
 /// What one pass of driving a payment produced.
 enum Driven {
@@ -278,7 +297,15 @@ impl<G: Gateway> Flow<G> {
             display_gone: false,
             heartbeat: None,
             settings: None,
+            late: LateWatch::default(),
         }
+    }
+
+    /// Watches the payments the journal shows ended `not_created` not long ago (see
+    /// [`crate::payment::late`]), so that a restart does not end their watch.
+    pub fn with_late_watch(mut self, late: LateWatch) -> Self {
+        self.late = late;
+        self
     }
 
     /// Tells the flow the cart references of payments approved before it started (from the
@@ -385,6 +412,13 @@ impl<G: Gateway> Flow<G> {
         }
         self.compact().await;
         self.check_health().await;
+        if self
+            .look_for_late_creates(shutdown.as_mut())
+            .await
+            .is_break()
+        {
+            return Ok(());
+        }
         self.show_idle();
         if let Some((heartbeat, _)) = &self.heartbeat {
             heartbeat.ready();
@@ -420,6 +454,9 @@ impl<G: Gateway> Flow<G> {
                 command = self.commands.recv(), if self.commands_open => match command {
                     Some(Command::CheckHealth) => {
                         self.check_health().await;
+                        if self.look_for_late_creates(shutdown.as_mut()).await.is_break() {
+                            return Ok(());
+                        }
                         self.show_idle_unless_held();
                     }
                     Some(Command::Cancel) => info!("cancel asked for, but no payment is running"),
@@ -427,6 +464,9 @@ impl<G: Gateway> Flow<G> {
                 },
                 _ = sleep_until(self.next_health) => {
                     self.check_health().await;
+                    if self.look_for_late_creates(shutdown.as_mut()).await.is_break() {
+                        return Ok(());
+                    }
                     self.show_idle_unless_held();
                 }
                 _ = sleep_until(self.hold_until.unwrap_or_else(far_future)), if self.hold_until.is_some() => {
@@ -622,13 +662,18 @@ impl<G: Gateway> Flow<G> {
             Err(e) => {
                 warn!(%merchant_reference, error = %e, "Dintero refused the payment");
                 self.note_api_error(&e);
+                if matches!(e, ApiError::Rejected { status: 409, .. }) && !self.late.is_empty() {
+                    // The terminal is busy, perhaps with a payment written off as not created
+                    // that Dintero created late: look now, not at the next health check.
+                    self.next_health = Instant::now();
+                }
                 Event::CreateRejected {
                     reason: e.to_string(),
                 }
             }
         };
         let phase = self.step(phase, event, deadline).await;
-        let driven = self.drive(phase, deadline, false, shutdown).await;
+        let driven = self.drive(phase, deadline, Driving::Live, shutdown).await;
         if let Driven::Finished(outcome) = &driven {
             if matches!(
                 outcome,
@@ -646,8 +691,7 @@ impl<G: Gateway> Flow<G> {
         driven
     }
 
-    /// Resolves one payment the journal shows as unfinished, with the live rules plus one: a
-    /// session no terminal picked up is cancelled, so that it cannot start late.
+    /// Resolves one payment the journal shows as unfinished.
     async fn recover(&mut self, record: PaymentRecord, shutdown: Shutdown<'_>) -> Driven {
         let currency = Currency::from_code(&record.currency).unwrap_or(self.config.currency);
         let payment = Payment {
@@ -656,17 +700,70 @@ impl<G: Gateway> Flow<G> {
             cart_reference: record.cart_reference.clone(),
         };
         info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
+        self.settle(payment, record.session_id, Driving::Recovery, shutdown)
+            .await
+    }
+
+    /// Drives a payment whose state the kiosk does not know to its outcome, and reports it as
+    /// recovered.
+    async fn settle(
+        &mut self,
+        payment: Payment,
+        session_id: Option<String>,
+        driving: Driving,
+        shutdown: Shutdown<'_>,
+    ) -> Driven {
         let phase = Phase::Checking {
             payment: payment.clone(),
-            session_id: record.session_id.clone(),
+            session_id,
         };
         let deadline = Instant::now() + self.config.timeout;
         self.publish(&phase, deadline);
-        let driven = self.drive(phase, deadline, true, shutdown).await;
+        let driven = self.drive(phase, deadline, driving, shutdown).await;
         if let Driven::Finished(outcome) = &driven {
             self.finish(&payment, outcome, true);
         }
         driven
+    }
+
+    /// Looks up the payments under late watch (see [`crate::payment::late`]). One that Dintero
+    /// has after all is journaled as reopened, then settled like a payment found at start-up.
+    /// A lookup that fails ends the round: the next health check tries again.
+    async fn look_for_late_creates(&mut self, mut shutdown: Shutdown<'_>) -> ControlFlow<()> {
+        for payment in self.late.due() {
+            let reference = payment.merchant_reference.clone();
+            let session_id = match self.find(&reference).await {
+                Ok(Some((session, _))) => session.id,
+                Ok(None) => continue,
+                Err(e) => {
+                    debug!(%reference, error = %e, "could not look for a late create; trying again at the next health check");
+                    return ControlFlow::Continue(());
+                }
+            };
+            warn!(%reference, %session_id, "a payment written off as not created exists at Dintero after all; settling it");
+            let reopened = Record::Reopened {
+                merchant_reference: reference.clone(),
+                session_id: session_id.clone(),
+                at: now_rfc3339(),
+            };
+            if let Err(e) = self.write(reopened).await {
+                error!(%reference, error = %e, "cannot journal the reopened payment; it stays under watch");
+                return ControlFlow::Continue(());
+            }
+            self.late.found(&reference);
+            if let Driven::ShutDown = self
+                .settle(
+                    payment,
+                    Some(session_id),
+                    Driving::Withdrawal,
+                    shutdown.as_mut(),
+                )
+                .await
+            {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     /// Compacts the journal while no payment runs, so replay stays short on a kiosk that runs
@@ -685,6 +782,9 @@ impl<G: Gateway> Flow<G> {
 
     fn finish(&mut self, payment: &Payment, outcome: &Final, recovered: bool) {
         info!(reference = %payment.merchant_reference, amount = %payment.amount, %outcome, recovered, "payment finished");
+        if let Final::NotCreated { .. } = outcome {
+            self.late.watch(payment.clone());
+        }
         if let (Final::Approved { .. }, Some(cart_reference)) = (outcome, &payment.cart_reference) {
             self.paid_carts.insert(cart_reference.clone());
         }
@@ -771,7 +871,7 @@ impl<G: Gateway> Flow<G> {
         &mut self,
         mut phase: Phase,
         deadline: Instant,
-        recovering: bool,
+        driving: Driving,
         mut shutdown: Shutdown<'_>,
     ) -> Driven {
         let created_at = Instant::now();
@@ -840,7 +940,7 @@ impl<G: Gateway> Flow<G> {
                         continue;
                     }
                     let polled_at = Instant::now();
-                    let result = self.advance(&phase, recovering, &mut cancel_sent, &mut first_miss, &mut session).await;
+                    let result = self.advance(&phase, driving, &mut cancel_sent, &mut first_miss, &mut session).await;
                     match result {
                         Ok(Some(event)) => {
                             errors = 0;
@@ -890,7 +990,7 @@ impl<G: Gateway> Flow<G> {
     async fn advance(
         &mut self,
         phase: &Phase,
-        recovering: bool,
+        driving: Driving,
         cancel_sent: &mut Option<Instant>,
         first_miss: &mut Option<Instant>,
         session: &mut Option<Session>,
@@ -954,7 +1054,15 @@ impl<G: Gateway> Flow<G> {
                 let progress = self
                     .poll(session_id, known_tx.as_deref(), session, phase)
                     .await?;
-                if recovering && progress == Progress::NotPickedUp {
+                let withdraw = match driving {
+                    Driving::Live => false,
+                    Driving::Recovery => progress == Progress::NotPickedUp,
+                    Driving::Withdrawal => {
+                        matches!(progress, Progress::NotPickedUp | Progress::Prompting { .. })
+                            && !matches!(phase, Phase::Cancelling { .. })
+                    }
+                };
+                if withdraw {
                     return Ok(Some(Event::Cancel(CancelReason::Recovery)));
                 }
                 let unchanged = match (&progress, phase) {

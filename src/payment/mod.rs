@@ -1,9 +1,11 @@
 //! Payments: the state machine and the task that drives it.
 //!
 //! [`state`] holds the pure rules (phases, events, how a polled session reads); [`flow`] is the
-//! one task that applies them to real carts, calls Dintero and writes the journal.
+//! one task that applies them to real carts, calls Dintero and writes the journal; [`late`]
+//! keeps the payments written off as not created under watch, in case Dintero creates them late.
 
 pub mod flow;
+pub mod late;
 pub mod state;
 
 pub use flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
