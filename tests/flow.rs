@@ -1451,7 +1451,7 @@ async fn one_failed_health_check_does_not_turn_customers_away() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_payment_written_off_is_looked_for_at_each_health_check_until_its_window_ends() {
+async fn a_payment_written_off_is_looked_for_a_few_times_until_its_window_ends() {
     let fake = Fake::default();
     fake.with(|s| s.fail_creates_unknown = 1);
     let mut h = start(fake, tempdir(), config());
@@ -1459,13 +1459,11 @@ async fn a_payment_written_off_is_looked_for_at_each_health_check_until_its_wind
     let report = h.pay(39900).await;
     assert!(matches!(report.outcome, Final::NotCreated { .. }));
     let before = h.fake.count("search");
-    tokio::time::sleep(config().health_interval * 3 + Duration::from_secs(1)).await;
-    assert_eq!(
-        h.fake.count("search"),
-        before + 3,
-        "one lookup per health check"
-    );
     tokio::time::sleep(kioskpay::payment::late::WINDOW).await;
+    let lookups = h.fake.count("search") - before;
+    // Due 10, 30, 70, 150 and 310 s after the write-off, taken at the next health check
+    // (every 60 s here): spaced out, not one per check.
+    assert!((3..=5).contains(&lookups), "{lookups} lookups");
     let after_window = h.fake.count("search");
     tokio::time::sleep(config().health_interval * 5).await;
     assert_eq!(

@@ -555,9 +555,10 @@ async fn a_payment_written_off_before_a_restart_is_still_watched_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_payment_the_terminal_still_prompts_for_is_withdrawn_not_collected() {
-    // Amount ending in 54: the terminal prompts for 90 s (9 s at this time scale) and nobody
-    // presents a card. The customer was told this payment failed: the kiosk must not collect it.
-    let mut k = start(0.1, "health_interval_s = 1").await;
+    // Amount ending in 54: the terminal prompts for 90 s (18 s at this time scale) and nobody
+    // presents a card; the kiosk's first lookup comes 10 s after the write-off. The customer
+    // was told this payment failed: the kiosk must not collect it.
+    let mut k = start(0.2, "health_interval_s = 1").await;
     k.idle().await;
     next_create_lands_late(&k.base).await;
     let written_off = k.scan("30.54").await;

@@ -212,6 +212,8 @@ pub struct Flow<G: Gateway> {
     settings: Option<watch::Receiver<FlowConfig>>,
     /// Payments that ended `not_created`, looked up again in case Dintero creates them late.
     late: LateWatch,
+    /// A create met `409`: every watched payment is looked up at the next health check.
+    look_for_all_late: bool,
 }
 
 /// The cart references of the newest approved payments, oldest first, at most `capacity`.
@@ -298,6 +300,7 @@ impl<G: Gateway> Flow<G> {
             heartbeat: None,
             settings: None,
             late: LateWatch::default(),
+            look_for_all_late: false,
         }
     }
 
@@ -664,7 +667,8 @@ impl<G: Gateway> Flow<G> {
                 self.note_api_error(&e);
                 if matches!(e, ApiError::Rejected { status: 409, .. }) && !self.late.is_empty() {
                     // The terminal is busy, perhaps with a payment written off as not created
-                    // that Dintero created late: look now, not at the next health check.
+                    // that Dintero created late: look for all of them now.
+                    self.look_for_all_late = true;
                     self.next_health = Instant::now();
                 }
                 Event::CreateRejected {
@@ -730,7 +734,8 @@ impl<G: Gateway> Flow<G> {
     /// has after all is journaled as reopened, then settled like a payment found at start-up.
     /// A lookup that fails ends the round: the next health check tries again.
     async fn look_for_late_creates(&mut self, mut shutdown: Shutdown<'_>) -> ControlFlow<()> {
-        for payment in self.late.due() {
+        let all = std::mem::take(&mut self.look_for_all_late);
+        for payment in self.late.due(all) {
             let reference = payment.merchant_reference.clone();
             let session_id = match self.find(&reference).await {
                 Ok(Some((session, _))) => session.id,

@@ -9,8 +9,10 @@
 //! new session (`409 TERMINAL_BUSY`) until that payment ends.
 //!
 //! So every payment that ends `not_created` with its intent in the journal is looked up again
-//! for [`WINDOW`]: at each health check while the kiosk is idle, and at once when Dintero
-//! answers a new create with `409`. One that turns up is journaled as `reopened` and settled
+//! for [`WINDOW`]: at the idle kiosk's health checks, [`FIRST_LOOK`] after it was written off
+//! and then at doubling intervals (about five lookups in all, so that a bad day with many
+//! write-offs does not turn into a storm of searches), and every one of them at once when
+//! Dintero answers a new create with `409`, the sign that something holds the terminal. One that turns up is journaled as `reopened` and settled
 //! with recovery's rules: cancelled if no terminal picked it up, followed to its outcome if
 //! one did. The watch list is rebuilt from the journal at start (the `finished_at` of each
 //! `not_created` payment), so a restart does not end the watch.
@@ -34,10 +36,25 @@ use crate::payment::Payment;
 /// short enough that the lookups stop on a kiosk that has a bad day.
 pub const WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// The first lookup after a write-off; each later one waits twice as long as the one before.
+pub const FIRST_LOOK: Duration = Duration::from_secs(10);
+
+/// One payment under watch.
+#[derive(Debug)]
+struct Watched {
+    payment: Payment,
+    /// When its window ends.
+    until: Instant,
+    /// When it is next due for a lookup.
+    next: Instant,
+    /// The wait after that lookup.
+    interval: Duration,
+}
+
 /// The payments under watch, oldest first.
 #[derive(Debug, Default)]
 pub struct LateWatch {
-    watched: VecDeque<(Payment, Instant)>,
+    watched: VecDeque<Watched>,
 }
 
 impl LateWatch {
@@ -67,36 +84,51 @@ impl LateWatch {
                 continue;
             };
             let currency = Currency::from_code(&p.currency).unwrap_or(default_currency);
-            watch.watched.push_back((
-                Payment {
+            // Due at once: the kiosk may have been off for most of the window.
+            watch.watched.push_back(Watched {
+                payment: Payment {
                     merchant_reference: p.merchant_reference.clone(),
                     amount: Money::new(p.amount, currency),
                     cart_reference: p.cart_reference.clone(),
                 },
-                now + left,
-            ));
+                until: now + left,
+                next: now,
+                interval: FIRST_LOOK,
+            });
         }
         watch
     }
 
     /// Watches a payment that has just ended `not_created`.
     pub fn watch(&mut self, payment: Payment) {
-        self.watched
-            .retain(|(p, _)| p.merchant_reference != payment.merchant_reference);
-        self.watched.push_back((payment, Instant::now() + WINDOW));
+        self.found(&payment.merchant_reference);
+        let now = Instant::now();
+        self.watched.push_back(Watched {
+            payment,
+            until: now + WINDOW,
+            next: now + FIRST_LOOK,
+            interval: FIRST_LOOK * 2,
+        });
     }
 
-    /// Drops what has been watched long enough; returns what is left to look up, oldest first.
-    pub fn due(&mut self) -> Vec<Payment> {
+    /// Drops what has been watched long enough; returns what is due for a lookup now (every
+    /// payment still watched when `all`), oldest first, and schedules each one's next lookup.
+    pub fn due(&mut self, all: bool) -> Vec<Payment> {
         let now = Instant::now();
-        self.watched.retain(|(_, until)| *until > now);
-        self.watched.iter().map(|(p, _)| p.clone()).collect()
+        self.watched.retain(|w| w.until > now);
+        let mut due = Vec::new();
+        for w in self.watched.iter_mut().filter(|w| all || w.next <= now) {
+            w.next = now + w.interval;
+            w.interval = w.interval.saturating_mul(2);
+            due.push(w.payment.clone());
+        }
+        due
     }
 
     /// Stops watching a payment that was found (and is now settled like any other).
     pub fn found(&mut self, merchant_reference: &str) {
         self.watched
-            .retain(|(p, _)| p.merchant_reference != merchant_reference);
+            .retain(|w| w.payment.merchant_reference != merchant_reference);
     }
 
     /// Whether nothing is watched.
@@ -131,9 +163,9 @@ mod tests {
         }
     }
 
-    fn references(watch: &mut LateWatch) -> Vec<String> {
+    fn references(watch: &mut LateWatch, all: bool) -> Vec<String> {
         watch
-            .due()
+            .due(all)
             .into_iter()
             .map(|p| p.merchant_reference)
             .collect()
@@ -167,19 +199,20 @@ mod tests {
             ),
         ];
         let mut watch = LateWatch::from_journal(&journal, now, Currency::NOK);
-        assert_eq!(references(&mut watch), ["recent", "future"]);
-        let due = watch.due();
+        let due = watch.due(false);
+        let names: Vec<&str> = due.iter().map(|p| p.merchant_reference.as_str()).collect();
+        assert_eq!(names, ["recent", "future"], "due at once after a start");
         assert_eq!(due[0].amount, Money::new(39900, Currency::NOK));
         assert_eq!(due[0].cart_reference.as_deref(), Some("KID1"));
         // "recent" has 5 of its 10 minutes left; "future" (a clock set back) all 10.
         tokio::time::advance(Duration::from_secs(5 * 60 + 1)).await;
-        assert_eq!(references(&mut watch), ["future"]);
+        assert_eq!(references(&mut watch, true), ["future"]);
         tokio::time::advance(Duration::from_secs(5 * 60)).await;
-        assert!(references(&mut watch).is_empty() && watch.is_empty());
+        assert!(references(&mut watch, true).is_empty() && watch.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_watched_payment_is_looked_for_until_found_or_its_window_ends() {
+    async fn lookups_come_at_doubling_intervals_until_found_or_the_window_ends() {
         let mut watch = LateWatch::default();
         let payment = |r: &str| Payment {
             merchant_reference: r.into(),
@@ -187,13 +220,25 @@ mod tests {
             cart_reference: None,
         };
         watch.watch(payment("a"));
-        tokio::time::advance(Duration::from_secs(60)).await;
         watch.watch(payment("b"));
         watch.watch(payment("b"));
-        assert_eq!(references(&mut watch), ["a", "b"], "watched once each");
+        assert!(references(&mut watch, false).is_empty(), "not due yet");
+        assert_eq!(
+            references(&mut watch, true),
+            ["a", "b"],
+            "all at a 409, once each"
+        );
         watch.found("b");
-        assert_eq!(references(&mut watch), ["a"]);
-        tokio::time::advance(WINDOW - Duration::from_secs(60)).await;
-        assert!(references(&mut watch).is_empty(), "a's window is over");
+        // Polled every second for the whole window: the lookup forced at 0 s put "a"'s next
+        // one at 20 s, and each wait doubles from there.
+        let mut lookups = Vec::new();
+        for second in 1..=700u64 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            if !references(&mut watch, false).is_empty() {
+                lookups.push(second);
+            }
+        }
+        assert_eq!(lookups, [20, 60, 140, 300]);
+        assert!(watch.is_empty(), "a's window is over");
     }
 }
