@@ -37,6 +37,11 @@
 //!   so that recovery can look it up at Dintero by its reference;
 //! - records of a type written by a newer kioskpay are reported and kept, not fatal.
 //!
+//! - a payment that ended `not_created` and then turned up at Dintero (a create that landed
+//!   late, see [`crate::payment::late`]) has a [`Record::Reopened`] after its final record: it
+//!   is unresolved again until the next final record; a reopen of any other outcome is
+//!   reported, and still reopens it, since Dintero has the payment.
+//!
 //! Each is a [`Problem`]; the daemon logs them at start. None stops the kiosk: losing sight of
 //! every payment because of one bad line would be worse than any of them.
 //!
