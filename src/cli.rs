@@ -750,6 +750,7 @@ mod tests {
             status: None,
             started_at: "2026-11-24T08:00:00.123456Z".into(),
             finished_at: None,
+            reopened_at: None,
         }
     }
 

@@ -1201,6 +1201,7 @@ mod tests {
             status: None,
             started_at: String::new(),
             finished_at: None,
+            reopened_at: None,
         }
     }
 

@@ -122,6 +122,7 @@ fn every_field_survives_a_reopen() {
                 status: Some("CAPTURED".into()),
                 started_at: "2026-11-24T10:00:00+01:00".into(),
                 finished_at: Some("2026-11-24T10:00:09+01:00".into()),
+                reopened_at: None,
             },
             PaymentRecord {
                 merchant_reference: "kiosk-7-20261124-000002".into(),
@@ -136,6 +137,7 @@ fn every_field_survives_a_reopen() {
                 status: None,
                 started_at: "2026-11-24T10:00:00Z".into(),
                 finished_at: None,
+                reopened_at: None,
             },
         ]
     );
@@ -319,6 +321,7 @@ fn a_not_created_payment_found_late_is_open_again_until_its_new_final() {
     assert_eq!((p.outcome, p.state.as_str()), (None, "reopened"));
     assert_eq!(p.session_id.as_deref(), Some("T12345678.late"));
     assert_eq!(p.finished_at, None);
+    assert_eq!(p.reopened_at.as_deref(), Some("2026-11-24T10:05:00Z"));
     assert_eq!(
         replay.unresolved().count(),
         1,
@@ -478,6 +481,7 @@ fn summary_json_shape() {
             "status": "FAILED",
             "started_at": "2026-11-24T10:00:00Z",
             "finished_at": "2026-11-24T10:01:30Z",
+            "reopened_at": null,
         })
     );
     let open = summary_json(&replay.payments[1]);
@@ -817,6 +821,7 @@ impl Script {
             p.outcome = late.map(|e| e.0);
             p.status = late.and_then(|e| e.2.clone());
             p.finished_at = late.map(|_| format!("late end of {name}"));
+            p.reopened_at = Some(format!("found late: {name}"));
             return p;
         }
         let end = self.end.as_ref();
@@ -840,6 +845,7 @@ impl Script {
             status: end.and_then(|e| e.2.clone()),
             started_at: format!("start of {name}"),
             finished_at: end.map(|_| format!("end of {name}")),
+            reopened_at: None,
         }
     }
 }

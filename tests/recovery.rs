@@ -587,3 +587,50 @@ async fn a_late_payment_the_terminal_still_prompts_for_is_withdrawn_not_collecte
     );
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_payment_found_unfinished_at_start_is_still_withdrawn() {
+    // Killed right after journaling the reopen: the next start withdraws it as the killed
+    // kiosk would have, instead of waiting for the terminal as with any other payment.
+    let emulator = support::emulator(0.2).await;
+    let base = emulator.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    journal_intent(dir.path(), 3054);
+    let session_id = created_at_dintero(&base, 3054).await;
+    let tx = ledger_transaction(&base, REFERENCE, |s| s == "INITIATED").await;
+    {
+        let (mut journal, _) = Journal::open(&dir.path().join("state")).unwrap();
+        for record in [
+            Record::Final {
+                merchant_reference: REFERENCE.into(),
+                outcome: Outcome::NotCreated,
+                transaction_id: None,
+                status: None,
+                at: "2026-11-24T08:00:06Z".into(),
+            },
+            Record::Reopened {
+                merchant_reference: REFERENCE.into(),
+                session_id,
+                at: "2026-11-24T08:00:20Z".into(),
+            },
+        ] {
+            journal.append(&record).unwrap();
+        }
+    }
+    let (k, report) = recover(emulator, dir, REFERENCE).await;
+    assert_eq!(
+        report.outcome,
+        Final::Cancelled {
+            transaction_id: tx["id"].as_str().map(str::to_string),
+            by: CancelledBy::Kiosk
+        },
+        "withdrawn while the terminal prompts"
+    );
+    assert_journal(
+        k.dir.path(),
+        REFERENCE,
+        Outcome::Cancelled,
+        tx["id"].as_str(),
+    );
+    k.stop().await;
+}

@@ -526,6 +526,7 @@ pub fn summary_json(p: &PaymentRecord) -> serde_json::Value {
         "status": p.status,
         "started_at": p.started_at,
         "finished_at": p.finished_at,
+        "reopened_at": p.reopened_at,
     })
 }
 

@@ -44,6 +44,9 @@ pub struct PaymentRecord {
     pub started_at: String,
     /// When the outcome was written (RFC 3339).
     pub finished_at: Option<String>,
+    /// When it was last reopened after ending `not_created` (a create that landed late), if
+    /// ever: such a payment is withdrawn, not collected, while the terminal still prompts.
+    pub reopened_at: Option<String>,
 }
 
 impl PaymentRecord {
@@ -61,6 +64,7 @@ impl PaymentRecord {
             status: None,
             started_at: String::new(),
             finished_at: None,
+            reopened_at: None,
         }
     }
 }
@@ -330,7 +334,7 @@ impl Builder {
                 p.status.clone_from(status);
                 p.finished_at = Some(at.clone());
             }
-            Record::Reopened { session_id, .. } => {
+            Record::Reopened { session_id, at, .. } => {
                 if p.outcome != Some(Outcome::NotCreated) {
                     conflict = Some(format!(
                         "{reference} reopened while it was {}; it is open again all the same",
@@ -343,6 +347,7 @@ impl Builder {
                 p.state = "reopened".to_owned();
                 p.status = None;
                 p.finished_at = None;
+                p.reopened_at = Some(at.clone());
             }
             Record::Sequence { .. } => {}
         }

@@ -704,7 +704,12 @@ impl<G: Gateway> Flow<G> {
             cart_reference: record.cart_reference.clone(),
         };
         info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
-        self.settle(payment, record.session_id, Driving::Recovery, shutdown)
+        // A payment reopened after a late create keeps its policy across a restart.
+        let driving = match record.reopened_at {
+            Some(_) => Driving::Withdrawal,
+            None => Driving::Recovery,
+        };
+        self.settle(payment, record.session_id, driving, shutdown)
             .await
     }
 

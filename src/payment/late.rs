@@ -160,6 +160,7 @@ mod tests {
             status: None,
             started_at: "2026-11-24T08:00:00Z".into(),
             finished_at: finished_at.map(str::to_string),
+            reopened_at: None,
         }
     }
 
