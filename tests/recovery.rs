@@ -147,6 +147,40 @@ fn assert_journal(dir: &Path, reference: &str, outcome: Outcome, transaction_id:
     assert_eq!(payment.transaction_id.as_deref(), transaction_id);
 }
 
+/// `report` is an approval that the ledger and the journal agree on: one session for its
+/// reference, one transaction, `CAPTURED`, with the id the report and the journal name.
+async fn assert_approved_once(k: &Running, report: &PaymentReport) -> Value {
+    let Final::Approved {
+        transaction_id,
+        status,
+        ..
+    } = &report.outcome
+    else {
+        panic!("approved: {report:?}");
+    };
+    assert_eq!(status.as_str(), "CAPTURED", "{report:?}");
+    let reference = &report.merchant_reference;
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(
+        support::sessions_for(&ledger, reference).len(),
+        1,
+        "created once: {ledger}"
+    );
+    let txs = support::transactions_for(&ledger, reference);
+    assert_eq!(txs.len(), 1, "{ledger}");
+    assert_eq!(
+        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
+        (Some(transaction_id.as_str()), Some("CAPTURED"))
+    );
+    assert_journal(
+        k.dir.path(),
+        reference,
+        Outcome::Approved,
+        Some(transaction_id),
+    );
+    ledger
+}
+
 /// After recovery the kiosk takes carts again, continuing the journal's sequence.
 async fn takes_the_next_cart(k: &mut Running) {
     k.idle().await;
@@ -191,32 +225,7 @@ async fn a_lost_create_response_is_found_by_reference_and_followed_to_captured()
     journal_intent(dir.path(), 39900);
     created_at_dintero(&base, 39900).await;
     let (mut k, report) = recover(emulator, dir, REFERENCE).await;
-    let Final::Approved {
-        transaction_id,
-        status,
-        ..
-    } = &report.outcome
-    else {
-        panic!("{report:?}");
-    };
-    assert_eq!(status.as_str(), "CAPTURED");
-    let ledger = support::ledger(&base).await;
-    assert_eq!(
-        support::sessions_for(&ledger, REFERENCE).len(),
-        1,
-        "not created again"
-    );
-    let txs = support::transactions_for(&ledger, REFERENCE);
-    assert_eq!(
-        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
-        (Some(transaction_id.as_str()), Some("CAPTURED"))
-    );
-    assert_journal(
-        k.dir.path(),
-        REFERENCE,
-        Outcome::Approved,
-        Some(transaction_id),
-    );
+    assert_approved_once(&k, &report).await;
     takes_the_next_cart(&mut k).await;
     k.stop().await;
 }
@@ -255,32 +264,11 @@ async fn an_authorized_transaction_is_followed_until_captured_and_never_cancelle
         "still authorized when the kiosk starts again"
     );
     let (mut k, report) = recover(emulator, dir, &reference).await;
-    let Final::Approved {
-        transaction_id,
-        status,
-        ..
-    } = &report.outcome
-    else {
-        panic!("{report:?}");
-    };
-    assert_eq!(
-        (transaction_id.as_str(), status.as_str()),
-        (tx["id"].as_str().unwrap(), "CAPTURED")
-    );
-    let ledger = support::ledger(&base).await;
+    let ledger = assert_approved_once(&k, &report).await;
+    assert_eq!(report.outcome.transaction_id(), tx["id"].as_str());
     assert!(
         support::sessions_for(&ledger, &reference)[0]["cancelled_at"].is_null(),
         "a payment the terminal took is followed, never voided: {ledger}"
-    );
-    assert_eq!(
-        support::transactions_for(&ledger, &reference)[0]["status"],
-        "CAPTURED"
-    );
-    assert_journal(
-        k.dir.path(),
-        &reference,
-        Outcome::Approved,
-        Some(transaction_id),
     );
     takes_the_next_cart(&mut k).await;
     k.stop().await;
@@ -293,18 +281,8 @@ async fn a_payment_captured_while_the_kiosk_was_off_is_recorded_approved() {
     // The kiosk stays off until the capture.
     let tx = ledger_transaction(&base, &reference, |s| s == "CAPTURED").await;
     let (mut k, report) = recover(emulator, dir, &reference).await;
-    let Final::Approved { transaction_id, .. } = &report.outcome else {
-        panic!("{report:?}");
-    };
-    assert_eq!(Some(transaction_id.as_str()), tx["id"].as_str());
-    let ledger = support::ledger(&base).await;
-    assert_eq!(support::sessions_for(&ledger, &reference).len(), 1);
-    assert_journal(
-        k.dir.path(),
-        &reference,
-        Outcome::Approved,
-        Some(transaction_id),
-    );
+    assert_approved_once(&k, &report).await;
+    assert_eq!(report.outcome.transaction_id(), tx["id"].as_str());
     takes_the_next_cart(&mut k).await;
     k.stop().await;
 }
@@ -388,20 +366,11 @@ async fn with_the_api_down_at_boot_the_kiosk_shows_checking_takes_no_cart_and_re
         report.recovered && report.merchant_reference == REFERENCE,
         "{report:?}"
     );
-    let Final::Approved { transaction_id, .. } = &report.outcome else {
-        panic!("{report:?}");
-    };
-    let ledger = support::ledger(&base).await;
+    let ledger = assert_approved_once(&k, &report).await;
     assert_eq!(
         ledger["sessions"].as_array().unwrap().len(),
         1,
         "the cart scanned during recovery created nothing: {ledger}"
-    );
-    assert_journal(
-        k.dir.path(),
-        REFERENCE,
-        Outcome::Approved,
-        Some(transaction_id),
     );
     takes_the_next_cart(&mut k).await;
     k.stop().await;
@@ -425,6 +394,24 @@ async fn next_create_lands_late(base: &str) {
     .await;
 }
 
+/// A kiosk whose first payment (`line`) met a create that lands 7 s late, and that wrote it
+/// off as `not_created`.
+async fn written_off_by_a_late_create(
+    time_scale: f64,
+    extra: &str,
+    line: &str,
+) -> (Running, PaymentReport) {
+    let mut k = start(time_scale, extra).await;
+    k.idle().await;
+    next_create_lands_late(&k.base).await;
+    let written_off = k.scan(line).await;
+    assert!(
+        matches!(written_off.outcome, Final::NotCreated { .. }),
+        "{written_off:?}"
+    );
+    (k, written_off)
+}
+
 async fn next_report(k: &mut Running) -> PaymentReport {
     tokio::time::timeout(Duration::from_secs(60), k.kiosk.reports.recv())
         .await
@@ -434,36 +421,14 @@ async fn next_report(k: &mut Running) -> PaymentReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_lands_after_the_kiosk_gave_up_is_found_and_its_payment_recorded() {
-    let mut k = start(0.01, "health_interval_s = 1").await;
-    k.idle().await;
-    next_create_lands_late(&k.base).await;
-    let written_off = k.scan("399.00").await;
-    assert!(
-        matches!(written_off.outcome, Final::NotCreated { .. }),
-        "{written_off:?}"
-    );
+    let (mut k, written_off) =
+        written_off_by_a_late_create(0.01, "health_interval_s = 1", "399.00").await;
     // The terminal takes the late payment and the customer pays; the kiosk finds it at a
     // health check and records what really happened.
     let found = next_report(&mut k).await;
     assert_eq!(found.merchant_reference, written_off.merchant_reference);
     assert!(found.recovered, "{found:?}");
-    let Final::Approved { transaction_id, .. } = &found.outcome else {
-        panic!("{found:?}");
-    };
-    let reference = &found.merchant_reference;
-    let ledger = support::ledger(&k.base).await;
-    assert_eq!(support::sessions_for(&ledger, reference).len(), 1);
-    let txs = support::transactions_for(&ledger, reference);
-    assert_eq!(
-        (txs[0]["id"].as_str(), txs[0]["status"].as_str()),
-        (Some(transaction_id.as_str()), Some("CAPTURED"))
-    );
-    assert_journal(
-        k.dir.path(),
-        reference,
-        Outcome::Approved,
-        Some(transaction_id),
-    );
+    assert_approved_once(&k, &found).await;
     let log = std::fs::read_to_string(k.dir.path().join("state/journal.log")).unwrap();
     assert!(
         log.contains(r#""type":"reopened""#),
@@ -476,12 +441,8 @@ async fn a_create_that_lands_after_the_kiosk_gave_up_is_found_and_its_payment_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_create_nobody_picks_up_is_cancelled_as_soon_as_it_blocks_the_terminal() {
     // The default health interval (60 s): only the 409 makes the kiosk look at once.
-    let mut k = start(0.01, "").await;
-    k.idle().await;
-    next_create_lands_late(&k.base).await;
     // Amount ending in 55: the terminal never picks it up, and stays busy with it.
-    let written_off = k.scan("20.55").await;
-    assert!(matches!(written_off.outcome, Final::NotCreated { .. }));
+    let (mut k, written_off) = written_off_by_a_late_create(0.01, "", "20.55").await;
     let reference = written_off.merchant_reference.clone();
     for _ in 0..500 {
         if !support::sessions_for(&support::ledger(&k.base).await, &reference).is_empty() {
@@ -540,15 +501,7 @@ async fn a_payment_written_off_before_a_restart_is_still_watched_after_it() {
     // While the kiosk was off, the create it gave up on landed.
     created_at_dintero(&base, 39900).await;
     let (mut k, report) = recover(emulator, dir, REFERENCE).await;
-    let Final::Approved { transaction_id, .. } = &report.outcome else {
-        panic!("{report:?}");
-    };
-    assert_journal(
-        k.dir.path(),
-        REFERENCE,
-        Outcome::Approved,
-        Some(transaction_id),
-    );
+    assert_approved_once(&k, &report).await;
     takes_the_next_cart(&mut k).await;
     k.stop().await;
 }
@@ -558,11 +511,8 @@ async fn a_late_payment_the_terminal_still_prompts_for_is_withdrawn_not_collecte
     // Amount ending in 54: the terminal prompts for 90 s (18 s at this time scale) and nobody
     // presents a card; the kiosk's first lookup comes 10 s after the write-off. The customer
     // was told this payment failed: the kiosk must not collect it.
-    let mut k = start(0.2, "health_interval_s = 1").await;
-    k.idle().await;
-    next_create_lands_late(&k.base).await;
-    let written_off = k.scan("30.54").await;
-    assert!(matches!(written_off.outcome, Final::NotCreated { .. }));
+    let (mut k, written_off) =
+        written_off_by_a_late_create(0.2, "health_interval_s = 1", "30.54").await;
     let found = next_report(&mut k).await;
     assert_eq!(found.merchant_reference, written_off.merchant_reference);
     let Final::Cancelled {
