@@ -741,6 +741,11 @@ impl<G: Gateway> Flow<G> {
     async fn look_for_late_creates(&mut self, mut shutdown: Shutdown<'_>) -> ControlFlow<()> {
         let all = std::mem::take(&mut self.look_for_all_late);
         for payment in self.late.due(all) {
+            // Each lookup is a turn of the loop: many in a row must not look like a stuck flow
+            // to the watchdog, whose period allows for three slow calls, not for a whole round.
+            if let Some((heartbeat, _)) = &self.heartbeat {
+                heartbeat.beat();
+            }
             let reference = payment.merchant_reference.clone();
             let session_id = match self.find(&reference).await {
                 Ok(Some((session, _))) => session.id,
