@@ -827,8 +827,9 @@ async fn a_lost_create_answer_is_found_by_reference_not_created_again() {
     h.stop().await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
+/// A kiosk whose 399.00 payment met a create with an unknown outcome that two lookups proved
+/// never happened: written off as `not_created`.
+async fn written_off() -> (Harness, PaymentReport) {
     let fake = Fake::default();
     fake.with(|s| s.fail_creates_unknown = 1);
     let mut h = start(fake, tempdir(), config());
@@ -838,6 +839,12 @@ async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
         matches!(report.outcome, Final::NotCreated { .. }),
         "{report:?}"
     );
+    (h, report)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
+    let (mut h, _) = written_off().await;
     assert_eq!(h.fake.creates(), 1);
     assert!(
         h.fake.count("search") >= 2,
@@ -1452,12 +1459,7 @@ async fn one_failed_health_check_does_not_turn_customers_away() {
 
 #[tokio::test(start_paused = true)]
 async fn a_payment_written_off_is_looked_for_a_few_times_until_its_window_ends() {
-    let fake = Fake::default();
-    fake.with(|s| s.fail_creates_unknown = 1);
-    let mut h = start(fake, tempdir(), config());
-    h.idle().await;
-    let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::NotCreated { .. }));
+    let (mut h, _) = written_off().await;
     let before = h.fake.count("search");
     tokio::time::sleep(kioskpay::payment::late::WINDOW).await;
     let lookups = h.fake.count("search") - before;
@@ -1478,12 +1480,7 @@ async fn a_payment_written_off_is_looked_for_a_few_times_until_its_window_ends()
 
 #[tokio::test(start_paused = true)]
 async fn a_payment_written_off_that_turns_up_is_reopened_and_followed() {
-    let fake = Fake::default();
-    fake.with(|s| s.fail_creates_unknown = 1);
-    let mut h = start(fake, tempdir(), config());
-    h.idle().await;
-    let report = h.pay(39900).await;
-    assert!(matches!(report.outcome, Final::NotCreated { .. }));
+    let (mut h, report) = written_off().await;
     // Dintero creates it after all, and the customer pays at the terminal.
     h.fake.insert(
         &report.merchant_reference,
