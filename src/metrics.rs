@@ -13,7 +13,7 @@
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
-//! | `kioskpay_payments_total{outcome}` | counter | finished payments by outcome (`approved`, `declined`, `cancelled`, `timed_out`, `failed`, `not_created`) |
+//! | `kioskpay_payments_total{outcome}` | counter | finished payments by outcome (`approved`, `declined`, `cancelled`, `timed_out`, `failed`, `not_created`, `conflict`: a payment found under its reference that proved to be another) |
 //! | `kioskpay_payment_duration_seconds` | histogram | from the cart's `creating` to the payment's outcome |
 //! | `kioskpay_api_errors_total{kind}` | counter | Dintero calls that failed: `auth`, `rejected`, `unknown`, `unreachable` |
 //! | `kioskpay_scanner_reconnects_total` | counter | the scanner came back after being unavailable |
@@ -216,16 +216,17 @@ pub struct Snapshot<'a> {
     uptime: Duration,
 }
 
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "approved",
     "declined",
     "cancelled",
     "timed_out",
     "failed",
     "not_created",
+    "conflict",
 ];
 
-const STATES: [&str; 13] = [
+const STATES: [&str; 14] = [
     "starting",
     "idle",
     "unavailable",
@@ -238,6 +239,7 @@ const STATES: [&str; 13] = [
     "cancelled",
     "timed_out",
     "failed",
+    "conflict",
     "checking",
 ];
 
@@ -406,7 +408,8 @@ pub async fn run(
                     | KioskState::Declined { .. }
                     | KioskState::Cancelled { .. }
                     | KioskState::TimedOut { .. }
-                    | KioskState::Failed { .. } => {
+                    | KioskState::Failed { .. }
+                    | KioskState::Conflict { .. } => {
                         if let Some(at) = creating_since.take() {
                             tally.duration(at.elapsed().as_secs_f64());
                         }

@@ -99,6 +99,14 @@ pub enum KioskState {
         /// What failed.
         kind: FailKind,
     },
+    /// Dintero has a payment under this reference that is not this cart's: the kiosk cannot
+    /// confirm the payment, charges nothing more, and asks the customer to fetch staff.
+    Conflict {
+        /// The total that was asked for.
+        amount: Money,
+        /// Our `merchant_reference`, for staff to look up.
+        reference: String,
+    },
     /// The outcome of a payment is not known yet (API unreachable, lost response): the kiosk keeps
     /// asking and takes no new payment until it knows.
     Checking {
@@ -131,6 +139,7 @@ impl KioskState {
             KioskState::Cancelled { .. } => "cancelled",
             KioskState::TimedOut { .. } => "timed_out",
             KioskState::Failed { .. } => "failed",
+            KioskState::Conflict { .. } => "conflict",
             KioskState::Checking { .. } => "checking",
             KioskState::OutOfService { .. } => "out_of_service",
             KioskState::Technician => "technician",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kioskpay::cart::{Cart, CartSource};
 use kioskpay::dintero::{
     ApiError, CreatedSession, Gateway, Order, RefundOutcome, RefundRequest, Session, SessionEvent,
-    SessionEventDetails, SessionProfileRequest, Terminal, TerminalStatus, Transaction,
+    SessionEventDetails, SessionProfileRequest, Store, Terminal, TerminalStatus, Transaction,
     TransactionError, TransactionEvent, TransactionQuery, TransactionStatus,
 };
 use kioskpay::input::{CustomerReason, InputEvent};
@@ -196,11 +196,14 @@ impl Fake {
                 amount: session.order.as_ref().map(|o| o.amount).unwrap_or(0),
                 currency: "NOK".into(),
                 merchant_reference: session.order.as_ref().map(|o| o.merchant_reference.clone()),
-                merchant_reference_2: None,
+                merchant_reference_2: session
+                    .order
+                    .as_ref()
+                    .and_then(|o| o.merchant_reference_2.clone()),
                 session_id: Some(session.id.clone()),
                 payment_product: Some("seitatech".into()),
                 payment_product_type: Some("seitatech.in_person".into()),
-                store: None,
+                store: session.order.as_ref().and_then(|o| o.store.clone()),
                 card: None,
                 events: if declined {
                     vec![TransactionEvent {
@@ -218,7 +221,7 @@ impl Fake {
                 } else {
                     vec![]
                 },
-                created_at: None,
+                created_at: session.created_at.clone(),
             })
         } else {
             None
@@ -244,23 +247,25 @@ impl Fake {
         })
     }
 
-    /// Adds a session as if an earlier run (or a lost answer) had created it.
+    /// Adds a session as if an earlier run (or a lost answer) had created it, for this kiosk's
+    /// terminal and without a cart reference.
     fn insert(&self, reference: &str, amount: u64, plan: Plan, created: Instant) -> String {
+        self.insert_order(order(reference, amount, None), plan, created)
+    }
+
+    /// Adds a session for `order`, created now by Dintero's (the real) clock.
+    fn insert_order(&self, order: Order, plan: Plan, created: Instant) -> String {
         self.with(|s| {
             let id = format!("T12345678.s{}", s.sessions.len() + 1);
             s.sessions.push(FakeSession {
                 session: Session {
                     id: id.clone(),
-                    order: Some(Order {
-                        amount,
-                        currency: "NOK".into(),
-                        merchant_reference: reference.into(),
-                        merchant_reference_2: None,
-                        vat_amount: None,
-                        items: vec![],
-                        store: None,
-                    }),
-                    created_at: None,
+                    order: Some(order),
+                    created_at: Some(
+                        time::OffsetDateTime::now_utc()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap(),
+                    ),
                     expires_at: None,
                     transaction_id: None,
                     events: vec![],
@@ -273,6 +278,23 @@ impl Fake {
             });
             id
         })
+    }
+}
+
+/// The order this kiosk's create call sends for a cart.
+fn order(reference: &str, amount: u64, cart_reference: Option<&str>) -> Order {
+    Order {
+        amount,
+        currency: "NOK".into(),
+        merchant_reference: reference.into(),
+        merchant_reference_2: cart_reference.map(str::to_string),
+        vat_amount: None,
+        items: vec![],
+        store: Some(Store {
+            id: "oslo-center".into(),
+            terminal_id: Some(TERMINAL.into()),
+            payout_destination_id: Some("seller-1".into()),
+        }),
     }
 }
 
@@ -309,12 +331,7 @@ impl Gateway for Fake {
                 message: "scripted".into(),
             });
         }
-        let id = self.insert(
-            &request.order.merchant_reference,
-            request.order.amount,
-            plan,
-            Instant::now(),
-        );
+        let id = self.insert_order(request.order.clone(), plan, Instant::now());
         if lose {
             return Err(unknown());
         }
@@ -606,7 +623,9 @@ async fn approved_payment_is_journaled_before_and_after_each_effect() {
     assert_eq!(report.amount, nok(39900));
     assert_eq!(
         report.merchant_reference.len(),
-        "kiosk-1-20261124-000001".len()
+        "kiosk-1-7KQ2FX-20261124-000001".len(),
+        "kiosk id, installation id, date, sequence: {}",
+        report.merchant_reference
     );
     assert!(
         report.merchant_reference.starts_with("kiosk-1-")
@@ -1482,9 +1501,12 @@ async fn a_payment_written_off_is_looked_for_a_few_times_until_its_window_ends()
 async fn a_payment_written_off_that_turns_up_is_reopened_and_followed() {
     let (mut h, report) = written_off().await;
     // Dintero creates it after all, and the customer pays at the terminal.
-    h.fake.insert(
-        &report.merchant_reference,
-        39900,
+    h.fake.insert_order(
+        order(
+            &report.merchant_reference,
+            39900,
+            report.cart_reference.as_deref(),
+        ),
         Plan::Approve,
         Instant::now(),
     );

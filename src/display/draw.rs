@@ -677,15 +677,48 @@ fn wrap(font: &FontRenderer, text: &str, width: u32) -> Vec<String> {
             line = candidate;
             continue;
         }
-        if !line.is_empty() {
-            lines.push(std::mem::take(&mut line));
+        if text_width(font, word) <= width {
+            lines.push(std::mem::replace(&mut line, word.to_string()));
+            continue;
         }
-        for c in word.chars() {
-            line.push(c);
-            if text_width(font, &line) > width && line.chars().count() > 1 {
-                line.pop();
-                lines.push(std::mem::replace(&mut line, c.to_string()));
+        // A word wider than a line is a merchant reference or an id, read out to support: it
+        // breaks after a hyphen, as much of it as fits on the line it starts on, and by character
+        // only where no hyphen helps.
+        let mut rest = word;
+        while !rest.is_empty() {
+            let join = |part: &str| match line.is_empty() {
+                true => part.to_string(),
+                false => format!("{line} {part}"),
+            };
+            if text_width(font, &join(rest)) <= width {
+                line = join(rest);
+                break;
             }
+            let after_hyphen = rest
+                .char_indices()
+                .filter(|&(i, c)| c == '-' && i + 1 < rest.len())
+                .map(|(i, _)| i + 1)
+                .rev()
+                .find(|&i| text_width(font, &join(&rest[..i])) <= width);
+            if let Some(i) = after_hyphen {
+                lines.push(join(&rest[..i]));
+                line.clear();
+                rest = &rest[i..];
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            let mut end = 0;
+            for (i, c) in rest.char_indices() {
+                if end > 0 && text_width(font, &rest[..i + c.len_utf8()]) > width {
+                    break;
+                }
+                end = i + c.len_utf8();
+            }
+            lines.push(rest[..end].to_string());
+            rest = &rest[end..];
         }
     }
     if !line.is_empty() {
@@ -864,6 +897,19 @@ mod tests {
         assert!(lines.len() > 1);
         assert!(lines.iter().all(|l| text_width(font, l) <= 60));
         assert_eq!(lines.concat().len(), 80);
+    }
+
+    #[test]
+    fn a_reference_breaks_after_a_hyphen_and_keeps_every_character() {
+        let font = &REGULAR[SMALLEST];
+        let reference = "kiosk-1-7KQ2FX-20261204-000042";
+        let text = format!("Referanse: {reference}");
+        let width = text_width(font, &text) * 2 / 3;
+        let lines = wrap(font, &text, width);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("Referanse: kiosk-") && lines[0].ends_with('-'));
+        assert!(lines.iter().all(|l| text_width(font, l) <= width));
+        assert_eq!(lines.concat(), text, "nothing lost, no hyphen added");
     }
 
     /// WCAG contrast ratio of two colours.

@@ -416,7 +416,7 @@ impl Failures {
 /// Countdowns are taken at `now` with 60 seconds left. Amounts are `kr 399,00`.
 pub fn sample_states(now: Instant) -> Vec<(&'static str, KioskState)> {
     let amount = Money::new(39900, Currency::NOK);
-    let reference = || "kiosk1-20260315-0042".to_string();
+    let reference = || "kiosk-1-7KQ2FX-20261204-000042".to_string();
     vec![
         ("starting", KioskState::Starting),
         ("idle", KioskState::Idle),
@@ -612,6 +612,13 @@ pub fn sample_states(now: Instant) -> Vec<(&'static str, KioskState)> {
                 amount,
                 reference: reference(),
                 kind: FailKind::Rejected,
+            },
+        ),
+        (
+            "conflict",
+            KioskState::Conflict {
+                amount,
+                reference: reference(),
             },
         ),
         (

@@ -354,6 +354,13 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                 .line(advice, lang)
                 .reference(lang, reference)
         }
+        KioskState::Conflict { amount, reference } => {
+            Screen::new(Tone::Error, Icon::Exclamation, ConflictTitle, lang)
+                .amount(amount.display(lang))
+                .line(NothingMoreCharged, lang)
+                .line(AskStaffWithReference, lang)
+                .reference(lang, reference)
+        }
         KioskState::Checking { reference } => {
             Screen::new(Tone::Warning, Icon::Hourglass, CheckingTitle, lang)
                 .line(CheckingWhether, lang)

@@ -133,6 +133,12 @@ pub enum Phrase {
     CheckingWhether,
     /// The one thing the customer must not do while the outcome is unknown.
     DoNotPayAgain,
+    /// Title when a payment could not be confirmed (another payment holds its reference).
+    ConflictTitle,
+    /// The promise after an unconfirmed payment: the kiosk takes nothing more.
+    NothingMoreCharged,
+    /// What the customer does after an unconfirmed payment.
+    AskStaffWithReference,
     /// Why the reference is on screen.
     QuoteReference,
     /// Title when the barcode scanner does not work.
@@ -277,6 +283,12 @@ impl Phrase {
             (CheckingWhether, En) => "We are checking whether your payment went through.",
             (DoNotPayAgain, Nb) => "Ikke betal på nytt.",
             (DoNotPayAgain, En) => "Please do not pay again.",
+            (ConflictTitle, Nb) => "Kunne ikke bekrefte",
+            (ConflictTitle, En) => "Could not confirm",
+            (NothingMoreCharged, Nb) => "Ingenting mer blir trukket.",
+            (NothingMoreCharged, En) => "Nothing more will be charged.",
+            (AskStaffWithReference, Nb) => "Kontakt personalet og oppgi referansen.",
+            (AskStaffWithReference, En) => "Please ask staff and quote the reference.",
             (QuoteReference, Nb) => "Oppgi referansen hvis du trenger hjelp.",
             (QuoteReference, En) => "Quote the reference if you need help.",
             (ScannerTitle, Nb) => "Skanneren virker ikke",

@@ -63,6 +63,7 @@
 //!   have left the file in an unknown state, the journal refuses further appends until kioskpay
 //!   restarts and re-reads it from disk ([`JournalError::Poisoned`]).
 
+pub mod identity;
 mod record;
 mod replay;
 
@@ -74,8 +75,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+pub use identity::Installation;
 pub use record::{Outcome, Record};
-pub use replay::{PaymentRecord, Problem, ProblemKind, Replay, INITIAL_STATE};
+pub use replay::{PaymentRecord, Problem, ProblemKind, Replay, DAMAGE_GAP, INITIAL_STATE};
 
 /// The journal's file name inside `state.dir`.
 pub const FILE_NAME: &str = "journal.log";
@@ -207,6 +209,8 @@ pub struct Journal {
     last_sequence: u64,
     /// Why appends are refused, once a failure left the file in an unknown state.
     poisoned: Option<String>,
+    /// This installation's identity, part of every merchant reference.
+    installation: Installation,
 }
 
 impl Journal {
@@ -215,6 +219,12 @@ impl Journal {
     /// A torn last line is copied to `journal.torn` and cut off, so later appends start on a
     /// clean line; every problem found is logged and returned in the [`Replay`].
     pub fn open(dir: &Path) -> Result<(Journal, Replay), JournalError> {
+        Journal::open_on(dir, &identity::machine_fingerprint())
+    }
+
+    /// [`Journal::open`] on the machine with this fingerprint (see
+    /// [`identity::machine_fingerprint`]); tests use it to play a cloned SD card.
+    pub fn open_on(dir: &Path, machine: &str) -> Result<(Journal, Replay), JournalError> {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(io_error("create the state directory", dir))?;
             // The new directory's own entry must survive a power cut too.
@@ -246,24 +256,57 @@ impl Journal {
             .map_err(io_error("read", &path))?;
         let scan = replay::scan(&bytes);
         let mut len = bytes.len() as u64;
+        if scan.unterminated.is_some() {
+            (&file)
+                .write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(io_error("end the last line of", &path))?;
+            len += 1;
+        }
         if let Some(torn) = scan.torn {
+            // The torn line stays where it is, ended with a newline so that the next append
+            // starts on a clean line: it may be an intent that did reach the card before the
+            // page around it was garbled, and a damaged line is something replay looks up and
+            // counts past (see `DAMAGE_GAP`), never something to forget.
             keep_torn(dir, &bytes[torn.clone()])?;
-            len = torn.start as u64;
-            file.set_len(len)
-                .map_err(io_error("cut the torn last line off", &path))?;
-            file.sync_all().map_err(io_error("sync", &path))?;
+            if bytes.last() != Some(&b'\n') {
+                (&file)
+                    .write_all(b"\n")
+                    .and_then(|()| file.sync_data())
+                    .map_err(io_error("end the torn last line of", &path))?;
+                len += 1;
+            }
             tracing::warn!(
                 path = %path.display(),
+                line = scan.lines.len() + 1,
                 bytes = torn.len(),
-                "cut a torn last line off the journal (a power cut during a write); \
-                 it is kept in {TORN_NAME}"
+                "the journal's last line is torn (a power cut during a write, or a garbled \
+                 page); it stays in the journal as a damaged line and a copy is kept in \
+                 {TORN_NAME}"
             );
         }
         for problem in &scan.replay.problems {
             tracing::warn!(path = %path.display(), "journal: {problem}");
         }
+        let (installation, redrawn) = identity::load_or_create(dir, machine)?;
+        match redrawn {
+            Some(identity::Redrawn::OtherMachine { previous }) => tracing::warn!(
+                previous,
+                installation = installation.id,
+                "this state directory was made on another machine (a cloned SD image or a card \
+                 moved to another board); a new installation id keeps its merchant references \
+                 apart from the original's"
+            ),
+            Some(identity::Redrawn::Damaged { why }) => tracing::warn!(
+                installation = installation.id,
+                "the installation id file was damaged ({why}); drew a new one, the old file is \
+                 kept as installation.damaged"
+            ),
+            None => {}
+        }
         tracing::info!(
             path = %path.display(),
+            installation = installation.id,
             payments = scan.replay.payments.len(),
             unresolved = scan.replay.unresolved().count(),
             last_sequence = scan.replay.last_sequence,
@@ -276,6 +319,7 @@ impl Journal {
             len,
             last_sequence: scan.replay.last_sequence,
             poisoned: None,
+            installation,
         };
         Ok((journal, scan.replay))
     }
@@ -289,6 +333,21 @@ impl Journal {
     /// [`format_merchant_reference`] never repeats a reference, across restarts and compactions.
     pub fn next_sequence(&self) -> u64 {
         self.last_sequence.saturating_add(1)
+    }
+
+    /// This installation's identity (see [`identity`]).
+    pub fn installation(&self) -> &Installation {
+        &self.installation
+    }
+
+    /// The merchant reference and sequence of the next intent on `date`: this installation's
+    /// id and [`Journal::next_sequence`] make it one that no journal record ever held.
+    pub fn next_reference(&self, kiosk_id: &str, date: time::Date) -> (String, u64) {
+        let sequence = self.next_sequence();
+        (
+            format_merchant_reference(kiosk_id, &self.installation.id, date, sequence),
+            sequence,
+        )
     }
 
     /// Appends one record and returns only once it is on stable storage.
@@ -382,14 +441,28 @@ impl Journal {
             .filter(|p| p.outcome.is_some())
             .map(|p| p.merchant_reference.as_str())
             .collect();
-        let dropped: HashSet<&str> = finished[..finished.len().saturating_sub(keep_final)]
+        // A payment named in a line compaction cannot read keeps its records: dropping them
+        // would turn the damaged line back into a payment to look up at every start.
+        let mut salvaged = HashSet::new();
+        for line in scan.lines.iter().filter(|l| l.damaged) {
+            if let Some(reference) = replay::salvage(&bytes[line.range.clone()]).reference {
+                salvaged.insert(reference);
+            }
+        }
+        let droppable: Vec<&str> = finished
+            .into_iter()
+            .filter(|r| !salvaged.contains(*r))
+            .collect();
+        let dropped: HashSet<&str> = droppable[..droppable.len().saturating_sub(keep_final)]
             .iter()
             .copied()
             .collect();
         let last = self.last_sequence.max(scan.replay.last_sequence);
-        let mut out =
+        let sequence =
             record::encode_line(&Record::Sequence { last }).map_err(JournalError::Encode)?;
+        let mut out = sequence.clone();
         let mut unreadable_kept = 0;
+        let mut damaged_kept = scan.torn.is_some();
         for line in &scan.lines {
             match &line.record {
                 Some(Record::Sequence { .. }) => {}
@@ -403,18 +476,24 @@ impl Journal {
                 }
                 None => {
                     unreadable_kept += 1;
+                    damaged_kept |= line.damaged;
                     out.extend_from_slice(&bytes[line.range.clone()]);
                 }
             }
         }
         if let Some(torn) = scan.torn {
-            // Damaged since the journal was opened (the torn tail of a power cut was cut off
-            // then): kept like any other unreadable line.
+            // Damaged since the journal was opened (the torn tail of a power cut was ended with
+            // a newline then): kept like any other unreadable line.
             unreadable_kept += 1;
             out.extend_from_slice(&bytes[torn.clone()]);
             if bytes[torn].last() != Some(&b'\n') {
                 out.push(b'\n');
             }
+        }
+        if damaged_kept {
+            // Again after the damaged lines: replay skips the sequence past a damaged line that
+            // no readable sequence follows, and `last` already holds that skip.
+            out.extend_from_slice(&sequence);
         }
         let temp = self.dir.join(COMPACT_NAME);
         match fs::remove_file(&temp) {
@@ -530,17 +609,35 @@ pub fn summary_json(p: &PaymentRecord) -> serde_json::Value {
     })
 }
 
-/// The `merchant_reference` of a payment: `<kiosk id>-<YYYYMMDD>-<sequence, 6 digits or more>`.
+/// The `merchant_reference` of a payment:
+/// `<kiosk id>-<installation id>-<YYYYMMDD>-<sequence, 6 digits or more>`, e.g.
+/// `kiosk-7-7KQ2FX-20261104-000042`.
 ///
-/// Unique forever because the journal never hands out a sequence twice; the date is there for
-/// people (support calls, settlement reports), not for uniqueness.
-pub fn format_merchant_reference(kiosk_id: &str, date: time::Date, sequence: u64) -> String {
+/// Unique because the installation id is drawn at random per state directory and machine (see
+/// [`identity`]) and the journal never hands out a sequence that any of its records, readable or
+/// not, held; the date is there for people (support calls, settlement reports).
+pub fn format_merchant_reference(
+    kiosk_id: &str,
+    installation: &str,
+    date: time::Date,
+    sequence: u64,
+) -> String {
     format!(
-        "{kiosk_id}-{:04}{:02}{:02}-{sequence:06}",
+        "{kiosk_id}-{installation}-{:04}{:02}{:02}-{sequence:06}",
         date.year(),
         u8::from(date.month()),
         date.day()
     )
+}
+
+/// The sequence number at the end of a merchant reference (`…-000042` is 42), of this version's
+/// format and of the one before the installation id; `None` for anything else.
+pub fn reference_sequence(reference: &str) -> Option<u64> {
+    let (_, digits) = reference.rsplit_once('-')?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Takes the journal's single-writer lock, without waiting.
@@ -710,12 +807,28 @@ mod tests {
     fn merchant_reference_format() {
         let date = time::macros::date!(2026 - 11 - 04);
         assert_eq!(
-            format_merchant_reference("kiosk-7", date, 42),
-            "kiosk-7-20261104-000042"
+            format_merchant_reference("kiosk-7", "7KQ2FX", date, 42),
+            "kiosk-7-7KQ2FX-20261104-000042"
         );
         assert_eq!(
-            format_merchant_reference("k", date, 1_234_567),
-            "k-20261104-1234567"
+            format_merchant_reference("k", "000000", date, 1_234_567),
+            "k-000000-20261104-1234567"
         );
+    }
+
+    #[test]
+    fn sequence_read_back_from_references() {
+        assert_eq!(
+            reference_sequence("kiosk-7-7KQ2FX-20261104-000042"),
+            Some(42)
+        );
+        assert_eq!(reference_sequence("kiosk-1-20261124-000013"), Some(13));
+        assert_eq!(
+            reference_sequence("k-000000-20261104-1234567"),
+            Some(1_234_567)
+        );
+        for not_ours in ["", "42", "kiosk-", "kiosk-12a", "x-99999999999999999999"] {
+            assert_eq!(reference_sequence(not_ours), None, "{not_ours}");
+        }
     }
 }

@@ -26,6 +26,10 @@ pub enum Outcome {
     /// Dintero never created the session (refused, or recovery found no trace of it), so no
     /// payment ever reached the terminal.
     NotCreated,
+    /// Dintero holds a payment under this reference that is not this one (another amount,
+    /// terminal, cart or an older creation time): not approved, nothing more charged, and a
+    /// technician must look (see [`crate::payment::identity`]).
+    Conflict,
 }
 
 impl Outcome {
@@ -38,6 +42,7 @@ impl Outcome {
             Outcome::TimedOut => "timed_out",
             Outcome::Failed => "failed",
             Outcome::NotCreated => "not_created",
+            Outcome::Conflict => "conflict",
         }
     }
 }
@@ -288,6 +293,7 @@ mod tests {
             (Outcome::TimedOut, "timed_out"),
             (Outcome::Failed, "failed"),
             (Outcome::NotCreated, "not_created"),
+            (Outcome::Conflict, "conflict"),
         ] {
             assert_eq!(o.as_str(), s);
             assert_eq!(serde_json::to_value(o).unwrap(), s);

@@ -12,6 +12,13 @@ use std::ops::Range;
 use serde::Serialize;
 
 use super::record::{decode_line, Decoded, Outcome, Record};
+use super::reference_sequence;
+
+/// How far the sequence jumps past the highest one readable when a damaged line may have been a
+/// newer intent than any readable one. Such a line's own sequence cannot be trusted (a flipped
+/// bit in a digit can lower it), and a run hands out at most one sequence per append it tries,
+/// so a thousand is far more than one damaged line can hide.
+pub const DAMAGE_GAP: u64 = 1000;
 
 /// The `state` of a payment whose intent is written but that has no `state` record yet: the
 /// session may or may not have been created.
@@ -90,6 +97,9 @@ pub enum ProblemKind {
     /// id, a state after the outcome, a changed outcome). Later facts win except that a state
     /// never reopens a finished payment.
     Inconsistent,
+    /// A damaged line may have held an intent newer than any readable one, so the sequence
+    /// skips [`DAMAGE_GAP`] numbers: a reference that line held is never handed out again.
+    SequenceSkipped,
 }
 
 impl ProblemKind {
@@ -100,6 +110,7 @@ impl ProblemKind {
             ProblemKind::UnknownRecord => "unknown record type",
             ProblemKind::MissingIntent => "missing intent",
             ProblemKind::Inconsistent => "inconsistent records",
+            ProblemKind::SequenceSkipped => "sequence skipped",
         }
     }
 }
@@ -159,6 +170,9 @@ pub(crate) struct Line {
     /// lines are carried over verbatim, because a newer version or a forensic look may still
     /// make sense of them.
     pub record: Option<Record>,
+    /// Whether the line is damaged (not a record of an unknown type): it may have been any
+    /// record, an intent included.
+    pub damaged: bool,
 }
 
 /// A whole file, scanned.
@@ -169,6 +183,9 @@ pub(crate) struct Scan {
     pub lines: Vec<Line>,
     /// Bytes of the torn last line, if there is one; everything before it is whole lines.
     pub torn: Option<Range<usize>>,
+    /// Where a last record that is whole but for its newline ends: the newline is added before
+    /// anything else is appended.
+    pub unterminated: Option<usize>,
 }
 
 /// Reads every line of a journal file's contents.
@@ -176,6 +193,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
     let mut builder = Builder::default();
     let mut lines = Vec::new();
     let mut torn = None;
+    let mut unterminated = None;
     let mut start = 0;
     let mut number = 0;
     while start < bytes.len() {
@@ -184,19 +202,25 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
         let end = newline.map_or(bytes.len(), |i| start + i + 1);
         let is_last = end == bytes.len();
         let content = &bytes[start..newline.map_or(end, |_| end - 1)];
-        let decoded = match newline {
-            Some(_) => decode_line(content),
-            None => Decoded::Bad(format!("{} bytes without a final newline", content.len())),
+        // A last line missing only its newline is a whole record: its checksum proves it.
+        let decoded = match (newline, decode_line(content)) {
+            (Some(_), decoded) | (None, decoded @ Decoded::Record(_)) => decoded,
+            (None, _) => Decoded::Bad(format!("{} bytes without a final newline", content.len())),
         };
         match decoded {
             Decoded::Record(record) => {
+                if newline.is_none() {
+                    unterminated = Some(end);
+                }
                 builder.apply(&record, number);
                 lines.push(Line {
                     range: start..end,
                     record: Some(record),
+                    damaged: false,
                 });
             }
             Decoded::Bad(why) if is_last => {
+                builder.unreadable(content, number, true);
                 builder.problem(
                     ProblemKind::TornTail,
                     Some(number),
@@ -208,13 +232,16 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                 torn = Some(start..end);
             }
             Decoded::Bad(why) => {
+                builder.unreadable(content, number, true);
                 builder.problem(ProblemKind::Corrupt, Some(number), why);
                 lines.push(Line {
                     range: start..end,
                     record: None,
+                    damaged: true,
                 });
             }
             Decoded::Unknown { kind } => {
+                builder.unreadable(content, number, false);
                 builder.problem(
                     ProblemKind::UnknownRecord,
                     Some(number),
@@ -223,6 +250,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                 lines.push(Line {
                     range: start..end,
                     record: None,
+                    damaged: false,
                 });
             }
         }
@@ -232,6 +260,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
         replay: builder.finish(),
         lines,
         torn,
+        unterminated,
     }
 }
 
@@ -244,6 +273,11 @@ struct Builder {
     seen: Vec<(bool, usize)>,
     problems: Vec<Problem>,
     last_sequence: u64,
+    /// Whether a damaged line came after the last readable intent or sequence record: it may
+    /// have been a newer intent, whose sequence only [`DAMAGE_GAP`] is sure to clear.
+    damage_after_last_sequence: bool,
+    /// References read out of damaged or unknown lines, with their line numbers.
+    damaged_references: Vec<(String, usize)>,
 }
 
 impl Builder {
@@ -265,10 +299,16 @@ impl Builder {
     fn apply(&mut self, record: &Record, line: usize) {
         if let Some(sequence) = record.sequence() {
             self.last_sequence = self.last_sequence.max(sequence);
+            self.damage_after_last_sequence = false;
         }
         let Some(reference) = record.merchant_reference() else {
             return;
         };
+        // Every reference vouches for its sequence: a payment whose intent line is lost still
+        // has its number in its other records.
+        if let Some(sequence) = reference_sequence(reference) {
+            self.last_sequence = self.last_sequence.max(sequence);
+        }
         let i = self.payment(reference, line);
         let mut conflict = None;
         let p = &mut self.payments[i];
@@ -356,7 +396,45 @@ impl Builder {
         }
     }
 
+    /// Takes what can still be read out of a line that is not a record: the sequence numbers
+    /// in its text, and for a damaged line (`damaged`; false for a whole record of an unknown
+    /// type, which is not an intent) the reference of the payment it may have started.
+    fn unreadable(&mut self, content: &[u8], line: usize, damaged: bool) {
+        let found = salvage(content);
+        if let Some(sequence) = found.sequence {
+            self.last_sequence = self.last_sequence.max(sequence);
+        }
+        if damaged {
+            if let Some(reference) = found.reference {
+                self.damaged_references.push((reference, line));
+            }
+            self.damage_after_last_sequence = true;
+        }
+    }
+
     fn finish(mut self) -> Replay {
+        // A damaged line may have been the intent of a payment nothing else mentions: if its
+        // reference can still be read, the payment is listed (unresolved, intent missing) so that
+        // recovery looks it up at Dintero instead of forgetting it.
+        for (reference, line) in std::mem::take(&mut self.damaged_references) {
+            if !self.index.contains_key(&reference) {
+                self.payment(&reference, line);
+            }
+        }
+        if self.damage_after_last_sequence {
+            let highest = self.last_sequence;
+            self.last_sequence = highest.saturating_add(DAMAGE_GAP);
+            self.problems.push(Problem {
+                kind: ProblemKind::SequenceSkipped,
+                line: None,
+                detail: format!(
+                    "a damaged line follows the last readable intent and may have held a newer \
+                     one; merchant references continue after {} instead of {highest} so that \
+                     none can repeat",
+                    self.last_sequence
+                ),
+            });
+        }
         for (p, &(has_intent, line)) in self.payments.iter().zip(&self.seen) {
             if !has_intent {
                 self.problems.push(Problem {
@@ -376,6 +454,56 @@ impl Builder {
             last_sequence: self.last_sequence,
         }
     }
+}
+
+/// What can still be read out of a line that is not a valid record.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Salvage {
+    /// The highest sequence number in the text: `"sequence":N`, `"last":N`, or the number at
+    /// the end of a merchant reference.
+    pub sequence: Option<u64>,
+    /// The first readable `"merchant_reference":"…"` that has the shape of one of ours.
+    pub reference: Option<String>,
+}
+
+/// Reads sequence numbers and a reference out of a damaged line's bytes. It errs towards
+/// finding more: a number it reads too high only skips references, one it misses is what
+/// [`DAMAGE_GAP`] is for.
+pub(crate) fn salvage(content: &[u8]) -> Salvage {
+    let text = String::from_utf8_lossy(content);
+    let mut found = Salvage::default();
+    let mut note = |sequence: u64| {
+        found.sequence = Some(found.sequence.map_or(sequence, |s: u64| s.max(sequence)));
+    };
+    for key in ["\"sequence\":", "\"last\":"] {
+        for (at, _) in text.match_indices(key) {
+            let digits: String = text[at + key.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                note(n);
+            }
+        }
+    }
+    let key = "\"merchant_reference\":\"";
+    for (at, _) in text.match_indices(key) {
+        let value: String = text[at + key.len()..]
+            .chars()
+            .take_while(|&c| c != '"')
+            .take(65)
+            .collect();
+        let shaped = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if let Some(sequence) = reference_sequence(&value).filter(|_| shaped) {
+            note(sequence);
+            found.reference.get_or_insert(value);
+        }
+    }
+    found
 }
 
 /// Sets an id, returning a complaint when it replaces a different one.

@@ -53,8 +53,9 @@ use crate::dintero::{
 use crate::display::PanelHealth;
 use crate::input::codes::CodeError;
 use crate::input::InputEvent;
-use crate::journal::{self, Journal, JournalError, PaymentRecord, Record};
+use crate::journal::{Journal, JournalError, PaymentRecord, Record};
 use crate::money::{Currency, Money};
+use crate::payment::identity;
 use crate::payment::late::LateWatch;
 use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
@@ -246,6 +247,16 @@ impl PaidCarts {
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+/// What a lookup by reference found.
+enum Lookup {
+    /// This payment's session (and its transaction, if it has one).
+    Found(Session, Option<Transaction>),
+    /// Only payments under this reference that are not this one: what did not match.
+    Foreign(String),
+    /// Nothing under this reference.
+    Nothing,
+}
 
 /// Whose payment [`Flow::drive`] follows, which decides what it may cancel on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -612,21 +623,15 @@ impl<G: Gateway> Flow<G> {
             self.finished_since_compaction = 0;
             self.compact().await;
         }
-        let reference = {
-            let journal = self.journal.clone();
-            let kiosk_id = self.config.kiosk_id.clone();
-            let today = time::OffsetDateTime::now_utc().date();
-            let seq = lock(&journal).next_sequence();
-            (
-                journal::format_merchant_reference(&kiosk_id, today, seq),
-                seq,
-            )
-        };
-        let (merchant_reference, sequence) = reference;
+        let started_at = time::OffsetDateTime::now_utc();
+        let (merchant_reference, sequence) =
+            lock(&self.journal).next_reference(&self.config.kiosk_id, started_at.date());
         let payment = Payment {
             merchant_reference: merchant_reference.clone(),
             amount: cart.amount,
             cart_reference: cart.reference.clone(),
+            terminal_id: Some(self.config.terminal_id().to_string()),
+            started_at: Some(started_at),
         };
         let intent = Record::Intent {
             merchant_reference: merchant_reference.clone(),
@@ -635,7 +640,7 @@ impl<G: Gateway> Flow<G> {
             cart_reference: cart.reference.clone(),
             terminal_id: self.config.terminal_id().to_string(),
             sequence,
-            at: now_rfc3339(),
+            at: rfc3339(started_at),
         };
         if let Err(e) = self.write(intent).await {
             error!(error = %e, "cannot journal the payment intent; refusing card payments until the journal is writable");
@@ -697,12 +702,7 @@ impl<G: Gateway> Flow<G> {
 
     /// Resolves one payment the journal shows as unfinished.
     async fn recover(&mut self, record: PaymentRecord, shutdown: Shutdown<'_>) -> Driven {
-        let currency = Currency::from_code(&record.currency).unwrap_or(self.config.currency);
-        let payment = Payment {
-            merchant_reference: record.merchant_reference.clone(),
-            amount: Money::new(record.amount, currency),
-            cart_reference: record.cart_reference.clone(),
-        };
+        let payment = Payment::from_record(&record, self.config.currency);
         info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
         // A payment reopened after a late create keeps its policy across a restart.
         let driving = match record.reopened_at {
@@ -747,9 +747,13 @@ impl<G: Gateway> Flow<G> {
                 heartbeat.beat();
             }
             let reference = payment.merchant_reference.clone();
-            let session_id = match self.find(&reference).await {
-                Ok(Some((session, _))) => session.id,
-                Ok(None) => continue,
+            let session_id = match self.find(&payment).await {
+                Ok(Lookup::Found(session, _)) => session.id,
+                Ok(Lookup::Nothing) => continue,
+                Ok(Lookup::Foreign(detail)) => {
+                    error!(%reference, %detail, "Dintero has a payment under this reference that is not this one; it is not taken for this cart (check that kiosk.id is this kiosk's own and that state.dir was not restored from a backup)");
+                    continue;
+                }
                 Err(e) => {
                     debug!(%reference, error = %e, "could not look for a late create; trying again at the next health check");
                     return ControlFlow::Continue(());
@@ -796,8 +800,13 @@ impl<G: Gateway> Flow<G> {
     }
 
     fn finish(&mut self, payment: &Payment, outcome: &Final, recovered: bool) {
-        info!(reference = %payment.merchant_reference, amount = %payment.amount, %outcome, recovered, "payment finished");
-        if let Final::NotCreated { .. } = outcome {
+        if let Final::Conflict { detail } = outcome {
+            error!(reference = %payment.merchant_reference, amount = %payment.amount, %detail, recovered, "payment not confirmed: Dintero has a payment under this reference that is not this one; nothing more is charged, the customer is asked to fetch staff (check that kiosk.id is this kiosk's own and that state.dir was not restored from a backup)");
+        } else {
+            info!(reference = %payment.merchant_reference, amount = %payment.amount, %outcome, recovered, "payment finished");
+        }
+        // Both rest on not finding this payment at Dintero: watched in case it lands late.
+        if let Final::NotCreated { .. } | Final::Conflict { .. } = outcome {
             self.late.watch(payment.clone());
         }
         if let (Final::Approved { .. }, Some(cart_reference)) = (outcome, &payment.cart_reference) {
@@ -895,6 +904,8 @@ impl<G: Gateway> Flow<G> {
         // Dintero, so it is sent again while the payment is still not over.
         let mut cancel_sent: Option<Instant> = None;
         let mut first_miss: Option<Instant> = None;
+        // What a lookup found under the reference that was not this payment.
+        let mut foreign: Option<String> = None;
         let mut session: Option<Session> = None;
         let mut next_step = Instant::now();
         loop {
@@ -955,7 +966,7 @@ impl<G: Gateway> Flow<G> {
                         continue;
                     }
                     let polled_at = Instant::now();
-                    let result = self.advance(&phase, driving, &mut cancel_sent, &mut first_miss, &mut session).await;
+                    let result = self.advance(&phase, driving, &mut cancel_sent, &mut first_miss, &mut foreign, &mut session).await;
                     match result {
                         Ok(Some(event)) => {
                             errors = 0;
@@ -1008,14 +1019,15 @@ impl<G: Gateway> Flow<G> {
         driving: Driving,
         cancel_sent: &mut Option<Instant>,
         first_miss: &mut Option<Instant>,
+        foreign: &mut Option<String>,
         session: &mut Option<Session>,
     ) -> Result<Option<Event>, ApiError> {
         match phase {
             Phase::Checking {
                 payment,
                 session_id: None,
-            } => match self.find(&payment.merchant_reference).await? {
-                Some((s, tx)) => {
+            } => match self.find(payment).await? {
+                Lookup::Found(s, tx) => {
                     let progress = classify(&s, tx.as_ref(), None);
                     let session_id = s.id.clone();
                     *session = Some(s);
@@ -1024,7 +1036,13 @@ impl<G: Gateway> Flow<G> {
                         progress,
                     }))
                 }
-                None => {
+                // Someone else's payment under this reference counts as a miss: this payment's
+                // own session may still show up (a create that lands late) and is then taken.
+                missed => {
+                    if let Lookup::Foreign(detail) = missed {
+                        warn!(reference = %payment.merchant_reference, %detail, "a payment under this reference is not this one; looking again before deciding");
+                        *foreign = Some(detail);
+                    }
                     let now = Instant::now();
                     match first_miss {
                         None => {
@@ -1032,7 +1050,10 @@ impl<G: Gateway> Flow<G> {
                             Ok(None)
                         }
                         Some(at) if now >= *at + self.config.lookup_confirm_delay => {
-                            Ok(Some(Event::NotFound))
+                            Ok(Some(match foreign.take() {
+                                Some(detail) => Event::Conflict { detail },
+                                None => Event::NotFound,
+                            }))
                         }
                         Some(_) => Ok(None),
                     }
@@ -1144,22 +1165,34 @@ impl<G: Gateway> Flow<G> {
     }
 
     /// Looks a payment up by our reference: sessions first, then transactions on our terminal.
-    async fn find(
-        &self,
-        reference: &str,
-    ) -> Result<Option<(Session, Option<Transaction>)>, ApiError> {
+    /// What it finds counts only if it proves to be this payment (see [`super::identity`]).
+    async fn find(&self, payment: &Payment) -> Result<Lookup, ApiError> {
+        let reference = payment.merchant_reference.as_str();
+        let mut others = Vec::new();
         let sessions = self.gateway.search_sessions(reference).await?;
-        let found = sessions.into_iter().find(|s| {
+        let mut ours = Vec::new();
+        for s in sessions.into_iter().filter(|s| {
             s.order
                 .as_ref()
                 .is_some_and(|o| o.merchant_reference == reference)
-        });
-        if let Some(s) = found {
-            let tx = match &s.transaction_id {
+        }) {
+            let mismatches = identity::session_mismatches(payment, &s);
+            if mismatches.is_empty() {
+                ours.push(s);
+            } else {
+                others.push(format!(
+                    "session {}: {}",
+                    s.id,
+                    identity::describe(&mismatches)
+                ));
+            }
+        }
+        if let Some(found) = self.one_of_ours(ours, &mut others) {
+            let tx = match &found.transaction_id {
                 Some(id) => Some(self.gateway.get_transaction(id).await?),
                 None => None,
             };
-            return Ok(Some((s, tx)));
+            return Ok(Lookup::Found(found, tx));
         }
         let query = TransactionQuery {
             merchant_reference: Some(reference.to_string()),
@@ -1167,18 +1200,50 @@ impl<G: Gateway> Flow<G> {
             limit: Some(10),
         };
         let txs = self.gateway.list_transactions(&query).await?;
-        let Some(tx) = txs
+        let mut ours = Vec::new();
+        for tx in txs
             .into_iter()
-            .find(|t| t.merchant_reference.as_deref() == Some(reference))
-        else {
-            return Ok(None);
-        };
-        let Some(session_id) = tx.session_id.clone() else {
-            warn!(reference, transaction_id = %tx.id, "transaction found without a session id");
-            return Ok(None);
-        };
-        let s = self.gateway.get_session(&session_id).await?;
-        Ok(Some((s, Some(tx))))
+            .filter(|t| t.merchant_reference.as_deref() == Some(reference))
+        {
+            let Some(session_id) = tx.session_id.clone() else {
+                warn!(reference, transaction_id = %tx.id, "transaction found without a session id");
+                continue;
+            };
+            let mut mismatches = identity::transaction_mismatches(payment, &tx);
+            let s = self.gateway.get_session(&session_id).await?;
+            mismatches.extend(identity::session_mismatches(payment, &s));
+            if mismatches.is_empty() {
+                ours.push((s, tx));
+            } else {
+                others.push(format!(
+                    "transaction {}: {}",
+                    tx.id,
+                    identity::describe(&mismatches)
+                ));
+            }
+        }
+        if let Some((s, tx)) = self.one_of_ours(ours, &mut others) {
+            return Ok(Lookup::Found(s, Some(tx)));
+        }
+        Ok(match others.is_empty() {
+            true => Lookup::Nothing,
+            false => Lookup::Foreign(others.join(" | ")),
+        })
+    }
+
+    /// The one candidate that proved to be this payment; several that all match cannot be told
+    /// apart, which is as bad as none.
+    fn one_of_ours<T>(&self, mut ours: Vec<T>, others: &mut Vec<String>) -> Option<T> {
+        match ours.len() {
+            1 => ours.pop(),
+            0 => None,
+            n => {
+                others.push(format!(
+                    "{n} payments match this one in every respect and cannot be told apart"
+                ));
+                None
+            }
+        }
     }
 
     fn session_request(&self, payment: &Payment) -> SessionProfileRequest {
@@ -1419,8 +1484,11 @@ fn far_future() -> Instant {
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 

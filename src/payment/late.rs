@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::journal::{Outcome, PaymentRecord};
-use crate::money::{Currency, Money};
+use crate::money::Currency;
 use crate::payment::Payment;
 
 /// How long a `not_created` payment is looked for: far beyond any call timeout a kiosk uses,
@@ -83,14 +83,9 @@ impl LateWatch {
             let Some(left) = WINDOW.checked_sub(age) else {
                 continue;
             };
-            let currency = Currency::from_code(&p.currency).unwrap_or(default_currency);
             // Due at once: the kiosk may have been off for most of the window.
             watch.watched.push_back(Watched {
-                payment: Payment {
-                    merchant_reference: p.merchant_reference.clone(),
-                    amount: Money::new(p.amount, currency),
-                    cart_reference: p.cart_reference.clone(),
-                },
+                payment: Payment::from_record(p, default_currency),
                 until: now + left,
                 next: now,
                 interval: FIRST_LOOK,
@@ -140,6 +135,7 @@ impl LateWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::Money;
     use time::macros::datetime;
 
     fn record(
@@ -219,6 +215,8 @@ mod tests {
             merchant_reference: r.into(),
             amount: Money::new(100, Currency::NOK),
             cart_reference: None,
+            terminal_id: None,
+            started_at: None,
         };
         watch.watch(payment("a"));
         watch.watch(payment("b"));

@@ -5,6 +5,7 @@
 //! keeps the payments written off as not created under watch, in case Dintero creates them late.
 
 pub mod flow;
+pub mod identity;
 pub mod late;
 pub mod state;
 

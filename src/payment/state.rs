@@ -20,19 +20,42 @@
 use std::fmt;
 
 use crate::dintero::{Session, Transaction, TransactionStatus};
-use crate::journal::Outcome;
-use crate::money::Money;
+use crate::journal::{Outcome, PaymentRecord};
+use crate::money::{Currency, Money};
 use crate::state::{CancelledBy, DeclineKind, FailKind, KioskState};
 
-/// What the kiosk is charging: fixed when the intent is journaled.
+/// What the kiosk is charging: fixed when the intent is journaled, and what a payment found by
+/// reference must match to count as this one (see [`super::identity`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
     /// Ours, unique forever on this kiosk.
     pub merchant_reference: String,
-    /// The total.
+    /// The total; 0 when the journal lost the intent (amount, currency and cart unknown).
     pub amount: Money,
     /// The cart's own reference.
     pub cart_reference: Option<String>,
+    /// The terminal the intent named; `None` when the intent was lost.
+    pub terminal_id: Option<String>,
+    /// When the intent was written; `None` when the intent was lost or its time unreadable.
+    pub started_at: Option<time::OffsetDateTime>,
+}
+
+impl Payment {
+    /// The payment a journal record describes (`default_currency` where the intent was lost).
+    pub fn from_record(record: &PaymentRecord, default_currency: Currency) -> Payment {
+        let currency = Currency::from_code(&record.currency).unwrap_or(default_currency);
+        Payment {
+            merchant_reference: record.merchant_reference.clone(),
+            amount: Money::new(record.amount, currency),
+            cart_reference: record.cart_reference.clone(),
+            terminal_id: Some(record.terminal_id.clone()).filter(|t| !t.is_empty()),
+            started_at: time::OffsetDateTime::parse(
+                &record.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok(),
+        }
+    }
 }
 
 /// Why the kiosk cancels a session: decides how a cancel that wins is reported.
@@ -91,6 +114,13 @@ pub enum Final {
         /// Why, for the log and the journal.
         reason: String,
     },
+    /// A lookup by reference found only payments that are not this one (another amount,
+    /// terminal, cart or an older creation time): the kiosk cannot confirm this payment and
+    /// never takes another payment's money for it. Nothing more is charged; staff must look.
+    Conflict {
+        /// What did not match, for the log and the technician.
+        detail: String,
+    },
 }
 
 impl Final {
@@ -103,6 +133,7 @@ impl Final {
             Final::TimedOut { .. } => Outcome::TimedOut,
             Final::Failed { .. } => Outcome::Failed,
             Final::NotCreated { .. } => Outcome::NotCreated,
+            Final::Conflict { .. } => Outcome::Conflict,
         }
     }
 
@@ -115,7 +146,7 @@ impl Final {
             Final::Cancelled { transaction_id, .. }
             | Final::TimedOut { transaction_id }
             | Final::Failed { transaction_id, .. } => transaction_id.as_deref(),
-            Final::NotCreated { .. } => None,
+            Final::NotCreated { .. } | Final::Conflict { .. } => None,
         }
     }
 }
@@ -332,6 +363,12 @@ pub enum Event {
     },
     /// A lookup by reference found nothing (checked twice, far enough apart).
     NotFound,
+    /// Lookups by reference found only payments that are not this one (checked twice, far
+    /// enough apart, like [`Event::NotFound`]).
+    Conflict {
+        /// What did not match.
+        detail: String,
+    },
     /// The kiosk decided to cancel.
     Cancel(CancelReason),
 }
@@ -445,6 +482,16 @@ impl Phase {
                 outcome: Final::NotCreated {
                     reason: "no session found for the reference".into(),
                 },
+            }),
+            (
+                Phase::Checking {
+                    payment,
+                    session_id: None,
+                },
+                Event::Conflict { detail },
+            ) => Ok(Phase::Done {
+                payment,
+                outcome: Final::Conflict { detail },
             }),
             (
                 Phase::AwaitingPickup {
@@ -587,6 +634,7 @@ impl Phase {
                     reference,
                     kind: FailKind::Rejected,
                 },
+                Final::Conflict { .. } => KioskState::Conflict { amount, reference },
             },
         }
     }
@@ -626,6 +674,7 @@ impl fmt::Display for Final {
                 ..
             } => f.write_str("failed (rejected)"),
             Final::NotCreated { reason } => write!(f, "not created ({reason})"),
+            Final::Conflict { detail } => write!(f, "conflict ({detail})"),
         }
     }
 }
@@ -643,6 +692,8 @@ mod tests {
             merchant_reference: "kiosk-1-20261124-000001".into(),
             amount: Money::new(39900, Currency::NOK),
             cart_reference: None,
+            terminal_id: Some("T12345678-T0001".into()),
+            started_at: None,
         }
     }
 
@@ -1080,7 +1131,55 @@ mod tests {
                 reason: CancelReason::Recovery
             })
         );
-        assert!(known.apply(Event::NotFound).is_err());
+        assert!(known.clone().apply(Event::NotFound).is_err());
+        let conflict = || Event::Conflict {
+            detail: "amount 10000 instead of 39900".into(),
+        };
+        assert!(
+            known.apply(conflict()).is_err(),
+            "a payment whose session the journal names needs no lookup by reference"
+        );
+    }
+
+    #[test]
+    fn a_lookup_that_finds_only_another_payment_ends_in_conflict() {
+        let checking = Phase::Checking {
+            payment: payment(),
+            session_id: None,
+        };
+        let conflict = || Event::Conflict {
+            detail: "amount 10000 instead of 39900".into(),
+        };
+        let done = checking.apply(conflict()).unwrap();
+        assert_eq!(
+            done,
+            Phase::Done {
+                payment: payment(),
+                outcome: Final::Conflict {
+                    detail: "amount 10000 instead of 39900".into()
+                }
+            }
+        );
+        let Phase::Done { outcome, .. } = &done else {
+            unreachable!()
+        };
+        assert_eq!(outcome.outcome(), Outcome::Conflict);
+        assert_eq!(
+            outcome.transaction_id(),
+            None,
+            "never another payment's money"
+        );
+        assert_eq!(
+            done.view(tokio::time::Instant::now()),
+            KioskState::Conflict {
+                amount: payment().amount,
+                reference: payment().merchant_reference
+            }
+        );
+        assert!(done.apply(conflict()).is_err());
+        for live in [Phase::Creating(payment()), waiting()] {
+            assert!(live.apply(conflict()).is_err());
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub fn busy_level(state: &KioskState) -> Option<bool> {
         | KioskState::Cancelled { .. }
         | KioskState::TimedOut { .. }
         | KioskState::Failed { .. }
+        | KioskState::Conflict { .. }
         | KioskState::OutOfService { .. }
         | KioskState::Technician => Some(true),
     }
