@@ -374,6 +374,11 @@ fn terminal_rendering_shows_amounts_and_the_right_words() {
             "This code has already been paid",
         ),
         ("checking", "Sjekker betalingen", "Checking your payment"),
+        (
+            "conflict",
+            "Ingenting mer blir trukket",
+            "Nothing more will be charged",
+        ),
     ];
     for (name, nb, en) in expectations {
         let state = sample(name, now);
@@ -400,11 +405,11 @@ fn terminal_rendering_shows_amounts_and_the_right_words() {
         );
         if has_amount || matches!(state, KioskState::Checking { .. }) {
             assert!(
-                text_nb.contains("Referanse: kiosk1-20260315-0042"),
+                text_nb.contains("Referanse: kiosk-1-7KQ2FX-20261204-000042"),
                 "{text_nb}"
             );
             assert!(
-                text_en.contains("Reference: kiosk1-20260315-0042"),
+                text_en.contains("Reference: kiosk-1-7KQ2FX-20261204-000042"),
                 "{text_en}"
             );
         }

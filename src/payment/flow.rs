@@ -1211,7 +1211,11 @@ impl<G: Gateway> Flow<G> {
             };
             let mut mismatches = identity::transaction_mismatches(payment, &tx);
             let s = self.gateway.get_session(&session_id).await?;
-            mismatches.extend(identity::session_mismatches(payment, &s));
+            for m in identity::session_mismatches(payment, &s) {
+                if !mismatches.contains(&m) {
+                    mismatches.push(m);
+                }
+            }
             if mismatches.is_empty() {
                 ours.push((s, tx));
             } else {

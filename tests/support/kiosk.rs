@@ -39,8 +39,27 @@ pub fn boot(
     extra: &str,
 ) -> Running {
     let base = emulator.base_url();
+    let (kiosk, scanner) = kiosk_on(&base, dir.path(), input, extra, "T12345678-T0001");
+    Running {
+        kiosk,
+        scanner,
+        base,
+        dir,
+        emulator,
+    }
+}
+
+/// A kiosk in `dir` paired with `terminal`, talking to the emulator at `base`, and the scanner
+/// line into it.
+pub fn kiosk_on(
+    base: &str,
+    dir: &std::path::Path,
+    input: &str,
+    extra: &str,
+    terminal: &str,
+) -> (Kiosk, tokio::io::DuplexStream) {
     let extra = format!("[input]\n{input}\n[payment]\npoll_interval_ms = 50\npickup_timeout_s = 1\nresult_screen_s = 1\ntimeout_s = 10\n{extra}");
-    let config = Config::load(&super::write_config(dir.path(), &base, &extra)).unwrap();
+    let config = Config::load(&super::write_config_on(dir, base, &extra, terminal)).unwrap();
     let client = Client::new(ClientConfig::from_config(&config.dintero).unwrap());
     let kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::External).unwrap();
     let (scanner, scanner_rx) = tokio::io::duplex(256);
@@ -49,13 +68,7 @@ pub fn boot(
     tokio::spawn(async move {
         kioskpay::input::read_carts(scanner_rx, &scan, CartSource::Serial, &tx).await
     });
-    Running {
-        kiosk,
-        scanner,
-        base,
-        dir,
-        emulator,
-    }
+    (kiosk, scanner)
 }
 
 impl Running {

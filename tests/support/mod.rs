@@ -22,6 +22,11 @@ pub async fn emulator(time_scale: f64) -> EmulatorHandle {
 
 /// Writes a private secret file and a config pointing at `base`; returns the config path.
 pub fn write_config(dir: &Path, base: &str, extra: &str) -> PathBuf {
+    write_config_on(dir, base, extra, "T12345678-T0001")
+}
+
+/// [`write_config`] for a kiosk paired with `terminal`.
+pub fn write_config_on(dir: &Path, base: &str, extra: &str, terminal: &str) -> PathBuf {
     let secret = dir.join("client_secret");
     std::fs::write(&secret, "demo-secret\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -44,7 +49,7 @@ call_timeout_ms = 5000
 
 [store]
 id = "oslo-center"
-terminal_id = "T12345678-T0001"
+terminal_id = "{terminal}"
 payout_destination_id = "seller-1"
 
 [display]
