@@ -968,3 +968,123 @@ proptest! {
         prop_assert_eq!(j.next_sequence(), scripts.len() as u64 + 1);
     }
 }
+
+/// What happens to a journal between two starts of the kiosk.
+#[derive(Clone, Debug)]
+enum Damage {
+    /// A payment: its intent under the journal's next reference, and up to three later records.
+    Pay(usize),
+    /// One bit flips somewhere in the file (line and byte as fractions of the file's extent).
+    Flip(f64, f64, u8),
+    /// The file is cut inside a line and everything after it is lost: a garbled last page.
+    Cut(f64, f64),
+    /// The daemon compacts, keeping this many finished payments.
+    Compact(usize),
+    /// Power cut and restart: the journal is opened again.
+    Reopen,
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        5 => (0..4usize).prop_map(Damage::Pay),
+        2 => (0.0..1.0f64, 0.0..1.0f64, 0..8u8).prop_map(|(l, b, bit)| Damage::Flip(l, b, bit)),
+        1 => (0.0..1.0f64, 0.0..1.0f64).prop_map(|(l, b)| Damage::Cut(l, b)),
+        1 => (0..3usize).prop_map(Damage::Compact),
+        2 => Just(Damage::Reopen),
+    ]
+}
+
+/// The line (start, end without its newline) picked by a fraction, and a byte inside it.
+fn pick(bytes: &[u8], line: f64, byte: f64) -> Option<usize> {
+    let lines: Vec<(usize, usize)> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .scan(0, |start, l| {
+            let s = *start;
+            *start += l.len();
+            Some((s, s + l.len() - usize::from(l.ends_with(b"\n"))))
+        })
+        .filter(|(s, e)| e > s)
+        .collect();
+    let &(start, end) = lines.get(((lines.len() as f64) * line) as usize)?;
+    Some(start + (((end - start) as f64) * byte) as usize)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever bits flip and wherever a page is cut inside a line, with compactions and power
+    /// cuts in between, the journal never hands out a reference it ever held: a reused reference
+    /// is how a lookup would take another payment's money.
+    ///
+    /// A cut exactly on a line boundary is not among the damages: it leaves a journal that looks
+    /// as if the lost lines had never been written, and no file can know what it never held. A
+    /// garbled page cuts inside a line; the lookup's identity checks (`payment::identity`) are
+    /// the defence for the rest.
+    #[test]
+    fn the_next_reference_is_never_one_the_journal_ever_held(
+        damages in proptest::collection::vec(damage(), 1..40)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let day = time::macros::date!(2026 - 12 - 04);
+        let mut held = std::collections::HashSet::new();
+        for step in damages {
+            match step {
+                Damage::Pay(later) => {
+                    let (reference, sequence) = j.next_reference("kiosk-1", day);
+                    prop_assert!(!held.contains(&reference), "{} handed out again", reference);
+                    let written = j.append(&Record::Intent {
+                        merchant_reference: reference.clone(),
+                        amount: 1300,
+                        currency: "NOK".into(),
+                        cart_reference: None,
+                        terminal_id: "T12345678-T0001".into(),
+                        sequence,
+                        at: "2026-12-04T10:00:00Z".into(),
+                    });
+                    held.insert(reference.clone());
+                    written.unwrap();
+                    for record in [
+                        Record::Session { merchant_reference: reference.clone(), session_id: "s".into() },
+                        Record::State { merchant_reference: reference.clone(), state: "waiting_for_card".into() },
+                        Record::Final {
+                            merchant_reference: reference.clone(),
+                            outcome: Outcome::Approved,
+                            transaction_id: Some("t".into()),
+                            status: Some("CAPTURED".into()),
+                            at: "2026-12-04T10:00:09Z".into(),
+                        },
+                    ].into_iter().take(later) {
+                        j.append(&record).unwrap();
+                    }
+                }
+                Damage::Flip(line, byte, bit) => {
+                    drop(j);
+                    let mut bytes = log_bytes(dir.path());
+                    if let Some(at) = pick(&bytes, line, byte) {
+                        bytes[at] ^= 1 << bit;
+                        fs::write(dir.path().join(LOG), &bytes).unwrap();
+                    }
+                    j = Journal::open(dir.path()).unwrap().0;
+                }
+                Damage::Cut(line, byte) => {
+                    drop(j);
+                    let bytes = log_bytes(dir.path());
+                    if let Some(at) = pick(&bytes, line, byte) {
+                        fs::write(dir.path().join(LOG), &bytes[..at.max(1)]).unwrap();
+                    }
+                    j = Journal::open(dir.path()).unwrap().0;
+                }
+                Damage::Compact(keep) => {
+                    j.compact(keep).unwrap();
+                }
+                Damage::Reopen => {
+                    drop(j);
+                    j = Journal::open(dir.path()).unwrap().0;
+                }
+            }
+            let (next, _) = j.next_reference("kiosk-1", day);
+            prop_assert!(!held.contains(&next), "{} would be handed out again", next);
+        }
+    }
+}

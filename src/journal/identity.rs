@@ -17,6 +17,10 @@
 //! moved to a spare board) draws a new identity and says so at WARN, because its copy of the
 //! sequence is shared with the original.
 //!
+//! Journal damage that may hide references (a line cut or garbled after which no readable intent
+//! follows, see [`super::DAMAGE_GAP`]) also draws a new identity, once per distinct damage: the
+//! lines lost after a cut may have carried references that nothing readable remembers.
+//!
 //! What it cannot see: a backup of the state directory restored on the same machine rewinds the
 //! sequence under the same identity. That case, and any other a random draw cannot rule out, is
 //! caught by the second line of defence: a payment found by reference counts only when its
@@ -54,6 +58,10 @@ pub struct Installation {
     pub machine: String,
     /// When it was drawn, RFC 3339, for the technician.
     pub created_at: String,
+    /// The journal damage it was drawn for, if it replaced an identity because damage may hide
+    /// references (see [`redraw_for_damage`]); the same damage found again needs no new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawn_for_damage: Option<String>,
 }
 
 /// Why [`load_or_create`] drew a new identity where a file existed.
@@ -105,15 +113,40 @@ pub fn load_or_create(
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error("read", &path)(e)),
     };
+    let installation = draw(dir, machine, None)?;
+    Ok((installation, redrawn))
+}
+
+/// Draws a new identity because journal damage (`mark` names it) may hide references this one
+/// already used: a line cut inside can take every line after it along, and with them
+/// references whose sequence nothing readable remembers. Under a new identity none of those can
+/// come back. Damage seen before (the same `mark`) keeps the identity drawn for it.
+pub fn redraw_for_damage(
+    dir: &Path,
+    current: Installation,
+    mark: &str,
+) -> Result<(Installation, bool), JournalError> {
+    if current.drawn_for_damage.as_deref() == Some(mark) {
+        return Ok((current, false));
+    }
+    Ok((draw(dir, &current.machine, Some(mark.to_owned()))?, true))
+}
+
+fn draw(
+    dir: &Path,
+    machine: &str,
+    drawn_for_damage: Option<String>,
+) -> Result<Installation, JournalError> {
     let installation = Installation {
         id: draw_id(dir)?,
         machine: machine.to_owned(),
         created_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
+        drawn_for_damage,
     };
     write(dir, &installation)?;
-    Ok((installation, redrawn))
+    Ok(installation)
 }
 
 /// Reads the identity without creating one, for read-only tools.
@@ -247,6 +280,26 @@ mod tests {
             matches!(redrawn, Some(Redrawn::Damaged { .. })),
             "{redrawn:?}"
         );
+    }
+
+    #[test]
+    fn new_damage_draws_a_new_identity_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = load_or_create(dir.path(), "m").unwrap();
+        let (after, redrawn) = redraw_for_damage(dir.path(), first.clone(), "crc-1").unwrap();
+        assert!(redrawn);
+        assert_ne!(after.id, first.id);
+        let (again, redrawn) = redraw_for_damage(dir.path(), after.clone(), "crc-1").unwrap();
+        assert!(!redrawn, "the same damage found at the next start");
+        assert_eq!(again, after);
+        assert_eq!(
+            load_or_create(dir.path(), "m").unwrap().0,
+            after,
+            "kept on disk"
+        );
+        let (other, redrawn) = redraw_for_damage(dir.path(), after.clone(), "crc-2").unwrap();
+        assert!(redrawn);
+        assert_ne!(other.id, after.id);
     }
 
     #[test]

@@ -288,7 +288,20 @@ impl Journal {
         for problem in &scan.replay.problems {
             tracing::warn!(path = %path.display(), "journal: {problem}");
         }
-        let (installation, redrawn) = identity::load_or_create(dir, machine)?;
+        let (mut installation, redrawn) = identity::load_or_create(dir, machine)?;
+        if let Some(mark) = &scan.replay.hidden_damage {
+            let previous = installation.id.clone();
+            let (now, redrawn) = identity::redraw_for_damage(dir, installation, mark)?;
+            installation = now;
+            if redrawn {
+                tracing::warn!(
+                    previous,
+                    installation = installation.id,
+                    "damaged journal lines may hide merchant references; new references use a \
+                     new installation id so that none can repeat"
+                );
+            }
+        }
         match redrawn {
             Some(identity::Redrawn::OtherMachine { previous }) => tracing::warn!(
                 previous,

@@ -145,6 +145,10 @@ pub struct Replay {
     pub problems: Vec<Problem>,
     /// The highest sequence number ever handed out (0 for a new journal).
     pub last_sequence: u64,
+    /// A checksum of the damaged lines that no readable intent follows, when there are any:
+    /// they may hide references, so the installation draws a new identity for them (once per
+    /// distinct damage, see [`super::identity::redraw_for_damage`]).
+    pub hidden_damage: Option<String>,
 }
 
 impl Replay {
@@ -278,6 +282,9 @@ struct Builder {
     damage_after_last_sequence: bool,
     /// References read out of damaged or unknown lines, with their line numbers.
     damaged_references: Vec<(String, usize)>,
+    /// CRC-32 over the numbers and bytes of the damaged lines since the last readable intent or
+    /// sequence record: what may hide references nothing readable remembers.
+    hidden_damage: crc32fast::Hasher,
 }
 
 impl Builder {
@@ -300,6 +307,7 @@ impl Builder {
         if let Some(sequence) = record.sequence() {
             self.last_sequence = self.last_sequence.max(sequence);
             self.damage_after_last_sequence = false;
+            self.hidden_damage = crc32fast::Hasher::new();
         }
         let Some(reference) = record.merchant_reference() else {
             return;
@@ -409,6 +417,8 @@ impl Builder {
                 self.damaged_references.push((reference, line));
             }
             self.damage_after_last_sequence = true;
+            self.hidden_damage.update(&line.to_le_bytes());
+            self.hidden_damage.update(content);
         }
     }
 
@@ -452,6 +462,9 @@ impl Builder {
             payments: self.payments,
             problems: self.problems,
             last_sequence: self.last_sequence,
+            hidden_damage: self
+                .damage_after_last_sequence
+                .then(|| format!("{:08x}", self.hidden_damage.finalize())),
         }
     }
 }
