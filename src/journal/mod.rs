@@ -25,17 +25,24 @@
 //! [`Journal::compact`] rewrites it, keeping every unfinished payment and the newest finished
 //! ones.
 //!
-//! # After a power cut
+//! # After a power cut, or on a failing SD card
 //! [`Journal::open`] replays the file (see [`Replay`]) and says what it found:
-//! - a **torn last line** (the write that was in progress when power went) is ignored, because
-//!   its append never returned and so nothing was done on its strength. It is copied to
-//!   `journal.torn` beside the log for inspection and cut off the log, so that the next append
-//!   starts on a clean line;
-//! - a **damaged line in the middle** (failing storage) is reported with its line number and
-//!   skipped; the lines after it still count;
+//! - a **torn last line** (the write in progress when power went, or a last page the card
+//!   garbled after it was synced) is copied to `journal.torn` and ended with a newline where it
+//!   stands, so that the next append starts on a clean line. It is not dropped: it may be an
+//!   intent whose create call was made;
+//! - a **damaged line anywhere** is reported with its line number; the lines after it still
+//!   count, and so does what can be read of it: its sequence numbers, and the reference of a
+//!   payment nothing else names, which is listed as unresolved so that recovery looks it up;
+//! - the **sequence** never goes back: the highest one in any record's reference, in any
+//!   damaged line's text or in a [`Record::Sequence`] counts, and a damaged line that no readable
+//!   intent follows skips [`DAMAGE_GAP`] numbers and draws a new installation id (see
+//!   [`identity`]), since it may have been a newer intent;
 //! - records of a payment whose intent line is lost still form a [`PaymentRecord`] (amount 0)
 //!   so that recovery can look it up at Dintero by its reference;
 //! - records of a type written by a newer kioskpay are reported and kept, not fatal.
+//! - a last line that lacks only its newline is a whole record (its checksum proves it): it
+//!   counts, and the newline is added.
 //!
 //! - a payment that ended `not_created` and then turned up at Dintero (a create that landed
 //!   late, see [`crate::payment::late`]) has a [`Record::Reopened`] after its final record: it
@@ -47,7 +54,8 @@
 //!
 //! # Compaction
 //! [`Journal::compact`] writes `journal.log.compact` (a [`Record::Sequence`] first, so that
-//! merchant reference numbers never repeat, then the lines it keeps), syncs it, renames it over
+//! merchant reference numbers never repeat, then the lines it keeps, and the sequence record
+//! again after them when damaged lines are among them), syncs it, renames it over
 //! `journal.log` and syncs the directory. Until the rename the old file is untouched and
 //! complete; after it the new one is. A `journal.log.compact` left by a crash is deleted at the
 //! next open. Lines compaction cannot read (damaged, or from a newer version) are copied as they

@@ -80,9 +80,10 @@ impl PaymentRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
-    /// The last line was cut short or garbled: a power cut during the final append. That append
-    /// never returned, so nothing was done on its strength; the line is ignored (and, when the
-    /// journal is opened for writing, moved to `journal.torn` and cut off the log).
+    /// The last line was cut short or garbled: a power cut during the final append, or a last
+    /// page the card garbled later. What can be read of it counts like any damaged line; when
+    /// the journal is opened for writing it is copied to `journal.torn` and ended with a newline
+    /// where it stands (from then on it reads as [`ProblemKind::Corrupt`]).
     TornTail,
     /// A line before the last one is damaged (checksum, framing or JSON). It is skipped; the
     /// lines after it are still read. Usually failing storage: check the SD card.
@@ -229,8 +230,8 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                     ProblemKind::TornTail,
                     Some(number),
                     format!(
-                        "{why}; a power cut during the last write: that record was never \
-                         confirmed and is ignored"
+                        "{why}; a power cut during the last write or a garbled last page: what \
+                         can be read of it counts, the rest is lost"
                     ),
                 );
                 torn = Some(start..end);
