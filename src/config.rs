@@ -385,6 +385,9 @@ pub struct DisplayConfig {
     /// Where the `png` backend writes frames.
     #[serde(default = "default_png_dir")]
     pub png_dir: PathBuf,
+    /// How many of the newest frames the `png` backend keeps in `png_dir`; 0 keeps all.
+    #[serde(default = "default_png_keep")]
+    pub png_keep: usize,
     /// Panel width in pixels.
     #[serde(default = "default_width")]
     pub width: u32,
@@ -411,6 +414,7 @@ impl Default for DisplayConfig {
         DisplayConfig {
             kind: DisplayKind::default(),
             png_dir: default_png_dir(),
+            png_keep: default_png_keep(),
             width: default_width(),
             height: default_height(),
             board: None,
@@ -540,6 +544,9 @@ fn default_duplicate_window_ms() -> u64 {
 }
 fn default_png_dir() -> PathBuf {
     "/var/lib/kioskpay/frames".into()
+}
+fn default_png_keep() -> usize {
+    crate::display::panel::DEFAULT_PNG_KEEP
 }
 fn default_width() -> u32 {
     240
@@ -1239,6 +1246,7 @@ payout_destination_id = "seller-1"
         assert_eq!(c.payment.timeout_s, 120);
         assert_eq!(c.input.kind, InputKind::Serial);
         assert_eq!(c.display.kind, DisplayKind::Png);
+        assert_eq!(c.display.png_keep, 200);
         assert_eq!(c.dintero.checkout_url, "https://checkout.dintero.com");
     }
 
