@@ -444,6 +444,12 @@ pub struct PaymentConfig {
     /// How often the health gate checks the terminal and the token while idle.
     #[serde(default = "default_health_s")]
     pub health_interval_s: u64,
+    /// How long after its approval a payment slip (a GS1 code with a cart reference) is refused
+    /// as already paid when scanned again; 0 never refuses a slip (slips whose reference is
+    /// printed on many). Signed cart codes are refused for as long as the journal remembers
+    /// the approval, whatever this says.
+    #[serde(default = "default_paid_cart_window_s")]
+    pub paid_cart_window_s: u64,
 }
 
 impl Default for PaymentConfig {
@@ -454,6 +460,7 @@ impl Default for PaymentConfig {
             pickup_timeout_s: default_pickup_s(),
             result_screen_s: default_result_s(),
             health_interval_s: default_health_s(),
+            paid_cart_window_s: default_paid_cart_window_s(),
         }
     }
 }
@@ -478,6 +485,10 @@ impl PaymentConfig {
     /// `health_interval_s` as a duration.
     pub fn health_interval(&self) -> Duration {
         Duration::from_secs(self.health_interval_s)
+    }
+    /// `paid_cart_window_s` as a duration.
+    pub fn paid_cart_window(&self) -> Duration {
+        Duration::from_secs(self.paid_cart_window_s)
     }
 }
 
@@ -568,6 +579,11 @@ fn default_result_s() -> u64 {
 }
 fn default_health_s() -> u64 {
     60
+}
+fn default_paid_cart_window_s() -> u64 {
+    // A slip is for one cart: a day covers a customer who comes back with it, or scans it
+    // again at another visit the same day.
+    24 * 60 * 60
 }
 fn default_keep_final() -> usize {
     2000
@@ -1247,6 +1263,7 @@ payout_destination_id = "seller-1"
         assert_eq!(c.input.kind, InputKind::Serial);
         assert_eq!(c.display.kind, DisplayKind::Png);
         assert_eq!(c.display.png_keep, 200);
+        assert_eq!(c.payment.paid_cart_window_s, 86400);
         assert_eq!(c.dintero.checkout_url, "https://checkout.dintero.com");
     }
 

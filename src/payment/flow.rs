@@ -18,13 +18,20 @@
 //!   technician), it reads the payment again and reports what really happened.
 //! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
 //!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
-//! - **A signed code is paid once.** A signed cart code whose cart reference an approved
-//!   payment already carries is refused as already paid. The flow keeps the cart references of
-//!   the approved payments its journal holds (the daemon hands them over at start, see
-//!   [`Flow::with_paid_cart_references`]) and adds each one it approves; like the journal it
-//!   remembers the last `state.keep_final` of them, far more than any code's lifetime holds.
-//!   Cart references are the merchant's (`merchant_reference_2`), so a signed code for a cart
-//!   that a payment slip with the same reference already paid is refused too.
+//! - **A signed code or a payment slip is paid once.** A signed cart code whose cart reference
+//!   an approved payment already carries is refused as already paid. The flow keeps the cart
+//!   references of the approved payments its journal holds (the daemon hands them over at
+//!   start, see [`Flow::with_paid_cart_references`]) and adds each one it approves; like the
+//!   journal it remembers the last `state.keep_final` of them, far more than any code's
+//!   lifetime holds. Cart references are the merchant's (`merchant_reference_2`), so a signed
+//!   code for a cart that a payment slip with the same reference already paid is refused too.
+//!   A payment slip with a cart reference ([`InputEvent::SlipCart`]) is refused the same way
+//!   for `payment.paid_cart_window_s` after the approval (a day by default): a slip is for one
+//!   cart, and a customer who scans it again must not pay again. A restart cannot tell by the
+//!   wall clock how long ago an approval was (a clock stepped by NTP), so approvals from the
+//!   journal count as made at the start: a restart lengthens the window, never shortens it.
+//!   Codes that carry no cart reference (EAN-13 price labels name an article a shop sells many
+//!   times; plain development codes) are never refused as paid.
 //! - **Display gate.** When the kiosk has a customer screen (an SPI or framebuffer panel), carts
 //!   are refused until it has shown a frame, and while it is broken the kiosk shows
 //!   [`KioskState::OutOfService`] with the panel's error code: a customer who cannot see the
@@ -116,6 +123,8 @@ pub struct FlowConfig {
     /// How long to wait between the two lookups that must both find nothing before a create
     /// with an unknown outcome is taken as never having happened: longer than one call can take.
     pub lookup_confirm_delay: Duration,
+    /// How long after its approval a payment slip is refused as already paid (0: never).
+    pub paid_cart_window: Duration,
 }
 
 impl FlowConfig {
@@ -141,6 +150,7 @@ impl FlowConfig {
             keep_final: config.state.keep_final,
             lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
                 + config.payment.poll_interval(),
+            paid_cart_window: config.payment.paid_cart_window(),
         }
     }
 
@@ -216,10 +226,11 @@ pub struct Flow<G: Gateway> {
     look_for_all_late: bool,
 }
 
-/// The cart references of the newest approved payments, oldest first, at most `capacity`.
+/// The cart references of the newest approved payments with when each was approved (or,
+/// for those from the journal, when the flow started), oldest first, at most `capacity`.
 struct PaidCarts {
     capacity: usize,
-    references: VecDeque<String>,
+    references: VecDeque<(String, Instant)>,
 }
 
 impl PaidCarts {
@@ -230,18 +241,19 @@ impl PaidCarts {
         }
     }
 
-    fn contains(&self, reference: &str) -> bool {
-        self.references.iter().any(|r| r == reference)
+    /// Whether `reference` was approved, within `window` when one is given.
+    fn paid(&self, reference: &str, window: Option<Duration>) -> bool {
+        self.references
+            .iter()
+            .any(|(r, at)| r == reference && window.is_none_or(|window| at.elapsed() < window))
     }
 
     fn insert(&mut self, reference: String) {
-        if self.contains(&reference) {
-            return;
-        }
+        self.references.retain(|(r, _)| *r != reference);
         while self.references.len() >= self.capacity {
             self.references.pop_front();
         }
-        self.references.push_back(reference);
+        self.references.push_back((reference, Instant::now()));
     }
 }
 
@@ -440,7 +452,15 @@ impl<G: Gateway> Flow<G> {
                             return Ok(());
                         }
                     }
-                    Some(InputEvent::SignedCart(cart)) => match self.already_paid(&cart) {
+                    Some(InputEvent::SignedCart(cart)) => match self.already_paid(&cart, None) {
+                        Some(reason) => self.hold(KioskState::Refused { reason }),
+                        None => {
+                            if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                                return Ok(());
+                            }
+                        }
+                    },
+                    Some(InputEvent::SlipCart(cart)) => match self.already_paid(&cart, Some(self.config.paid_cart_window)) {
                         Some(reason) => self.hold(KioskState::Refused { reason }),
                         None => {
                             if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
@@ -483,7 +503,7 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_idle(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) | InputEvent::SlipCart(_) => {}
             InputEvent::Unreadable { reason, customer } => {
                 warn!(%reason, ?customer, "code refused");
                 self.hold(KioskState::Refused {
@@ -500,10 +520,11 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
-    /// Refuses a signed cart whose reference an approved payment already carries.
-    fn already_paid(&self, cart: &Cart) -> Option<RefusalReason> {
+    /// Refuses a cart whose reference an approved payment already carries (approved within
+    /// `window` when one is given).
+    fn already_paid(&self, cart: &Cart, window: Option<Duration>) -> Option<RefusalReason> {
         let reference = cart.reference.as_ref()?;
-        if !self.paid_carts.contains(reference) {
+        if !self.paid_carts.paid(reference, window) {
             return None;
         }
         let e = CodeError::AlreadyPaid {
@@ -915,7 +936,7 @@ impl<G: Gateway> Flow<G> {
                 }
                 () = beat(&mut self.heartbeat) => {}
                 event = self.inputs.recv(), if self.inputs_open => match event {
-                    Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart)) => {
+                    Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart) | InputEvent::SlipCart(cart)) => {
                         info!(amount = %cart.amount, "cart refused: a payment is running");
                         self.state.send_replace(KioskState::Refused { reason: RefusalReason::Busy });
                         self.hold_until = Some(Instant::now() + self.config.result_screen.min(Duration::from_secs(2)));
@@ -993,7 +1014,7 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_busy(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) | InputEvent::SlipCart(_) => {}
             InputEvent::Unreadable { reason, .. } => {
                 info!(%reason, "code ignored: a payment is running")
             }
