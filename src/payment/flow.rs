@@ -18,6 +18,11 @@
 //!   technician), it reads the payment again and reports what really happened.
 //! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
 //!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
+//!   The journal is part of it: each check first proves that the state directory takes a write
+//!   ([`crate::payment::storage`]), and once any journal write has failed (disk full, I/O
+//!   error) the gate stays closed, showing `E-JOURNAL`, until an append to the journal itself
+//!   succeeds again. A journal that refuses appends until a restart
+//!   ([`JournalError::Poisoned`]) puts the kiosk out of service with `E-JOURNAL-RESTART`.
 //! - **A signed code or a payment slip is paid once.** A signed cart code whose cart reference
 //!   an approved payment already carries is refused as already paid. The flow keeps the cart
 //!   references of the approved payments its journal holds (the daemon hands them over at
@@ -224,6 +229,10 @@ pub struct Flow<G: Gateway> {
     late: LateWatch,
     /// A create met `409`: every watched payment is looked up at the next health check.
     look_for_all_late: bool,
+    /// A journal write failed: the gate stays closed until a journal append succeeds.
+    storage_failed: bool,
+    /// The journal refuses appends until kioskpay restarts.
+    journal_poisoned: bool,
 }
 
 /// The cart references of the newest approved payments with when each was approved (or,
@@ -313,6 +322,8 @@ impl<G: Gateway> Flow<G> {
             settings: None,
             late: LateWatch::default(),
             look_for_all_late: false,
+            storage_failed: false,
+            journal_poisoned: false,
         }
     }
 
@@ -560,6 +571,11 @@ impl<G: Gateway> Flow<G> {
     fn idle_state(&self) -> KioskState {
         if let Some(code) = self.display_fault() {
             return KioskState::OutOfService { code };
+        }
+        if self.journal_poisoned {
+            return KioskState::OutOfService {
+                code: "E-JOURNAL-RESTART".into(),
+            };
         }
         if !self.display_ready() {
             // The screen has not shown its first frame: still starting, as far as a customer
@@ -1235,10 +1251,13 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
-    /// The health gate: a valid token, and the terminal `ACTIVE`.
+    /// The health gate: a journal that takes writes, a valid token, and the terminal `ACTIVE`.
     async fn check_health(&mut self) {
         let before = self.health.clone();
-        let mut health = self.read_health().await;
+        let mut health = match self.storage_health().await {
+            Some(unavailable) => unavailable,
+            None => self.read_health().await,
+        };
         if before == Health::Ready
             && health == Health::Unavailable(UnavailableReason::ApiUnreachable)
         {
@@ -1259,6 +1278,61 @@ impl<G: Gateway> Flow<G> {
             Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
         };
         self.next_health = Instant::now() + period;
+    }
+
+    /// The journal's part of the health gate: `None` when payments can be journaled. After a
+    /// failed journal write only a journal append proves it: a [`Record::Sequence`], which
+    /// belongs to no payment and repeats the last sequence number handed out.
+    async fn storage_health(&mut self) -> Option<Health> {
+        let unavailable = Some(Health::Unavailable(UnavailableReason::Storage));
+        if self.journal_poisoned {
+            return unavailable;
+        }
+        if self.storage_failed {
+            let last = lock(&self.journal).next_sequence().saturating_sub(1);
+            if self.write(Record::Sequence { last }).await.is_err() {
+                return unavailable;
+            }
+            info!("the journal takes writes again");
+            self.storage_failed = false;
+            return None;
+        }
+        let dir = lock(&self.journal).path().parent()?.to_owned();
+        let probed = tokio::task::spawn_blocking(move || {
+            crate::payment::storage::probe(&dir).map_err(|e| (dir, e))
+        })
+        .await;
+        match probed {
+            Ok(Ok(())) => None,
+            Ok(Err((dir, e))) => {
+                let e = JournalError::Io {
+                    action: "write a probe file in",
+                    path: dir,
+                    source: e,
+                };
+                error!(error = %e, "the state directory takes no writes; refusing card payments until the journal does");
+                self.journal_failed(&e);
+                unavailable
+            }
+            Err(e) => {
+                warn!(error = %e, "the storage probe did not run; trying again at the next health check");
+                None
+            }
+        }
+    }
+
+    /// A journal write failed: the gate closes until a journal append succeeds (a poisoned
+    /// journal: until a restart).
+    fn journal_failed(&mut self, e: &JournalError) {
+        if matches!(e, JournalError::Poisoned { .. }) && !self.journal_poisoned {
+            error!(error = %e, "out of service (E-JOURNAL-RESTART) until kioskpay is restarted");
+            self.journal_poisoned = true;
+        }
+        self.storage_failed = true;
+        self.health = Health::Unavailable(UnavailableReason::Storage);
+        self.next_health = self
+            .next_health
+            .min(Instant::now() + self.config.health_interval.min(Duration::from_secs(5)));
     }
 
     /// One reading of the health gate: a valid token, and the terminal's status.
@@ -1301,10 +1375,11 @@ impl<G: Gateway> Flow<G> {
         self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(5));
     }
 
-    /// Appends to the journal on the blocking pool (it fsyncs).
-    async fn write(&self, record: Record) -> Result<(), JournalError> {
+    /// Appends to the journal on the blocking pool (it fsyncs). A failure closes the health gate.
+    async fn write(&mut self, record: Record) -> Result<(), JournalError> {
         let journal = self.journal.clone();
-        match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
+        let result = match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await
+        {
             Ok(result) => {
                 if result.is_ok() {
                     crash_hook();
@@ -1316,12 +1391,16 @@ impl<G: Gateway> Flow<G> {
                 path: Default::default(),
                 source: std::io::Error::other(e.to_string()),
             }),
+        };
+        if let Err(e) = &result {
+            self.journal_failed(e);
         }
+        result
     }
 
     /// Appends a record that follows an effect already made: a failure is logged loudly but the
     /// payment goes on (recovery can rebuild the missing step by reference).
-    async fn write_logged(&self, record: Record) {
+    async fn write_logged(&mut self, record: Record) {
         if let Err(e) = self.write(record).await {
             error!(error = %e, "journal write failed");
         }
@@ -1587,6 +1666,55 @@ mod tests {
             states.borrow().name()
         );
         stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poisoned_journal_keeps_the_kiosk_out_of_service_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let config = crate::config::Config::parse(
+            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
+             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
+             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
+             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let (_inputs, input_rx) = mpsc::channel(1);
+        let (_commands, command_rx) = mpsc::channel(1);
+        let (state, _states) = watch::channel(KioskState::Starting);
+        let mut flow = Flow::new(
+            Arc::new(HangsOnCreate),
+            journal,
+            Vec::new(),
+            FlowConfig::from_config(&config),
+            FlowChannels {
+                inputs: input_rx,
+                commands: command_rx,
+                state,
+                reports: None,
+            },
+        );
+        flow.check_health().await;
+        assert_eq!(flow.idle_state(), KioskState::Idle);
+        flow.journal_failed(&JournalError::Poisoned {
+            path: dir.path().join(journal::FILE_NAME),
+            cause: "sync failed: Input/output error".into(),
+        });
+        let out_of_service = KioskState::OutOfService {
+            code: "E-JOURNAL-RESTART".into(),
+        };
+        for _ in 0..3 {
+            flow.check_health().await;
+            assert_eq!(flow.idle_state(), out_of_service);
+            tokio::time::sleep(flow.config.health_interval).await;
+        }
+        let cart = Cart {
+            amount: Money::new(100, Currency::NOK),
+            reference: None,
+            source: crate::cart::CartSource::Stdin,
+        };
+        assert_eq!(flow.refusal(&cart), Some(RefusalReason::Unavailable));
     }
 
     #[test]
