@@ -327,7 +327,7 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
-    /// Watches the payments the journal shows ended `not_created` not long ago (see
+    /// Watches the payments the journal shows ended `not_created` most recently (see
     /// [`crate::payment::late`]), so that a restart does not end their watch.
     pub fn with_late_watch(mut self, late: LateWatch) -> Self {
         self.late = late;
@@ -335,7 +335,8 @@ impl<G: Gateway> Flow<G> {
     }
 
     /// Tells the flow the cart references of payments approved before it started (from the
-    /// journal, oldest first), so that a signed code paid before a restart is still refused.
+    /// journal, oldest first), so that a signed code or a payment slip paid before a restart is
+    /// still refused (a slip for a whole `paid_cart_window` from now).
     pub fn with_paid_cart_references(
         mut self,
         references: impl IntoIterator<Item = String>,
