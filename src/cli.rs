@@ -237,7 +237,10 @@ fn init_logging(filter: &str) {
     } else {
         None
     };
-    let registry = tracing_subscriber::registry().with(filter).with(counting);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(secret_safe_targets())
+        .with(counting);
     let _ = match journald {
         Some(journald) => registry.with(journald).try_init(),
         None => registry
@@ -245,6 +248,25 @@ fn init_logging(filter: &str) {
             .try_init(),
     };
 }
+
+/// The HTTP and TLS libraries dump whole requests and responses below `info`: the Basic auth
+/// header (the client secret), bearer tokens and the token response. A global filter of its own,
+/// beside the user's, so that no `KIOSKPAY_LOG` (not `trace`, not `ureq=trace`, not a more
+/// specific `ureq::…=trace`) can let them through.
+fn secret_safe_targets() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(
+            SECRET_DUMPING_TARGETS
+                .iter()
+                .map(|target| (*target, LevelFilter::INFO)),
+        )
+}
+
+/// Targets (and, by prefix, their modules) whose debug and trace events can carry secrets: the
+/// client's HTTP and TLS stack, and the emulator's HTTP server, which receives the same headers.
+const SECRET_DUMPING_TARGETS: [&str; 4] = ["ureq", "ureq_proto", "rustls", "hyper"];
 
 /// Whether stderr is the journal: `JOURNAL_STREAM` is `<device>:<inode>` of the stream systemd
 /// connected, and stays set in children whose stderr may have been redirected, so it is compared.

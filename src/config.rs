@@ -385,6 +385,9 @@ pub struct DisplayConfig {
     /// Where the `png` backend writes frames.
     #[serde(default = "default_png_dir")]
     pub png_dir: PathBuf,
+    /// How many of the newest frames the `png` backend keeps in `png_dir`; 0 keeps all.
+    #[serde(default = "default_png_keep")]
+    pub png_keep: usize,
     /// Panel width in pixels.
     #[serde(default = "default_width")]
     pub width: u32,
@@ -411,6 +414,7 @@ impl Default for DisplayConfig {
         DisplayConfig {
             kind: DisplayKind::default(),
             png_dir: default_png_dir(),
+            png_keep: default_png_keep(),
             width: default_width(),
             height: default_height(),
             board: None,
@@ -440,6 +444,12 @@ pub struct PaymentConfig {
     /// How often the health gate checks the terminal and the token while idle.
     #[serde(default = "default_health_s")]
     pub health_interval_s: u64,
+    /// How long after its approval a payment slip (a GS1 code with a cart reference) is refused
+    /// as already paid when scanned again; 0 never refuses a slip (slips whose reference is
+    /// printed on many). Signed cart codes are refused for as long as the journal remembers
+    /// the approval, whatever this says.
+    #[serde(default = "default_paid_cart_window_s")]
+    pub paid_cart_window_s: u64,
 }
 
 impl Default for PaymentConfig {
@@ -450,6 +460,7 @@ impl Default for PaymentConfig {
             pickup_timeout_s: default_pickup_s(),
             result_screen_s: default_result_s(),
             health_interval_s: default_health_s(),
+            paid_cart_window_s: default_paid_cart_window_s(),
         }
     }
 }
@@ -474,6 +485,10 @@ impl PaymentConfig {
     /// `health_interval_s` as a duration.
     pub fn health_interval(&self) -> Duration {
         Duration::from_secs(self.health_interval_s)
+    }
+    /// `paid_cart_window_s` as a duration.
+    pub fn paid_cart_window(&self) -> Duration {
+        Duration::from_secs(self.paid_cart_window_s)
     }
 }
 
@@ -541,6 +556,9 @@ fn default_duplicate_window_ms() -> u64 {
 fn default_png_dir() -> PathBuf {
     "/var/lib/kioskpay/frames".into()
 }
+fn default_png_keep() -> usize {
+    crate::display::panel::DEFAULT_PNG_KEEP
+}
 fn default_width() -> u32 {
     240
 }
@@ -561,6 +579,11 @@ fn default_result_s() -> u64 {
 }
 fn default_health_s() -> u64 {
     60
+}
+fn default_paid_cart_window_s() -> u64 {
+    // A slip is for one cart: a day covers a customer who comes back with it, or scans it
+    // again at another visit the same day.
+    24 * 60 * 60
 }
 fn default_keep_final() -> usize {
     2000
@@ -1239,6 +1262,8 @@ payout_destination_id = "seller-1"
         assert_eq!(c.payment.timeout_s, 120);
         assert_eq!(c.input.kind, InputKind::Serial);
         assert_eq!(c.display.kind, DisplayKind::Png);
+        assert_eq!(c.display.png_keep, 200);
+        assert_eq!(c.payment.paid_cart_window_s, 86400);
         assert_eq!(c.dintero.checkout_url, "https://checkout.dintero.com");
     }
 

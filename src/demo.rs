@@ -236,6 +236,8 @@ formats = ["plain", "gs1", "digital_link"]
 [display]
 kind = "png"
 png_dir = "{frames}"
+# Every frame of the demo is worth seeing afterwards.
+png_keep = 0
 
 [payment]
 timeout_s = 60

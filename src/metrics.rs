@@ -21,7 +21,7 @@
 //! | `kioskpay_journal_bytes` | gauge | size of the payment journal |
 //! | `kioskpay_uptime_seconds` | gauge | since the daemon started |
 //! | `kioskpay_state{state}` | gauge | 1 for the state the kiosk is in now |
-//! | `kioskpay_ready` | gauge | 1 once recovery is over and carts are taken |
+//! | `kioskpay_ready` | gauge | 1 once recovery is over and while carts are taken; 0 while card payment is unavailable (Dintero, terminal, scanner, a journal that takes no writes) or out of service |
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -226,7 +226,7 @@ const OUTCOMES: [&str; 7] = [
     "conflict",
 ];
 
-const STATES: [&str; 14] = [
+const STATES: [&str; 16] = [
     "starting",
     "idle",
     "unavailable",
@@ -241,6 +241,8 @@ const STATES: [&str; 14] = [
     "failed",
     "conflict",
     "checking",
+    "out_of_service",
+    "technician",
 ];
 
 impl Snapshot<'_> {
@@ -321,7 +323,7 @@ impl Snapshot<'_> {
             (
                 "kioskpay_ready",
                 "gauge",
-                "1 once unfinished payments are resolved and carts are taken.",
+                "1 once unfinished payments are resolved and while carts are taken.",
                 u64::from(self.ready),
             ),
         ] {
@@ -385,6 +387,7 @@ pub async fn run(
     let mut ticks = tokio::time::interval(options.interval.max(Duration::from_secs(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut taking_carts = takes_carts(&states.borrow()).unwrap_or(false);
     let mut reports_open = true;
     let mut stopping = false;
     while !stopping {
@@ -400,6 +403,10 @@ pub async fn run(
                     return;
                 }
                 let state = states.borrow_and_update().clone();
+                if let Some(taking) = takes_carts(&state) {
+                    taking_carts = taking;
+                    write_now = true;
+                }
                 match state {
                     KioskState::Creating { .. } if creating_since.is_none() => {
                         creating_since = Some(Instant::now());
@@ -433,7 +440,7 @@ pub async fn run(
                 tally: &tally,
                 counters: &counters,
                 state,
-                ready: liveness.pulse().ready,
+                ready: liveness.pulse().ready && taking_carts,
                 journal_bytes,
                 uptime: started.elapsed(),
             }
@@ -447,6 +454,19 @@ pub async fn run(
                 Err(_) => {}
             }
         }
+    }
+}
+
+/// Whether the kiosk takes carts, as far as `state` tells: the idle and unavailable screens
+/// say; a payment, a result or a refusal shown on top leaves the answer as it was.
+fn takes_carts(state: &KioskState) -> Option<bool> {
+    match state {
+        KioskState::Idle => Some(true),
+        KioskState::Starting
+        | KioskState::Unavailable { .. }
+        | KioskState::OutOfService { .. }
+        | KioskState::Technician => Some(false),
+        _ => None,
     }
 }
 

@@ -195,6 +195,92 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
     emulator.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_level_prints_the_client_secret_or_a_token() {
+    use base64::Engine;
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 50\nresult_screen_s = 1\n",
+    );
+    let Some(mut command) = support::kioskpay_bin() else {
+        return;
+    };
+    // Files, not pipes: a trace log outgrows a pipe's buffer and would block the kiosk.
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    // Everything at trace, and the HTTP and TLS libraries asked for by name on top.
+    let mut child = command
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env(
+            "KIOSKPAY_LOG",
+            "trace,ureq=trace,ureq_proto=trace,ureq_proto::util=trace,rustls=trace",
+        )
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"399.00;KID-43\n")
+        .unwrap();
+    let replay = wait_for_final(&dir.path().join("state"), 1).await;
+    assert_eq!(
+        replay.payments[0].outcome,
+        Some(kioskpay::journal::Outcome::Approved)
+    );
+    let tokens = emulator.issued_tokens();
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let all =
+        std::fs::read_to_string(&stdout).unwrap() + &std::fs::read_to_string(&stderr).unwrap();
+    assert!(status.success(), "kioskpay run ended with {status}");
+    assert!(
+        all.contains("TRACE"),
+        "the run logged at trace: {} bytes",
+        all.len()
+    );
+    assert!(!tokens.is_empty(), "the kiosk fetched a token");
+    // A hex dump shows 16 bytes a row, so a secret can straddle rows: their text columns
+    // (the last word of each line) are joined and searched as well.
+    let dumped: String = all
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .filter(|word| word.len() == 16)
+        .collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode("kiosk-demo:demo-secret");
+    let mut secrets = vec![
+        ("the client secret", "demo-secret".to_string()),
+        ("the Basic auth header", basic),
+    ];
+    secrets.extend(tokens.into_iter().map(|t| ("an access token", t)));
+    for (what, secret) in &secrets {
+        // Logs never print the secrets, so a failure message must not print the log.
+        assert!(
+            !all.contains(secret.as_str()) && !dumped.contains(secret.as_str()),
+            "{what} is in the output of a run at KIOSKPAY_LOG=trace"
+        );
+    }
+    for target in ["ureq", "rustls"] {
+        let below_info = all.lines().filter(|l| {
+            (l.contains(" TRACE ") || l.contains(" DEBUG ")) && l.contains(&format!(" {target}"))
+        });
+        assert_eq!(
+            below_info.count(),
+            0,
+            "{target} logged below info although its dumps carry secrets"
+        );
+    }
+    emulator.shutdown().await;
+}
+
 /// Opens a pseudo-terminal pair; returns the master and the slave's path.
 fn openpty() -> (OwnedFd, String) {
     let mut master = 0;

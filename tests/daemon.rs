@@ -114,6 +114,77 @@ async fn a_signed_code_paid_before_a_restart_is_refused_after_it() {
     k.stop().await;
 }
 
+/// Waits for the kiosk to refuse a code as already paid.
+async fn refused_as_already_paid(k: &mut support::kiosk::Running, reference: &str) {
+    use kioskpay::input::CustomerReason;
+    use kioskpay::state::RefusalReason;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        k.kiosk
+            .state
+            .wait_for(|s| matches!(s, KioskState::Refused { .. })),
+    )
+    .await
+    .expect("the code is refused within 60 s")
+    .unwrap()
+    .clone();
+    match refused {
+        KioskState::Refused {
+            reason: RefusalReason::Code { detail, customer },
+        } => {
+            assert_eq!(customer, CustomerReason::AlreadyPaid);
+            assert!(detail.contains(reference), "{detail}");
+        }
+        other => panic!("expected an already-paid refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_slip_scanned_again_is_refused_as_paid_also_after_a_restart() {
+    const SLIP: &str = "]C1415708000382434980201234567-SLIP\u{1d}390200039900";
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = boot(emulator, dir, "formats = [\"gs1\"]", "");
+    k.idle().await;
+    let report = k.scan(SLIP).await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    k.idle().await;
+    // Past the scanner's duplicate window (input.duplicate_window_ms, 1 s): a new scan.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    k.scanner
+        .write_all(format!("{SLIP}\r\n").as_bytes())
+        .await
+        .unwrap();
+    refused_as_already_paid(&mut k, "1234567-SLIP").await;
+    let (emulator, dir) = k.halt().await;
+
+    // After a restart the journal still knows the slip was paid.
+    let mut k = boot(emulator, dir, "formats = [\"gs1\"]", "");
+    k.idle().await;
+    k.scanner
+        .write_all(format!("{SLIP}\r\n").as_bytes())
+        .await
+        .unwrap();
+    refused_as_already_paid(&mut k, "1234567-SLIP").await;
+    let ledger = support::ledger(&k.base).await;
+    assert_eq!(
+        ledger["sessions"].as_array().unwrap().len(),
+        1,
+        "nothing was sent to Dintero for the later scans"
+    );
+    let captured = ledger["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "CAPTURED")
+        .count();
+    assert_eq!(captured, 1, "one slip, one capture");
+    k.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_of_the_emulator_table_through_the_full_daemon() {
     let mut k = start(0.01, "").await;

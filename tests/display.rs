@@ -316,6 +316,46 @@ fn png_panel_writes_numbered_files_only_for_changed_frames() {
 }
 
 #[test]
+fn png_panel_keeps_only_the_newest_frames() {
+    let now = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("frames");
+    let mut panel = PngPanel::new(&dir).unwrap().keeping(5);
+    let (idle_screen, idle) = drawn(&KioskState::Idle, now);
+    let (paid_screen, paid) = drawn(&sample("approved", now), now);
+    for i in 0..12 {
+        match i % 2 {
+            0 => panel.show(&idle_screen, &idle).unwrap(),
+            _ => panel.show(&paid_screen, &paid).unwrap(),
+        }
+    }
+    let expected: Vec<String> = (8..=12).map(|n| format!("frame-{n:05}.png")).collect();
+    assert_eq!(frame_files(&dir), expected, "the newest 5 of 12");
+    assert_eq!(
+        std::fs::read(dir.join("frame-00012.png")).unwrap(),
+        paid.to_png()
+    );
+
+    // After a restart with a smaller limit, earlier runs' frames count too.
+    let mut again = PngPanel::new(&dir).unwrap().keeping(3);
+    again.show(&idle_screen, &idle).unwrap();
+    assert_eq!(
+        frame_files(&dir),
+        ["frame-00011.png", "frame-00012.png", "frame-00013.png"]
+    );
+
+    // 0 keeps every frame.
+    let mut all = PngPanel::new(&dir).unwrap().keeping(0);
+    for i in 0..4 {
+        match i % 2 {
+            0 => all.show(&paid_screen, &paid).unwrap(),
+            _ => all.show(&idle_screen, &idle).unwrap(),
+        }
+    }
+    assert_eq!(frame_files(&dir).len(), 7);
+}
+
+#[test]
 fn png_panel_errors_name_the_path_and_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-dir");

@@ -491,6 +491,7 @@ fn config() -> FlowConfig {
         health_interval: Duration::from_secs(60),
         keep_final: 100,
         lookup_confirm_delay: Duration::from_secs(16),
+        paid_cart_window: Duration::from_secs(24 * 3600),
     }
 }
 
@@ -1261,7 +1262,8 @@ async fn a_signed_code_is_paid_once() {
     assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
     h.idle().await;
 
-    // Only signed codes are paid once: a shop may sell the same labelled article twice.
+    // Codes without a cart reference are not paid once: a shop may sell the same labelled
+    // article twice.
     h.inputs
         .send(InputEvent::Cart(Cart {
             amount: nok(12500),
@@ -1272,6 +1274,75 @@ async fn a_signed_code_is_paid_once() {
         .unwrap();
     assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
     assert_eq!(h.fake.creates(), 4);
+    h.stop().await;
+}
+
+fn slip(minor: u64, reference: &str) -> InputEvent {
+    InputEvent::SlipCart(Cart {
+        amount: nok(minor),
+        reference: Some(reference.into()),
+        source: CartSource::Serial,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_slip_is_paid_once_within_its_window() {
+    let window = Duration::from_secs(3600);
+    let mut h = start(
+        Fake::default(),
+        tempdir(),
+        FlowConfig {
+            paid_cart_window: window,
+            ..config()
+        },
+    );
+    h.idle().await;
+    h.inputs.send(slip(39900, "KID-77")).await.unwrap();
+    assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
+    h.idle().await;
+
+    // Scanned again a few seconds later, and again near the end of the window: refused.
+    for wait in [Duration::from_secs(5), window - Duration::from_secs(60)] {
+        tokio::time::sleep(wait).await;
+        h.inputs.send(slip(39900, "KID-77")).await.unwrap();
+        h.state.wait_for(already_paid).await.unwrap();
+        h.idle().await;
+    }
+    assert_eq!(h.fake.creates(), 1);
+    // A signed code with the slip's cart reference is refused too.
+    h.inputs.send(signed(39900, "KID-77")).await.unwrap();
+    h.state.wait_for(already_paid).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.fake.creates(), 1);
+
+    // Once the window is over the slip is a new payment; the signed code stays refused.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    h.inputs.send(signed(39900, "KID-77")).await.unwrap();
+    h.state.wait_for(already_paid).await.unwrap();
+    h.idle().await;
+    h.inputs.send(slip(39900, "KID-77")).await.unwrap();
+    assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
+    assert_eq!(h.fake.creates(), 2);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_window_never_refuses_a_slip() {
+    let mut h = start(
+        Fake::default(),
+        tempdir(),
+        FlowConfig {
+            paid_cart_window: Duration::ZERO,
+            ..config()
+        },
+    );
+    h.idle().await;
+    for _ in 0..2 {
+        h.inputs.send(slip(39900, "SHARED")).await.unwrap();
+        assert!(matches!(h.report().await.outcome, Final::Approved { .. }));
+        h.idle().await;
+    }
+    assert_eq!(h.fake.creates(), 2);
     h.stop().await;
 }
 

@@ -259,7 +259,13 @@ async fn a_gs1_slip_ended_by_tab_is_a_cart_with_its_reference() {
         &[b"]C14157080003824349", b"8020KID-77\x1d3902000", b"12550\t"],
     )
     .await;
-    assert_eq!(events, vec![cart(12550, Some("KID-77"))]);
+    // A slip is for one cart: the flow refuses it once paid (see tests/flow.rs).
+    let slip = InputEvent::SlipCart(Cart {
+        amount: Money::new(12550, NOK),
+        reference: Some("KID-77".into()),
+        source: CartSource::Stdin,
+    });
+    assert_eq!(events, vec![slip]);
     // The same scan where plain is the only format: refused, never charged.
     let events = frame_with(
         &plain(512),

@@ -168,7 +168,7 @@ pub fn setup_for(config: &crate::config::DisplayConfig) -> Result<Setup, PanelEr
         });
     }
     let panel: Box<dyn Panel> = match config.kind {
-        DisplayKind::Png => Box::new(PngPanel::new(&config.png_dir)?),
+        DisplayKind::Png => Box::new(PngPanel::new(&config.png_dir)?.keeping(config.png_keep)),
         DisplayKind::Terminal => Box::new(TerminalPanel::new(std::io::stdout())),
         DisplayKind::None | DisplayKind::Spi | DisplayKind::Framebuffer => Box::new(NullPanel),
     };

@@ -231,6 +231,7 @@ pub async fn serve(
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
+    shared: Arc<server::Shared>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -241,11 +242,16 @@ pub async fn spawn(config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, shared, async move {
+    let task = tokio::spawn(server::run(listener, shared.clone(), async move {
         // Either an explicit stop or the handle being dropped ends the emulator.
         let _ = stopped.await;
     }));
-    Ok(EmulatorHandle { addr, stop, task })
+    Ok(EmulatorHandle {
+        addr,
+        shared,
+        stop,
+        task,
+    })
 }
 
 impl EmulatorHandle {
@@ -257,6 +263,12 @@ impl EmulatorHandle {
     /// `http://127.0.0.1:PORT`: the base URL for both the API and the checkout host.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Every access token issued and not yet expired, so that a test can prove none of them
+    /// reached a log. The HTTP control API never shows them: they are secrets like the client's.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.live_tokens()
     }
 
     /// Stops accepting, closes open connections and waits for the server task to end.

@@ -132,6 +132,11 @@ impl Shared {
         token
     }
 
+    /// The tokens issued and still live (for [`super::EmulatorHandle::issued_tokens`]).
+    pub fn live_tokens(&self) -> Vec<String> {
+        lock(&self.tokens).live.keys().cloned().collect()
+    }
+
     /// The client a bearer token belongs to, or 401.
     pub fn check_token(&self, token: &str, now: Instant) -> Result<String, ApiErr> {
         match lock(&self.tokens).live.get(token) {

@@ -77,6 +77,11 @@ pub enum InputEvent {
     /// A kioskpay signed cart code: a cart that may be paid only once. The flow refuses it when
     /// an approved payment in its journal already carries its cart reference.
     SignedCart(Cart),
+    /// A payment slip (GS1 element string or Digital Link) with its cart reference (AI 8020): a
+    /// slip is for one cart, so the flow refuses it when a payment approved within
+    /// `payment.paid_cart_window_s` carries that reference. A slip without a reference is a
+    /// plain [`InputEvent::Cart`].
+    SlipCart(Cart),
     /// Something was scanned but it is not a code this kiosk charges. The flow shows a refusal
     /// so the customer is not left waiting; nothing is sent to Dintero.
     Unreadable {

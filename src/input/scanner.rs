@@ -32,8 +32,9 @@
 //! ## Judging
 //!
 //! Each code goes through [`codes::decode`] with the configured formats. A code that names an
-//! amount becomes [`InputEvent::Cart`] (or [`InputEvent::SignedCart`] for a signed code, which
-//! may be paid only once: the payment flow checks that against its journal). Anything else
+//! amount becomes [`InputEvent::Cart`] (or [`InputEvent::SignedCart`] for a signed code, and
+//! [`InputEvent::SlipCart`] for a GS1 payment slip with a cart reference, which may be paid
+//! only once: the payment flow checks that against its journal). Anything else
 //! becomes [`InputEvent::Unreadable`] with the decoder's precise reason for the log and the
 //! customer reason for the display; nothing about a refused code ever reaches Dintero.
 
@@ -301,10 +302,12 @@ impl Judge {
                     reference: decoded.reference,
                     source,
                 };
-                if decoded.format == Format::Signed {
-                    InputEvent::SignedCart(cart)
-                } else {
-                    InputEvent::Cart(cart)
+                match decoded.format {
+                    Format::Signed => InputEvent::SignedCart(cart),
+                    Format::Gs1 | Format::DigitalLink if cart.reference.is_some() => {
+                        InputEvent::SlipCart(cart)
+                    }
+                    _ => InputEvent::Cart(cart),
                 }
             }
             Err(e) => {

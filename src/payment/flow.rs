@@ -18,13 +18,25 @@
 //!   technician), it reads the payment again and reports what really happened.
 //! - **Health gate.** While the terminal is not `ACTIVE` or Dintero cannot be reached, carts are
 //!   refused and the idle screen says card payment is unavailable; the gate re-checks by itself.
-//! - **A signed code is paid once.** A signed cart code whose cart reference an approved
-//!   payment already carries is refused as already paid. The flow keeps the cart references of
-//!   the approved payments its journal holds (the daemon hands them over at start, see
-//!   [`Flow::with_paid_cart_references`]) and adds each one it approves; like the journal it
-//!   remembers the last `state.keep_final` of them, far more than any code's lifetime holds.
-//!   Cart references are the merchant's (`merchant_reference_2`), so a signed code for a cart
-//!   that a payment slip with the same reference already paid is refused too.
+//!   The journal is part of it: each check first proves that the state directory takes a write
+//!   ([`crate::payment::storage`]), and once any journal write has failed (disk full, I/O
+//!   error) the gate stays closed, showing `E-JOURNAL`, until an append to the journal itself
+//!   succeeds again. A journal that refuses appends until a restart
+//!   ([`JournalError::Poisoned`]) puts the kiosk out of service with `E-JOURNAL-RESTART`.
+//! - **A signed code or a payment slip is paid once.** A signed cart code whose cart reference
+//!   an approved payment already carries is refused as already paid. The flow keeps the cart
+//!   references of the approved payments its journal holds (the daemon hands them over at
+//!   start, see [`Flow::with_paid_cart_references`]) and adds each one it approves; like the
+//!   journal it remembers the last `state.keep_final` of them, far more than any code's
+//!   lifetime holds. Cart references are the merchant's (`merchant_reference_2`), so a signed
+//!   code for a cart that a payment slip with the same reference already paid is refused too.
+//!   A payment slip with a cart reference ([`InputEvent::SlipCart`]) is refused the same way
+//!   for `payment.paid_cart_window_s` after the approval (a day by default): a slip is for one
+//!   cart, and a customer who scans it again must not pay again. A restart cannot tell by the
+//!   wall clock how long ago an approval was (a clock stepped by NTP), so approvals from the
+//!   journal count as made at the start: a restart lengthens the window, never shortens it.
+//!   Codes that carry no cart reference (EAN-13 price labels name an article a shop sells many
+//!   times; plain development codes) are never refused as paid.
 //! - **Display gate.** When the kiosk has a customer screen (an SPI or framebuffer panel), carts
 //!   are refused until it has shown a frame, and while it is broken the kiosk shows
 //!   [`KioskState::OutOfService`] with the panel's error code: a customer who cannot see the
@@ -117,6 +129,8 @@ pub struct FlowConfig {
     /// How long to wait between the two lookups that must both find nothing before a create
     /// with an unknown outcome is taken as never having happened: longer than one call can take.
     pub lookup_confirm_delay: Duration,
+    /// How long after its approval a payment slip is refused as already paid (0: never).
+    pub paid_cart_window: Duration,
 }
 
 impl FlowConfig {
@@ -142,6 +156,7 @@ impl FlowConfig {
             keep_final: config.state.keep_final,
             lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
                 + config.payment.poll_interval(),
+            paid_cart_window: config.payment.paid_cart_window(),
         }
     }
 
@@ -215,12 +230,17 @@ pub struct Flow<G: Gateway> {
     late: LateWatch,
     /// A create met `409`: every watched payment is looked up at the next health check.
     look_for_all_late: bool,
+    /// A journal write failed: the gate stays closed until a journal append succeeds.
+    storage_failed: bool,
+    /// The journal refuses appends until kioskpay restarts.
+    journal_poisoned: bool,
 }
 
-/// The cart references of the newest approved payments, oldest first, at most `capacity`.
+/// The cart references of the newest approved payments with when each was approved (or,
+/// for those from the journal, when the flow started), oldest first, at most `capacity`.
 struct PaidCarts {
     capacity: usize,
-    references: VecDeque<String>,
+    references: VecDeque<(String, Instant)>,
 }
 
 impl PaidCarts {
@@ -231,18 +251,19 @@ impl PaidCarts {
         }
     }
 
-    fn contains(&self, reference: &str) -> bool {
-        self.references.iter().any(|r| r == reference)
+    /// Whether `reference` was approved, within `window` when one is given.
+    fn paid(&self, reference: &str, window: Option<Duration>) -> bool {
+        self.references
+            .iter()
+            .any(|(r, at)| r == reference && window.is_none_or(|window| at.elapsed() < window))
     }
 
     fn insert(&mut self, reference: String) {
-        if self.contains(&reference) {
-            return;
-        }
+        self.references.retain(|(r, _)| *r != reference);
         while self.references.len() >= self.capacity {
             self.references.pop_front();
         }
-        self.references.push_back(reference);
+        self.references.push_back((reference, Instant::now()));
     }
 }
 
@@ -312,10 +333,12 @@ impl<G: Gateway> Flow<G> {
             settings: None,
             late: LateWatch::default(),
             look_for_all_late: false,
+            storage_failed: false,
+            journal_poisoned: false,
         }
     }
 
-    /// Watches the payments the journal shows ended `not_created` not long ago (see
+    /// Watches the payments the journal shows ended `not_created` most recently (see
     /// [`crate::payment::late`]), so that a restart does not end their watch.
     pub fn with_late_watch(mut self, late: LateWatch) -> Self {
         self.late = late;
@@ -323,7 +346,8 @@ impl<G: Gateway> Flow<G> {
     }
 
     /// Tells the flow the cart references of payments approved before it started (from the
-    /// journal, oldest first), so that a signed code paid before a restart is still refused.
+    /// journal, oldest first), so that a signed code or a payment slip paid before a restart is
+    /// still refused (a slip for a whole `paid_cart_window` from now).
     pub fn with_paid_cart_references(
         mut self,
         references: impl IntoIterator<Item = String>,
@@ -451,7 +475,15 @@ impl<G: Gateway> Flow<G> {
                             return Ok(());
                         }
                     }
-                    Some(InputEvent::SignedCart(cart)) => match self.already_paid(&cart) {
+                    Some(InputEvent::SignedCart(cart)) => match self.already_paid(&cart, None) {
+                        Some(reason) => self.hold(KioskState::Refused { reason }),
+                        None => {
+                            if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                                return Ok(());
+                            }
+                        }
+                    },
+                    Some(InputEvent::SlipCart(cart)) => match self.already_paid(&cart, Some(self.config.paid_cart_window)) {
                         Some(reason) => self.hold(KioskState::Refused { reason }),
                         None => {
                             if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
@@ -494,7 +526,7 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_idle(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) | InputEvent::SlipCart(_) => {}
             InputEvent::Unreadable { reason, customer } => {
                 warn!(%reason, ?customer, "code refused");
                 self.hold(KioskState::Refused {
@@ -511,10 +543,11 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
-    /// Refuses a signed cart whose reference an approved payment already carries.
-    fn already_paid(&self, cart: &Cart) -> Option<RefusalReason> {
+    /// Refuses a cart whose reference an approved payment already carries (approved within
+    /// `window` when one is given).
+    fn already_paid(&self, cart: &Cart, window: Option<Duration>) -> Option<RefusalReason> {
         let reference = cart.reference.as_ref()?;
-        if !self.paid_carts.contains(reference) {
+        if !self.paid_carts.paid(reference, window) {
             return None;
         }
         let e = CodeError::AlreadyPaid {
@@ -550,6 +583,11 @@ impl<G: Gateway> Flow<G> {
     fn idle_state(&self) -> KioskState {
         if let Some(code) = self.display_fault() {
             return KioskState::OutOfService { code };
+        }
+        if self.journal_poisoned {
+            return KioskState::OutOfService {
+                code: "E-JOURNAL-RESTART".into(),
+            };
         }
         if !self.display_ready() {
             // The screen has not shown its first frame: still starting, as far as a customer
@@ -926,7 +964,7 @@ impl<G: Gateway> Flow<G> {
                 }
                 () = beat(&mut self.heartbeat) => {}
                 event = self.inputs.recv(), if self.inputs_open => match event {
-                    Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart)) => {
+                    Some(InputEvent::Cart(cart) | InputEvent::SignedCart(cart) | InputEvent::SlipCart(cart)) => {
                         info!(amount = %cart.amount, "cart refused: a payment is running");
                         self.state.send_replace(KioskState::Refused { reason: RefusalReason::Busy });
                         self.hold_until = Some(Instant::now() + self.config.result_screen.min(Duration::from_secs(2)));
@@ -1004,7 +1042,7 @@ impl<G: Gateway> Flow<G> {
 
     fn on_input_while_busy(&mut self, event: InputEvent) {
         match event {
-            InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
+            InputEvent::Cart(_) | InputEvent::SignedCart(_) | InputEvent::SlipCart(_) => {}
             InputEvent::Unreadable { reason, .. } => {
                 info!(%reason, "code ignored: a payment is running")
             }
@@ -1283,10 +1321,13 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
-    /// The health gate: a valid token, and the terminal `ACTIVE`.
+    /// The health gate: a journal that takes writes, a valid token, and the terminal `ACTIVE`.
     async fn check_health(&mut self) {
         let before = self.health.clone();
-        let mut health = self.read_health().await;
+        let mut health = match self.storage_health().await {
+            Some(unavailable) => unavailable,
+            None => self.read_health().await,
+        };
         if before == Health::Ready
             && health == Health::Unavailable(UnavailableReason::ApiUnreachable)
         {
@@ -1307,6 +1348,61 @@ impl<G: Gateway> Flow<G> {
             Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
         };
         self.next_health = Instant::now() + period;
+    }
+
+    /// The journal's part of the health gate: `None` when payments can be journaled. After a
+    /// failed journal write only a journal append proves it: a [`Record::Sequence`], which
+    /// belongs to no payment and repeats the last sequence number handed out.
+    async fn storage_health(&mut self) -> Option<Health> {
+        let unavailable = Some(Health::Unavailable(UnavailableReason::Storage));
+        if self.journal_poisoned {
+            return unavailable;
+        }
+        if self.storage_failed {
+            let last = lock(&self.journal).next_sequence().saturating_sub(1);
+            if self.write(Record::Sequence { last }).await.is_err() {
+                return unavailable;
+            }
+            info!("the journal takes writes again");
+            self.storage_failed = false;
+            return None;
+        }
+        let dir = lock(&self.journal).path().parent()?.to_owned();
+        let probed = tokio::task::spawn_blocking(move || {
+            crate::payment::storage::probe(&dir).map_err(|e| (dir, e))
+        })
+        .await;
+        match probed {
+            Ok(Ok(())) => None,
+            Ok(Err((dir, e))) => {
+                let e = JournalError::Io {
+                    action: "write a probe file in",
+                    path: dir,
+                    source: e,
+                };
+                error!(error = %e, "the state directory takes no writes; refusing card payments until the journal does");
+                self.journal_failed(&e);
+                unavailable
+            }
+            Err(e) => {
+                warn!(error = %e, "the storage probe did not run; trying again at the next health check");
+                None
+            }
+        }
+    }
+
+    /// A journal write failed: the gate closes until a journal append succeeds (a poisoned
+    /// journal: until a restart).
+    fn journal_failed(&mut self, e: &JournalError) {
+        if matches!(e, JournalError::Poisoned { .. }) && !self.journal_poisoned {
+            error!(error = %e, "out of service (E-JOURNAL-RESTART) until kioskpay is restarted");
+            self.journal_poisoned = true;
+        }
+        self.storage_failed = true;
+        self.health = Health::Unavailable(UnavailableReason::Storage);
+        self.next_health = self
+            .next_health
+            .min(Instant::now() + self.config.health_interval.min(Duration::from_secs(5)));
     }
 
     /// One reading of the health gate: a valid token, and the terminal's status.
@@ -1349,10 +1445,11 @@ impl<G: Gateway> Flow<G> {
         self.next_health = Instant::now() + self.config.health_interval.min(Duration::from_secs(5));
     }
 
-    /// Appends to the journal on the blocking pool (it fsyncs).
-    async fn write(&self, record: Record) -> Result<(), JournalError> {
+    /// Appends to the journal on the blocking pool (it fsyncs). A failure closes the health gate.
+    async fn write(&mut self, record: Record) -> Result<(), JournalError> {
         let journal = self.journal.clone();
-        match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await {
+        let result = match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await
+        {
             Ok(result) => {
                 if result.is_ok() {
                     crash_hook();
@@ -1364,12 +1461,16 @@ impl<G: Gateway> Flow<G> {
                 path: Default::default(),
                 source: std::io::Error::other(e.to_string()),
             }),
+        };
+        if let Err(e) = &result {
+            self.journal_failed(e);
         }
+        result
     }
 
     /// Appends a record that follows an effect already made: a failure is logged loudly but the
     /// payment goes on (recovery can rebuild the missing step by reference).
-    async fn write_logged(&self, record: Record) {
+    async fn write_logged(&mut self, record: Record) {
         if let Err(e) = self.write(record).await {
             error!(error = %e, "journal write failed");
         }
@@ -1638,6 +1739,55 @@ mod tests {
             states.borrow().name()
         );
         stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poisoned_journal_keeps_the_kiosk_out_of_service_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let config = crate::config::Config::parse(
+            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
+             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
+             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
+             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let (_inputs, input_rx) = mpsc::channel(1);
+        let (_commands, command_rx) = mpsc::channel(1);
+        let (state, _states) = watch::channel(KioskState::Starting);
+        let mut flow = Flow::new(
+            Arc::new(HangsOnCreate),
+            journal,
+            Vec::new(),
+            FlowConfig::from_config(&config),
+            FlowChannels {
+                inputs: input_rx,
+                commands: command_rx,
+                state,
+                reports: None,
+            },
+        );
+        flow.check_health().await;
+        assert_eq!(flow.idle_state(), KioskState::Idle);
+        flow.journal_failed(&JournalError::Poisoned {
+            path: dir.path().join(crate::journal::FILE_NAME),
+            cause: "sync failed: Input/output error".into(),
+        });
+        let out_of_service = KioskState::OutOfService {
+            code: "E-JOURNAL-RESTART".into(),
+        };
+        for _ in 0..3 {
+            flow.check_health().await;
+            assert_eq!(flow.idle_state(), out_of_service);
+            tokio::time::sleep(flow.config.health_interval).await;
+        }
+        let cart = Cart {
+            amount: Money::new(100, Currency::NOK),
+            reference: None,
+            source: crate::cart::CartSource::Stdin,
+        };
+        assert_eq!(flow.refusal(&cart), Some(RefusalReason::Unavailable));
     }
 
     #[test]

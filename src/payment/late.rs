@@ -1,5 +1,5 @@
-//! Payments that ended `not_created` stay under watch for a while, in case Dintero creates
-//! them after all.
+//! Payments that ended `not_created` (or `conflict`: only another payment was found under
+//! their reference) stay under watch for a while, in case Dintero creates them after all.
 //!
 //! `not_created` after an ambiguous create call (a timeout, a reset, a lost answer) rests on
 //! absence of evidence: two lookups by `merchant_reference`, far enough apart, found nothing.
@@ -14,8 +14,20 @@
 //! write-offs does not turn into a storm of searches), and every one of them at once when
 //! Dintero answers a new create with `409`, the sign that something holds the terminal. One that turns up is journaled as `reopened` and settled
 //! with recovery's rules: cancelled if no terminal picked it up, followed to its outcome if
-//! one did. The watch list is rebuilt from the journal at start (the `finished_at` of each
-//! `not_created` payment), so a restart does not end the watch.
+//! one did.
+//!
+//! The watch list is rebuilt from the journal at start, so a restart does not end the watch.
+//! Which payments it takes is not left to the wall clock: a Raspberry Pi has no real-time
+//! clock, and one that journaled a write-off before NTP stepped its clock forward would find
+//! that payment hours old after a restart and drop it, and a late create would then charge a
+//! customer the journal says nothing about. So membership rests on what a clock step cannot
+//! change, the journal's order: the newest [`NEWEST_AT_START`] `not_created` payments are
+//! always watched, however old their timestamps say they are. Those the wall clock places
+//! inside the last [`WINDOW`] are watched too (a bad day's burst of write-offs beyond the
+//! newest few), and a timestamp in the future or unreadable never excludes one. Every payment
+//! taken is watched for a whole [`WINDOW`] from the start, since how much of its window passed
+//! before the restart is exactly what the clock cannot tell: the error is always towards
+//! watching, at the price of a few searches after each start.
 //!
 //! A create that Dintero refused outright (a `4xx`) cannot land later; it is watched all the
 //! same, because the journal does not keep why a payment was not created, and a lookup that
@@ -39,6 +51,11 @@ pub const WINDOW: Duration = Duration::from_secs(10 * 60);
 /// The first lookup after a write-off; each later one waits twice as long as the one before.
 pub const FIRST_LOOK: Duration = Duration::from_secs(10);
 
+/// How many of the journal's newest `not_created` payments are watched after a start whatever
+/// their timestamps say: more write-offs than this within one [`WINDOW`] need a broken network
+/// for minutes, and then the wall clock still adds the ones it places inside the window.
+pub const NEWEST_AT_START: usize = 10;
+
 /// One payment under watch.
 #[derive(Debug)]
 struct Watched {
@@ -58,35 +75,37 @@ pub struct LateWatch {
 }
 
 impl LateWatch {
-    /// Rebuilds the watch from a journal replay: every `not_created` payment that ended less
-    /// than [`WINDOW`] before `now_utc` is watched for the rest of its window.
+    /// Rebuilds the watch from a journal replay (in journal order, oldest first): the newest
+    /// [`NEWEST_AT_START`] `not_created` payments, and any other that `now_utc` places less
+    /// than [`WINDOW`] after its end, each watched for a whole window from now.
     pub fn from_journal<'a>(
         payments: impl IntoIterator<Item = &'a PaymentRecord>,
         now_utc: OffsetDateTime,
         default_currency: Currency,
     ) -> LateWatch {
-        let mut watch = LateWatch::default();
-        let now = Instant::now();
-        for p in payments {
-            if p.outcome != Some(Outcome::NotCreated) {
-                continue;
-            }
-            let Some(ended) = p
+        let written_off: Vec<&PaymentRecord> = payments
+            .into_iter()
+            .filter(|p| matches!(p.outcome, Some(Outcome::NotCreated | Outcome::Conflict)))
+            .collect();
+        let newest_from = written_off.len().saturating_sub(NEWEST_AT_START);
+        let recent_by_clock = |p: &PaymentRecord| {
+            let ended = p
                 .finished_at
                 .as_deref()
-                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-            else {
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
+            // A clock that went backwards, or a timestamp nobody can read: watched.
+            ended.is_none_or(|ended| now_utc - ended < WINDOW)
+        };
+        let mut watch = LateWatch::default();
+        let now = Instant::now();
+        for (i, p) in written_off.into_iter().enumerate() {
+            if i < newest_from && !recent_by_clock(p) {
                 continue;
-            };
-            // A clock that went backwards makes the age negative: watch for the whole window.
-            let age = Duration::try_from(now_utc - ended).unwrap_or(Duration::ZERO);
-            let Some(left) = WINDOW.checked_sub(age) else {
-                continue;
-            };
+            }
             // Due at once: the kiosk may have been off for most of the window.
             watch.watched.push_back(Watched {
                 payment: Payment::from_record(p, default_currency),
-                until: now + left,
+                until: now + WINDOW,
                 next: now,
                 interval: FIRST_LOOK,
             });
@@ -168,10 +187,24 @@ mod tests {
             .collect()
     }
 
+    /// `n` write-offs that the wall clock places hours before `now` (journaled before NTP
+    /// stepped the clock forward), named `step-0` (oldest) to `step-<n-1>`.
+    fn stepped(n: usize) -> Vec<PaymentRecord> {
+        (0..n)
+            .map(|i| {
+                record(
+                    &format!("step-{i}"),
+                    Some(Outcome::NotCreated),
+                    Some("2026-11-24T02:00:00Z"),
+                )
+            })
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_journal_gives_the_not_created_payments_of_the_last_window() {
         let now = datetime!(2026-11-24 08:20:00 UTC);
-        let journal = [
+        let mut journal = vec![
             record(
                 "recent",
                 Some(Outcome::NotCreated),
@@ -195,17 +228,61 @@ mod tests {
                 Some("2026-11-24T09:00:00Z"),
             ),
         ];
+        // Newer write-offs fill the journal's part, so that the clock decides for the six.
+        journal.extend(stepped(NEWEST_AT_START));
         let mut watch = LateWatch::from_journal(&journal, now, Currency::NOK);
         let due = watch.due(false);
         let names: Vec<&str> = due.iter().map(|p| p.merchant_reference.as_str()).collect();
-        assert_eq!(names, ["recent", "future"], "due at once after a start");
+        assert_eq!(
+            names[..3],
+            ["recent", "garbled", "future"],
+            "due at once after a start; an unreadable time errs towards watching"
+        );
+        assert_eq!(names.len(), 3 + NEWEST_AT_START);
         assert_eq!(due[0].amount, Money::new(39900, Currency::NOK));
         assert_eq!(due[0].cart_reference.as_deref(), Some("KID1"));
-        // "recent" has 5 of its 10 minutes left; "future" (a clock set back) all 10.
-        tokio::time::advance(Duration::from_secs(5 * 60 + 1)).await;
-        assert_eq!(references(&mut watch, true), ["future"]);
-        tokio::time::advance(Duration::from_secs(5 * 60)).await;
+        // Every one for a whole window from the start: the clock cannot say how much of its
+        // window passed before.
+        tokio::time::advance(WINDOW - Duration::from_secs(1)).await;
+        assert_eq!(references(&mut watch, true).len(), 3 + NEWEST_AT_START);
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(references(&mut watch, true).is_empty() && watch.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_off_hours_old_by_a_stepped_clock_is_still_watched() {
+        // Written off at what the clock called 02:00; NTP then stepped the clock six hours
+        // forward, and the kiosk restarted.
+        let now = datetime!(2026-11-24 08:20:00 UTC);
+        let journal = stepped(1);
+        let mut watch = LateWatch::from_journal(&journal, now, Currency::NOK);
+        assert_eq!(references(&mut watch, false), ["step-0"], "due at once");
+        tokio::time::advance(WINDOW - Duration::from_secs(1)).await;
+        assert_eq!(references(&mut watch, true), ["step-0"]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            references(&mut watch, true).is_empty() && watch.is_empty(),
+            "a whole window from the start, then no more"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_newest_write_offs_are_watched_whatever_the_clock_says() {
+        let now = datetime!(2026-11-24 08:20:00 UTC);
+        let mut journal = stepped(25);
+        // An older one that the clock places inside the window is watched as well.
+        journal.insert(
+            3,
+            record(
+                "inside-window",
+                Some(Outcome::NotCreated),
+                Some("2026-11-24T08:18:00Z"),
+            ),
+        );
+        let mut watch = LateWatch::from_journal(&journal, now, Currency::NOK);
+        let mut expected = vec!["inside-window".to_string()];
+        expected.extend((25 - NEWEST_AT_START..25).map(|i| format!("step-{i}")));
+        assert_eq!(references(&mut watch, true), expected);
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,7 +24,7 @@ mod terminal;
 use std::path::PathBuf;
 
 pub use self::fb::FramebufferPanel;
-pub use self::png::PngPanel;
+pub use self::png::{PngPanel, DEFAULT_PNG_KEEP};
 pub use self::spi::SpiPanel;
 pub use self::terminal::{render_text, TerminalPanel};
 use super::frame::Frame;

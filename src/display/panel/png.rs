@@ -1,5 +1,6 @@
 //! The PNG backend: every new frame becomes a numbered PNG file.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,23 @@ use crate::display::screen::Screen;
 /// continues after the highest `frame-NNNNN.png` already in the directory, so a restart never
 /// overwrites earlier frames; point it at an empty directory for a clean sequence. Each file is
 /// written under a temporary name and renamed, so a viewer never opens half a PNG.
+///
+/// Only the newest [`DEFAULT_PNG_KEEP`] frames stay (see [`PngPanel::keeping`]): a payment draws
+/// about 220 KB of frames, and they usually share the journal's file system, so frames kept
+/// forever would one day leave no room for the journal and stop every payment.
 #[derive(Debug)]
 pub struct PngPanel {
     dir: PathBuf,
     next: u64,
     last: Option<Frame>,
+    /// The numbers of the frames in the directory, oldest first.
+    on_disk: VecDeque<u64>,
+    /// How many frames stay; 0 keeps every one.
+    keep: usize,
 }
+
+/// How many frames a [`PngPanel`] keeps unless told otherwise (`display.png_keep`).
+pub const DEFAULT_PNG_KEEP: usize = 200;
 
 impl PngPanel {
     /// A panel writing into `dir`, which is created (with its parents) if missing.
@@ -31,18 +43,49 @@ impl PngPanel {
             source,
         };
         fs::create_dir_all(&dir).map_err(create_error)?;
-        let mut highest = 0;
+        let mut on_disk = Vec::new();
         for entry in fs::read_dir(&dir).map_err(create_error)? {
             let entry = entry.map_err(create_error)?;
             if let Some(n) = entry.file_name().to_str().and_then(frame_number) {
-                highest = highest.max(n);
+                on_disk.push(n);
             }
         }
+        on_disk.sort_unstable();
         Ok(PngPanel {
             dir,
-            next: highest + 1,
+            next: on_disk.last().map_or(1, |n| n + 1),
             last: None,
+            on_disk: on_disk.into(),
+            keep: DEFAULT_PNG_KEEP,
         })
+    }
+
+    /// Keeps only the newest `keep` frames in the directory (0: every frame, for the demo and
+    /// screenshots). Older frames, those of earlier runs included, are deleted as new ones are
+    /// written.
+    pub fn keeping(mut self, keep: usize) -> PngPanel {
+        self.keep = keep;
+        self
+    }
+
+    /// Deletes the oldest frames beyond `keep`. A frame that cannot be deleted is logged and
+    /// forgotten: the customer's screen does not depend on it.
+    fn prune(&mut self) {
+        if self.keep == 0 {
+            return;
+        }
+        while self.on_disk.len() > self.keep {
+            let Some(n) = self.on_disk.pop_front() else {
+                break;
+            };
+            let path = self.dir.join(frame_name(n));
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete an old frame; frames may fill the disk");
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The directory frames are written to.
@@ -77,19 +120,26 @@ impl Panel for PngPanel {
         if self.last.as_ref() == Some(frame) {
             return Ok(());
         }
-        let path = self.dir.join(format!("frame-{:05}.png", self.next));
+        let path = self.dir.join(frame_name(self.next));
         self.write(frame, &path)
             .map_err(|source| PanelError::WriteFrame {
                 path: path.clone(),
                 source,
             })?;
+        self.on_disk.push_back(self.next);
         self.next += 1;
+        self.prune();
         match &mut self.last {
             Some(last) => last.clone_from(frame),
             None => self.last = Some(frame.clone()),
         }
         Ok(())
     }
+}
+
+/// 42 → `frame-00042.png`.
+fn frame_name(n: u64) -> String {
+    format!("frame-{n:05}.png")
 }
 
 /// `frame-00042.png` → 42.

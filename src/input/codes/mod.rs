@@ -379,8 +379,8 @@ pub enum CodeError {
         /// The time it was checked.
         now_unix: u64,
     },
-    /// A signed cart code that was charged already.
-    #[error("signed cart code for cart {reference:?} was already paid")]
+    /// A signed cart code or a payment slip whose cart was charged already.
+    #[error("the cart {reference:?} of this code was already paid (an approved payment carries its reference); nothing was charged")]
     AlreadyPaid {
         /// The cart reference.
         reference: String,
