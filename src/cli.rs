@@ -558,9 +558,9 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
 
 fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
     let text =
-        std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
+        std::fs::read_to_string(&path).map_err(|error| crate::config::ConfigError::Read {
             path: path.clone(),
-            source,
+            error,
         })?;
     let config = Config::parse(&text, &path)?;
     let replay = crate::journal::read_only(&config.state.dir)?;
@@ -639,10 +639,10 @@ fn decode(config: Option<PathBuf>, code: Option<String>) -> Result<ExitCode> {
     use std::io::Read;
     let mut decode_config = match config {
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
                 crate::config::ConfigError::Read {
                     path: path.clone(),
-                    source,
+                    error,
                 }
             })?;
             let mut config = Config::parse(&text, &path)?;
