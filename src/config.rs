@@ -832,8 +832,8 @@ fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
 /// Reads a secret file (`what` names its content in the advice), refusing one that other users
 /// could read or that is empty; the error says what is wrong and how to fix it.
 fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
     let mode = meta.permissions().mode() & 0o777;

@@ -83,7 +83,12 @@ async fn check_gets_a_token_and_reads_the_terminal() {
     }
     let emulator = support::emulator(0.01).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = support::write_config(dir.path(), &emulator.base_url(), "");
+    // No scanner device on a test machine: check exits 3 for a missing one (below).
+    let path = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        "[input]\nkind = \"stdin\"\n",
+    );
     let out = tokio::task::spawn_blocking(move || {
         kioskpay(&["check", "--config", path.to_str().unwrap()]).unwrap()
     })
@@ -100,6 +105,115 @@ async fn check_gets_a_token_and_reads_the_terminal() {
 }
 
 /// Waits until the journal shows `n` final payments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exits_3_when_the_api_or_the_scanner_is_not_there() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("ttyACM9");
+    let with_device = format!("[input]\nkind = \"serial\"\ndevice = {device:?}\n");
+    let up = support::write_config(dir.path(), &emulator.base_url(), &with_device);
+    let check = |path: std::path::PathBuf, offline: bool| async move {
+        tokio::task::spawn_blocking(move || {
+            let path = path.to_str().unwrap();
+            let args = if offline {
+                vec!["check", "--offline", "--config", path]
+            } else {
+                vec!["check", "--config", path]
+            };
+            kioskpay(&args).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let out = check(up.clone(), false).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("ttyACM9: not present now") && text(&out).contains("ACTIVE"),
+        "{}",
+        text(&out)
+    );
+    // --offline is for ExecStartPre: the file alone, as before.
+    let out = check(up.clone(), true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(&device, "").unwrap();
+    let out = check(up, false).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("ttyACM9: present"), "{}", text(&out));
+
+    // Nothing listens on port 9 of loopback: connection refused.
+    let down = support::write_config(dir.path(), "http://127.0.0.1:9", &with_device);
+    let out = check(down.clone(), false).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("not reachable now"), "{}", text(&out));
+    let out = check(down, true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    emulator.shutdown().await;
+}
+
+#[test]
+fn check_warns_when_kiosk_id_is_the_packaged_default() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(dir.path(), "http://127.0.0.1:9", "");
+    let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING: kiosk.id is still the packaged default \"kiosk-1\"")
+            && stderr.contains("Set kiosk.id in"),
+        "{stderr}"
+    );
+    let renamed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("id = \"kiosk-1\"", "id = \"kiosk-oslo-7\"");
+    std::fs::write(&path, renamed).unwrap();
+    let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]).unwrap();
+    assert!(!text(&out).contains("WARNING"), "{}", text(&out));
+}
+
+#[test]
+fn the_emulator_warns_off_loopback_and_a_bad_faults_file_is_a_usage_error() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("bad.json");
+    std::fs::write(&faults, "{not json").unwrap();
+    let out = kioskpay(&[
+        "emulator",
+        "--listen",
+        "0.0.0.0:0",
+        "--faults",
+        faults.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a loopback address") && stderr.contains("bad.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_names_its_os_error_once() {
+    let Some(out) = kioskpay(&["journal", "--config", "/nonexistent/kioskpay.toml"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+}
+
 async fn wait_for_final(state: &std::path::Path, n: usize) -> kioskpay::journal::Replay {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

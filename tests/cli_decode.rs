@@ -199,3 +199,10 @@ fn help_explains_input_and_output_with_examples() {
         assert!(help.contains(want), "{want:?} missing:\n{help}");
     }
 }
+
+#[test]
+fn a_code_that_starts_with_a_dash_is_the_code_not_an_option() {
+    let out = decode(&["-5.00;X"], None);
+    let message = error(&out);
+    assert!(message.contains("plain code"), "{message}");
+}
