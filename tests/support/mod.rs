@@ -9,6 +9,7 @@ use std::time::Duration;
 use kioskpay::emulator::{self, EmulatorConfig, EmulatorHandle};
 
 pub mod kiosk;
+pub mod log;
 
 /// An emulator on 127.0.0.1 with a fast clock.
 pub async fn emulator(time_scale: f64) -> EmulatorHandle {
