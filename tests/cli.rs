@@ -282,6 +282,11 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
         !text(&out).contains("demo-secret"),
         "the secret leaked into the output"
     );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("cart scanned") && !log.contains('\x1b'),
+        "a log that is not a terminal gets no colour codes: {log}"
+    );
 
     let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]).unwrap();
     assert!(journal.status.success());
