@@ -528,6 +528,14 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
             problem: "contains control characters other than GS (a line ending inside the scan?)",
         });
     }
+    if text.chars().any(is_invisible) {
+        return Err(CodeError::NotText {
+            text: lossy(),
+            problem:
+                "contains invisible formatting characters (bidirectional overrides, \
+                      zero-width spaces): a reference must read the same in the journal as on paper",
+        });
+    }
     let format = match aim.map(Aim::kind) {
         Some(AimKind::Gs1) => Format::Gs1,
         Some(AimKind::Ean13) => Format::Ean13Price,
@@ -613,6 +621,38 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
     Ok(decoded)
 }
 
+/// Characters that change how text is shown without being seen: Unicode's format characters
+/// (category Cf: bidirectional controls like U+202E, zero-width spaces and joiners, the BOM,
+/// soft hyphen, tag characters) and the line and paragraph separators. A reference containing
+/// one can look like another in the journal, `journal --json` and Dintero's backoffice. Checked
+/// here, once, for every format.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
 /// Picks the format of text that carries no (or a non-GS1) symbology identifier.
 fn classify_text(text: &str, without_aim: bool) -> Format {
     let lower_start = text.get(..8).unwrap_or(text).to_ascii_lowercase();
@@ -675,6 +715,35 @@ mod tests {
         let e = excerpt(&long);
         assert_eq!(e.chars().count(), 65);
         assert!(e.ends_with('…'));
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_refused_in_every_format() {
+        let config = DecodeConfig::new(Currency::NOK);
+        for hidden in [
+            '\u{202E}',
+            '\u{200B}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+        ] {
+            for code in [
+                format!("399.00;KID{hidden}123"),
+                format!("https://id.example.com/415/7080003824349/8020/KID{hidden}1?3902=39900"),
+                format!("{hidden}399.00"),
+            ] {
+                let err = decode(code.as_bytes(), &config).unwrap_err();
+                assert!(
+                    matches!(err, CodeError::NotText { problem, .. } if problem.contains("invisible")),
+                    "{code:?}: {err}"
+                );
+                assert_eq!(err.customer_reason(), CustomerReason::Unreadable);
+            }
+        }
+        // Visible non-ASCII text stays a valid plain reference.
+        let ok = decode("399.00;Bestilling-ÆØÅ".as_bytes(), &config).unwrap();
+        assert_eq!(ok.reference.as_deref(), Some("Bestilling-ÆØÅ"));
     }
 
     #[test]
