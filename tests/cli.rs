@@ -430,9 +430,60 @@ fn the_demo_runs_every_outcome_and_matches_the_ledger() {
     ] {
         assert!(output.contains(outcome), "{outcome} missing:\n{output}");
     }
-    let pngs = std::fs::read_dir(&frames).unwrap().filter(|e| {
-        e.as_ref()
-            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
-    });
-    assert!(pngs.count() >= 6, "frames were not written");
+    let mut pngs: Vec<std::path::PathBuf> = std::fs::read_dir(&frames)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    pngs.sort();
+    assert!(pngs.len() >= 6, "frames were not written");
+    // The last customer screens are drawn too: the offline terminal's "payment failed", then
+    // "card payment unavailable" until the health gate clears it.
+    let expected = dir.path().join("terminal_offline.png");
+    let render = kioskpay(&[
+        "render",
+        "--screen",
+        "terminal_offline",
+        "--size",
+        "240x320",
+        "--lang",
+        "en",
+        "--out",
+        expected.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(render.status.success(), "{}", text(&render));
+    assert_eq!(
+        std::fs::read(pngs.last().unwrap()).unwrap(),
+        std::fs::read(&expected).unwrap(),
+        "the last frame is the 'card payment unavailable' screen"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAILED (terminal offline)")
+            && stdout.contains("card payment unavailable: the terminal did not pick"),
+        "{stdout}"
+    );
+    for raw in [
+        "InsufficientFunds",
+        "TerminalOffline",
+        "Customer)",
+        "by Customer",
+    ] {
+        assert!(
+            !stdout.contains(raw),
+            "enum name {raw:?} printed:\n{stdout}"
+        );
+    }
+    // Each cart's lines, down to its "idle", come before the next cart's heading.
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("cart "))
+    {
+        if !line.starts_with("cart 1/") {
+            assert!(lines[i - 1].ends_with("] idle"), "{stdout}");
+        }
+    }
 }
