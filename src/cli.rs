@@ -76,7 +76,7 @@ enum Command {
     },
     /// Serve the Dintero emulator (API + simulated terminals) for manual testing.
     #[command(
-        after_help = "Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002."
+        after_help = format!("Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002.\n\nThe amount picks the outcome, so a decline can be made on purpose (e.g. 149.51):\n{}", crate::emulator::OUTCOME_TABLE)
     )]
     Emulator {
         /// Address to listen on; keep it on loopback.

@@ -156,6 +156,12 @@ fn the_config_decides_currency_formats_and_the_signing_key() {
     assert_eq!(v["reference"], "ORDER-9");
     let e = error(&decode(&["--config", &config, "399.00"], None));
     assert!(e.contains("not a payment code this kiosk reads"), "{e}");
+    assert!(e.contains("with \"plain\" added to input.formats"), "{e}");
+    let e = error(&decode(&["--config", &config, "hello"], None));
+    assert!(
+        !e.contains("plain"),
+        "no advice for what plain would refuse too: {e}"
+    );
     let e = error(&decode(&["--config", &config, "2012345019959"], None));
     assert!(e.contains("add \"ean13\" to input.formats"), "{e}");
     let out = decode(&["--config", &config, "399.00"], None);

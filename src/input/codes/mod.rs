@@ -190,12 +190,14 @@ pub enum CodeError {
         text: String,
     },
     /// Text that no enabled format reads.
-    #[error("{text:?} is not a payment code this kiosk reads (enabled formats: {enabled})")]
+    #[error("{text:?} is not a payment code this kiosk reads (enabled formats: {enabled}){hint}")]
     NotRecognized {
         /// The scan.
         text: String,
         /// `input.formats`, for the operator.
         enabled: String,
+        /// How to accept it, when it would be a valid code in a disabled format; else empty.
+        hint: &'static str,
     },
     /// An EAN/UPC symbol other than EAN-13 (EAN-8, add-on): product codes.
     #[error("{aim} symbol {text:?} is an EAN-8 or EAN/UPC add-on, a product code and never an amount payable")]
@@ -551,9 +553,18 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
     if !config.formats.contains(&format) {
         if format == Format::Plain {
             let enabled: Vec<&str> = config.formats.iter().map(|f| f.name()).collect();
+            // Plain is what everything else falls back to, so only text that would be a valid
+            // plain code gets the advice.
+            let hint = if plain::parse(text, config.currency).is_ok() {
+                "; as a plain AMOUNT;REFERENCE code it would be accepted with \"plain\" added to \
+                 input.formats (meant for development and tests)"
+            } else {
+                ""
+            };
             return Err(CodeError::NotRecognized {
                 text: excerpt(text),
                 enabled: enabled.join(", "),
+                hint,
             });
         }
         return Err(CodeError::FormatDisabled {
