@@ -487,3 +487,45 @@ fn the_demo_runs_every_outcome_and_matches_the_ledger() {
         }
     }
 }
+
+/// The packaged config says how many sections it marks REQUIRED, and the README names every key
+/// the packaged config shows.
+#[test]
+fn the_packaged_config_and_the_readme_agree_on_the_keys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaged = std::fs::read_to_string(root.join("packaging/kioskpay.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let required = packaged
+        .lines()
+        .filter(|l| l.starts_with("# REQUIRED:"))
+        .count();
+    let words = ["zero", "one", "two", "three", "four", "five"];
+    assert!(
+        packaged.contains(&format!(
+            "Fill in the {} sections marked REQUIRED",
+            words[required]
+        )),
+        "{required} sections are marked REQUIRED"
+    );
+    let mut section = String::new();
+    for line in packaged.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let setting = line.strip_prefix("# ").unwrap_or(line);
+        let Some((key, _)) = setting.split_once(" = ") else {
+            continue;
+        };
+        if key.contains(' ') || section.is_empty() {
+            continue;
+        }
+        let dotted = format!("`{section}.{key}`");
+        let in_readme_config =
+            readme.contains(&format!("\n{key} = ")) || readme.contains(&format!("\n# {key} = "));
+        assert!(
+            readme.contains(&dotted) || in_readme_config,
+            "{section}.{key} is in packaging/kioskpay.toml but not in the README"
+        );
+    }
+}
