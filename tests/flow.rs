@@ -778,6 +778,7 @@ async fn the_payment_wins_over_the_kiosks_cancel() {
 
 #[tokio::test(start_paused = true)]
 async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
+    let (log, _guard) = support::log::capture();
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(5055, Plan::Offline));
     let mut h = start(fake, tempdir(), config());
@@ -809,6 +810,19 @@ async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
     h.idle().await;
     let ok = h.pay(1000).await;
     assert!(matches!(ok.outcome, Final::Approved { .. }));
+    // Down and up again are both in the log, once each.
+    let down = log.lines("card payment unavailable");
+    assert_eq!(down.len(), 1, "{}", log.all());
+    assert!(
+        down[0].contains("did not pick the last payment up"),
+        "{down:?}"
+    );
+    assert_eq!(
+        log.lines("card payment available again").len(),
+        1,
+        "{}",
+        log.all()
+    );
     h.stop().await;
 }
 

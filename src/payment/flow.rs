@@ -1221,6 +1221,7 @@ impl<G: Gateway> Flow<G> {
     /// The health gate: a valid token, and the terminal `ACTIVE`.
     async fn check_health(&mut self) {
         let before = self.health.clone();
+        self.health_log.note_between_checks(&before, Instant::now());
         let (mut health, mut cause) = self.read_health().await;
         if before == Health::Ready
             && health == Health::Unavailable(UnavailableReason::ApiUnreachable)
@@ -1383,6 +1384,15 @@ struct HealthLog {
 }
 
 impl HealthLog {
+    /// A payment can take the gate down between checks (terminal offline, credentials refused);
+    /// logged at the next check, so that the gate's coming back up follows its going down.
+    fn note_between_checks(&mut self, health: &Health, now: Instant) {
+        let logged_other = self.last.as_ref().is_some_and(|(last, ..)| last != health);
+        if logged_other && *health != Health::Ready {
+            self.note(health, "found by the last payment", now);
+        }
+    }
+
     fn note(&mut self, health: &Health, cause: &str, now: Instant) {
         if let Some((last, last_cause, at)) = &mut self.last {
             if last == health && last_cause == cause {
