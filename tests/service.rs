@@ -302,7 +302,10 @@ async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_rec
     let output = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{output}");
     assert!(output.contains("config reloaded"), "{output}");
-    assert!(output.contains("TooLarge"), "{output}");
+    assert!(
+        output.contains("reason=too large: above kiosk.max_amount NOK 10.00"),
+        "{output}"
+    );
     assert!(
         output.contains("only after a restart") && output.contains("input"),
         "{output}"
