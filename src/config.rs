@@ -832,10 +832,13 @@ fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
 /// Reads a secret file (`what` names its content in the advice), refusing one that other users
 /// could read or that is empty; the error says what is wrong and how to fix it.
 fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
+    // Checked and read through one handle: the file judged is the file read.
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -846,15 +849,26 @@ fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
     // SAFETY: geteuid(2) takes no arguments and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me && meta.uid() != 0 {
+        // As root, a file owned by the service user is the normal case (`sudo kioskpay check`):
+        // the advice is then to check as that user, not to take the file away from it.
+        let fix = if me == 0 {
+            format!(
+                "if uid {} is the service user, run this as that user (sudo -u kioskpay …); \
+                 otherwise chown it to the service user",
+                meta.uid()
+            )
+        } else {
+            format!("run: chown {me} {}", path.display())
+        };
         return Err(format!(
             "owned by uid {}, not by the user kioskpay runs as (uid {me}) or root: that user can \
-             rewrite or swap the secret; run: chown {me} {}",
-            meta.uid(),
-            path.display()
+             rewrite or swap the secret; {fix}",
+            meta.uid()
         ));
     }
     secret_dirs_are_safe(path, me)?;
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let secret = text.trim();
     if secret.is_empty() {
         return Err(format!("the file is empty; write {what} into it"));
@@ -868,6 +882,20 @@ fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
 /// delete it, and the file's owner is checked separately.
 fn secret_dirs_are_safe(path: &Path, me: u32) -> Result<(), String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // A symbolic link on the way is as good as a directory its owner can write.
+    for step in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let Ok(meta) = std::fs::symlink_metadata(step) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "{} is a symbolic link owned by uid {}, who can point it at another file; use \
+                 the real path, or a link owned by root or by uid {me}",
+                step.display(),
+                meta.uid()
+            ));
+        }
+    }
     let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
     for dir in real.ancestors().skip(1) {
         let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1398,13 +1426,29 @@ payout_destination_id = "seller-1"
             std::os::unix::fs::chown(&secret, Some(4242), None).unwrap();
             let msg = Config::load(&cfg).unwrap_err().to_string();
             assert!(
-                msg.contains("owned by uid 4242") && msg.contains("chown 0"),
+                msg.contains("owned by uid 4242") && msg.contains("sudo -u kioskpay"),
                 "{msg}"
             );
             std::os::unix::fs::chown(&secret, Some(0), None).unwrap();
             std::os::unix::fs::chown(&open_dir, Some(4242), None).unwrap();
             let msg = Config::load(&cfg).unwrap_err().to_string();
             assert!(msg.contains("is owned by uid 4242"), "{msg}");
+            std::os::unix::fs::chown(&open_dir, Some(0), None).unwrap();
+            Config::load(&cfg).unwrap();
+
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&secret, &link).unwrap();
+            std::os::unix::fs::lchown(&link, Some(4242), None).unwrap();
+            std::fs::write(
+                &cfg,
+                MINIMAL.replace("/nonexistent", link.to_str().unwrap()),
+            )
+            .unwrap();
+            let msg = Config::load(&cfg).unwrap_err().to_string();
+            assert!(
+                msg.contains("is a symbolic link owned by uid 4242"),
+                "{msg}"
+            );
         }
     }
 
