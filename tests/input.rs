@@ -732,5 +732,7 @@ async fn a_flood_of_garbage_is_logged_a_few_times_and_summed_up() {
     assert_eq!(refused, 301, "every scan still reaches the flow");
     let warnings = log.lines("WARN");
     assert_eq!(warnings.len(), 5 + 1 + 1, "{}", log.all());
-    assert_eq!(log.lines("code refused").len(), 6, "{}", log.all());
+    let refused = log.lines("code refused");
+    assert_eq!(refused.len(), 6, "{}", log.all());
+    assert!(refused[0].contains("customer=unreadable"), "{refused:?}");
 }

@@ -381,7 +381,7 @@ impl Judge {
             Err(e) => {
                 let customer = e.customer_reason();
                 if self.refusals.refused(source, now) {
-                    tracing::warn!(%source, reason = %e, ?customer, "code refused");
+                    tracing::warn!(%source, reason = %e, %customer, "code refused");
                 }
                 InputEvent::Unreadable {
                     reason: e.to_string(),

@@ -489,7 +489,7 @@ impl<G: Gateway> Flow<G> {
             InputEvent::Cart(_) | InputEvent::SignedCart(_) => {}
             InputEvent::Unreadable { reason, customer } => {
                 // The input that read the code has logged it, rate-limited.
-                debug!(%reason, ?customer, "code refused");
+                debug!(%reason, %customer, "code refused");
                 self.hold(KioskState::Refused {
                     reason: RefusalReason::Code {
                         detail: reason,

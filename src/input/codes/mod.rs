@@ -166,6 +166,23 @@ pub enum CustomerReason {
     KioskFault,
 }
 
+/// The log's words for what the customer is told, e.g. `customer=not a payment code`.
+impl fmt::Display for CustomerReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CustomerReason::Unreadable => "unreadable",
+            CustomerReason::NotAPaymentCode => "not a payment code",
+            CustomerReason::NotAccepted => "not accepted at this kiosk",
+            CustomerReason::WrongCurrency => "wrong currency",
+            CustomerReason::InvalidAmount => "invalid amount",
+            CustomerReason::Expired => "expired",
+            CustomerReason::AlreadyPaid => "already paid",
+            CustomerReason::Forged => "signature does not verify",
+            CustomerReason::KioskFault => "kiosk fault",
+        })
+    }
+}
+
 /// Why a scan is not an amount payable. Messages are for the operator's log: they quote the
 /// offending text (escaped, at most 64 characters) and say what was expected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
