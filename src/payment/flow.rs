@@ -707,7 +707,7 @@ impl<G: Gateway> Flow<G> {
             amount: Money::new(record.amount, currency),
             cart_reference: record.cart_reference.clone(),
         };
-        info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
+        info!(reference = %payment.merchant_reference, session_id = record.session_id.as_deref().unwrap_or("-"), "recovering an unfinished payment");
         // A payment reopened after a late create keeps its policy across a restart.
         let driving = match record.reopened_at {
             Some(_) => Driving::Withdrawal,
