@@ -2,7 +2,8 @@
 //!
 //! Exit statuses are part of the interface scripts rely on: `0` success, `1` a run-time failure
 //! (API refused, demo outcomes did not match the ledger), `2` a usage or configuration error
-//! (the message names the key, the value and what is expected).
+//! (the message names the key, the value and what is expected), and for `check` only `3`: the
+//! file is valid but the API or the scanner is not there now.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -555,12 +556,11 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
             missing = true;
         }
     }
-    let found = |missing: bool| {
-        if missing {
-            ExitCode::from(EXIT_NOT_REACHABLE)
-        } else {
-            ExitCode::SUCCESS
-        }
+    // The API's answer decides first (1 beats 3); a missing scanner alone is a 3.
+    let found = if missing {
+        ExitCode::from(EXIT_NOT_REACHABLE)
+    } else {
+        ExitCode::SUCCESS
     };
     let client = Client::new(ClientConfig::from_config(&config.dintero)?);
     match client.ensure_token().await {
@@ -586,7 +586,7 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
                     .as_deref()
                     .unwrap_or("serial unknown")
             );
-            Ok(found(missing))
+            Ok(found)
         }
         Ok(t) => {
             println!(
@@ -601,7 +601,7 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
                 "terminal {}: the API client may not read terminals (403); payments may still work",
                 config.store.terminal_id
             );
-            Ok(found(missing))
+            Ok(found)
         }
         Err(e) => {
             println!("terminal {}: {e}", config.store.terminal_id);
