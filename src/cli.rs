@@ -2,7 +2,8 @@
 //!
 //! Exit statuses are part of the interface scripts rely on: `0` success, `1` a run-time failure
 //! (API refused, demo outcomes did not match the ledger), `2` a usage or configuration error
-//! (the message names the key, the value and what is expected).
+//! (the message names the key, the value and what is expected), and for `check` only `3`: the
+//! file is valid but the API or the scanner is not there now.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,14 @@ use crate::money::Language;
 
 /// Exit status of a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 2;
+
+/// Exit status of `check` when the file is valid but something it needs is not there now: the
+/// Dintero API does not answer, or the scanner device does not exist.
+pub const EXIT_NOT_REACHABLE: u8 = 3;
+
+/// The `kiosk.id` that `packaging/kioskpay.toml` ships with. Two kiosks left on it give out the
+/// same merchant references.
+const PACKAGED_KIOSK_ID: &str = "kiosk-1";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,7 +77,7 @@ enum Command {
     },
     /// Serve the Dintero emulator (API + simulated terminals) for manual testing.
     #[command(
-        after_help = "Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002."
+        after_help = format!("Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002.\n\nThe amount picks the outcome, so a decline can be made on purpose (e.g. 149.51):\n{}", crate::emulator::OUTCOME_TABLE)
     )]
     Emulator {
         /// Address to listen on; keep it on loopback.
@@ -86,13 +95,14 @@ enum Command {
     },
     /// Validate a config file; where the API is reachable, get a token and read the terminal.
     #[command(
-        after_help = "Example:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n\nExit 0: the file is valid (and the API accepted it, or could not be reached);\n1: the API refused the credentials or the terminal is not ACTIVE; 2: the file is invalid."
+        after_help = "Example:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n\nExit 0: everything checked is fine (with --offline: the file is valid);\n1: the API refused the credentials or the terminal is not ACTIVE;\n2: the file is invalid;\n3: the file is valid, but the Dintero API is not reachable or the scanner device\n   (input.device) is not present now (the daemon would wait and retry).\nA kiosk.id still at the packaged default \"kiosk-1\" is a warning; it does not change\nthe exit status."
     )]
     Check {
         /// The config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Only validate the file; do not contact Dintero.
+        /// Only validate the file; do not contact Dintero or look for the scanner (for
+        /// ExecStartPre: the daemon itself waits for both).
         #[arg(long)]
         offline: bool,
     },
@@ -127,6 +137,8 @@ enum Command {
         config: Option<PathBuf>,
         /// The code as text, with `\x1D` for GS (any `\xNN` byte) and `\\` for a backslash;
         /// without it the raw bytes on stdin are read and one trailing line ending is dropped.
+        /// A code may start with `-`: it is still the code, not an option.
+        #[arg(allow_hyphen_values = true)]
         code: Option<String>,
     },
     /// Chaos soak: the real daemon against a faulty emulator, killed and restarted, checked
@@ -244,7 +256,11 @@ fn init_logging(filter: &str) {
     let _ = match journald {
         Some(journald) => registry.with(journald).try_init(),
         None => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
             .try_init(),
     };
 }
@@ -481,11 +497,21 @@ async fn emulator(
         eprintln!("kioskpay: --time-scale {time_scale}: expected a number above 0 and at most 100");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "WARNING: --listen {listen} is not a loopback address: anyone who reaches it can use \
+             the emulator's control API and its test credentials. Use 127.0.0.1 unless another \
+             machine must reach it."
+        );
+    }
     let faults = match faults {
-        Some(path) => Some(
-            crate::emulator::FaultPlan::load(&path)
-                .with_context(|| format!("reading faults from {}", path.display()))?,
-        ),
+        Some(path) => match crate::emulator::FaultPlan::load(&path) {
+            Ok(plan) => Some(plan),
+            Err(e) => {
+                eprintln!("kioskpay: --faults {}: {e:#}", path.display());
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        },
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -527,9 +553,37 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
         config.store.id, config.store.terminal_id, config.store.payout_destination_id
     );
     println!("  journal in {}", config.state.dir.display());
+    if config.kiosk.id == PACKAGED_KIOSK_ID {
+        eprintln!(
+            "WARNING: kiosk.id is still the packaged default {PACKAGED_KIOSK_ID:?}: every kiosk left \
+             on it gives out the same merchant references. Set kiosk.id in {} to a name unique \
+             to this kiosk (e.g. its hostname).",
+            path.display()
+        );
+    }
     if offline {
         return Ok(ExitCode::SUCCESS);
     }
+    let mut missing = false;
+    if config.input.kind == crate::config::InputKind::Serial {
+        let device = &config.input.device;
+        if device.exists() {
+            println!("scanner {}: present", device.display());
+        } else {
+            println!(
+                "scanner {}: not present now; plug the scanner in, or set input.device (the \
+                 daemon waits for it)",
+                device.display()
+            );
+            missing = true;
+        }
+    }
+    // The API's answer decides first (1 beats 3); a missing scanner alone is a 3.
+    let found = if missing {
+        ExitCode::from(EXIT_NOT_REACHABLE)
+    } else {
+        ExitCode::SUCCESS
+    };
     let client = Client::new(ClientConfig::from_config(&config.dintero)?);
     match client.ensure_token().await {
         Ok(()) => println!("api {}: token OK", config.dintero.api_url),
@@ -538,7 +592,7 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
                 "api {}: not reachable now ({e}); the file is valid, the kiosk will retry",
                 config.dintero.api_url
             );
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::from(EXIT_NOT_REACHABLE));
         }
         Err(e) => {
             println!("api {}: {e}", config.dintero.api_url);
@@ -554,7 +608,7 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
                     .as_deref()
                     .unwrap_or("serial unknown")
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(found)
         }
         Ok(t) => {
             println!(
@@ -569,7 +623,7 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
                 "terminal {}: the API client may not read terminals (403); payments may still work",
                 config.store.terminal_id
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(found)
         }
         Err(e) => {
             println!("terminal {}: {e}", config.store.terminal_id);
@@ -580,9 +634,9 @@ async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
 
 fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
     let text =
-        std::fs::read_to_string(&path).map_err(|source| crate::config::ConfigError::Read {
+        std::fs::read_to_string(&path).map_err(|error| crate::config::ConfigError::Read {
             path: path.clone(),
-            source,
+            error,
         })?;
     let config = Config::parse(&text, &path)?;
     let replay = crate::journal::read_only(&config.state.dir)?;
@@ -603,33 +657,69 @@ fn journal(path: PathBuf, json: bool) -> Result<ExitCode> {
 /// when each payment started, and a last line that says how many are still unresolved.
 fn journal_table(payments: &[crate::journal::PaymentRecord]) -> String {
     use std::fmt::Write;
-    let mut out = format!(
-        "{:<28} {:<20} {:>12} {:<4} {:<17} {:<32} transaction\n",
-        "merchant_reference", "started (UTC)", "amount", "cur", "state", "session"
-    );
-    for p in payments {
-        // A payment whose intent was lost has no currency: its amount cannot be scaled.
-        let amount = crate::money::Currency::from_code(&p.currency)
-            .map(|c| crate::money::Money::new(p.amount, c).plain())
-            .unwrap_or_else(|| "?".into());
-        // RFC 3339 to the second: "2026-11-24T08:00:00.123Z" → "2026-11-24 08:00:00".
-        let started = p.started_at.get(..19).unwrap_or("-").replace('T', " ");
-        let state = if p.outcome.is_some() {
-            p.state.clone()
-        } else {
-            format!("UNRESOLVED:{}", p.state)
-        };
+    let rows: Vec<[String; 7]> = payments
+        .iter()
+        .map(|p| {
+            // A payment whose intent was lost has no currency: its amount cannot be scaled.
+            let amount = crate::money::Currency::from_code(&p.currency)
+                .map(|c| crate::money::Money::new(p.amount, c).plain())
+                .unwrap_or_else(|| "?".into());
+            // RFC 3339 to the second: "2026-11-24T08:00:00.123Z" → "2026-11-24 08:00:00".
+            let started = p.started_at.get(..19).unwrap_or("-").replace('T', " ");
+            let state = if p.outcome.is_some() {
+                p.state.clone()
+            } else {
+                format!("UNRESOLVED:{}", p.state)
+            };
+            [
+                p.merchant_reference.clone(),
+                started,
+                amount,
+                p.currency.clone(),
+                state,
+                p.session_id.clone().unwrap_or_else(|| "-".into()),
+                p.transaction_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    // Each column as wide as its widest cell, so that long states
+    // (`UNRESOLVED:waiting_for_card`) and kiosk ids do not shift the columns after them.
+    let headings = [
+        "merchant_reference",
+        "started (UTC)",
+        "amount",
+        "cur",
+        "state",
+        "session",
+        "transaction",
+    ];
+    let minimum = [28, 20, 12, 4, 17, 32, 0];
+    let mut widths = [0usize; 7];
+    for (i, width) in widths.iter_mut().enumerate() {
+        *width = rows
+            .iter()
+            .map(|r| r[i].chars().count())
+            .chain([headings[i].len(), minimum[i]])
+            .max()
+            .unwrap_or(0);
+    }
+    let line = |out: &mut String, cells: [&str; 7]| {
+        let [reference, started, amount, currency, state, session, transaction] = cells;
         let _ = writeln!(
             out,
-            "{:<28} {:<20} {:>12} {:<4} {:<17} {:<32} {}",
-            p.merchant_reference,
-            started,
-            amount,
-            p.currency,
-            state,
-            p.session_id.as_deref().unwrap_or("-"),
-            p.transaction_id.as_deref().unwrap_or("-")
+            "{reference:<w0$} {started:<w1$} {amount:>w2$} {currency:<w3$} {state:<w4$} {session:<w5$} {transaction}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4],
+            w5 = widths[5],
         );
+    };
+    let mut out = String::new();
+    line(&mut out, headings);
+    for r in &rows {
+        line(&mut out, std::array::from_fn(|i| r[i].as_str()));
     }
     let unresolved = payments.iter().filter(|p| p.outcome.is_none()).count();
     let plural = if payments.len() == 1 { "" } else { "s" };
@@ -661,10 +751,10 @@ fn decode(config: Option<PathBuf>, code: Option<String>) -> Result<ExitCode> {
     use std::io::Read;
     let mut decode_config = match config {
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| {
+            let text = std::fs::read_to_string(&path).map_err(|error| {
                 crate::config::ConfigError::Read {
                     path: path.clone(),
-                    source,
+                    error,
                 }
             })?;
             let mut config = Config::parse(&text, &path)?;
@@ -805,5 +895,22 @@ mod tests {
             "3 payments, 2 unresolved: the daemon resolves them with Dintero before it takes a cart"
         );
         assert_eq!(journal_table(&[]).lines().last(), Some("0 payments"));
+
+        let mut waiting = payment("kiosk-1-20261124-000004", 100, "NOK");
+        waiting.state = "waiting_for_card".into();
+        waiting.session_id = Some("T12345678.4vXq2SmPnD8kTfWbE1yLcR".into());
+        let table = journal_table(&[waiting, payment("kiosk-1-20261124-000005", 100, "NOK")]);
+        let rows: Vec<&str> = table.lines().collect();
+        let session_at = |row: &str, text: &str| row.find(text).expect(text);
+        assert_eq!(
+            session_at(rows[0], "session"),
+            session_at(rows[1], "T12345678.4vXq2"),
+            "{table}"
+        );
+        assert_eq!(
+            session_at(rows[0], "session"),
+            session_at(rows[2], "- "),
+            "{table}"
+        );
     }
 }

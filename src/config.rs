@@ -28,12 +28,12 @@ use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}; check the path given with --config")]
+    #[error("cannot read config file {path}: {error}; check the path given with --config")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error, in the message only: as a `source` it would be printed twice.
+        error: std::io::Error,
     },
     /// The file is not valid TOML for kioskpay (syntax, unknown key, wrong type, missing key).
     #[error("config file {path}: {message}")]
@@ -595,9 +595,9 @@ fn default_state_dir() -> PathBuf {
 impl Config {
     /// Reads, parses and validates a config file, and reads the client secret.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::load_str(&text, path)
     }
@@ -855,9 +855,13 @@ fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
 /// Reads a secret file (`what` names its content in the advice), refusing one that other users
 /// could read or that is empty; the error says what is wrong and how to fix it.
 fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
+    // Checked and read through one handle: the file judged is the file read.
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| format!("{e}; create it with {what} and chmod 600"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -865,12 +869,80 @@ fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        // As root, a file owned by the service user is the normal case (`sudo kioskpay check`):
+        // the advice is then to check as that user, not to take the file away from it.
+        let fix = if me == 0 {
+            format!(
+                "if uid {} is the service user, run this as that user (sudo -u kioskpay …); \
+                 otherwise chown it to the service user",
+                meta.uid()
+            )
+        } else {
+            format!("run: chown {me} {}", path.display())
+        };
+        return Err(format!(
+            "owned by uid {}, not by the user kioskpay runs as (uid {me}) or root: that user can \
+             rewrite or swap the secret; {fix}",
+            meta.uid()
+        ));
+    }
+    secret_dirs_are_safe(path, me)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let secret = text.trim();
     if secret.is_empty() {
         return Err(format!("the file is empty; write {what} into it"));
     }
     Ok(Secret::new(secret))
+}
+
+/// Refuses a secret reached through a directory another user could write to: whoever can write
+/// a directory on the path can replace the file (or a directory under it) with their own. A
+/// directory with the sticky bit (`/tmp`) is safe, since there only a file's owner may rename or
+/// delete it, and the file's owner is checked separately.
+fn secret_dirs_are_safe(path: &Path, me: u32) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // A symbolic link on the way is as good as a directory its owner can write.
+    for step in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        let Ok(meta) = std::fs::symlink_metadata(step) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "{} is a symbolic link owned by uid {}, who can point it at another file; use \
+                 the real path, or a link owned by root or by uid {me}",
+                step.display(),
+                meta.uid()
+            ));
+        }
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = meta.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky {
+            return Err(format!(
+                "directory {} has mode {:03o}: other users can replace the secret in it; run: \
+                 chmod go-w {} (or move the secret to a directory only root and kioskpay can write)",
+                dir.display(),
+                mode & 0o777,
+                dir.display()
+            ));
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "directory {} is owned by uid {}, who can replace the secret in it; keep the \
+                 secret in a directory owned by root or by uid {me} (e.g. /etc/kioskpay)",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Which driver the GPIO unit uses.
@@ -1342,6 +1414,75 @@ payout_destination_id = "seller-1"
             "demo-secret"
         );
         assert!(!format!("{c:?}").contains("demo-secret"));
+    }
+
+    #[test]
+    fn a_private_secret_owned_by_another_user_or_in_a_writable_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open_dir = dir.path().join("shared");
+        std::fs::create_dir(&open_dir).unwrap();
+        let secret = open_dir.join("secret");
+        std::fs::write(&secret, "demo-secret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = dir.path().join("k.toml");
+        std::fs::write(
+            &cfg,
+            MINIMAL.replace("/nonexistent", secret.to_str().unwrap()),
+        )
+        .unwrap();
+        Config::load(&cfg).unwrap();
+
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let msg = Config::load(&cfg).unwrap_err().to_string();
+        assert!(
+            msg.contains("has mode 777") && msg.contains("chmod go-w"),
+            "{msg}"
+        );
+        assert!(!msg.contains("demo-secret"));
+        // Sticky, like /tmp: only the file's owner may rename or delete it there.
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        Config::load(&cfg).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        // Only root can give a file away; elsewhere the mode and directory checks above stand.
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&secret, Some(4242), None).unwrap();
+            let msg = Config::load(&cfg).unwrap_err().to_string();
+            assert!(
+                msg.contains("owned by uid 4242") && msg.contains("sudo -u kioskpay"),
+                "{msg}"
+            );
+            std::os::unix::fs::chown(&secret, Some(0), None).unwrap();
+            std::os::unix::fs::chown(&open_dir, Some(4242), None).unwrap();
+            let msg = Config::load(&cfg).unwrap_err().to_string();
+            assert!(msg.contains("is owned by uid 4242"), "{msg}");
+            std::os::unix::fs::chown(&open_dir, Some(0), None).unwrap();
+            Config::load(&cfg).unwrap();
+
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&secret, &link).unwrap();
+            std::os::unix::fs::lchown(&link, Some(4242), None).unwrap();
+            std::fs::write(
+                &cfg,
+                MINIMAL.replace("/nonexistent", link.to_str().unwrap()),
+            )
+            .unwrap();
+            let msg = Config::load(&cfg).unwrap_err().to_string();
+            assert!(
+                msg.contains("is a symbolic link owned by uid 4242"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_names_the_os_error_once() {
+        let err = Config::load(Path::new("/nonexistent/kioskpay.toml")).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
+        assert!(chain.contains("/nonexistent/kioskpay.toml"), "{chain}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::input::ScanConfig;
 use crate::money::Language;
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
-use crate::state::KioskState;
+use crate::state::{CancelledBy, DeclineKind, FailKind, KioskState};
 
 /// Options of `kioskpay demo`.
 #[derive(Clone, Debug)]
@@ -119,14 +119,19 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
 
     let started = Instant::now();
     let mut states = kiosk.state.clone();
+    // What the printer has printed last: the script waits on this, not on the kiosk's state, so
+    // that a cart's last line ("idle") is printed before the next cart's heading.
+    let (printed_tx, mut printed) = tokio::sync::watch::channel(KioskState::Starting);
     let printer = tokio::spawn(async move {
         let mut last = String::new();
         while states.changed().await.is_ok() {
-            let line = describe(&states.borrow_and_update(), options.lang);
+            let state = states.borrow_and_update().clone();
+            let line = describe(&state, options.lang);
             if line != last {
                 println!("  [{:>5.1}s] {line}", started.elapsed().as_secs_f64());
                 last = line;
             }
+            printed_tx.send_replace(state);
         }
     });
 
@@ -134,7 +139,7 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     for (i, step) in SCRIPT.iter().enumerate() {
         // The offline terminal comes last: after it the health gate keeps card payment
         // unavailable until its next check, as it should on a real kiosk.
-        wait_idle(&mut kiosk).await?;
+        wait_printed(&mut printed, "idle", |s| matches!(s, KioskState::Idle)).await?;
         println!(
             "cart {}/{}: {} — scanner sends {:?}",
             i + 1,
@@ -154,6 +159,13 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     }
     drop(scanner);
     let _ = feeder.await;
+    // The last cart's result screen, then the screen that follows it ("card payment unavailable"
+    // after the offline terminal), are customer screens too: let them be drawn before stopping.
+    wait_printed(&mut printed, "back from the last result screen", |s| {
+        matches!(s, KioskState::Idle | KioskState::Unavailable { .. })
+    })
+    .await?;
+    frames_settled(&options.frames).await;
 
     let ledger = fetch_ledger(&base).await?;
     kiosk.stop().await?;
@@ -256,23 +268,39 @@ dir = "{state}"
     Ok(Config::load_str(&text, &work.join("demo.toml"))?)
 }
 
-/// Waits until the kiosk shows its idle screen (after a result screen).
-async fn wait_idle(kiosk: &mut Kiosk) -> Result<()> {
-    let mut states = kiosk.state.clone();
-    let idle = tokio::time::timeout(Duration::from_secs(30), async {
-        states
-            .wait_for(|s| matches!(s, KioskState::Idle))
-            .await
-            .map(|_| ())
-    })
-    .await;
-    match idle {
+/// Waits until the printer has printed a state that `done` accepts (after a result screen).
+async fn wait_printed(
+    printed: &mut tokio::sync::watch::Receiver<KioskState>,
+    what: &str,
+    done: impl FnMut(&KioskState) -> bool,
+) -> Result<()> {
+    let reached = tokio::time::timeout(Duration::from_secs(30), printed.wait_for(done))
+        .await
+        .map(|r| r.map(|_| ()));
+    match reached {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => bail!("the kiosk stopped"),
         Err(_) => bail!(
-            "the kiosk did not become ready within 30 s: {:?}",
-            *kiosk.state.borrow()
+            "the kiosk was not {what} within 30 s: it shows {}",
+            printed.borrow().name()
         ),
+    }
+}
+
+/// Waits until the display has written its last frame: no new PNG for a while (the display
+/// draws a change within one frame interval), at most a few seconds.
+async fn frames_settled(dir: &std::path::Path) {
+    let count = || std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+    let quiet = crate::display::MIN_FRAME_INTERVAL * 6;
+    let give_up = Instant::now() + Duration::from_secs(5);
+    let mut seen = count();
+    while Instant::now() < give_up {
+        tokio::time::sleep(quiet).await;
+        let now = count();
+        if now == seen {
+            return;
+        }
+        seen = now;
     }
 }
 
@@ -295,10 +323,29 @@ fn describe(state: &KioskState, lang: Language) -> String {
                 card.as_deref().unwrap_or("")
             )
         }
-        KioskState::Declined { kind, .. } => format!("DECLINED ({kind:?})"),
-        KioskState::Cancelled { by, .. } => format!("CANCELLED by {by:?}"),
-        KioskState::Failed { kind, .. } => format!("FAILED ({kind:?})"),
-        KioskState::Unavailable { reason } => format!("card payment unavailable ({reason:?})"),
+        KioskState::Declined { kind, .. } => format!(
+            "DECLINED ({})",
+            match kind {
+                DeclineKind::Declined => "by the card issuer",
+                DeclineKind::InsufficientFunds => "insufficient funds",
+            }
+        ),
+        KioskState::Cancelled { by, .. } => format!(
+            "CANCELLED by the {}",
+            match by {
+                CancelledBy::Customer => "customer",
+                CancelledBy::Kiosk => "kiosk",
+            }
+        ),
+        KioskState::Failed { kind, .. } => format!(
+            "FAILED ({})",
+            match kind {
+                FailKind::Technical => "technical error",
+                FailKind::TerminalOffline => "terminal offline",
+                FailKind::Rejected => "Dintero refused the payment",
+            }
+        ),
+        KioskState::Unavailable { reason } => format!("card payment unavailable: {reason}"),
         other => other.name().replace('_', " "),
     }
 }

@@ -195,6 +195,44 @@ pub enum RefusalReason {
     },
 }
 
+/// What an operator reads in the log, e.g. `reason=Dintero cannot be reached`.
+impl std::fmt::Display for UnavailableReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnavailableReason::ApiUnreachable => f.write_str("Dintero cannot be reached"),
+            UnavailableReason::Credentials => f.write_str(
+                "Dintero refuses the API client (dintero.client_id, client_secret_file, account_id)",
+            ),
+            UnavailableReason::TerminalNotActive(status) => {
+                write!(f, "the terminal is {status}, not ACTIVE")
+            }
+            UnavailableReason::TerminalOffline => {
+                f.write_str("the terminal did not pick the last payment up (offline?)")
+            }
+            UnavailableReason::Storage => f.write_str("the journal cannot be written"),
+            UnavailableReason::Scanner => f.write_str("the scanner is not there"),
+        }
+    }
+}
+
+/// What an operator reads in the log, e.g. `reason=too large: above max_amount NOK 10000.00`.
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefusalReason::Busy => f.write_str("a payment is running"),
+            RefusalReason::Unavailable => f.write_str("card payment is unavailable"),
+            RefusalReason::ZeroAmount => f.write_str("the amount is zero"),
+            RefusalReason::TooLarge { max } => {
+                write!(f, "too large: above kiosk.max_amount {max}")
+            }
+            RefusalReason::WrongCurrency { given } => {
+                write!(f, "in {given}, not the kiosk's currency")
+            }
+            RefusalReason::Code { detail, .. } => f.write_str(detail),
+        }
+    }
+}
+
 /// Kinds of decline worth telling apart for the customer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeclineKind {

@@ -42,6 +42,11 @@ const BEATS_PER_PERIOD: u32 = 12;
 /// the period leaves room for one late check before systemd gives up.
 const CHECKS_PER_PERIOD: u32 = 3;
 
+/// Without a watchdog the supervisor checks this often, six beats' worth: a check at the beat's
+/// own period would race it and report a healthy flow as stalled every few seconds. Longer than
+/// any single Dintero call (`call_timeout_ms`, 15 s by default), so only a real stall warns.
+const DEFAULT_CHECK: Duration = Duration::from_secs(30);
+
 /// What the flow has proven so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pulse {
@@ -190,7 +195,7 @@ pub async fn supervise<N: Notifier>(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let check_every = watchdog.map_or(DEFAULT_BEAT, |w| {
+    let check_every = watchdog.map_or(DEFAULT_CHECK, |w| {
         (w / CHECKS_PER_PERIOD).max(Duration::from_millis(10))
     });
     let mut checks = interval_at(Instant::now() + check_every, check_every);

@@ -83,7 +83,12 @@ async fn check_gets_a_token_and_reads_the_terminal() {
     }
     let emulator = support::emulator(0.01).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = support::write_config(dir.path(), &emulator.base_url(), "");
+    // No scanner device on a test machine: check exits 3 for a missing one (below).
+    let path = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        "[input]\nkind = \"stdin\"\n",
+    );
     let out = tokio::task::spawn_blocking(move || {
         kioskpay(&["check", "--config", path.to_str().unwrap()]).unwrap()
     })
@@ -100,6 +105,115 @@ async fn check_gets_a_token_and_reads_the_terminal() {
 }
 
 /// Waits until the journal shows `n` final payments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exits_3_when_the_api_or_the_scanner_is_not_there() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let emulator = support::emulator(0.01).await;
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("ttyACM9");
+    let with_device = format!("[input]\nkind = \"serial\"\ndevice = {device:?}\n");
+    let up = support::write_config(dir.path(), &emulator.base_url(), &with_device);
+    let check = |path: std::path::PathBuf, offline: bool| async move {
+        tokio::task::spawn_blocking(move || {
+            let path = path.to_str().unwrap();
+            let args = if offline {
+                vec!["check", "--offline", "--config", path]
+            } else {
+                vec!["check", "--config", path]
+            };
+            kioskpay(&args).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let out = check(up.clone(), false).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("ttyACM9: not present now") && text(&out).contains("ACTIVE"),
+        "{}",
+        text(&out)
+    );
+    // --offline is for ExecStartPre: the file alone, as before.
+    let out = check(up.clone(), true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(&device, "").unwrap();
+    let out = check(up, false).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("ttyACM9: present"), "{}", text(&out));
+
+    // Nothing listens on port 9 of loopback: connection refused.
+    let down = support::write_config(dir.path(), "http://127.0.0.1:9", &with_device);
+    let out = check(down.clone(), false).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("not reachable now"), "{}", text(&out));
+    let out = check(down, true).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    emulator.shutdown().await;
+}
+
+#[test]
+fn check_warns_when_kiosk_id_is_the_packaged_default() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(dir.path(), "http://127.0.0.1:9", "");
+    let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING: kiosk.id is still the packaged default \"kiosk-1\"")
+            && stderr.contains("Set kiosk.id in"),
+        "{stderr}"
+    );
+    let renamed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("id = \"kiosk-1\"", "id = \"kiosk-oslo-7\"");
+    std::fs::write(&path, renamed).unwrap();
+    let out = kioskpay(&["check", "--offline", "--config", path.to_str().unwrap()]).unwrap();
+    assert!(!text(&out).contains("WARNING"), "{}", text(&out));
+}
+
+#[test]
+fn the_emulator_warns_off_loopback_and_a_bad_faults_file_is_a_usage_error() {
+    if support::kioskpay_bin().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("bad.json");
+    std::fs::write(&faults, "{not json").unwrap();
+    let out = kioskpay(&[
+        "emulator",
+        "--listen",
+        "0.0.0.0:0",
+        "--faults",
+        faults.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a loopback address") && stderr.contains("bad.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_names_its_os_error_once() {
+    let Some(out) = kioskpay(&["journal", "--config", "/nonexistent/kioskpay.toml"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+}
+
 async fn wait_for_final(state: &std::path::Path, n: usize) -> kioskpay::journal::Replay {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -167,6 +281,11 @@ async fn run_takes_carts_on_stdin_and_journal_shows_them() {
     assert!(
         !text(&out).contains("demo-secret"),
         "the secret leaked into the output"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("cart scanned") && !log.contains('\x1b'),
+        "a log that is not a terminal gets no colour codes: {log}"
     );
 
     let journal = kioskpay(&["journal", "--json", "--config", path.to_str().unwrap()]).unwrap();
@@ -397,9 +516,102 @@ fn the_demo_runs_every_outcome_and_matches_the_ledger() {
     ] {
         assert!(output.contains(outcome), "{outcome} missing:\n{output}");
     }
-    let pngs = std::fs::read_dir(&frames).unwrap().filter(|e| {
-        e.as_ref()
-            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))
-    });
-    assert!(pngs.count() >= 6, "frames were not written");
+    let mut pngs: Vec<std::path::PathBuf> = std::fs::read_dir(&frames)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    pngs.sort();
+    assert!(pngs.len() >= 6, "frames were not written");
+    // The last customer screens are drawn too: the offline terminal's "payment failed", then
+    // "card payment unavailable" until the health gate clears it.
+    let expected = dir.path().join("terminal_offline.png");
+    let render = kioskpay(&[
+        "render",
+        "--screen",
+        "terminal_offline",
+        "--size",
+        "240x320",
+        "--lang",
+        "en",
+        "--out",
+        expected.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(render.status.success(), "{}", text(&render));
+    assert_eq!(
+        std::fs::read(pngs.last().unwrap()).unwrap(),
+        std::fs::read(&expected).unwrap(),
+        "the last frame is the 'card payment unavailable' screen"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAILED (terminal offline)")
+            && stdout.contains("card payment unavailable: the terminal did not pick"),
+        "{stdout}"
+    );
+    for raw in [
+        "InsufficientFunds",
+        "TerminalOffline",
+        "Customer)",
+        "by Customer",
+    ] {
+        assert!(
+            !stdout.contains(raw),
+            "enum name {raw:?} printed:\n{stdout}"
+        );
+    }
+    // Each cart's lines, down to its "idle", come before the next cart's heading.
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("cart "))
+    {
+        if !line.starts_with("cart 1/") {
+            assert!(lines[i - 1].ends_with("] idle"), "{stdout}");
+        }
+    }
+}
+
+/// The packaged config says how many sections it marks REQUIRED, and the README names every key
+/// the packaged config shows.
+#[test]
+fn the_packaged_config_and_the_readme_agree_on_the_keys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packaged = std::fs::read_to_string(root.join("packaging/kioskpay.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let required = packaged
+        .lines()
+        .filter(|l| l.starts_with("# REQUIRED:"))
+        .count();
+    let words = ["zero", "one", "two", "three", "four", "five"];
+    assert!(
+        packaged.contains(&format!(
+            "Fill in the {} sections marked REQUIRED",
+            words[required]
+        )),
+        "{required} sections are marked REQUIRED"
+    );
+    let mut section = String::new();
+    for line in packaged.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let setting = line.strip_prefix("# ").unwrap_or(line);
+        let Some((key, _)) = setting.split_once(" = ") else {
+            continue;
+        };
+        if key.contains(' ') || section.is_empty() {
+            continue;
+        }
+        let dotted = format!("`{section}.{key}`");
+        let in_readme_config =
+            readme.contains(&format!("\n{key} = ")) || readme.contains(&format!("\n# {key} = "));
+        assert!(
+            readme.contains(&dotted) || in_readme_config,
+            "{section}.{key} is in packaging/kioskpay.toml but not in the README"
+        );
+    }
 }

@@ -156,6 +156,12 @@ fn the_config_decides_currency_formats_and_the_signing_key() {
     assert_eq!(v["reference"], "ORDER-9");
     let e = error(&decode(&["--config", &config, "399.00"], None));
     assert!(e.contains("not a payment code this kiosk reads"), "{e}");
+    assert!(e.contains("with \"plain\" added to input.formats"), "{e}");
+    let e = error(&decode(&["--config", &config, "hello"], None));
+    assert!(
+        !e.contains("plain"),
+        "no advice for what plain would refuse too: {e}"
+    );
     let e = error(&decode(&["--config", &config, "2012345019959"], None));
     assert!(e.contains("add \"ean13\" to input.formats"), "{e}");
     let out = decode(&["--config", &config, "399.00"], None);
@@ -197,5 +203,100 @@ fn help_explains_input_and_output_with_examples() {
     let help = String::from_utf8_lossy(&out.stdout);
     for want in ["Examples:", "\\x1D", "--config", "{\"error\"", "exits 1"] {
         assert!(help.contains(want), "{want:?} missing:\n{help}");
+    }
+}
+
+#[test]
+fn a_code_that_starts_with_a_dash_is_the_code_not_an_option() {
+    let out = decode(&["-5.00;X"], None);
+    let message = error(&out);
+    assert!(message.contains("plain code"), "{message}");
+}
+
+/// The README's own examples work with the README's own config, and with the config the package
+/// installs: every `kioskpay decode` example prints what the README says, and every code quoted
+/// in the README is accepted.
+#[test]
+fn every_readme_example_decodes_with_the_readmes_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Configuration")
+        .expect("a Configuration section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let config_text = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let readme_config = dir.path().join("kioskpay.toml");
+    std::fs::write(&readme_config, config_text).unwrap();
+    let configs = [
+        readme_config.to_str().unwrap().to_string(),
+        root.join("packaging/kioskpay.toml")
+            .to_str()
+            .unwrap()
+            .to_string(),
+    ];
+
+    let prompt = "$ kioskpay decode --config /etc/kioskpay/kioskpay.toml '";
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut console = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(code) = line.strip_prefix(prompt).and_then(|c| c.strip_suffix('\'')) else {
+            continue;
+        };
+        console += 1;
+        for config in &configs {
+            let out = decode(&["--config", config, code], None);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                lines[i + 1],
+                "README line {}: {code} with {config}: {}",
+                i + 1,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(console >= 2, "the README shows kioskpay decode examples");
+
+    let looks_like_code = |span: &str| {
+        ["]C1", "]d2", "]Q3", "]e0", "]E0", "https://id.", "KP1."]
+            .iter()
+            .any(|p| span.starts_with(p))
+            || span.split_once(';').is_some_and(|(amount, _)| {
+                !amount.is_empty()
+                    && amount
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+            })
+    };
+    // Inline code in the prose, fenced blocks left out (their backticks would pair wrongly).
+    let mut fenced = false;
+    let prose: String = readme
+        .lines()
+        .filter(|l| {
+            if l.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let quoted: Vec<&str> = prose
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| looks_like_code(span))
+        .collect();
+    assert!(quoted.len() >= 2, "{quoted:?}");
+    for code in quoted {
+        for config in &configs {
+            let out = decode(&["--config", config, code], None);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "the README quotes {code:?}, which {config} refuses: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! exactly and in milliseconds of real time. The same flows against the real HTTP client and the
 //! emulator are in `tests/daemon.rs`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -796,6 +798,7 @@ async fn the_payment_wins_over_the_kiosks_cancel() {
 
 #[tokio::test(start_paused = true)]
 async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
+    let (log, _guard) = support::log::capture();
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(5055, Plan::Offline));
     let mut h = start(fake, tempdir(), config());
@@ -827,6 +830,19 @@ async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
     h.idle().await;
     let ok = h.pay(1000).await;
     assert!(matches!(ok.outcome, Final::Approved { .. }));
+    // Down and up again are both in the log, once each.
+    let down = log.lines("card payment unavailable");
+    assert_eq!(down.len(), 1, "{}", log.all());
+    assert!(
+        down[0].contains("did not pick the last payment up"),
+        "{down:?}"
+    );
+    assert_eq!(
+        log.lines("card payment available again").len(),
+        1,
+        "{}",
+        log.all()
+    );
     h.stop().await;
 }
 
@@ -974,6 +990,89 @@ async fn health_gate_when_the_api_is_down_then_back() {
     h.state.wait_for(|s| *s == want).await.unwrap();
     h.fake.with(|s| s.api_down = false);
     h.idle().await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_health_gate_logs_each_change_once_with_its_cause() {
+    let (log, _guard) = support::log::capture();
+    let fake = Fake::default();
+    fake.with(|s| s.api_down = true);
+    let mut h = start(fake, tempdir(), config());
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::ApiUnreachable,
+    };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    // Checked every 5 s while down: two minutes of the same failure.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    h.inputs.send(cart(1000)).await.unwrap();
+    h.state
+        .wait_for(|s| matches!(s, KioskState::Refused { .. }))
+        .await
+        .unwrap();
+    h.fake.with(|s| s.api_down = false);
+    h.idle().await;
+
+    let down = log.lines("card payment unavailable");
+    assert_eq!(down.len(), 1, "{down:#?}");
+    assert!(
+        down[0].contains("WARN")
+            && down[0].contains("reason=Dintero cannot be reached")
+            && down[0].contains("could not reach Dintero: scripted: down"),
+        "{down:#?}"
+    );
+    assert!(log.lines("still unavailable").is_empty());
+    let up = log.lines("card payment available again");
+    assert_eq!(up.len(), 1, "{up:#?}");
+    assert!(up[0].contains("INFO"), "{up:#?}");
+    let refused = log.lines("cart refused");
+    assert!(
+        refused.len() == 1 && refused[0].contains("reason=card payment is unavailable"),
+        "{refused:#?}"
+    );
+
+    // An inactive terminal: its own change, with Dintero's word for it.
+    h.fake
+        .with(|s| s.terminal_status = Some(TerminalStatus::Inactive));
+    h.commands.send(Command::CheckHealth).await.unwrap();
+    let want = KioskState::Unavailable {
+        reason: UnavailableReason::TerminalNotActive("INACTIVE".into()),
+    };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    // A failure that lasts is repeated, with a count, every ten minutes, not every check.
+    tokio::time::sleep(Duration::from_secs(601)).await;
+    let down = log.lines("card payment unavailable");
+    assert_eq!(down.len(), 2, "{down:#?}");
+    assert!(
+        down[1].contains("is INACTIVE") && down[1].contains("the terminal is INACTIVE, not ACTIVE"),
+        "{down:#?}"
+    );
+    let again = log.lines("card payment still unavailable");
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert!(again[0].contains("checks_since="), "{again:#?}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_carts_are_logged_in_words_not_structures() {
+    let (log, _guard) = support::log::capture();
+    let mut h = start(Fake::default(), tempdir(), config());
+    h.idle().await;
+    h.inputs.send(cart(1_000_001)).await.unwrap();
+    let want = KioskState::Refused {
+        reason: RefusalReason::TooLarge {
+            max: nok(1_000_000),
+        },
+    };
+    h.state.wait_for(|s| *s == want).await.unwrap();
+    let refused = log.lines("cart refused");
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(
+        refused[0].contains("reason=too large: above kiosk.max_amount NOK 10000.00")
+            && refused[0].contains("amount=NOK 10000.01"),
+        "{refused:#?}"
+    );
+    assert!(!refused[0].contains("Money {"), "{refused:#?}");
     h.stop().await;
 }
 

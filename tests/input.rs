@@ -705,3 +705,40 @@ async fn missing_scanner_is_reported_once_and_run_stops_on_shutdown() {
         .unwrap();
     assert_eq!(rx.recv().await, None, "run dropped its sender");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_garbage_is_logged_a_few_times_and_summed_up() {
+    let (log, _guard) = support::log::capture();
+    // 3 KB of garbage in short lines, each different (the duplicate window would hide repeats).
+    let garbage: Vec<u8> = (0..300u32)
+        .flat_map(|i| format!("#{i:04}?\n").into_bytes())
+        .collect();
+    let (reader, mut writer) = tokio::io::duplex(64);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let config = plain(512);
+    let reading = async { read_carts(reader, &config, CartSource::Stdin, &tx).await };
+    let feeding = async {
+        writer.write_all(&garbage).await.unwrap();
+        // The summary comes when the minute is over, even while the scanner stays quiet.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let summary = log.lines("more refused scans in the last minute");
+        assert_eq!(summary.len(), 1, "{}", log.all());
+        assert!(summary[0].contains("295 more refused scans"), "{summary:?}");
+        writer.write_all(b"#late?\n").await.unwrap();
+        drop(writer);
+    };
+    let (read, ()) = tokio::join!(reading, feeding);
+    read.unwrap();
+    drop(tx);
+    let mut refused = 0;
+    while let Some(event) = rx.recv().await {
+        assert!(matches!(event, InputEvent::Unreadable { .. }), "{event:?}");
+        refused += 1;
+    }
+    assert_eq!(refused, 301, "every scan still reaches the flow");
+    let warnings = log.lines("WARN");
+    assert_eq!(warnings.len(), 5 + 1 + 1, "{}", log.all());
+    let refused = log.lines("code refused");
+    assert_eq!(refused.len(), 6, "{}", log.all());
+    assert!(refused[0].contains("customer=unreadable"), "{refused:?}");
+}

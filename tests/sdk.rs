@@ -90,3 +90,33 @@ async fn the_official_python_sdk_pays_against_the_emulator() {
     assert!(stdout.contains(txs[0]["id"].as_str().unwrap()));
     emulator.shutdown().await;
 }
+
+/// A skip must show in the README's own test command: run the test above in a copy of this test
+/// binary where python3 cannot be found, without `--nocapture`, and read what it prints.
+#[test]
+fn a_skipped_sdk_test_says_so_in_plain_cargo_test_output() {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let out = Command::new(&me)
+        .args([
+            "the_official_python_sdk_pays_against_the_emulator",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("PATH", "/nonexistent")
+        .env_remove("KIOSKPAY_SKIP_LOG")
+        .output();
+    let Ok(out) = out else {
+        support::skipped("this test binary cannot start a copy of itself here (qemu-user?)");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "SKIPPED the_official_python_sdk_pays_against_the_emulator: python3 is not available"
+        ),
+        "{stderr}"
+    );
+}

@@ -302,7 +302,10 @@ async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_rec
     let output = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{output}");
     assert!(output.contains("config reloaded"), "{output}");
-    assert!(output.contains("TooLarge"), "{output}");
+    assert!(
+        output.contains("reason=too large: above kiosk.max_amount NOK 10.00"),
+        "{output}"
+    );
     assert!(
         output.contains("only after a restart") && output.contains("input"),
         "{output}"
@@ -314,4 +317,66 @@ async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_rec
     });
     manager.await.unwrap();
     emulator.shutdown().await;
+}
+
+/// Records notifications in memory, for the supervisor tests on paused time.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<kioskpay::systemd::Message>>>);
+
+impl kioskpay::systemd::Notifier for Recorder {
+    fn send(&mut self, message: kioskpay::systemd::Message) {
+        self.0.lock().unwrap().push(message);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_flow_without_a_watchdog_is_never_reported_stalled() {
+    use kioskpay::state::KioskState;
+    use kioskpay::systemd::{beat_period, supervise, Heartbeat};
+    let (log, _guard) = support::log::capture();
+    let (heartbeat, liveness) = Heartbeat::new(beat_period(None));
+    let (_states_tx, states) = tokio::sync::watch::channel(KioskState::Idle);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let supervisor = tokio::spawn(supervise(
+        liveness,
+        states,
+        None,
+        Recorder::default(),
+        stop.clone().cancelled_owned(),
+    ));
+    heartbeat.ready();
+    // The flow's own beat, as in Flow::with_heartbeat: an interval at the heartbeat's period
+    // that is late whenever the flow is busy, here with a 7 s health check every tenth beat
+    // (a slow API), which shifts every later beat.
+    let beating = {
+        let heartbeat = heartbeat.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(heartbeat.period());
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for n in 0u64.. {
+                ticks.tick().await;
+                heartbeat.beat();
+                if n % 10 == 9 {
+                    tokio::time::sleep(Duration::from_secs(7)).await;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        log.lines("WARN").is_empty(),
+        "an idle kiosk beating on time: {}",
+        log.all()
+    );
+
+    // A flow that really stops (stuck on an await) is reported, once, and so is its return.
+    beating.abort();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let stalled = log.lines("has not turned");
+    assert_eq!(stalled.len(), 1, "{}", log.all());
+    heartbeat.beat();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(log.lines("turning again").len(), 1, "{}", log.all());
+    stop.cancel();
+    supervisor.await.unwrap();
 }

@@ -168,7 +168,7 @@ use tokio::task::JoinHandle;
 use crate::secret::Secret;
 
 pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule, CALLBACK_ROUTE};
-pub use terminal::Outcome;
+pub use terminal::{Outcome, OUTCOME_TABLE};
 
 /// The seeded sandbox account.
 pub const ACCOUNT_ID: &str = "T12345678";

@@ -7,6 +7,21 @@
 
 use std::time::Duration;
 
+/// The outcome table for people: `kioskpay emulator --help` and the README print it, so that a
+/// decline or a cancel can be made on purpose. A test keeps it true to [`Outcome::from_amount`].
+pub const OUTCOME_TABLE: &str = "\
+amount ends in  what the simulated terminal does (times scale with --time-scale)
+.51             declined by the issuer after 3 s
+.52             declined for insufficient funds after 3 s
+.53             the customer cancels on the terminal after 3 s
+.54             no card presented: the terminal gives up after 90 s
+.55             offline: the terminal never picks the payment up
+.56             technical failure after 3 s
+.57             slow issuer: approved after 45 s
+.58             approved after 2 s, captured only 20 s later
+.59             chip and PIN: approved after 8 s
+anything else   contactless card: approved after 2 s, captured 1 s later";
+
 /// What the simulated terminal does with a payment (the emulator's outcome table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -255,6 +270,37 @@ mod tests {
             assert_eq!(Outcome::parse(o.name()), Some(o));
         }
         assert_eq!(Outcome::parse("APPROVE"), None);
+    }
+
+    #[test]
+    fn the_outcome_table_for_people_says_what_each_ending_does() {
+        let words = |o: Outcome| match o {
+            Outcome::Approve => "contactless card: approved",
+            Outcome::Decline => "declined by the issuer",
+            Outcome::InsufficientFunds => "insufficient funds",
+            Outcome::CustomerCancel => "the customer cancels",
+            Outcome::NoCard => "no card presented",
+            Outcome::Offline => "never picks the payment up",
+            Outcome::Fail => "technical failure",
+            Outcome::Slow => "slow issuer",
+            Outcome::CaptureLag => "captured only 20 s later",
+            Outcome::ChipPin => "chip and PIN",
+            Outcome::OfflineMidPayment => "(no amount asks for it)",
+        };
+        let mut endings = Vec::new();
+        for line in OUTCOME_TABLE.lines().skip(1) {
+            let (ending, what) = line.split_once(' ').unwrap();
+            let outcome = match ending.strip_prefix('.') {
+                Some(digits) => {
+                    let n: u64 = digits.parse().unwrap();
+                    endings.push(n);
+                    Outcome::from_amount(39900 + n)
+                }
+                None => Outcome::from_amount(39900),
+            };
+            assert!(what.contains(words(outcome)), "{line} is not {outcome:?}");
+        }
+        assert_eq!(endings, (51..=59).collect::<Vec<u64>>());
     }
 
     #[test]

@@ -198,24 +198,33 @@ pub(crate) async fn frame<R: AsyncRead + Unpin>(
     let mut chunk = [0u8; READ_CHUNK];
     loop {
         let read = reader.read(&mut chunk);
-        let result = if config.framing == Framing::Gap && framer.has_partial() {
+        let gap_ends = (config.framing == Framing::Gap && framer.has_partial())
+            .then(|| Instant::now() + config.gap);
+        let wake = match (gap_ends, judge.refusals.summary_due()) {
+            (Some(gap), Some(summary)) => Some(gap.min(summary)),
+            (gap, summary) => gap.or(summary),
+        };
+        let result = match wake {
             // Cancelling a pending read loses no bytes: AsyncReadExt::read is cancel-safe.
-            match tokio::time::timeout(config.gap, read).await {
+            Some(wake) => match tokio::time::timeout_at(wake, read).await {
                 Ok(result) => result,
                 Err(_) => {
-                    if let Some(code) = framer.end(source) {
-                        if !judge.deliver(&code, tx).await {
-                            return Stop::ReceiverGone;
+                    judge.refusals.summarize_if_due(source, Instant::now());
+                    if gap_ends.is_some_and(|at| at <= Instant::now()) {
+                        if let Some(code) = framer.end(source) {
+                            if !judge.deliver(&code, tx).await {
+                                return Stop::ReceiverGone;
+                            }
                         }
                     }
                     continue;
                 }
-            }
-        } else {
-            read.await
+            },
+            None => read.await,
         };
         let n = match result {
             Ok(0) => {
+                judge.refusals.summarize(source);
                 if let Some(code) = framer.finish(source) {
                     match at_end {
                         AtEnd::Parse => {
@@ -236,6 +245,7 @@ pub(crate) async fn frame<R: AsyncRead + Unpin>(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
+                judge.refusals.summarize(source);
                 if framer.has_partial() {
                     tracing::warn!(%source, "read failed in the middle of a code; dropped it");
                 }
@@ -259,6 +269,66 @@ struct Judge {
     window: Duration,
     /// The last code judged and when it was last seen, for the duplicate window.
     last: Option<(Vec<u8>, Instant)>,
+    refusals: RefusalLog,
+}
+
+/// Refused scans logged one by one per minute; the rest are counted into one summary line, so
+/// that a scanner sending garbage (wrong baud rate, a hostile device) cannot flood the log.
+const REFUSALS_LOGGED_PER_WINDOW: u32 = 5;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rate limit for "code refused" lines.
+#[derive(Default)]
+struct RefusalLog {
+    /// When the current window started (at its first refusal).
+    since: Option<Instant>,
+    logged: u32,
+    unlogged: u32,
+}
+
+impl RefusalLog {
+    /// Counts one refusal; `true` when it is to be logged on its own.
+    fn refused(&mut self, source: CartSource, now: Instant) -> bool {
+        self.summarize_if_due(source, now);
+        self.since.get_or_insert(now);
+        if self.logged < REFUSALS_LOGGED_PER_WINDOW {
+            self.logged += 1;
+            true
+        } else {
+            self.unlogged += 1;
+            false
+        }
+    }
+
+    /// When the summary of unlogged refusals is due, if any are waiting.
+    fn summary_due(&self) -> Option<Instant> {
+        self.since
+            .filter(|_| self.unlogged > 0)
+            .map(|since| since + REFUSAL_WINDOW)
+    }
+
+    fn summarize_if_due(&mut self, source: CartSource, now: Instant) {
+        if self
+            .since
+            .is_some_and(|since| now >= since + REFUSAL_WINDOW)
+        {
+            self.summarize(source);
+        }
+    }
+
+    /// Logs the count of refusals not logged one by one, and starts a new window.
+    fn summarize(&mut self, source: CartSource) {
+        if self.unlogged > 0 {
+            tracing::warn!(
+                %source,
+                not_logged = self.unlogged,
+                "{} more refused scans in the last minute (a scanner sending garbage: check its \
+                 baud rate and mode)",
+                self.unlogged
+            );
+        }
+        *self = RefusalLog::default();
+    }
 }
 
 impl Judge {
@@ -268,6 +338,7 @@ impl Judge {
             source,
             window: config.duplicate_window,
             last: None,
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -312,7 +383,9 @@ impl Judge {
             }
             Err(e) => {
                 let customer = e.customer_reason();
-                tracing::warn!(%source, reason = %e, ?customer, "code refused");
+                if self.refusals.refused(source, now) {
+                    tracing::warn!(%source, reason = %e, %customer, "code refused");
+                }
                 InputEvent::Unreadable {
                     reason: e.to_string(),
                     customer,

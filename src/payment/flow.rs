@@ -224,6 +224,8 @@ pub struct Flow<G: Gateway> {
     display_gone: bool,
     /// Beaten from the select loops, so that only a turning loop feeds the watchdog.
     heartbeat: Option<(Heartbeat, tokio::time::Interval)>,
+    /// What the health gate last logged, so that a lasting failure is not logged on every check.
+    health_log: HealthLog,
     /// New settings after a config reload (SIGHUP), applied between payments.
     settings: Option<watch::Receiver<FlowConfig>>,
     /// Payments that ended `not_created`, looked up again in case Dintero creates them late.
@@ -330,6 +332,7 @@ impl<G: Gateway> Flow<G> {
             display: None,
             display_gone: false,
             heartbeat: None,
+            health_log: HealthLog::default(),
             settings: None,
             late: LateWatch::default(),
             look_for_all_late: false,
@@ -528,7 +531,8 @@ impl<G: Gateway> Flow<G> {
         match event {
             InputEvent::Cart(_) | InputEvent::SignedCart(_) | InputEvent::SlipCart(_) => {}
             InputEvent::Unreadable { reason, customer } => {
-                warn!(%reason, ?customer, "code refused");
+                // The input that read the code has logged it, rate-limited.
+                debug!(%reason, %customer, "code refused");
                 self.hold(KioskState::Refused {
                     reason: RefusalReason::Code {
                         detail: reason,
@@ -649,7 +653,7 @@ impl<G: Gateway> Flow<G> {
 
     async fn take_cart(&mut self, cart: Cart, shutdown: Shutdown<'_>) -> Driven {
         if let Some(reason) = self.refusal(&cart) {
-            info!(amount = %cart.amount, source = %cart.source, ?reason, "cart refused");
+            info!(amount = %cart.amount, source = %cart.source, %reason, "cart refused");
             self.hold(KioskState::Refused { reason });
             return Driven::Finished(Final::NotCreated {
                 reason: "refused".into(),
@@ -741,7 +745,7 @@ impl<G: Gateway> Flow<G> {
     /// Resolves one payment the journal shows as unfinished.
     async fn recover(&mut self, record: PaymentRecord, shutdown: Shutdown<'_>) -> Driven {
         let payment = Payment::from_record(&record, self.config.currency);
-        info!(reference = %payment.merchant_reference, session_id = ?record.session_id, "recovering an unfinished payment");
+        info!(reference = %payment.merchant_reference, session_id = record.session_id.as_deref().unwrap_or("-"), "recovering an unfinished payment");
         // A payment reopened after a late create keeps its policy across a restart.
         let driving = match record.reopened_at {
             Some(_) => Driving::Withdrawal,
@@ -1324,25 +1328,24 @@ impl<G: Gateway> Flow<G> {
     /// The health gate: a journal that takes writes, a valid token, and the terminal `ACTIVE`.
     async fn check_health(&mut self) {
         let before = self.health.clone();
-        let mut health = match self.storage_health().await {
-            Some(unavailable) => unavailable,
+        self.health_log.note_between_checks(&before, Instant::now());
+        let (mut health, mut cause) = match self.storage_health().await {
+            Some(unavailable) => (
+                unavailable,
+                "the journal takes no writes (see the error logged before)".to_string(),
+            ),
             None => self.read_health().await,
         };
         if before == Health::Ready
             && health == Health::Unavailable(UnavailableReason::ApiUnreachable)
         {
             // One lost answer must not turn a customer away: ask once more before believing it.
-            debug!("health check failed once; asking again before refusing carts");
+            debug!(%cause, "health check failed once; asking again before refusing carts");
             tokio::time::sleep(HEALTH_RECHECK).await;
-            health = self.read_health().await;
+            (health, cause) = self.read_health().await;
         }
         self.health = health;
-        if self.health != before {
-            match &self.health {
-                Health::Ready => info!("card payment available"),
-                Health::Unavailable(reason) => warn!(?reason, "card payment unavailable"),
-            }
-        }
+        self.health_log.note(&self.health, &cause, Instant::now());
         let period = match self.health {
             Health::Ready => self.config.health_interval,
             Health::Unavailable(_) => self.config.health_interval.min(Duration::from_secs(5)),
@@ -1405,29 +1408,40 @@ impl<G: Gateway> Flow<G> {
             .min(Instant::now() + self.config.health_interval.min(Duration::from_secs(5)));
     }
 
-    /// One reading of the health gate: a valid token, and the terminal's status.
-    async fn read_health(&mut self) -> Health {
+    /// One reading of the health gate: a valid token, and the terminal's status; with the cause
+    /// an operator needs when it is not ready.
+    async fn read_health(&mut self) -> (Health, String) {
         match self.gateway.ensure_token().await {
-            Err(e) => unavailable_for(&e),
+            Err(e) => (unavailable_for(&e), e.to_string()),
             Ok(()) => match self.gateway.terminal(self.config.terminal_id()).await {
-                Ok(t) if t.status == TerminalStatus::Active => Health::Ready,
-                Ok(t) => Health::Unavailable(UnavailableReason::TerminalNotActive(
-                    t.status.as_str().to_string(),
-                )),
+                Ok(t) if t.status == TerminalStatus::Active => (Health::Ready, String::new()),
+                Ok(t) => (
+                    Health::Unavailable(UnavailableReason::TerminalNotActive(
+                        t.status.as_str().to_string(),
+                    )),
+                    format!(
+                        "Dintero says terminal {} is {}",
+                        t.terminal_id,
+                        t.status.as_str()
+                    ),
+                ),
                 Err(ApiError::Auth { status: 403, .. }) => {
                     if !self.terminal_scope_warned {
                         warn!("the API client may not read terminals (403); the health gate checks the API alone");
                         self.terminal_scope_warned = true;
                     }
-                    Health::Ready
+                    (Health::Ready, String::new())
                 }
-                Err(e @ ApiError::Rejected { .. }) => {
-                    warn!(error = %e, terminal_id = self.config.terminal_id(), "terminal lookup refused; check store.terminal_id");
+                Err(e @ ApiError::Rejected { .. }) => (
                     Health::Unavailable(UnavailableReason::TerminalNotActive(
                         e.code().unwrap_or("NOT_FOUND").to_string(),
-                    ))
-                }
-                Err(e) => unavailable_for(&e),
+                    )),
+                    format!(
+                        "terminal {} lookup refused: {e}; check store.terminal_id",
+                        self.config.terminal_id()
+                    ),
+                ),
+                Err(e) => (unavailable_for(&e), e.to_string()),
             },
         }
     }
@@ -1529,6 +1543,57 @@ fn crash_hook() {
 
 /// How long the health gate waits before asking again after one failed check.
 const HEALTH_RECHECK: Duration = Duration::from_millis(250);
+
+/// A health gate that stays down for the same cause is logged again this often, with the number
+/// of checks in between: the gate checks every few seconds while down.
+const HEALTH_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// What the health gate last logged: each change (down with its cause, up again) is logged once,
+/// at WARN and INFO; the same failure again only every [`HEALTH_LOG_EVERY`].
+#[derive(Default)]
+struct HealthLog {
+    last: Option<(Health, String, Instant)>,
+    unlogged: u32,
+}
+
+impl HealthLog {
+    /// A payment can take the gate down between checks (terminal offline, credentials refused);
+    /// logged at the next check, so that the gate's coming back up follows its going down.
+    fn note_between_checks(&mut self, health: &Health, now: Instant) {
+        let logged_other = self.last.as_ref().is_some_and(|(last, ..)| last != health);
+        if logged_other && *health != Health::Ready {
+            self.note(health, "found by the last payment", now);
+        }
+    }
+
+    fn note(&mut self, health: &Health, cause: &str, now: Instant) {
+        if let Some((last, last_cause, at)) = &mut self.last {
+            if last == health && last_cause == cause {
+                if let Health::Unavailable(reason) = health {
+                    if now.duration_since(*at) < HEALTH_LOG_EVERY {
+                        self.unlogged += 1;
+                    } else {
+                        warn!(%reason, %cause, checks_since = self.unlogged + 1, "card payment still unavailable");
+                        *at = now;
+                        self.unlogged = 0;
+                    }
+                }
+                return;
+            }
+        }
+        match (health, &self.last) {
+            (Health::Ready, Some((Health::Unavailable(was), ..))) => {
+                info!(was = %was, "card payment available again")
+            }
+            (Health::Ready, _) => info!("card payment available"),
+            (Health::Unavailable(reason), _) => {
+                warn!(%reason, %cause, "card payment unavailable")
+            }
+        }
+        self.last = Some((health.clone(), cause.to_string(), now));
+        self.unlogged = 0;
+    }
+}
 
 fn unavailable_for(e: &ApiError) -> Health {
     Health::Unavailable(match e {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kioskpay::emulator::{self, EmulatorConfig, EmulatorHandle};
 
 pub mod kiosk;
+pub mod log;
 
 /// An emulator on 127.0.0.1 with a fast clock.
 pub async fn emulator(time_scale: f64) -> EmulatorHandle {
@@ -190,17 +191,19 @@ fn default_runner() -> Option<&'static str> {
     }
 }
 
-/// Says that a test is skipped and why: on stderr, and appended to the file named by
-/// `KIOSKPAY_SKIP_LOG` when set, so that `.ci/run` can print every skip after a run (the test
-/// harness hides a passing test's stderr).
+/// Says that a test is skipped and why: on stderr, where plain `cargo test` shows it, and
+/// appended to the file named by `KIOSKPAY_SKIP_LOG` when set, so that `.ci/run` can list every
+/// skip after a run.
 pub fn skipped(reason: &str) {
-    eprintln!("SKIPPED: {reason}");
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    // Written to the stderr file descriptor, not with eprintln!: the test harness captures what
+    // eprintln! prints and hides it for a test that passes, which a skipped test does.
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
     if let Some(path) = std::env::var_os("KIOSKPAY_SKIP_LOG") {
-        use std::io::Write;
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("unnamed test")
-            .to_string();
         if let Ok(mut log) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -166,6 +166,23 @@ pub enum CustomerReason {
     KioskFault,
 }
 
+/// The log's words for what the customer is told, e.g. `customer=not a payment code`.
+impl fmt::Display for CustomerReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CustomerReason::Unreadable => "unreadable",
+            CustomerReason::NotAPaymentCode => "not a payment code",
+            CustomerReason::NotAccepted => "not accepted at this kiosk",
+            CustomerReason::WrongCurrency => "wrong currency",
+            CustomerReason::InvalidAmount => "invalid amount",
+            CustomerReason::Expired => "expired",
+            CustomerReason::AlreadyPaid => "already paid",
+            CustomerReason::Forged => "signature does not verify",
+            CustomerReason::KioskFault => "kiosk fault",
+        })
+    }
+}
+
 /// Why a scan is not an amount payable. Messages are for the operator's log: they quote the
 /// offending text (escaped, at most 64 characters) and say what was expected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -190,12 +207,14 @@ pub enum CodeError {
         text: String,
     },
     /// Text that no enabled format reads.
-    #[error("{text:?} is not a payment code this kiosk reads (enabled formats: {enabled})")]
+    #[error("{text:?} is not a payment code this kiosk reads (enabled formats: {enabled}){hint}")]
     NotRecognized {
         /// The scan.
         text: String,
         /// `input.formats`, for the operator.
         enabled: String,
+        /// How to accept it, when it would be a valid code in a disabled format; else empty.
+        hint: &'static str,
     },
     /// An EAN/UPC symbol other than EAN-13 (EAN-8, add-on): product codes.
     #[error("{aim} symbol {text:?} is an EAN-8 or EAN/UPC add-on, a product code and never an amount payable")]
@@ -528,6 +547,14 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
             problem: "contains control characters other than GS (a line ending inside the scan?)",
         });
     }
+    if text.chars().any(is_invisible) {
+        return Err(CodeError::NotText {
+            text: lossy(),
+            problem:
+                "contains invisible formatting characters (bidirectional overrides, \
+                      zero-width spaces): a reference must read the same in the journal as on paper",
+        });
+    }
     let format = match aim.map(Aim::kind) {
         Some(AimKind::Gs1) => Format::Gs1,
         Some(AimKind::Ean13) => Format::Ean13Price,
@@ -543,9 +570,18 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
     if !config.formats.contains(&format) {
         if format == Format::Plain {
             let enabled: Vec<&str> = config.formats.iter().map(|f| f.name()).collect();
+            // Plain is what everything else falls back to, so only text that would be a valid
+            // plain code gets the advice.
+            let hint = if plain::parse(text, config.currency).is_ok() {
+                "; as a plain AMOUNT;REFERENCE code it would be accepted with \"plain\" added to \
+                 input.formats (meant for development and tests)"
+            } else {
+                ""
+            };
             return Err(CodeError::NotRecognized {
                 text: excerpt(text),
                 enabled: enabled.join(", "),
+                hint,
             });
         }
         return Err(CodeError::FormatDisabled {
@@ -613,6 +649,38 @@ pub fn decode(raw: &[u8], config: &DecodeConfig) -> Result<Decoded, CodeError> {
     Ok(decoded)
 }
 
+/// Characters that change how text is shown without being seen: Unicode's format characters
+/// (category Cf: bidirectional controls like U+202E, zero-width spaces and joiners, the BOM,
+/// soft hyphen, tag characters) and the line and paragraph separators. A reference containing
+/// one can look like another in the journal, `journal --json` and Dintero's backoffice. Checked
+/// here, once, for every format.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
 /// Picks the format of text that carries no (or a non-GS1) symbology identifier.
 fn classify_text(text: &str, without_aim: bool) -> Format {
     let lower_start = text.get(..8).unwrap_or(text).to_ascii_lowercase();
@@ -675,6 +743,35 @@ mod tests {
         let e = excerpt(&long);
         assert_eq!(e.chars().count(), 65);
         assert!(e.ends_with('…'));
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_refused_in_every_format() {
+        let config = DecodeConfig::new(Currency::NOK);
+        for hidden in [
+            '\u{202E}',
+            '\u{200B}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+        ] {
+            for code in [
+                format!("399.00;KID{hidden}123"),
+                format!("https://id.example.com/415/7080003824349/8020/KID{hidden}1?3902=39900"),
+                format!("{hidden}399.00"),
+            ] {
+                let err = decode(code.as_bytes(), &config).unwrap_err();
+                assert!(
+                    matches!(err, CodeError::NotText { problem, .. } if problem.contains("invisible")),
+                    "{code:?}: {err}"
+                );
+                assert_eq!(err.customer_reason(), CustomerReason::Unreadable);
+            }
+        }
+        // Visible non-ASCII text stays a valid plain reference.
+        let ok = decode("399.00;Bestilling-ÆØÅ".as_bytes(), &config).unwrap();
+        assert_eq!(ok.reference.as_deref(), Some("Bestilling-ÆØÅ"));
     }
 
     #[test]
