@@ -666,10 +666,11 @@ fn journal_table(payments: &[crate::journal::PaymentRecord]) -> String {
                 .unwrap_or_else(|| "?".into());
             // RFC 3339 to the second: "2026-11-24T08:00:00.123Z" → "2026-11-24 08:00:00".
             let started = p.started_at.get(..19).unwrap_or("-").replace('T', " ");
-            let state = if p.outcome.is_some() {
-                p.state.clone()
-            } else {
-                format!("UNRESOLVED:{}", p.state)
+            let state = match p.outcome {
+                // A technician must look: another payment holds this one's reference.
+                Some(crate::journal::Outcome::Conflict) => "CONFLICT".to_string(),
+                Some(_) => p.state.clone(),
+                None => format!("UNRESOLVED:{}", p.state),
             };
             [
                 p.merchant_reference.clone(),
@@ -728,6 +729,18 @@ fn journal_table(payments: &[crate::journal::PaymentRecord]) -> String {
         let _ = write!(
             out,
             ", {unresolved} unresolved: the daemon resolves them with Dintero before it takes a cart"
+        );
+    }
+    let conflicts = payments
+        .iter()
+        .filter(|p| p.outcome == Some(crate::journal::Outcome::Conflict))
+        .count();
+    if conflicts > 0 {
+        let _ = write!(
+            out,
+            ", {conflicts} CONFLICT: Dintero holds another payment under the reference; nothing \
+             more was charged; look it up with `kioskpay journal --json` and in Dintero's \
+             back office, and check that kiosk.id is this kiosk's own"
         );
     }
     out.push('\n');
@@ -910,6 +923,20 @@ mod tests {
         assert_eq!(
             session_at(rows[0], "session"),
             session_at(rows[2], "- "),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_journal_table_marks_and_counts_conflicts_for_the_technician() {
+        let mut conflict = payment("kiosk-1-7KQ2FX-20261204-000002", 45000, "NOK");
+        conflict.outcome = Some(crate::journal::Outcome::Conflict);
+        conflict.state = "conflict".into();
+        let table = journal_table(&[conflict]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(rows[1].contains(" 450.00 NOK  CONFLICT "), "{table}");
+        assert!(
+            rows[2].starts_with("1 payment, 1 CONFLICT: Dintero holds another payment"),
             "{table}"
         );
     }
