@@ -273,8 +273,9 @@ type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
 
 /// What a lookup by reference found.
 enum Lookup {
-    /// This payment's session (and its transaction, if it has one).
-    Found(Session, Option<Transaction>),
+    /// This payment's session (and its transaction, if it has one); boxed, since the other
+    /// variants are small and a lookup is rare.
+    Found(Box<(Session, Option<Transaction>)>),
     /// Only payments under this reference that are not this one: what did not match.
     Foreign(String),
     /// Nothing under this reference.
@@ -790,7 +791,7 @@ impl<G: Gateway> Flow<G> {
             }
             let reference = payment.merchant_reference.clone();
             let session_id = match self.find(&payment).await {
-                Ok(Lookup::Found(session, _)) => session.id,
+                Ok(Lookup::Found(found)) => found.0.id,
                 Ok(Lookup::Nothing) => continue,
                 Ok(Lookup::Foreign(detail)) => {
                     error!(%reference, %detail, "Dintero has a payment under this reference that is not this one; it is not taken for this cart (check that kiosk.id is this kiosk's own and that state.dir was not restored from a backup)");
@@ -1069,7 +1070,8 @@ impl<G: Gateway> Flow<G> {
                 payment,
                 session_id: None,
             } => match self.find(payment).await? {
-                Lookup::Found(s, tx) => {
+                Lookup::Found(found) => {
+                    let (s, tx) = *found;
                     let progress = classify(&s, tx.as_ref(), None);
                     let session_id = s.id.clone();
                     *session = Some(s);
@@ -1234,7 +1236,7 @@ impl<G: Gateway> Flow<G> {
                 Some(id) => Some(self.gateway.get_transaction(id).await?),
                 None => None,
             };
-            return Ok(Lookup::Found(found, tx));
+            return Ok(Lookup::Found(Box::new((found, tx))));
         }
         let query = TransactionQuery {
             merchant_reference: Some(reference.to_string()),
@@ -1269,7 +1271,7 @@ impl<G: Gateway> Flow<G> {
             }
         }
         if let Some((s, tx)) = self.one_of_ours(ours, &mut others) {
-            return Ok(Lookup::Found(s, Some(tx)));
+            return Ok(Lookup::Found(Box::new((s, Some(tx)))));
         }
         Ok(match others.is_empty() {
             true => Lookup::Nothing,
