@@ -5,11 +5,9 @@
 //! (the message names the key, the value and what is expected), and for `check` only `3`: the
 //! file is valid but the API or the scanner is not there now.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -18,6 +16,12 @@ use crate::config::Config;
 use crate::dintero::client::{Client, ClientConfig};
 use crate::dintero::{ApiError, Gateway, TerminalStatus};
 use crate::money::Language;
+
+/// The examples under `kioskpay --help`: the test tooling's commands only where they exist.
+#[cfg(feature = "emulator")]
+const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7";
+#[cfg(not(feature = "emulator"))]
+const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'";
 
 /// Exit status of a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 2;
@@ -38,7 +42,7 @@ const PACKAGED_KIOSK_ID: &str = "kiosk-1";
     long_about = "kioskpay takes cart totals from the kiosk's input unit (barcode scanner, stdin), \
 creates a Dintero Checkout session for the paired card terminal, follows the payment to its \
 outcome and shows every step on the kiosk's display.",
-    after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7"
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info`, `kioskpay=debug`. Default `info`; `warn` for
@@ -60,6 +64,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    #[cfg(feature = "emulator")]
     /// Run the whole loop on the embedded Dintero emulator with a scripted list of carts.
     #[command(
         after_help = "Example:\n  kioskpay demo --frames /tmp/frames --lang en\n\nExits 0 only when every outcome matches the emulator's ledger."
@@ -75,6 +80,7 @@ enum Command {
         #[arg(long, default_value_t = 0.2)]
         time_scale: f64,
     },
+    #[cfg(feature = "emulator")]
     /// Serve the Dintero emulator (API + simulated terminals) for manual testing.
     #[command(
         after_help = format!("Example:\n  kioskpay emulator --listen 127.0.0.1:8787 --time-scale 0.1\n  curl -s 127.0.0.1:8787/_emulator/ledger\n\nSeeded sandbox: account T12345678, client kiosk-demo / demo-secret,\nprofile T12345678.kiosk-in-person, store oslo-center, payout destination seller-1,\nterminals T12345678-T0001 and T12345678-T0002.\n\nThe amount picks the outcome, so a decline can be made on purpose (e.g. 149.51):\n{}", crate::emulator::OUTCOME_TABLE)
@@ -82,7 +88,7 @@ enum Command {
     Emulator {
         /// Address to listen on; keep it on loopback.
         #[arg(long, default_value = "127.0.0.1:8787")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// Scales every simulated delay (0.01 makes a 3 s decline take 30 ms).
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
@@ -141,6 +147,7 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         code: Option<String>,
     },
+    #[cfg(feature = "emulator")]
     /// Chaos soak: the real daemon against a faulty emulator, killed and restarted, checked
     /// against the ledger.
     #[command(
@@ -203,6 +210,7 @@ impl From<LangArg> for Language {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
+        #[cfg(feature = "emulator")]
         Command::Soak { .. } => "warn",
         _ => "info",
     };
@@ -301,6 +309,7 @@ fn stderr_is_journal() -> bool {
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { config } => run(config).await,
+        #[cfg(feature = "emulator")]
         Command::Demo {
             frames,
             lang,
@@ -313,6 +322,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             })
             .await
         }
+        #[cfg(feature = "emulator")]
         Command::Emulator {
             listen,
             time_scale,
@@ -320,6 +330,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             faults,
         } => emulator(listen, time_scale, token_ttl, faults).await,
         Command::Check { config, offline } => check(config, offline).await,
+        #[cfg(feature = "emulator")]
         Command::Soak {
             payments,
             fault_rate,
@@ -472,6 +483,7 @@ fn reload(kiosk: &mut crate::daemon::Kiosk, path: &std::path::Path) {
     notifier.send(crate::systemd::Message::Ready);
 }
 
+#[cfg(feature = "emulator")]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -487,8 +499,9 @@ async fn wait_for_signal() {
     }
 }
 
+#[cfg(feature = "emulator")]
 async fn emulator(
-    listen: SocketAddr,
+    listen: std::net::SocketAddr,
     time_scale: f64,
     token_ttl: u64,
     faults: Option<PathBuf>,
@@ -521,7 +534,7 @@ async fn emulator(
     eprintln!("Dintero emulator on http://{addr} (checkout and api); ledger: http://{addr}/_emulator/ledger; Ctrl-C stops");
     let config = crate::emulator::EmulatorConfig {
         time_scale,
-        token_ttl: Duration::from_secs(token_ttl),
+        token_ttl: std::time::Duration::from_secs(token_ttl),
         faults,
         ..Default::default()
     };

@@ -30,9 +30,11 @@ pub mod cart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "emulator")]
 pub mod demo;
 pub mod dintero;
 pub mod display;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod input;
 pub mod journal;
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod secret;
+#[cfg(feature = "emulator")]
 pub mod soak;
 pub mod state;
 pub mod systemd;

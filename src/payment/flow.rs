@@ -1467,6 +1467,7 @@ impl<G: Gateway> Flow<G> {
         let result = match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await
         {
             Ok(result) => {
+                #[cfg(feature = "emulator")]
                 if result.is_ok() {
                     crash_hook();
                 }
@@ -1518,8 +1519,12 @@ async fn settings_changed(settings: &mut Option<watch::Receiver<FlowConfig>>) ->
 /// append of this run, before the call that append announced: the moment a power cut hurts
 /// most. `kioskpay soak` uses it to put crashes exactly between "journal" and "effect", which a
 /// kill from outside only hits by luck. Unset (or not a number) it does nothing.
+///
+/// Compiled only with the `emulator` feature: the packaged kiosk has no such hook.
+#[cfg(feature = "emulator")]
 pub const CRASH_AFTER_JOURNAL_ENV: &str = "KIOSKPAY_CRASH_AFTER_JOURNAL";
 
+#[cfg(feature = "emulator")]
 fn crash_hook() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
