@@ -17,11 +17,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::input::codes::ean13::Ean13Rules;
-use crate::input::codes::{signed, DecodeConfig, Format};
-use crate::input::scanner::{Framing, Terminator};
-use crate::input::serial::{FlowControl, Parity};
+use crate::dintero::client::ClientConfig;
+use crate::dintero::Store;
+pub use crate::display::{DisplayConfig, DisplayKind};
+use crate::input::codes::{signed, Format};
+pub use crate::input::{
+    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, InputConfig, InputKind, OutputPin, PinMap,
+    Pull, PulsePin, VendPin,
+};
 use crate::money::{Currency, Language, Money};
+use crate::payment::FlowConfig;
 use crate::secret::Secret;
 
 /// Why a configuration cannot be used.
@@ -203,136 +208,7 @@ pub struct StoreConfig {
     pub payout_destination_id: String,
 }
 
-/// Which input unit feeds carts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InputKind {
-    /// A barcode scanner on a serial device.
-    #[default]
-    Serial,
-    /// Lines on standard input.
-    Stdin,
-    /// GPIO buttons or a pulse train only (`[gpio]`); no scanner.
-    Gpio,
-}
-
-/// `[input]`
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    /// `serial`, `stdin` or `gpio`.
-    #[serde(default)]
-    pub kind: InputKind,
-    /// The serial device.
-    #[serde(default = "default_device")]
-    pub device: PathBuf,
-    /// Baud rate.
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    /// Parity of the serial line (`none`, `even`, `odd`): the scanner's setting; 8N1 is usual.
-    #[serde(default)]
-    pub parity: Parity,
-    /// Flow control of the serial line (`none`, `software`, `hardware`): the scanner's setting.
-    #[serde(default)]
-    pub flow_control: FlowControl,
-    /// Longest line accepted; longer ones are dropped (noise on the line).
-    #[serde(default = "default_max_line")]
-    pub max_line: usize,
-    /// How codes are cut out of the byte stream: `line` (a terminator ends a code), `stx_etx`
-    /// (STX ... ETX), `gap` (a terminator or a pause of `gap_ms` ends a code).
-    #[serde(default)]
-    pub framing: Framing,
-    /// Which byte(s) end a code: `cr`, `lf`, `crlf`, `tab` or `any` of them.
-    #[serde(default)]
-    pub terminator: Terminator,
-    /// With `framing = "gap"`: a pause this long ends a code (scanners without a suffix).
-    #[serde(default = "default_gap_ms")]
-    pub gap_ms: u64,
-    /// The same code read again within this many milliseconds of the last read counts once
-    /// (a scanner in presentation mode re-reads a code held under it); 0 turns this off.
-    #[serde(default = "default_duplicate_window_ms")]
-    pub duplicate_window_ms: u64,
-    /// The payment-code formats this kiosk accepts; `None` (key absent) means the default,
-    /// see [`InputConfig::enabled_formats`].
-    #[serde(default)]
-    pub formats: Option<Vec<Format>>,
-    /// How in-store EAN-13 price codes are read (`[[input.ean13_rules]]`); the Norwegian/Swedish
-    /// convention by default.
-    #[serde(default)]
-    pub ean13_rules: Ean13Rules,
-    /// File holding the key shared with the merchant's POS for signed cart codes; must not be
-    /// group- or world-readable.
-    #[serde(default)]
-    pub signing_key_file: Option<PathBuf>,
-    /// The key, read from `signing_key_file` by [`Config::load`] or
-    /// [`InputConfig::load_signing_key`].
-    #[serde(skip)]
-    pub signing_key: Option<Secret>,
-}
-
-impl Default for InputConfig {
-    fn default() -> Self {
-        InputConfig {
-            kind: InputKind::default(),
-            device: default_device(),
-            baud: default_baud(),
-            parity: Parity::default(),
-            flow_control: FlowControl::default(),
-            max_line: default_max_line(),
-            framing: Framing::default(),
-            terminator: Terminator::default(),
-            gap_ms: default_gap_ms(),
-            duplicate_window_ms: default_duplicate_window_ms(),
-            formats: None,
-            ean13_rules: Ean13Rules::default(),
-            signing_key_file: None,
-            signing_key: None,
-        }
-    }
-}
-
 impl InputConfig {
-    /// The formats the kiosk accepts: `input.formats` when given, else the production default
-    /// `gs1` and `digital_link`, plus `signed` when a signing key is configured.
-    ///
-    /// `plain` is for development and the demo. `ean13` is off by default because in-store
-    /// price layouts are each retailer's choice (see [`crate::input::codes::ean13`]): a wrong
-    /// rule table charges a wrong amount, so an installer turns it on after checking a label.
-    pub fn enabled_formats(&self) -> Vec<Format> {
-        match &self.formats {
-            Some(formats) => formats.clone(),
-            None => {
-                let mut formats = vec![Format::Gs1, Format::DigitalLink];
-                if self.signing_key_file.is_some() {
-                    formats.push(Format::Signed);
-                }
-                formats
-            }
-        }
-    }
-
-    /// `gap_ms` as a duration.
-    pub fn gap(&self) -> Duration {
-        Duration::from_millis(self.gap_ms)
-    }
-
-    /// `duplicate_window_ms` as a duration.
-    pub fn duplicate_window(&self) -> Duration {
-        Duration::from_millis(self.duplicate_window_ms)
-    }
-
-    /// What the code decoder needs: the kiosk's currency, the enabled formats, the EAN-13 rules
-    /// and the signing key. `now_unix` is 0; the reader sets the time of each scan.
-    pub fn decode_config(&self, currency: Currency) -> DecodeConfig {
-        DecodeConfig {
-            currency,
-            formats: self.enabled_formats(),
-            ean13_rules: self.ean13_rules.clone(),
-            signing_key: self.signing_key.clone(),
-            now_unix: 0,
-        }
-    }
-
     /// Reads `signing_key_file` into `signing_key`, refusing a file other users could read or a
     /// key shorter than [`signed::MIN_KEY_LEN`] bytes. Does nothing without the key.
     pub fn load_signing_key(&mut self) -> Result<(), ConfigError> {
@@ -355,73 +231,6 @@ impl InputConfig {
         }
         self.signing_key = Some(key);
         Ok(())
-    }
-}
-
-/// Which display backend draws the customer screen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DisplayKind {
-    /// Numbered PNG files in `png_dir`.
-    #[default]
-    Png,
-    /// A text rendering on the terminal (the demo).
-    Terminal,
-    /// No display.
-    None,
-    /// An SPI TFT panel (ST7789, ILI9341, ILI9486) from `display.board` or `[display.spi]`.
-    Spi,
-    /// A Linux framebuffer (HDMI, DSI) from `display.board` or `[display.framebuffer]`.
-    Framebuffer,
-}
-
-/// `[display]`
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DisplayConfig {
-    /// `png`, `terminal` or `none`.
-    #[serde(default)]
-    pub kind: DisplayKind,
-    /// Where the `png` backend writes frames.
-    #[serde(default = "default_png_dir")]
-    pub png_dir: PathBuf,
-    /// How many of the newest frames the `png` backend keeps in `png_dir`; 0 keeps all.
-    #[serde(default = "default_png_keep")]
-    pub png_keep: usize,
-    /// Panel width in pixels.
-    #[serde(default = "default_width")]
-    pub width: u32,
-    /// Panel height in pixels.
-    #[serde(default = "default_height")]
-    pub height: u32,
-    /// A board file from `board/displays/` describing the panel's wiring; overrides `kind`.
-    #[serde(default)]
-    pub board: Option<PathBuf>,
-    /// An SPI panel's wiring written inline instead of a board file.
-    #[serde(default)]
-    pub spi: Option<crate::display::board::SpiConfig>,
-    /// A framebuffer device written inline instead of a board file.
-    #[serde(default)]
-    pub framebuffer: Option<crate::display::board::FramebufferConfig>,
-    /// The receipt link shown as a QR code on the approved screen, with `{transaction_id}`
-    /// where Dintero's transaction id goes; no QR code without it.
-    #[serde(default)]
-    pub receipt_url: Option<String>,
-}
-
-impl Default for DisplayConfig {
-    fn default() -> Self {
-        DisplayConfig {
-            kind: DisplayKind::default(),
-            png_dir: default_png_dir(),
-            png_keep: default_png_keep(),
-            width: default_width(),
-            height: default_height(),
-            board: None,
-            spi: None,
-            framebuffer: None,
-            receipt_url: None,
-        }
     }
 }
 
@@ -537,33 +346,6 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_call_timeout_ms() -> u64 {
     15_000
-}
-fn default_device() -> PathBuf {
-    "/dev/ttyACM0".into()
-}
-fn default_baud() -> u32 {
-    9600
-}
-fn default_max_line() -> usize {
-    512
-}
-fn default_gap_ms() -> u64 {
-    50
-}
-fn default_duplicate_window_ms() -> u64 {
-    1_000
-}
-fn default_png_dir() -> PathBuf {
-    "/var/lib/kioskpay/frames".into()
-}
-fn default_png_keep() -> usize {
-    crate::display::panel::DEFAULT_PNG_KEEP
-}
-fn default_width() -> u32 {
-    240
-}
-fn default_height() -> u32 {
-    320
 }
 fn default_timeout_s() -> u64 {
     120
@@ -852,6 +634,58 @@ fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
     })
 }
 
+/// The Dintero client's settings are the `[dintero]` section's; defined here so that the client
+/// does not depend on the config file's layout.
+impl ClientConfig {
+    /// Takes the `[dintero]` section. The secret must already have been read
+    /// ([`crate::config::Config::load`] does that).
+    pub fn from_config(c: &DinteroConfig) -> Result<ClientConfig, ConfigError> {
+        let client_secret = c.client_secret.clone().ok_or_else(|| ConfigError::Secret {
+            path: c.client_secret_file.clone(),
+            problem: "the secret has not been read; load the config with Config::load".into(),
+        })?;
+        Ok(ClientConfig {
+            checkout_url: c.checkout_url.clone(),
+            api_url: c.api_url.clone(),
+            account_id: c.account_id.clone(),
+            client_id: c.client_id.clone(),
+            client_secret,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            call_timeout: Duration::from_millis(c.call_timeout_ms),
+        })
+    }
+}
+
+/// The payment flow's settings, taken from the composed config; defined here so that the flow
+/// does not depend on the config file's layout.
+impl FlowConfig {
+    /// Takes the flow's settings from a validated config.
+    pub fn from_config(config: &Config) -> FlowConfig {
+        FlowConfig {
+            kiosk_id: config.kiosk.id.clone(),
+            currency: config.currency(),
+            max_amount: config.max_amount(),
+            profile_id: config.dintero.profile_id.clone(),
+            return_url: config.dintero.return_url.clone(),
+            vat_percent: config.dintero.vat_percent,
+            store: Store {
+                id: config.store.id.clone(),
+                terminal_id: Some(config.store.terminal_id.clone()),
+                payout_destination_id: Some(config.store.payout_destination_id.clone()),
+            },
+            timeout: config.payment.timeout(),
+            poll_interval: config.payment.poll_interval(),
+            pickup_timeout: config.payment.pickup_timeout(),
+            result_screen: config.payment.result_screen(),
+            health_interval: config.payment.health_interval(),
+            keep_final: config.state.keep_final,
+            lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
+                + config.payment.poll_interval(),
+            paid_cart_window: config.payment.paid_cart_window(),
+        }
+    }
+}
+
 /// Reads a secret file (`what` names its content in the advice), refusing one that other users
 /// could read or that is empty; the error says what is wrong and how to fix it.
 fn read_private(path: &Path, what: &str) -> Result<Secret, String> {
@@ -945,203 +779,7 @@ fn secret_dirs_are_safe(path: &Path, me: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Which driver the GPIO unit uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GpioBackendKind {
-    /// The Linux GPIO character device (`gpio.chip`): any board with a GPIO controller driver.
-    #[default]
-    Cdev,
-    /// rppal: Raspberry Pi only (BCM numbers), refuses to start on other boards.
-    Rppal,
-}
-
-/// Pull resistor on an input line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pull {
-    /// Pull up: for a switch or open collector to ground (active low).
-    Up,
-    /// Pull down: for a switch to 3.3 V (active high).
-    Down,
-    /// No pull: the circuit has its own resistor (an optocoupler with a pull-up).
-    Off,
-}
-
-/// A preset-amount button: a press charges `amount`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ButtonPin {
-    /// Line offset on `gpio.chip` (cdev) or BCM number (rppal).
-    pub pin: u32,
-    /// What a press charges, in minor units.
-    pub amount: u64,
-    /// The button pulls the line low when pressed.
-    #[serde(default)]
-    pub active_low: bool,
-    /// Pull resistor; default up for active-low lines, down otherwise, so a button never floats.
-    #[serde(default)]
-    pub pull: Option<Pull>,
-    /// The line must be steady this long before a press or release counts.
-    #[serde(default = "default_debounce_ms")]
-    pub debounce_ms: u64,
-}
-
-/// The cancel button: cancels the payment in progress while the terminal waits for the card.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CancelPin {
-    /// Line offset (cdev) or BCM number (rppal).
-    pub pin: u32,
-    /// The button pulls the line low when pressed.
-    #[serde(default)]
-    pub active_low: bool,
-    /// Pull resistor; default as for [`ButtonPin::pull`].
-    #[serde(default)]
-    pub pull: Option<Pull>,
-    /// Debounce time in milliseconds.
-    #[serde(default = "default_debounce_ms")]
-    pub debounce_ms: u64,
-}
-
-/// Pulse-train price input: the vending machine sends one pulse per `unit`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PulsePin {
-    /// Line offset (cdev) or BCM number (rppal).
-    pub pin: u32,
-    /// Value of one pulse in minor units (100 = 1.00).
-    pub unit: u64,
-    /// Shorter levels are noise (glitches on the pulse, bounces between pulses).
-    #[serde(default = "default_min_width_ms")]
-    pub min_width_ms: u64,
-    /// A longer pulse means a stuck line: the whole train is refused.
-    #[serde(default = "default_max_width_ms")]
-    pub max_width_ms: u64,
-    /// Quiet time after the last pulse that ends the train.
-    #[serde(default = "default_pulse_gap_ms")]
-    pub gap_ms: u64,
-    /// A train with more pulses is refused, never charged.
-    #[serde(default = "default_max_pulses")]
-    pub max_pulses: u32,
-    /// A pulse pulls the line low (an optocoupler's open collector).
-    #[serde(default)]
-    pub active_low: bool,
-    /// Pull resistor; default as for [`ButtonPin::pull`].
-    #[serde(default)]
-    pub pull: Option<Pull>,
-}
-
-/// A handshake output line.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputPin {
-    /// Line offset (cdev) or BCM number (rppal).
-    pub pin: u32,
-    /// Asserted means driven low (e.g. an optocoupler LED wired from 3.3 V to the pin).
-    #[serde(default)]
-    pub active_low: bool,
-}
-
-/// The vend-approved output: pulsed once per captured payment.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VendPin {
-    /// Line offset (cdev) or BCM number (rppal).
-    pub pin: u32,
-    /// Asserted means driven low.
-    #[serde(default)]
-    pub active_low: bool,
-    /// How long the pulse lasts.
-    #[serde(default = "default_vend_pulse_ms")]
-    pub pulse_ms: u64,
-}
-
-/// A board's pin map (`board/pins/*.toml`): the pin keys of `[gpio]`, shared by every kiosk
-/// built on that board. Keys set in `[gpio]` itself win over the map's.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PinMap {
-    /// What the board is, for people reading the file.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Preset-amount buttons.
-    #[serde(default)]
-    pub buttons: Option<Vec<ButtonPin>>,
-    /// The cancel button.
-    #[serde(default)]
-    pub cancel: Option<CancelPin>,
-    /// The pulse-train input.
-    #[serde(default)]
-    pub pulse: Option<PulsePin>,
-    /// The busy/inhibit output.
-    #[serde(default)]
-    pub busy: Option<OutputPin>,
-    /// The vend-approved output.
-    #[serde(default)]
-    pub vend: Option<VendPin>,
-}
-
-/// `[gpio]`
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpioConfig {
-    /// Run the GPIO unit beside the `[input]` scanner (implied by `input.kind = "gpio"`).
-    #[serde(default)]
-    pub enabled: bool,
-    /// `cdev` (any Linux board) or `rppal` (Raspberry Pi).
-    #[serde(default)]
-    pub backend: GpioBackendKind,
-    /// The GPIO character device for `cdev` (default `/dev/gpiochip0`).
-    #[serde(default)]
-    pub chip: Option<PathBuf>,
-    /// A pin map file; relative paths are read from the config file's directory.
-    #[serde(default)]
-    pub board: Option<PathBuf>,
-    /// Preset-amount buttons.
-    #[serde(default)]
-    pub buttons: Option<Vec<ButtonPin>>,
-    /// The cancel button.
-    #[serde(default)]
-    pub cancel: Option<CancelPin>,
-    /// The pulse-train input.
-    #[serde(default)]
-    pub pulse: Option<PulsePin>,
-    /// The busy/inhibit output.
-    #[serde(default)]
-    pub busy: Option<OutputPin>,
-    /// The vend-approved output.
-    #[serde(default)]
-    pub vend: Option<VendPin>,
-}
-
-fn default_debounce_ms() -> u64 {
-    20
-}
-fn default_min_width_ms() -> u64 {
-    20
-}
-fn default_max_width_ms() -> u64 {
-    200
-}
-fn default_pulse_gap_ms() -> u64 {
-    500
-}
-fn default_max_pulses() -> u32 {
-    100
-}
-fn default_vend_pulse_ms() -> u64 {
-    250
-}
-
 impl GpioConfig {
-    /// The GPIO character device to open.
-    pub fn chip_path(&self) -> PathBuf {
-        self.chip
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/dev/gpiochip0"))
-    }
-
     /// Reads `board` (if set) and fills every pin key `[gpio]` leaves unset from it.
     fn apply_board(&mut self, config_path: &Path) -> Result<(), ConfigError> {
         let Some(board) = &self.board else {
@@ -1307,6 +945,8 @@ fn check_debounce(key: &'static str, ms: u64) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::scanner::{Framing, Terminator};
+    use crate::input::serial::{FlowControl, Parity};
 
     const MINIMAL: &str = r#"
 [kiosk]

@@ -21,9 +21,30 @@
 //! payment. The scanner and the display report their own health so the flow can refuse carts
 //! it could neither take nor show.
 //!
-//! Where to start reading: [`payment::flow`] (what happens to a cart), [`payment::state`] (the
-//! state machine), [`dintero`] (the API contract in types), [`emulator`] (the simulated Dintero
-//! the demo, the tests and the [`soak`] run against), [`daemon`] (how the tasks are wired).
+//! The imports follow the data: a module imports only from the layers below its own, and a
+//! test (`src/layers.rs`) fails on any import that goes sideways or up. Lowest first:
+//!
+//! ```text
+//!  cli
+//!  demo, soak                      test tooling (feature `emulator`)
+//!  daemon                          wiring: starts the tasks, the only user of config with cli
+//!  metrics, config                 observers; config composes every section and validates
+//!  payment                         the flow, its phases, identity checks, the late watch
+//!  input, display, emulator        where carts come from, where the customer looks
+//!  systemd, dintero                the watchdog heartbeat, the API client
+//!  state                           KioskState: what the flow publishes
+//!  messages                        InputEvent, CustomerReason, Command, PanelHealth
+//!  cart
+//!  money, secret, journal
+//! ```
+//!
+//! Each subsystem owns its config section ([`input::InputConfig`], [`display::DisplayConfig`]);
+//! [`config`] composes them, loads the file and validates it.
+//!
+//! Where to start reading: [`payment::flow`] (what happens to a cart), [`payment::phase`] (the
+//! state machine), [`dintero`] (the API contract in types), `emulator` (the simulated Dintero
+//! the demo, the tests and the `soak` run against; feature `emulator`), [`daemon`] (how the
+//! tasks are wired).
 #![deny(missing_docs)]
 
 pub mod cart;
@@ -38,6 +59,9 @@ pub mod display;
 pub mod emulator;
 pub mod input;
 pub mod journal;
+#[cfg(test)]
+mod layers;
+pub mod messages;
 pub mod metrics;
 pub mod money;
 pub mod payment;

@@ -11,7 +11,7 @@
 
 use tokio::time::Instant;
 
-use crate::input::codes::CustomerReason;
+use crate::messages::CustomerReason;
 use crate::money::Money;
 
 /// One published state of the kiosk.

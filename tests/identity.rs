@@ -327,10 +327,21 @@ async fn a_restored_backup_repeats_a_reference_and_the_lookup_refuses_it() {
         tokio::time::Instant::now(),
     );
     let frames = k.dir.path().join("frames");
-    let drawn = std::fs::read_dir(&frames)
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-        .any(|png| png == expected);
-    assert!(drawn, "no frame in {} shows the conflict", frames.display());
+    let drawn = || {
+        std::fs::read_dir(&frames)
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+            .any(|png| png == expected)
+    };
+    // The display task draws on its own time: wait for the frame, not for a fixed while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !drawn() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        drawn(),
+        "no frame in {} shows the conflict",
+        frames.display()
+    );
     k.stop().await;
 }

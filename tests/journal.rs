@@ -1070,8 +1070,17 @@ proptest! {
                 Damage::Cut(line, byte) => {
                     drop(j);
                     let bytes = log_bytes(dir.path());
-                    if let Some(at) = pick(&bytes, line, byte) {
-                        fs::write(dir.path().join(LOG), &bytes[..at.max(1)]).unwrap();
+                    // Strictly inside the line: at least its first byte stays and more than its
+                    // newline goes, or the cut would be on a line boundary (see above).
+                    if let Some(at) = pick(&bytes, line, byte).and_then(|at| {
+                        let start = bytes[..=at.min(bytes.len() - 1)]
+                            .iter()
+                            .rposition(|&b| b == b'\n')
+                            .map_or(0, |nl| nl + 1);
+                        let end = bytes[at..].iter().position(|&b| b == b'\n').map(|nl| at + nl)?;
+                        (end - start >= 3).then(|| (at.max(start + 1)).min(end - 1))
+                    }) {
+                        fs::write(dir.path().join(LOG), &bytes[..at]).unwrap();
                     }
                     j = Journal::open(dir.path()).unwrap().0;
                 }

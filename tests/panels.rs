@@ -15,8 +15,9 @@ use kioskpay::cart::CartSource;
 use kioskpay::config::Config;
 use kioskpay::dintero::client::{Client, ClientConfig};
 use kioskpay::display::board::{ColorOrder, Controller, SpiConfig};
+use kioskpay::display::panel::counting::{counting_panel, CountingSpi};
 use kioskpay::display::panel::fb::{Geometry, PixelFormat};
-use kioskpay::display::panel::spi::{counting_panel, CountingSpi, MAX_TRANSFER};
+use kioskpay::display::panel::spi::MAX_TRANSFER;
 use kioskpay::display::{
     draw, run_with, sample_states, screen_for, Frame, FramebufferPanel, Panel, PanelError,
     PanelHealth, Screen, Settings, Size,

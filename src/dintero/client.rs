@@ -60,7 +60,6 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::config::{ConfigError, DinteroConfig};
 use crate::dintero::{
     ApiError, CreatedSession, ErrorBody, Gateway, RefundOutcome, RefundRequest, Session,
     SessionProfileRequest, Terminal, TokenResponse, Transaction, TransactionQuery,
@@ -109,26 +108,6 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Bound on a whole call, answer body included.
     pub call_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// Takes the `[dintero]` section. The secret must already have been read
-    /// ([`crate::config::Config::load`] does that).
-    pub fn from_config(c: &DinteroConfig) -> Result<ClientConfig, ConfigError> {
-        let client_secret = c.client_secret.clone().ok_or_else(|| ConfigError::Secret {
-            path: c.client_secret_file.clone(),
-            problem: "the secret has not been read; load the config with Config::load".into(),
-        })?;
-        Ok(ClientConfig {
-            checkout_url: c.checkout_url.clone(),
-            api_url: c.api_url.clone(),
-            account_id: c.account_id.clone(),
-            client_id: c.client_id.clone(),
-            client_secret,
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            call_timeout: Duration::from_millis(c.call_timeout_ms),
-        })
-    }
 }
 
 /// The Dintero API over HTTP. Cheap to clone (one shared connection pool and token cache), and

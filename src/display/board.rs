@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use embedded_graphics::geometry::Size;
 use serde::Deserialize;
 
-use crate::config::{DisplayConfig, DisplayKind};
+use crate::display::{DisplayConfig, DisplayKind};
 
 /// The SPI display controllers kioskpay drives (all through `mipidsi`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -88,6 +88,7 @@
 //! disk space, a closed stdout).
 
 pub mod board;
+pub mod config;
 pub mod diff;
 pub mod draw;
 pub mod frame;
@@ -103,6 +104,7 @@ pub use embedded_graphics::geometry::Size;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
+pub use self::config::{DisplayConfig, DisplayKind};
 pub use self::draw::draw;
 pub use self::frame::Frame;
 pub use self::panel::{
@@ -110,7 +112,8 @@ pub use self::panel::{
 };
 use self::screen::{next_change, ACTIVITY_PHASES};
 pub use self::screen::{screen_for, ReceiptUrl, Screen};
-use crate::input::codes::CustomerReason;
+use crate::messages::CustomerReason;
+pub use crate::messages::PanelHealth;
 use crate::money::{Currency, Language, Money};
 use crate::state::{
     CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,
@@ -124,14 +127,6 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 
 /// Longest retry delay after panel failures.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// The panel backend the config names (`display.kind`, or `display.board`).
-///
-/// Hardware panels are not touched here: they open on their first frame, so a missing panel
-/// makes the kiosk report itself out of service instead of refusing to start.
-pub fn panel_for(config: &crate::config::DisplayConfig) -> Result<Box<dyn Panel>, PanelError> {
-    Ok(setup_for(config)?.panel)
-}
 
 /// A display backend ready for [`run_with`].
 pub struct Setup {
@@ -147,8 +142,8 @@ pub struct Setup {
 
 /// The panel, size and role `config` asks for. Errors are configuration errors (an unreadable
 /// board file, an SPI table that cannot work), never hardware ones.
-pub fn setup_for(config: &crate::config::DisplayConfig) -> Result<Setup, PanelError> {
-    use crate::config::DisplayKind;
+pub fn setup_for(config: &crate::display::DisplayConfig) -> Result<Setup, PanelError> {
+    use crate::display::DisplayKind;
     let configured = Size::new(config.width, config.height);
     let board = board::resolve(config).map_err(|e| PanelError::Init {
         detail: e.to_string(),
@@ -177,23 +172,6 @@ pub fn setup_for(config: &crate::config::DisplayConfig) -> Result<Setup, PanelEr
         size: configured,
         customer_facing: false,
     })
-}
-
-/// What the display tells the payment flow about the customer's screen.
-///
-/// The flow takes no payment unless the screen is [`PanelHealth::Working`]: at an unattended
-/// kiosk a customer who cannot see "approved" or "declined" cannot follow a payment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PanelHealth {
-    /// No frame has reached the panel yet.
-    Unknown,
-    /// The last frame reached the panel.
-    Working,
-    /// The panel failed; `code` is the [`PanelError::code`] shown on the out-of-service screen.
-    Broken {
-        /// A short code to look up.
-        code: &'static str,
-    },
 }
 
 /// How the display looks, besides the state it shows.

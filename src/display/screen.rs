@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::text::{self, Phrase};
-use crate::input::codes::CustomerReason;
+use crate::messages::CustomerReason;
 use crate::money::Language;
 use crate::state::{
     CancelledBy, DeclineKind, FailKind, KioskState, RefusalReason, UnavailableReason,

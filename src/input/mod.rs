@@ -56,45 +56,22 @@ use std::future::Future;
 
 use tokio::sync::mpsc;
 
-use crate::cart::{Cart, CartSource};
-use crate::config::{InputConfig, InputKind};
+pub use self::config::{
+    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, InputConfig, InputKind, OutputPin, PinMap,
+    Pull, PulsePin, VendPin,
+};
+use crate::cart::CartSource;
 use crate::money::Currency;
 
 pub mod codes;
+pub mod config;
 pub mod gpio;
 pub mod scanner;
 pub mod serial;
 mod stdin;
 
-pub use codes::CustomerReason;
+pub use crate::messages::{CustomerReason, InputEvent};
 pub use scanner::{read_carts, ScanConfig};
-
-/// What the input unit tells the payment flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum InputEvent {
-    /// A code that names a cart; the flow decides whether to charge it now.
-    Cart(Cart),
-    /// A kioskpay signed cart code: a cart that may be paid only once. The flow refuses it when
-    /// an approved payment in its journal already carries its cart reference.
-    SignedCart(Cart),
-    /// A payment slip (GS1 element string or Digital Link) with its cart reference (AI 8020): a
-    /// slip is for one cart, so the flow refuses it when a payment approved within
-    /// `payment.paid_cart_window_s` carries that reference. A slip without a reference is a
-    /// plain [`InputEvent::Cart`].
-    SlipCart(Cart),
-    /// Something was scanned but it is not a code this kiosk charges. The flow shows a refusal
-    /// so the customer is not left waiting; nothing is sent to Dintero.
-    Unreadable {
-        /// What is wrong, precisely, for the log (quoted text escaped and shortened).
-        reason: String,
-        /// What the display tells the customer.
-        customer: CustomerReason,
-    },
-    /// The scanner cannot be opened or has gone away: the kiosk cannot take carts.
-    ScannerUnavailable,
-    /// The scanner is open again after [`InputEvent::ScannerUnavailable`].
-    ScannerBack,
-}
 
 /// Runs the configured input until `shutdown` completes or the flow drops its receiver.
 ///

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use super::codes::{self, DecodeConfig, Format};
 use super::InputEvent;
 use crate::cart::{Cart, CartSource};
-use crate::config::InputConfig;
+use crate::input::InputConfig;
 use crate::money::Currency;
 
 /// Size of one read: a few scanned codes, small enough to live on the stack.

@@ -27,7 +27,7 @@ use tokio_serial::{DataBits, SerialPort, SerialStream, StopBits};
 use super::scanner::{frame, AtEnd, ScanConfig, Stop};
 use super::InputEvent;
 use crate::cart::CartSource;
-use crate::config::InputConfig;
+use crate::input::InputConfig;
 
 /// Parity of the scanner's line (`input.parity`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -57,30 +57,20 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::cart::Cart;
-use crate::config::Config;
 use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
     TerminalStatus, Transaction, TransactionQuery,
 };
-use crate::display::PanelHealth;
 use crate::input::codes::CodeError;
-use crate::input::InputEvent;
 use crate::journal::{Journal, JournalError, PaymentRecord, Record};
+pub use crate::messages::Command;
+use crate::messages::{InputEvent, PanelHealth};
 use crate::money::{Currency, Money};
 use crate::payment::identity;
 use crate::payment::late::LateWatch;
-use crate::payment::state::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
+use crate::payment::phase::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
 use crate::systemd::Heartbeat;
-
-/// Commands from the console and kiosk buttons. They ask; the flow decides.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Cancel the payment in progress, if it can still be cancelled (the payment still wins).
-    Cancel,
-    /// Re-run the health gate now (after a technician fixed something).
-    CheckHealth,
-}
 
 /// One finished payment, for observers that keep a tally.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +87,7 @@ pub struct PaymentReport {
     pub recovered: bool,
 }
 
-/// The settings the flow needs, taken from [`Config`].
+/// The settings the flow needs, taken from the config file (`FlowConfig::from_config` in [`crate::config`]).
 #[derive(Clone, Debug)]
 pub struct FlowConfig {
     /// `kiosk.id`, the prefix of every merchant reference.
@@ -134,32 +124,6 @@ pub struct FlowConfig {
 }
 
 impl FlowConfig {
-    /// Takes the flow's settings from a validated config.
-    pub fn from_config(config: &Config) -> FlowConfig {
-        FlowConfig {
-            kiosk_id: config.kiosk.id.clone(),
-            currency: config.currency(),
-            max_amount: config.max_amount(),
-            profile_id: config.dintero.profile_id.clone(),
-            return_url: config.dintero.return_url.clone(),
-            vat_percent: config.dintero.vat_percent,
-            store: Store {
-                id: config.store.id.clone(),
-                terminal_id: Some(config.store.terminal_id.clone()),
-                payout_destination_id: Some(config.store.payout_destination_id.clone()),
-            },
-            timeout: config.payment.timeout(),
-            poll_interval: config.payment.poll_interval(),
-            pickup_timeout: config.payment.pickup_timeout(),
-            result_screen: config.payment.result_screen(),
-            health_interval: config.payment.health_interval(),
-            keep_final: config.state.keep_final,
-            lookup_confirm_delay: Duration::from_millis(config.dintero.call_timeout_ms)
-                + config.payment.poll_interval(),
-            paid_cart_window: config.payment.paid_cart_window(),
-        }
-    }
-
     fn terminal_id(&self) -> &str {
         self.store.terminal_id.as_deref().unwrap_or_default()
     }

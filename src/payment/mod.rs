@@ -1,6 +1,6 @@
 //! Payments: the state machine and the task that drives it.
 //!
-//! [`state`] holds the pure rules (phases, events, how a polled session reads); [`flow`] is the
+//! [`phase`] holds the pure rules (phases, events, how a polled session reads); [`flow`] is the
 //! one task that applies them to real carts, calls Dintero and writes the journal; [`late`]
 //! keeps the payments written off as not created under watch, in case Dintero creates them late;
 //! [`storage`] is the health gate's proof that the journal's file system takes writes.
@@ -8,8 +8,8 @@
 pub mod flow;
 pub mod identity;
 pub mod late;
-pub mod state;
+pub mod phase;
 pub mod storage;
 
 pub use flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
-pub use state::{Final, Payment, Phase};
+pub use phase::{Final, Payment, Phase};

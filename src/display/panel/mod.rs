@@ -16,6 +16,8 @@
 //! I/O such as a full SPI transfer; while it works, newer states wait and intermediate ones are
 //! skipped.
 
+#[cfg(feature = "emulator")]
+pub mod counting;
 pub mod fb;
 mod png;
 pub mod spi;

@@ -42,6 +42,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::messages::CustomerReason;
 use crate::money::{AmountError, Currency, Money};
 use crate::secret::Secret;
 
@@ -139,48 +140,6 @@ pub struct Decoded {
     pub reference: Option<String>,
     /// For signed codes: when the code stops being payable (Unix seconds).
     pub expires_unix: Option<u64>,
-}
-
-/// What the customer is told about a refused code: short, so the display can word it in each
-/// language without knowing the details.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CustomerReason {
-    /// The code was misread or damaged: scan again.
-    Unreadable,
-    /// A barcode, but not one that says what to pay (a product number, a weight label).
-    NotAPaymentCode,
-    /// A payment code of a kind this kiosk is not set up for.
-    NotAccepted,
-    /// The amount is in another currency than the kiosk charges in.
-    WrongCurrency,
-    /// The amount cannot be charged (zero, finer than one øre, too large).
-    InvalidAmount,
-    /// The code's validity has run out: ask for a new one.
-    Expired,
-    /// This code has been paid already.
-    AlreadyPaid,
-    /// The code's signature is wrong: not issued by this merchant, or altered.
-    Forged,
-    /// The kiosk itself is misconfigured: call staff.
-    KioskFault,
-}
-
-/// The log's words for what the customer is told, e.g. `customer=not a payment code`.
-impl fmt::Display for CustomerReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CustomerReason::Unreadable => "unreadable",
-            CustomerReason::NotAPaymentCode => "not a payment code",
-            CustomerReason::NotAccepted => "not accepted at this kiosk",
-            CustomerReason::WrongCurrency => "wrong currency",
-            CustomerReason::InvalidAmount => "invalid amount",
-            CustomerReason::Expired => "expired",
-            CustomerReason::AlreadyPaid => "already paid",
-            CustomerReason::Forged => "signature does not verify",
-            CustomerReason::KioskFault => "kiosk fault",
-        })
-    }
 }
 
 /// Why a scan is not an amount payable. Messages are for the operator's log: they quote the

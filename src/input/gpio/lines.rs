@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::config::Pull;
+use crate::input::Pull;
 
 /// One edge on an input line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -76,11 +76,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cart::{Cart, CartSource};
-use crate::config::{GpioBackendKind, GpioConfig, Pull};
-use crate::input::codes::CustomerReason;
-use crate::input::InputEvent;
+use crate::input::{GpioBackendKind, GpioConfig, Pull};
+use crate::messages::{Command, CustomerReason, InputEvent};
 use crate::money::{Currency, Money};
-use crate::payment::flow::Command;
 use crate::state::KioskState;
 
 pub mod buttons;

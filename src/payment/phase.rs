@@ -422,11 +422,6 @@ impl Phase {
         }
     }
 
-    /// Whether the payment has ended.
-    pub fn is_done(&self) -> bool {
-        matches!(self, Phase::Done { .. })
-    }
-
     /// The phase after `event`.
     pub fn apply(self, event: Event) -> Result<Phase, InvalidTransition> {
         let invalid = |phase: &Phase, event: &Event| InvalidTransition {

@@ -1,0 +1,90 @@
+//! The `[display]` section of the config file: the customer display's own settings.
+//!
+//! It lives with the display because the display reads it; [`crate::config`] composes it into
+//! the whole config, loads and validates it.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::board::{FramebufferConfig, SpiConfig};
+
+/// Which display backend draws the customer screen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayKind {
+    /// Numbered PNG files in `png_dir`.
+    #[default]
+    Png,
+    /// A text rendering on the terminal (the demo).
+    Terminal,
+    /// No display.
+    None,
+    /// An SPI TFT panel (ST7789, ILI9341, ILI9486) from `display.board` or `[display.spi]`.
+    Spi,
+    /// A Linux framebuffer (HDMI, DSI) from `display.board` or `[display.framebuffer]`.
+    Framebuffer,
+}
+
+/// `[display]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// `png`, `terminal` or `none`.
+    #[serde(default)]
+    pub kind: DisplayKind,
+    /// Where the `png` backend writes frames.
+    #[serde(default = "default_png_dir")]
+    pub png_dir: PathBuf,
+    /// How many of the newest frames the `png` backend keeps in `png_dir`; 0 keeps all.
+    #[serde(default = "default_png_keep")]
+    pub png_keep: usize,
+    /// Panel width in pixels.
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Panel height in pixels.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// A board file from `board/displays/` describing the panel's wiring; overrides `kind`.
+    #[serde(default)]
+    pub board: Option<PathBuf>,
+    /// An SPI panel's wiring written inline instead of a board file.
+    #[serde(default)]
+    pub spi: Option<SpiConfig>,
+    /// A framebuffer device written inline instead of a board file.
+    #[serde(default)]
+    pub framebuffer: Option<FramebufferConfig>,
+    /// The receipt link shown as a QR code on the approved screen, with `{transaction_id}`
+    /// where Dintero's transaction id goes; no QR code without it.
+    #[serde(default)]
+    pub receipt_url: Option<String>,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            kind: DisplayKind::default(),
+            png_dir: default_png_dir(),
+            png_keep: default_png_keep(),
+            width: default_width(),
+            height: default_height(),
+            board: None,
+            spi: None,
+            framebuffer: None,
+            receipt_url: None,
+        }
+    }
+}
+
+fn default_png_dir() -> PathBuf {
+    "/var/lib/kioskpay/frames".into()
+}
+fn default_png_keep() -> usize {
+    super::panel::DEFAULT_PNG_KEEP
+}
+fn default_width() -> u32 {
+    240
+}
+fn default_height() -> u32 {
+    320
+}

@@ -1,0 +1,362 @@
+//! The `[input]` and `[gpio]` sections of the config file: the input unit's own settings.
+//!
+//! They live with the input because the input reads them; [`crate::config`] composes them into
+//! the whole config, loads and validates it (the rules that need the rest of the file, such as
+//! a button's amount against `kiosk.max_amount`, are there).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::codes::ean13::Ean13Rules;
+use super::codes::{DecodeConfig, Format};
+use super::scanner::{Framing, Terminator};
+use super::serial::{FlowControl, Parity};
+use crate::money::Currency;
+use crate::secret::Secret;
+
+/// Which input unit feeds carts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// A barcode scanner on a serial device.
+    #[default]
+    Serial,
+    /// Lines on standard input.
+    Stdin,
+    /// GPIO buttons or a pulse train only (`[gpio]`); no scanner.
+    Gpio,
+}
+
+/// `[input]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// `serial`, `stdin` or `gpio`.
+    #[serde(default)]
+    pub kind: InputKind,
+    /// The serial device.
+    #[serde(default = "default_device")]
+    pub device: PathBuf,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Parity of the serial line (`none`, `even`, `odd`): the scanner's setting; 8N1 is usual.
+    #[serde(default)]
+    pub parity: Parity,
+    /// Flow control of the serial line (`none`, `software`, `hardware`): the scanner's setting.
+    #[serde(default)]
+    pub flow_control: FlowControl,
+    /// Longest line accepted; longer ones are dropped (noise on the line).
+    #[serde(default = "default_max_line")]
+    pub max_line: usize,
+    /// How codes are cut out of the byte stream: `line` (a terminator ends a code), `stx_etx`
+    /// (STX ... ETX), `gap` (a terminator or a pause of `gap_ms` ends a code).
+    #[serde(default)]
+    pub framing: Framing,
+    /// Which byte(s) end a code: `cr`, `lf`, `crlf`, `tab` or `any` of them.
+    #[serde(default)]
+    pub terminator: Terminator,
+    /// With `framing = "gap"`: a pause this long ends a code (scanners without a suffix).
+    #[serde(default = "default_gap_ms")]
+    pub gap_ms: u64,
+    /// The same code read again within this many milliseconds of the last read counts once
+    /// (a scanner in presentation mode re-reads a code held under it); 0 turns this off.
+    #[serde(default = "default_duplicate_window_ms")]
+    pub duplicate_window_ms: u64,
+    /// The payment-code formats this kiosk accepts; `None` (key absent) means the default,
+    /// see [`InputConfig::enabled_formats`].
+    #[serde(default)]
+    pub formats: Option<Vec<Format>>,
+    /// How in-store EAN-13 price codes are read (`[[input.ean13_rules]]`); the Norwegian/Swedish
+    /// convention by default.
+    #[serde(default)]
+    pub ean13_rules: Ean13Rules,
+    /// File holding the key shared with the merchant's POS for signed cart codes; must not be
+    /// group- or world-readable.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// The key, read from `signing_key_file` by [`crate::config::Config::load`] or
+    /// [`InputConfig::load_signing_key`].
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            kind: InputKind::default(),
+            device: default_device(),
+            baud: default_baud(),
+            parity: Parity::default(),
+            flow_control: FlowControl::default(),
+            max_line: default_max_line(),
+            framing: Framing::default(),
+            terminator: Terminator::default(),
+            gap_ms: default_gap_ms(),
+            duplicate_window_ms: default_duplicate_window_ms(),
+            formats: None,
+            ean13_rules: Ean13Rules::default(),
+            signing_key_file: None,
+            signing_key: None,
+        }
+    }
+}
+
+impl InputConfig {
+    /// The formats the kiosk accepts: `input.formats` when given, else the production default
+    /// `gs1` and `digital_link`, plus `signed` when a signing key is configured.
+    ///
+    /// `plain` is for development and the demo. `ean13` is off by default because in-store
+    /// price layouts are each retailer's choice (see [`crate::input::codes::ean13`]): a wrong
+    /// rule table charges a wrong amount, so an installer turns it on after checking a label.
+    pub fn enabled_formats(&self) -> Vec<Format> {
+        match &self.formats {
+            Some(formats) => formats.clone(),
+            None => {
+                let mut formats = vec![Format::Gs1, Format::DigitalLink];
+                if self.signing_key_file.is_some() {
+                    formats.push(Format::Signed);
+                }
+                formats
+            }
+        }
+    }
+
+    /// `gap_ms` as a duration.
+    pub fn gap(&self) -> Duration {
+        Duration::from_millis(self.gap_ms)
+    }
+
+    /// `duplicate_window_ms` as a duration.
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_millis(self.duplicate_window_ms)
+    }
+
+    /// What the code decoder needs: the kiosk's currency, the enabled formats, the EAN-13 rules
+    /// and the signing key. `now_unix` is 0; the reader sets the time of each scan.
+    pub fn decode_config(&self, currency: Currency) -> DecodeConfig {
+        DecodeConfig {
+            currency,
+            formats: self.enabled_formats(),
+            ean13_rules: self.ean13_rules.clone(),
+            signing_key: self.signing_key.clone(),
+            now_unix: 0,
+        }
+    }
+}
+
+/// Which driver the GPIO unit uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpioBackendKind {
+    /// The Linux GPIO character device (`gpio.chip`): any board with a GPIO controller driver.
+    #[default]
+    Cdev,
+    /// rppal: Raspberry Pi only (BCM numbers), refuses to start on other boards.
+    Rppal,
+}
+
+/// Pull resistor on an input line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// Pull up: for a switch or open collector to ground (active low).
+    Up,
+    /// Pull down: for a switch to 3.3 V (active high).
+    Down,
+    /// No pull: the circuit has its own resistor (an optocoupler with a pull-up).
+    Off,
+}
+
+/// A preset-amount button: a press charges `amount`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonPin {
+    /// Line offset on `gpio.chip` (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// What a press charges, in minor units.
+    pub amount: u64,
+    /// The button pulls the line low when pressed.
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default up for active-low lines, down otherwise, so a button never floats.
+    #[serde(default)]
+    pub pull: Option<Pull>,
+    /// The line must be steady this long before a press or release counts.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+/// The cancel button: cancels the payment in progress while the terminal waits for the card.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// The button pulls the line low when pressed.
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default as for [`ButtonPin::pull`].
+    #[serde(default)]
+    pub pull: Option<Pull>,
+    /// Debounce time in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+/// Pulse-train price input: the vending machine sends one pulse per `unit`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsePin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Value of one pulse in minor units (100 = 1.00).
+    pub unit: u64,
+    /// Shorter levels are noise (glitches on the pulse, bounces between pulses).
+    #[serde(default = "default_min_width_ms")]
+    pub min_width_ms: u64,
+    /// A longer pulse means a stuck line: the whole train is refused.
+    #[serde(default = "default_max_width_ms")]
+    pub max_width_ms: u64,
+    /// Quiet time after the last pulse that ends the train.
+    #[serde(default = "default_pulse_gap_ms")]
+    pub gap_ms: u64,
+    /// A train with more pulses is refused, never charged.
+    #[serde(default = "default_max_pulses")]
+    pub max_pulses: u32,
+    /// A pulse pulls the line low (an optocoupler's open collector).
+    #[serde(default)]
+    pub active_low: bool,
+    /// Pull resistor; default as for [`ButtonPin::pull`].
+    #[serde(default)]
+    pub pull: Option<Pull>,
+}
+
+/// A handshake output line.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Asserted means driven low (e.g. an optocoupler LED wired from 3.3 V to the pin).
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// The vend-approved output: pulsed once per captured payment.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendPin {
+    /// Line offset (cdev) or BCM number (rppal).
+    pub pin: u32,
+    /// Asserted means driven low.
+    #[serde(default)]
+    pub active_low: bool,
+    /// How long the pulse lasts.
+    #[serde(default = "default_vend_pulse_ms")]
+    pub pulse_ms: u64,
+}
+
+/// A board's pin map (`board/pins/*.toml`): the pin keys of `[gpio]`, shared by every kiosk
+/// built on that board. Keys set in `[gpio]` itself win over the map's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinMap {
+    /// What the board is, for people reading the file.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Preset-amount buttons.
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonPin>>,
+    /// The cancel button.
+    #[serde(default)]
+    pub cancel: Option<CancelPin>,
+    /// The pulse-train input.
+    #[serde(default)]
+    pub pulse: Option<PulsePin>,
+    /// The busy/inhibit output.
+    #[serde(default)]
+    pub busy: Option<OutputPin>,
+    /// The vend-approved output.
+    #[serde(default)]
+    pub vend: Option<VendPin>,
+}
+
+/// `[gpio]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// Run the GPIO unit beside the `[input]` scanner (implied by `input.kind = "gpio"`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `cdev` (any Linux board) or `rppal` (Raspberry Pi).
+    #[serde(default)]
+    pub backend: GpioBackendKind,
+    /// The GPIO character device for `cdev` (default `/dev/gpiochip0`).
+    #[serde(default)]
+    pub chip: Option<PathBuf>,
+    /// A pin map file; relative paths are read from the config file's directory.
+    #[serde(default)]
+    pub board: Option<PathBuf>,
+    /// Preset-amount buttons.
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonPin>>,
+    /// The cancel button.
+    #[serde(default)]
+    pub cancel: Option<CancelPin>,
+    /// The pulse-train input.
+    #[serde(default)]
+    pub pulse: Option<PulsePin>,
+    /// The busy/inhibit output.
+    #[serde(default)]
+    pub busy: Option<OutputPin>,
+    /// The vend-approved output.
+    #[serde(default)]
+    pub vend: Option<VendPin>,
+}
+
+fn default_debounce_ms() -> u64 {
+    20
+}
+fn default_min_width_ms() -> u64 {
+    20
+}
+fn default_max_width_ms() -> u64 {
+    200
+}
+fn default_pulse_gap_ms() -> u64 {
+    500
+}
+fn default_max_pulses() -> u32 {
+    100
+}
+fn default_vend_pulse_ms() -> u64 {
+    250
+}
+
+impl GpioConfig {
+    /// The GPIO character device to open.
+    pub fn chip_path(&self) -> PathBuf {
+        self.chip
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/dev/gpiochip0"))
+    }
+}
+
+fn default_device() -> PathBuf {
+    "/dev/ttyACM0".into()
+}
+fn default_baud() -> u32 {
+    9600
+}
+fn default_max_line() -> usize {
+    512
+}
+fn default_gap_ms() -> u64 {
+    50
+}
+fn default_duplicate_window_ms() -> u64 {
+    1_000
+}

@@ -1,0 +1,108 @@
+//! The messages that cross task boundaries: what the inputs, the display and the console tell
+//! the payment flow, and what the flow is asked to do.
+//!
+//! They live here, at the bottom of the house beside [`crate::state`] (what the flow
+//! publishes), so that a task can speak to another without importing it: the input tasks do
+//! not depend on the payment flow to send it a [`Command`], and the flow does not depend on the
+//! display to read its [`PanelHealth`]. This module imports nothing above [`crate::cart`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cart::Cart;
+
+/// What the input unit tells the payment flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputEvent {
+    /// A code that names a cart; the flow decides whether to charge it now.
+    Cart(Cart),
+    /// A kioskpay signed cart code: a cart that may be paid only once. The flow refuses it when
+    /// an approved payment in its journal already carries its cart reference.
+    SignedCart(Cart),
+    /// A payment slip (GS1 element string or Digital Link) with its cart reference (AI 8020): a
+    /// slip is for one cart, so the flow refuses it when a payment approved within
+    /// `payment.paid_cart_window_s` carries that reference. A slip without a reference is a
+    /// plain [`InputEvent::Cart`].
+    SlipCart(Cart),
+    /// Something was scanned but it is not a code this kiosk charges. The flow shows a refusal
+    /// so the customer is not left waiting; nothing is sent to Dintero.
+    Unreadable {
+        /// What is wrong, precisely, for the log (quoted text escaped and shortened).
+        reason: String,
+        /// What the display tells the customer.
+        customer: CustomerReason,
+    },
+    /// The scanner cannot be opened or has gone away: the kiosk cannot take carts.
+    ScannerUnavailable,
+    /// The scanner is open again after [`InputEvent::ScannerUnavailable`].
+    ScannerBack,
+}
+
+/// What the customer is told about a refused code: short, so the display can word it in each
+/// language without knowing the details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerReason {
+    /// The code was misread or damaged: scan again.
+    Unreadable,
+    /// A barcode, but not one that says what to pay (a product number, a weight label).
+    NotAPaymentCode,
+    /// A payment code of a kind this kiosk is not set up for.
+    NotAccepted,
+    /// The amount is in another currency than the kiosk charges in.
+    WrongCurrency,
+    /// The amount cannot be charged (zero, finer than one øre, too large).
+    InvalidAmount,
+    /// The code's validity has run out: ask for a new one.
+    Expired,
+    /// This code has been paid already.
+    AlreadyPaid,
+    /// The code's signature is wrong: not issued by this merchant, or altered.
+    Forged,
+    /// The kiosk itself is misconfigured: call staff.
+    KioskFault,
+}
+
+/// The log's words for what the customer is told, e.g. `customer=not a payment code`.
+impl fmt::Display for CustomerReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CustomerReason::Unreadable => "unreadable",
+            CustomerReason::NotAPaymentCode => "not a payment code",
+            CustomerReason::NotAccepted => "not accepted at this kiosk",
+            CustomerReason::WrongCurrency => "wrong currency",
+            CustomerReason::InvalidAmount => "invalid amount",
+            CustomerReason::Expired => "expired",
+            CustomerReason::AlreadyPaid => "already paid",
+            CustomerReason::Forged => "signature does not verify",
+            CustomerReason::KioskFault => "kiosk fault",
+        })
+    }
+}
+
+/// What the display tells the payment flow about the customer's screen.
+///
+/// The flow takes no payment unless the screen is [`PanelHealth::Working`]: at an unattended
+/// kiosk a customer who cannot see "approved" or "declined" cannot follow a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PanelHealth {
+    /// No frame has reached the panel yet.
+    Unknown,
+    /// The last frame reached the panel.
+    Working,
+    /// The panel failed; `code` is the `PanelError::code` (see [`crate::display`]) shown on the out-of-service screen.
+    Broken {
+        /// A short code to look up.
+        code: &'static str,
+    },
+}
+
+/// Commands from the console and kiosk buttons. They ask; the flow decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Cancel the payment in progress, if it can still be cancelled (the payment still wins).
+    Cancel,
+    /// Re-run the health gate now (after a technician fixed something).
+    CheckHealth,
+}
