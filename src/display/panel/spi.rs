@@ -70,7 +70,7 @@ impl SpiPanel {
     }
 
     /// A panel whose bus comes from `open`, called on the first `show` and after every error:
-    /// tests and benches plug a [`CountingSpi`] in here.
+    /// tests and benches plug a `CountingSpi` (`display::panel::counting`) in here.
     pub fn with_opener(open: Opener) -> SpiPanel {
         SpiPanel {
             open,

@@ -1,0 +1,85 @@
+//! Journal before effect: appends on the blocking pool, compaction, and the soak's crash hook.
+
+use super::*;
+
+/// **Test hook, never set on a kiosk.** With `KIOSKPAY_CRASH_AFTER_JOURNAL=<n>` in its
+/// environment the process kills itself with `SIGKILL` right after its n-th successful journal
+/// append of this run, before the call that append announced: the moment a power cut hurts
+/// most. `kioskpay soak` uses it to put crashes exactly between "journal" and "effect", which a
+/// kill from outside only hits by luck. Unset (or not a number) it does nothing.
+///
+/// Compiled only with the `emulator` feature: the packaged kiosk has no such hook.
+#[cfg(feature = "emulator")]
+pub const CRASH_AFTER_JOURNAL_ENV: &str = "KIOSKPAY_CRASH_AFTER_JOURNAL";
+
+#[cfg(feature = "emulator")]
+pub(super) fn crash_hook() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = *AT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_JOURNAL_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    }) else {
+        return;
+    };
+    if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        error!("{CRASH_AFTER_JOURNAL_ENV}={at}: killing the process after this journal append (test hook)");
+        // SAFETY: kill(2) on our own pid takes no pointers; SIGKILL cannot be caught, so nothing
+        // after the append runs, exactly like a power cut.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
+    }
+}
+
+impl<G: Gateway> Flow<G> {
+    /// Compacts the journal while no payment runs, so replay stays short on a kiosk that runs
+    /// for years. Only finished payments beyond `keep_final` are dropped.
+    pub(super) async fn compact(&self) {
+        let journal = self.journal.clone();
+        let keep = self.config.keep_final;
+        match tokio::task::spawn_blocking(move || lock(&journal).compact(keep)).await {
+            Ok(Ok(stats)) => debug!(?stats, "journal compacted"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "journal compaction failed; the journal is still valid")
+            }
+            Err(e) => warn!(error = %e, "journal compaction did not run"),
+        }
+    }
+
+    /// Appends to the journal on the blocking pool (it fsyncs). A failure closes the health gate.
+    pub(super) async fn write(&mut self, record: Record) -> Result<(), JournalError> {
+        let journal = self.journal.clone();
+        let result = match tokio::task::spawn_blocking(move || lock(&journal).append(&record)).await
+        {
+            Ok(result) => {
+                #[cfg(feature = "emulator")]
+                if result.is_ok() {
+                    crash_hook();
+                }
+                result
+            }
+            Err(e) => Err(JournalError::Io {
+                action: "append to",
+                path: Default::default(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        };
+        if let Err(e) = &result {
+            self.journal_failed(e);
+        }
+        result
+    }
+
+    /// Appends a record that follows an effect already made: a failure is logged loudly but the
+    /// payment goes on (recovery can rebuild the missing step by reference).
+    pub(super) async fn write_logged(&mut self, record: Record) {
+        if let Err(e) = self.write(record).await {
+            error!(error = %e, "journal write failed");
+        }
+    }
+}
