@@ -122,7 +122,7 @@ pub struct SoakOptions {
     pub damage_state: usize,
     /// Daemons side by side on one `kiosk.id`, each on its own terminal (1 or 2).
     pub kiosks: usize,
-    /// Seeds the carts, the fault dice and the kill plan.
+    /// Seeds the carts, the fault dice, the kill plan and the state faults.
     pub seed: u64,
     /// Emulator time scale (0.01 makes the terminal's 3 s decline take 30 ms).
     pub time_scale: f64,
