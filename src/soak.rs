@@ -538,6 +538,8 @@ enum LogEvent {
     Refused,
     /// The daemon started resolving an unfinished payment.
     Recovering,
+    /// The daemon replayed its journal: its signal handlers are installed by then.
+    Ready,
 }
 
 /// One run of the daemon binary.
@@ -551,6 +553,8 @@ struct Daemon {
     hook: Option<u64>,
     /// Set once the soak sent `SIGKILL`.
     killed: bool,
+    /// Set once it logged [`LogEvent::Ready`]: a `SIGTERM` before that ends it unhandled.
+    ready: bool,
 }
 
 /// A timed kill: at `delay` after cart `cart` is first fed.
@@ -896,6 +900,8 @@ impl Soak {
                         Some(LogEvent::Refused)
                     } else if line.contains("recovering an unfinished payment") {
                         Some(LogEvent::Recovering)
+                    } else if line.contains("journal replayed") {
+                        Some(LogEvent::Ready)
                     } else {
                         None
                     };
@@ -913,6 +919,7 @@ impl Soak {
             stdin,
             hook,
             killed: false,
+            ready: false,
         });
         // Plan the next random kill, leaving room for the armed hooks.
         let reserved = self.hooks_armed();
@@ -1045,8 +1052,16 @@ impl Soak {
         }
         let mut out = Vec::new();
         while let Ok((generation, event)) = self.events.try_recv() {
-            if let LogEvent::Recovering = event {
-                self.recoveries += 1;
+            match event {
+                LogEvent::Recovering => self.recoveries += 1,
+                LogEvent::Ready => {
+                    for daemon in self.kiosks.iter_mut().filter_map(|k| k.daemon.as_mut()) {
+                        if daemon.generation == generation {
+                            daemon.ready = true;
+                        }
+                    }
+                }
+                LogEvent::Refused => {}
             }
             out.push((generation, event));
         }
@@ -1263,6 +1278,10 @@ impl Soak {
             // tally but not yet again in the journal its daemon is recovering it from.
             if self.tally.values().all(|p| p.outcome.is_some())
                 && (0..self.kiosks.len()).all(|k| self.all_final(k))
+                && self
+                    .kiosks
+                    .iter()
+                    .all(|k| k.daemon.as_ref().is_some_and(|d| d.ready))
             {
                 break;
             }
@@ -1370,6 +1389,13 @@ impl Soak {
     /// Stops kiosk `k`'s daemon with `SIGTERM` (a clean stop, unlike the kills) and reaps it.
     async fn stop_kiosk(&mut self, k: usize) {
         let name = self.kiosks[k].name;
+        // A daemon stopped before its SIGTERM handler is installed would die of the signal.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.kiosks[k].daemon.as_ref().is_some_and(|d| !d.ready) && Instant::now() < deadline
+        {
+            sleep(TICK).await;
+            self.drain_logs().await;
+        }
         let Some(daemon) = self.kiosks[k].daemon.as_mut() else {
             return;
         };
@@ -1382,6 +1408,10 @@ impl Soak {
         let stopped = tokio::time::timeout(Duration::from_secs(15), daemon.child.wait()).await;
         match stopped {
             Ok(Ok(status)) if status.success() => {}
+            // Its hook fired while it was being stopped: a kill like any other.
+            Ok(Ok(status)) if status.signal() == Some(libc::SIGKILL) && daemon.hook.is_some() => {
+                self.kills.push(KillKind::Journal);
+            }
             Ok(Ok(status)) => self.violations.push(format!(
                 "kiosk {name}'s daemon stopped on SIGTERM with {status}"
             )),
