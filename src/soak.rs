@@ -497,7 +497,9 @@ pub struct SoakReport {
     pub refeeds: u64,
     /// Daemons side by side on the same `kiosk.id`.
     pub kiosks: usize,
-    /// Payments started by each kiosk (`A`, `B`), told apart by their carts.
+    /// Payments started by each kiosk (`A`, `B`), told apart by their carts; `none` for one
+    /// known only from a damaged line whose reference the damage garbled (no kiosk started it;
+    /// its daemon looks it up and finds nothing).
     pub payments_by_kiosk: BTreeMap<String, u64>,
     /// State directories deleted at a restart.
     pub state_losses: u64,
@@ -1498,7 +1500,7 @@ impl Soak {
                 .iter()
                 .filter(|k| cart.starts_with(k.cart_prefix))
                 .max_by_key(|k| k.cart_prefix.len())
-                .map_or("?", |k| k.name);
+                .map_or("none", |k| k.name);
             *payments_by_kiosk.entry(kiosk.to_string()).or_insert(0) += 1;
         }
         let conflicts = payments
