@@ -43,8 +43,9 @@
 //! - `--kiosks 2`: a second daemon (kiosk `B`) with the **same `kiosk.id`**, its own state
 //!   directory (`<work>/kiosk-b/state`), the emulator's second terminal and its own carts
 //!   (`SOAK-B-<i>`). Carts alternate between the kiosks, one at a time; both daemons run all
-//!   along, so one's recovery and late watch overlap the other's payments. Kills, restarts and
-//!   state faults hit whichever kiosk is paying.
+//!   along, so one's recovery and late watch overlap the other's payments. A timed kill hits
+//!   the kiosk that is paying, a hook kill the daemon whose append armed it; a state fault hits
+//!   the kiosk being restarted. The one-shot dropped answer meets the next creation of either.
 //!
 //! Which restarts bring a state fault is drawn from `--seed` (out of the `--kills` restarts
 //! after a kill). A fault is made only where every payment in that kiosk's journal is final: a
