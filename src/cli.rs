@@ -151,7 +151,7 @@ enum Command {
     /// Chaos soak: the real daemon against a faulty emulator, killed and restarted, checked
     /// against the ledger.
     #[command(
-        after_help = "Example:\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n\nRuns `kioskpay run` as a child process against the embedded emulator with random faults\non every Dintero route, feeds carts on its stdin, SIGKILLs it --kills times (about half of\nthem right after a journal write) and restarts it. At the end the emulator's ledger must\nagree with the journal: no cart charged twice, every capture journaled as approved and\nvice versa, every journal record final, no session left open.\nExit 0: no violation; 1: violations (listed, work directory kept); 2: bad arguments."
+        after_help = "Example:\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n\nRuns `kioskpay run` as a child process against the embedded emulator with random faults\non every Dintero route, feeds carts on its stdin, SIGKILLs it --kills times (about half of\nthem right after a journal write) and restarts it. At the end the emulator's ledger must\nagree with the journal: no cart charged twice, every capture journaled as approved and\nvice versa, every journal record final, no session left open.\n\nState faults and shared ids:\n  kioskpay soak --payments 200 --kills 20 --lose-state 3 --damage-state 4 --kiosks 2\n--lose-state N restarts delete the state directory first (a re-imaged SD card) and\n--damage-state N restarts flip a bit in a journal line or cut the journal inside its last\nline or its newest intent (a garbled page); both wait until every payment in that journal is\nfinal (then a clean restart before that kiosk's next cart), and each is followed by a lost answer to the next session creation,\nso that the next payment is looked up by reference. --kiosks 2 runs a second daemon with\nthe same kiosk.id on the second terminal. No reference may then name two payments, no\napproval may rest on another payment's money, and a `conflict` must not hide a capture.\nExit 0: no violation; 1: violations (listed, work directory kept); 2: bad arguments."
     )]
     Soak {
         /// Carts to pay.
@@ -163,7 +163,19 @@ enum Command {
         /// How many times the daemon is killed with SIGKILL.
         #[arg(long, default_value_t = 20)]
         kills: usize,
-        /// Seeds the carts, the fault dice and the kill plan.
+        /// How many restarts first delete the kiosk's state directory (a re-imaged SD card);
+        /// out of --kills, postponed while a payment is unfinished.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        lose_state: usize,
+        /// How many restarts first damage the journal (a flipped bit, or a garbled last page);
+        /// out of --kills, postponed while a payment is unfinished.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        damage_state: usize,
+        /// Daemons run side by side on the same kiosk.id, each with its own state directory,
+        /// terminal and carts (1 or 2).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        kiosks: usize,
+        /// Seeds the carts, the fault dice, the kill plan and the state faults.
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// Emulator time scale (0.005: the terminal's 3 s decline takes 15 ms).
@@ -335,6 +347,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             payments,
             fault_rate,
             kills,
+            lose_state,
+            damage_state,
+            kiosks,
             seed,
             time_scale,
             dir,
@@ -344,6 +359,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 payments,
                 fault_rate,
                 kills,
+                lose_state,
+                damage_state,
+                kiosks,
                 seed,
                 time_scale,
                 dir,

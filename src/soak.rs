@@ -25,12 +25,53 @@
 //!    - no cart (`merchant_reference_2 = SOAK-<i>`) has more than one `CAPTURED` transaction;
 //!    - every captured transaction has an `approved` journal record with the same reference
 //!      and amount, and every `approved` record has its captured transaction;
-//!    - every journal record is final, and the journal reads back without problems;
+//!    - every journal record is final, and the journal reads back without problems (but those
+//!      its own damage explains, see below);
 //!    - no session is left open (not cancelled, and without a final transaction);
 //!    - the daemon never exited by itself and never got stuck on a cart.
 //!
+//! # State faults and shared ids
+//! A merchant reference is how a kiosk finds a payment whose create answer it never saw, so a
+//! reference that names two payments lets a lookup approve a cart with another payment's money.
+//! Three flags put the kiosk where that used to happen:
+//! - `--lose-state N`: N restarts first **delete the kiosk's state directory** (a re-imaged SD
+//!   card): journal, installation id, all of it.
+//! - `--damage-state N`: N restarts first **damage the journal**, one of (a quarter each): one
+//!   bit flipped inside the newest intent line, one bit flipped inside any line, the file cut
+//!   inside its last line, the file cut inside the newest intent line (a garbled last page:
+//!   everything after the cut is gone).
+//! - `--kiosks 2`: a second daemon (kiosk `B`) with the **same `kiosk.id`**, its own state
+//!   directory (`<work>/kiosk-b/state`), the emulator's second terminal and its own carts
+//!   (`SOAK-B-<i>`). Carts alternate between the kiosks, one at a time; both daemons run all
+//!   along, so one's recovery and late watch overlap the other's payments. A timed kill hits
+//!   the kiosk that is paying, a hook kill the daemon whose append armed it; a state fault hits
+//!   the kiosk being restarted. The one-shot dropped answer meets the next creation of either.
+//!
+//! Which restarts bring a state fault is drawn from `--seed` (out of the `--kills` restarts
+//! after a kill). A fault is made only where every payment in that kiosk's journal is final: a
+//! kiosk re-imaged in the middle of a payment forgets that payment, which no kiosk can help, and
+//! a cut can take an unfinished payment's only line with it. So when a kill left a payment
+//! unfinished the fault waits: it is made before the next cart of a kiosk whose journal is all
+//! final, at a clean restart (`SIGTERM`, fault, start), or at such a restart of an idle kiosk
+//! after the last cart. Damage only touches lines the soak has already read, so its checks
+//! still know every payment. After each state fault the next session creation's answer is dropped (a one-shot
+//! `drop_response` rule put in front of the fault plan), so the kiosk's first payment after the
+//! loss or damage is found by reference: the very lookup a reused reference would fool.
+//!
+//! The end-of-run checks then also require:
+//! - no merchant reference names two payments (two intents with another cart, amount, terminal
+//!   or start time, across kiosks and lost state directories; or two sessions at Dintero);
+//! - every `approved` record's transaction carries that payment's reference, amount and
+//!   terminal (not another payment's money);
+//! - no `conflict` hides a capture of that reference for that cart (money taken, kiosk said no).
+//!
+//! `conflict` itself is a legal outcome (the kiosk refusing money it cannot prove is its own)
+//! and is counted. The journal problems the soak caused are expected (a torn tail, corrupt
+//! lines and the sequence skip after damage, a missing intent for a damaged intent line); any
+//! other problem is still a violation.
+//!
 //! It prints progress on stderr while it runs and a table at the end (payments by outcome,
-//! faults by kind, kills, restarts, recoveries, violations, duration), or JSON with `--json`.
+//! faults by kind, kills, restarts, recoveries, state losses and damages, violations, duration), or JSON with `--json`.
 //! SIGINT (Ctrl-C) or SIGTERM ends a run early: the cart in hand is finished, the checks run on
 //! what was done, and the report says `interrupted` (exit status 1 even without violations,
 //! since less was proven than asked for).
@@ -44,7 +85,8 @@
 //! where a timed kill lands. A violation is therefore reported with enough context (cart,
 //! merchant reference, ledger entry) to be understood without replaying it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -75,7 +117,13 @@ pub struct SoakOptions {
     pub fault_rate: f64,
     /// How many times the daemon is killed with `SIGKILL`.
     pub kills: usize,
-    /// Seeds the carts, the fault dice and the kill plan.
+    /// Restarts that first delete the kiosk's state directory (see "State faults").
+    pub lose_state: usize,
+    /// Restarts that first damage the kiosk's journal.
+    pub damage_state: usize,
+    /// Daemons side by side on one `kiosk.id`, each on its own terminal (1 or 2).
+    pub kiosks: usize,
+    /// Seeds the carts, the fault dice, the kill plan and the state faults.
     pub seed: u64,
     /// Emulator time scale (0.01 makes the terminal's 3 s decline take 30 ms).
     pub time_scale: f64,
@@ -95,6 +143,21 @@ impl SoakOptions {
             return Err(format!(
                 "--fault-rate {}: expected a chance from 0 to below 0.9 (0.2 = one call in five)",
                 self.fault_rate
+            ));
+        }
+        if !(1..=KIOSKS.len()).contains(&self.kiosks) {
+            return Err(format!(
+                "--kiosks {}: expected 1 to {} (the emulator has {} terminals)",
+                self.kiosks,
+                KIOSKS.len(),
+                KIOSKS.len()
+            ));
+        }
+        if self.lose_state.saturating_add(self.damage_state) > self.kills {
+            return Err(format!(
+                "--lose-state {} and --damage-state {}: together at most --kills ({}), since \
+                 each happens at the restart after a kill",
+                self.lose_state, self.damage_state, self.kills
             ));
         }
         if !(self.time_scale > 0.0 && self.time_scale <= 1.0) {
@@ -119,8 +182,15 @@ const TICK: Duration = Duration::from_millis(15);
 const CART_DEADLINE: Duration = Duration::from_secs(120);
 /// Scans of one cart whose payments ended `not_created` before the soak gives up on it.
 const MAX_SCANS: u32 = 3;
-/// Prefix of every cart reference (`merchant_reference_2`).
-const CART_PREFIX: &str = "SOAK-";
+/// The kiosks a run can have: name, cart reference prefix (`merchant_reference_2`), work
+/// subdirectory (kiosk A keeps the layout of a one-kiosk run), terminal.
+const KIOSKS: [(&str, &str, &str, &str); 2] = [
+    ("A", "SOAK-", "", emulator::TERMINAL_IDS[0]),
+    ("B", "SOAK-B-", "kiosk-b", emulator::TERMINAL_IDS[1]),
+];
+/// Seeds the state-fault dice apart from the carts' and kills', so that a run without state
+/// faults asks for exactly what it asked for before they existed.
+const STATE_SEED: u64 = 0x5747_efa1;
 
 /// The routes the daemon calls, each of which gets the fault mix.
 const ROUTES: [&str; 8] = [
@@ -204,6 +274,205 @@ enum KillKind {
     Random,
 }
 
+/// What a restart does to the kiosk's state directory before the daemon starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StateFault {
+    /// Deletes it: a re-imaged SD card.
+    Lose,
+    /// Damages the journal (one of [`DAMAGES`]).
+    Damage,
+}
+
+/// How a journal is damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Damage {
+    /// One bit flipped inside the newest intent line: the line whose loss could let its
+    /// reference be handed out again.
+    FlipNewestIntent,
+    /// One bit flipped inside any line.
+    FlipAnyLine,
+    /// The file cut inside its last line.
+    CutLastLine,
+    /// The file cut inside the newest intent line: everything after the cut is gone.
+    CutNewestIntent,
+}
+
+/// Drawn with equal chances: half of the damage lands in the newest intent.
+const DAMAGES: [Damage; 4] = [
+    Damage::FlipNewestIntent,
+    Damage::FlipAnyLine,
+    Damage::CutLastLine,
+    Damage::CutNewestIntent,
+];
+
+impl Damage {
+    fn name(self) -> &'static str {
+        match self {
+            Damage::FlipNewestIntent => "bit_flip_newest_intent",
+            Damage::FlipAnyLine => "bit_flip_any_line",
+            Damage::CutLastLine => "cut_in_last_line",
+            Damage::CutNewestIntent => "cut_in_newest_intent",
+        }
+    }
+}
+
+/// Which of the first `restarts` restarts bring which state fault: `lose` losses and `damage`
+/// damages at distinct restarts drawn from `rng`, `None` for the others.
+fn state_fault_plan(
+    restarts: usize,
+    lose: usize,
+    damage: usize,
+    rng: &mut fastrand::Rng,
+) -> Vec<Option<StateFault>> {
+    let mut plan: Vec<Option<StateFault>> = std::iter::repeat_n(Some(StateFault::Lose), lose)
+        .chain(std::iter::repeat_n(Some(StateFault::Damage), damage))
+        .chain(std::iter::repeat(None))
+        .take(restarts.max(lose + damage))
+        .collect();
+    rng.shuffle(&mut plan);
+    plan
+}
+
+/// The byte ranges of a journal's lines, without their newlines (an unended last line too).
+fn line_spans(bytes: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\n' {
+            spans.push(start..i);
+            start = i + 1;
+        }
+    }
+    if start < bytes.len() {
+        spans.push(start..bytes.len());
+    }
+    spans
+}
+
+/// The `merchant_reference` of an intent line, `None` for any other line.
+fn intent_reference(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    if !text.contains(r#""type":"intent""#) {
+        return None;
+    }
+    let key = r#""merchant_reference":""#;
+    let rest = &text[text.find(key)? + key.len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// A journal after [`damage`].
+#[derive(Debug, PartialEq, Eq)]
+struct Damaged {
+    /// The whole file as it is to be written back.
+    bytes: Vec<u8>,
+    /// Where the damage is: the flipped byte, or the new length.
+    at: usize,
+    /// The reference of the intent line the damage is in, if it is in one.
+    intent_of: Option<String>,
+}
+
+/// `journal` damaged as `kind` says, at a place drawn from `rng`; `None` when it has no line
+/// of that kind (no intent yet) or the line is too short to damage inside.
+fn damage(journal: &[u8], kind: Damage, rng: &mut fastrand::Rng) -> Option<Damaged> {
+    let spans = line_spans(journal);
+    let newest_intent = || {
+        spans
+            .iter()
+            .rposition(|s| intent_reference(&journal[s.clone()]).is_some())
+    };
+    let line = match kind {
+        Damage::FlipNewestIntent | Damage::CutNewestIntent => newest_intent()?,
+        Damage::FlipAnyLine => (!spans.is_empty()).then(|| rng.usize(..spans.len()))?,
+        Damage::CutLastLine => spans.len().checked_sub(1)?,
+    };
+    let span = spans[line].clone();
+    if span.len() < 2 {
+        return None;
+    }
+    let intent_of = intent_reference(&journal[span.clone()]);
+    let mut bytes = journal.to_vec();
+    let at = match kind {
+        Damage::FlipNewestIntent | Damage::FlipAnyLine => {
+            let at = rng.usize(span);
+            let mut bit = rng.u8(0..8);
+            // A flip that makes a newline would split the line in two instead of damaging one.
+            if bytes[at] ^ (1 << bit) == b'\n' {
+                bit = (bit + 1) % 8;
+            }
+            bytes[at] ^= 1 << bit;
+            at
+        }
+        Damage::CutLastLine | Damage::CutNewestIntent => {
+            // At least one byte of the line stays and at least one of its bytes goes: a cut at
+            // its end would leave a whole record that only lacks its newline.
+            let at = rng.usize(span.start + 1..span.end);
+            bytes.truncate(at);
+            at
+        }
+    };
+    Some(Damaged {
+        bytes,
+        at,
+        intent_of,
+    })
+}
+
+/// The reference a `MissingIntent` problem names.
+fn missing_intent_reference(detail: &str) -> Option<&str> {
+    detail.strip_prefix("no intent for ")?.split(':').next()
+}
+
+/// Whether a payment's intent was read (a payment known only from later records has none).
+fn has_intent(p: &PaymentRecord) -> bool {
+    !p.started_at.is_empty()
+}
+
+/// Merges what a journal read says about one payment into what the soak knew of it. Returns a
+/// description when the two are different payments under one reference.
+fn merge_payment(tally: &mut HashMap<String, PaymentRecord>, p: PaymentRecord) -> Option<String> {
+    let Some(old) = tally.get_mut(&p.merchant_reference) else {
+        tally.insert(p.merchant_reference.clone(), p);
+        return None;
+    };
+    let key = |p: &PaymentRecord| {
+        (
+            p.amount,
+            p.cart_reference.clone(),
+            p.terminal_id.clone(),
+            p.started_at.clone(),
+        )
+    };
+    if has_intent(old) && has_intent(&p) && key(old) != key(&p) {
+        return Some(format!(
+            "{}: one reference, two payments: {} minor units for {} on {} at {}, and {} for {} on \
+             {} at {}",
+            p.merchant_reference,
+            old.amount,
+            old.cart_reference.as_deref().unwrap_or("-"),
+            old.terminal_id,
+            old.started_at,
+            p.amount,
+            p.cart_reference.as_deref().unwrap_or("-"),
+            p.terminal_id,
+            p.started_at
+        ));
+    }
+    // A read from before a damage knew more: an outcome, or the intent's fields.
+    if old.outcome.is_some() && p.outcome.is_none() {
+        return None;
+    }
+    let mut p = p;
+    if !has_intent(&p) {
+        p.amount = old.amount;
+        p.currency = std::mem::take(&mut old.currency);
+        p.cart_reference = old.cart_reference.take();
+        p.terminal_id = std::mem::take(&mut old.terminal_id);
+        p.started_at = std::mem::take(&mut old.started_at);
+    }
+    *old = p;
+    None
+}
+
 /// What the soak found, printed as a table or JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct SoakReport {
@@ -227,6 +496,24 @@ pub struct SoakReport {
     pub recoveries: u64,
     /// Carts fed again because the daemon refused them or never read them.
     pub refeeds: u64,
+    /// Daemons side by side on the same `kiosk.id`.
+    pub kiosks: usize,
+    /// Payments started by each kiosk (`A`, `B`), told apart by their carts; `none` for one
+    /// known only from a damaged line whose reference the damage garbled (no kiosk started it;
+    /// its daemon looks it up and finds nothing).
+    pub payments_by_kiosk: BTreeMap<String, u64>,
+    /// State directories deleted at a restart.
+    pub state_losses: u64,
+    /// Journals damaged at a restart, by kind (`bit_flip_newest_intent`, `cut_in_last_line`, …).
+    pub state_damages: BTreeMap<String, u64>,
+    /// Restarts at which a state fault was due but waited, a payment being unfinished.
+    pub state_faults_postponed: u64,
+    /// State faults asked for but never made (no restart with every payment final came).
+    pub state_faults_not_made: u64,
+    /// Session creations whose answer was dropped right after a state fault.
+    pub creates_dropped_after_state_fault: u64,
+    /// Payments that ended `conflict`: the kiosk refused money it could not prove its own.
+    pub conflicts: u64,
     /// Everything that went wrong; the run fails if this is not empty.
     pub violations: Vec<String>,
     /// Wall-clock seconds.
@@ -237,6 +524,10 @@ pub struct SoakReport {
     pub fault_rate: f64,
     /// Kills asked for.
     pub kills_asked: usize,
+    /// State losses asked for.
+    pub lose_state_asked: usize,
+    /// State damages asked for.
+    pub damage_state_asked: usize,
     /// The seed.
     pub seed: u64,
     /// Whether SIGINT/SIGTERM ended the run before all carts were paid.
@@ -250,10 +541,14 @@ enum LogEvent {
     Refused,
     /// The daemon started resolving an unfinished payment.
     Recovering,
+    /// The daemon replayed its journal: its signal handlers are installed by then.
+    Ready,
 }
 
 /// One run of the daemon binary.
 struct Daemon {
+    /// Index into [`Soak::kiosks`].
+    kiosk: usize,
     generation: u64,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -261,6 +556,8 @@ struct Daemon {
     hook: Option<u64>,
     /// Set once the soak sent `SIGKILL`.
     killed: bool,
+    /// Set once it logged [`LogEvent::Ready`]: a `SIGTERM` before that ends it unhandled.
+    ready: bool,
 }
 
 /// A timed kill: at `delay` after cart `cart` is first fed.
@@ -271,15 +568,43 @@ struct TimedKill {
     at: Option<Instant>,
 }
 
+/// One kiosk of the run: its daemon, config, state directory and carts.
+struct Kiosk {
+    /// `A`, `B`: in messages and `daemon.log`.
+    name: &'static str,
+    /// Prefix of its cart references.
+    cart_prefix: &'static str,
+    config: PathBuf,
+    state_dir: PathBuf,
+    daemon: Option<Daemon>,
+    /// Whether a daemon ran on it before: the next start is a restart.
+    started: bool,
+    /// Whether its last daemon was stopped with `SIGTERM` rather than killed.
+    stopped_cleanly: bool,
+    /// Journal identity (inode, length) at the last read, to skip unchanged files.
+    journal_seen: Option<(u64, u64)>,
+    /// Whether the soak damaged the journal in its current state directory.
+    damaged: bool,
+    /// References whose intent line the soak damaged there.
+    damaged_intents: HashSet<String>,
+}
+
+impl Kiosk {
+    fn cart(&self, i: usize) -> String {
+        format!("{}{i}", self.cart_prefix)
+    }
+}
+
 struct Soak {
     options: SoakOptions,
     base: String,
-    config: PathBuf,
-    state_dir: PathBuf,
     log: tokio::fs::File,
     rng: fastrand::Rng,
-    daemon: Option<Daemon>,
+    kiosks: Vec<Kiosk>,
     generations: u64,
+    restarts: u64,
+    /// Restarts after a kill: the index into `state_plan`.
+    kill_restarts: usize,
     events_tx: mpsc::UnboundedSender<(u64, LogEvent)>,
     events: mpsc::UnboundedReceiver<(u64, LogEvent)>,
     log_lines: mpsc::UnboundedReceiver<String>,
@@ -288,10 +613,27 @@ struct Soak {
     kills: Vec<KillKind>,
     recoveries: u64,
     refeeds: u64,
-    /// Everything the journal said about every payment, kept across compactions.
+    /// Everything the journals said about every payment, kept across compactions, damage and
+    /// lost state directories.
     tally: HashMap<String, PaymentRecord>,
-    /// Journal identity (inode, length) at the last read, to skip unchanged files.
-    journal_seen: Option<(u64, u64)>,
+    /// References found naming two payments, with what the two were.
+    reused: BTreeMap<String, String>,
+    /// Dice of the state faults, apart from the carts' and kills' (see [`STATE_SEED`]).
+    state_rng: fastrand::Rng,
+    /// Which restart brings which state fault.
+    state_plan: Vec<Option<StateFault>>,
+    /// State faults due and not yet made.
+    owed: VecDeque<StateFault>,
+    losses: u64,
+    damages: BTreeMap<String, u64>,
+    postponed: u64,
+    /// Fault counts of the plans replaced so far: the emulator counts per plan.
+    faults_banked: BTreeMap<String, u64>,
+    /// Fault plans installed after the first, which seeds each one's dice.
+    plans: u64,
+    /// Whether the plan in force starts with the one-shot rule that drops a create's answer.
+    drop_armed: bool,
+    creates_dropped: u64,
     /// Payments whose outcome the soak has taken into account.
     concluded: HashSet<String>,
     violations: Vec<String>,
@@ -396,8 +738,8 @@ fn cart_amount(rng: &mut fastrand::Rng) -> u64 {
     kroner * 100 + digits.unwrap_or_else(|| rng.u64(0..51))
 }
 
-fn cart_line(amount: u64, i: usize) -> String {
-    format!("{}.{:02};{CART_PREFIX}{i}\n", amount / 100, amount % 100)
+fn cart_line(amount: u64, cart: &str) -> String {
+    format!("{}.{:02};{cart}\n", amount / 100, amount % 100)
 }
 
 impl Soak {
@@ -406,16 +748,34 @@ impl Soak {
         std::fs::write(&secret, format!("{}\n", emulator::CLIENT_SECRET))
             .with_context(|| format!("writing {}", secret.display()))?;
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-        let state_dir = work.join("state");
-        if state_dir.join(journal::FILE_NAME).exists() {
-            bail!(
-                "{} already holds a journal; give --dir an empty directory",
-                state_dir.display()
-            );
+        let mut kiosks = Vec::new();
+        for (name, cart_prefix, sub, terminal) in KIOSKS.into_iter().take(options.kiosks) {
+            let home = work.join(sub);
+            std::fs::create_dir_all(&home)
+                .with_context(|| format!("creating {}", home.display()))?;
+            let state_dir = home.join("state");
+            if state_dir.join(journal::FILE_NAME).exists() {
+                bail!(
+                    "{} already holds a journal; give --dir an empty directory",
+                    state_dir.display()
+                );
+            }
+            let config = home.join("kioskpay.toml");
+            std::fs::write(&config, daemon_config(&base, &secret, &state_dir, terminal))
+                .with_context(|| format!("writing {}", config.display()))?;
+            kiosks.push(Kiosk {
+                name,
+                cart_prefix,
+                config,
+                state_dir,
+                daemon: None,
+                started: false,
+                stopped_cleanly: false,
+                journal_seen: None,
+                damaged: false,
+                damaged_intents: HashSet::new(),
+            });
         }
-        let config = work.join("kioskpay.toml");
-        std::fs::write(&config, daemon_config(&base, &secret, &state_dir))
-            .with_context(|| format!("writing {}", config.display()))?;
         let log_path = work.join("daemon.log");
         let log = tokio::fs::File::create(&log_path)
             .await
@@ -423,15 +783,22 @@ impl Soak {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (log_lines_tx, log_lines) = mpsc::unbounded_channel();
         let now = Instant::now();
+        let mut state_rng = fastrand::Rng::with_seed(options.seed ^ STATE_SEED);
+        let state_plan = state_fault_plan(
+            options.kills,
+            options.lose_state,
+            options.damage_state,
+            &mut state_rng,
+        );
         Ok(Soak {
             rng: fastrand::Rng::with_seed(options.seed),
             options,
             base,
-            config,
-            state_dir,
             log,
-            daemon: None,
+            kiosks,
             generations: 0,
+            restarts: 0,
+            kill_restarts: 0,
             events_tx,
             events,
             log_lines,
@@ -441,7 +808,17 @@ impl Soak {
             recoveries: 0,
             refeeds: 0,
             tally: HashMap::new(),
-            journal_seen: None,
+            reused: BTreeMap::new(),
+            state_rng,
+            state_plan,
+            owed: VecDeque::new(),
+            losses: 0,
+            damages: BTreeMap::new(),
+            postponed: 0,
+            faults_banked: BTreeMap::new(),
+            plans: 0,
+            drop_armed: false,
+            creates_dropped: 0,
             concluded: HashSet::new(),
             violations: Vec::new(),
             started: now,
@@ -456,24 +833,48 @@ impl Soak {
         self.options.kills.saturating_sub(self.kills.len())
     }
 
-    /// Starts the next daemon, deciding whether it gets the crash-after-journal hook.
-    async fn spawn(&mut self, next_cart: usize) -> Result<()> {
+    /// Daemons that carry the crash-after-journal hook: each may still make a kill.
+    fn hooks_armed(&self) -> usize {
+        self.kiosks
+            .iter()
+            .filter_map(|k| k.daemon.as_ref())
+            .filter(|d| d.hook.is_some())
+            .count()
+    }
+
+    /// Starts kiosk `k`'s next daemon, deciding whether it gets the crash-after-journal hook;
+    /// a restart first makes the state fault due, if any.
+    async fn spawn(&mut self, k: usize, next_cart: usize) -> Result<()> {
+        if self.kiosks[k].started {
+            if !self.kiosks[k].stopped_cleanly {
+                let due = self.state_plan.get(self.kill_restarts).copied().flatten();
+                self.kill_restarts += 1;
+                self.owed.extend(due);
+            }
+            self.restarts += 1;
+            self.state_fault(k).await?;
+        }
+        self.kiosks[k].started = true;
+        self.kiosks[k].stopped_cleanly = false;
         let carts_left = self.options.payments.saturating_sub(next_cart);
         // A payment appends about five records; the hook's append is drawn from those of the
         // carts one kill's share of the run covers, so hook kills spread over the run instead
-        // of bunching right after each restart.
+        // of bunching right after each restart. Another kiosk's armed hook is a kill already
+        // spoken for.
         let share = (carts_left / self.kills_left().max(1)).max(1) as u64;
-        let hook = (self.kills_left() > 0 && carts_left >= 4 && self.rng.bool())
+        let armed = self.hooks_armed();
+        let hook = (self.kills_left() > armed && carts_left >= 4 && self.rng.bool())
             .then(|| self.rng.u64(1..=(5 * share).max(12)));
         self.generations += 1;
         let generation = self.generations;
+        let name = self.kiosks[k].name;
         let mut command = tokio::process::Command::new(
             std::env::current_exe().context("finding the kioskpay executable")?,
         );
         command
             .arg("run")
             .arg("--config")
-            .arg(&self.config)
+            .arg(&self.kiosks[k].config)
             .env(
                 "KIOSKPAY_LOG",
                 "warn,kioskpay::payment::flow=info,kioskpay::journal=info",
@@ -502,25 +903,29 @@ impl Soak {
                         Some(LogEvent::Refused)
                     } else if line.contains("recovering an unfinished payment") {
                         Some(LogEvent::Recovering)
+                    } else if line.contains("journal replayed") {
+                        Some(LogEvent::Ready)
                     } else {
                         None
                     };
                     if let Some(event) = event {
                         let _ = events.send((generation, event));
                     }
-                    let _ = lines_out.send(format!("[{generation}] {line}\n"));
+                    let _ = lines_out.send(format!("[{name}{generation}] {line}\n"));
                 }
             });
         }
-        self.daemon = Some(Daemon {
+        self.kiosks[k].daemon = Some(Daemon {
+            kiosk: k,
             generation,
             child,
             stdin,
             hook,
             killed: false,
+            ready: false,
         });
-        // Plan the next random kill, leaving room for the hook if this daemon carries one.
-        let reserved = usize::from(hook.is_some());
+        // Plan the next random kill, leaving room for the armed hooks.
+        let reserved = self.hooks_armed();
         self.timed_kill = None;
         if self.kills_left() > reserved && carts_left > 0 {
             let gap = (carts_left / (self.kills_left() - reserved)).max(1);
@@ -531,8 +936,112 @@ impl Soak {
                 at: None,
             });
         }
-        tracing::debug!(generation, ?hook, timed_kill = ?self.timed_kill, "daemon started");
+        tracing::debug!(generation, kiosk = name, ?hook, timed_kill = ?self.timed_kill, "daemon started");
         Ok(())
+    }
+
+    /// Makes the oldest state fault owed on kiosk `k`, whose daemon is down, unless a payment
+    /// in its journal is unfinished (then it waits for a later restart).
+    async fn state_fault(&mut self, k: usize) -> Result<()> {
+        let Some(&fault) = self.owed.front() else {
+            return Ok(());
+        };
+        // Everything the journal holds goes into the tally before any of it is lost.
+        self.kiosks[k].journal_seen = None;
+        self.refresh_journal(k);
+        let dir = self.kiosks[k].state_dir.clone();
+        let path = dir.join(journal::FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let all_final = bytes.is_empty()
+            || journal::read_only(&dir).is_ok_and(|r| r.unresolved().next().is_none());
+        let damaged = match fault {
+            StateFault::Lose => None,
+            StateFault::Damage => {
+                let kind = DAMAGES[self.state_rng.usize(..DAMAGES.len())];
+                damage(&bytes, kind, &mut self.state_rng).map(|d| (kind, d))
+            }
+        };
+        let name = self.kiosks[k].name;
+        match (fault, damaged) {
+            _ if !all_final => self.postponed += 1,
+            (StateFault::Lose, _) => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("deleting {}", dir.display()))?;
+                }
+                let kiosk = &mut self.kiosks[k];
+                kiosk.journal_seen = None;
+                kiosk.damaged = false;
+                kiosk.damaged_intents.clear();
+                self.losses += 1;
+                self.owed.pop_front();
+                eprintln!("soak: kiosk {name} lost its state directory (a re-imaged SD card)");
+                self.drop_next_create().await?;
+            }
+            (StateFault::Damage, Some((kind, d))) => {
+                std::fs::write(&path, &d.bytes)
+                    .with_context(|| format!("damaging {}", path.display()))?;
+                let kiosk = &mut self.kiosks[k];
+                kiosk.damaged = true;
+                kiosk.damaged_intents.extend(d.intent_of);
+                *self.damages.entry(kind.name().to_string()).or_insert(0) += 1;
+                self.owed.pop_front();
+                eprintln!(
+                    "soak: kiosk {name}'s journal damaged: {} at byte {}",
+                    kind.name(),
+                    d.at
+                );
+                self.drop_next_create().await?;
+            }
+            // Nothing of that kind to damage yet (an empty journal, no intent).
+            (StateFault::Damage, None) => self.postponed += 1,
+        }
+        Ok(())
+    }
+
+    /// Puts a one-shot rule in front of the fault plan that drops the answer to the next
+    /// session creation (the session is created), so the kiosk must find it by reference.
+    async fn drop_next_create(&mut self) -> Result<()> {
+        let report = control(&self.base, "/_emulator/faults").await?;
+        self.bank_fault_counts(&report);
+        self.plans += 1;
+        let mut plan = fault_plan(
+            self.options.fault_rate,
+            self.options.seed.wrapping_add(self.plans),
+        );
+        plan.rules.insert(
+            0,
+            FaultRule {
+                route: "POST /v1/sessions-profile".into(),
+                kind: FaultKind::DropResponse,
+                status: None,
+                delay_ms: None,
+                probability: None,
+                count: Some(1),
+                retry_after_s: None,
+            },
+        );
+        control_post(
+            &self.base,
+            "/_emulator/faults",
+            &serde_json::to_string(&plan)?,
+        )
+        .await?;
+        self.drop_armed = true;
+        Ok(())
+    }
+
+    /// Adds the fault counts of the plan in force to those of the plans before it.
+    fn bank_fault_counts(&mut self, report: &Value) {
+        let (counts, dropped) = fault_counts_by_kind(report, self.drop_armed);
+        for (kind, n) in counts {
+            *self.faults_banked.entry(kind).or_insert(0) += n;
+        }
+        self.creates_dropped += dropped;
     }
 
     /// Copies the daemon's log lines to `daemon.log` and counts what they announce.
@@ -546,26 +1055,35 @@ impl Soak {
         }
         let mut out = Vec::new();
         while let Ok((generation, event)) = self.events.try_recv() {
-            if let LogEvent::Recovering = event {
-                self.recoveries += 1;
+            match event {
+                LogEvent::Recovering => self.recoveries += 1,
+                LogEvent::Ready => {
+                    for daemon in self.kiosks.iter_mut().filter_map(|k| k.daemon.as_mut()) {
+                        if daemon.generation == generation {
+                            daemon.ready = true;
+                        }
+                    }
+                }
+                LogEvent::Refused => {}
             }
             out.push((generation, event));
         }
         out
     }
 
-    /// Sends `SIGKILL` to the running daemon and reaps it.
-    async fn kill(&mut self) -> Result<()> {
-        if let Some(daemon) = self.daemon.as_mut() {
+    /// Sends `SIGKILL` to kiosk `k`'s daemon and reaps it.
+    async fn kill(&mut self, k: usize) -> Result<()> {
+        if let Some(daemon) = self.kiosks[k].daemon.as_mut() {
             daemon.killed = true;
             daemon.child.start_kill().context("killing the daemon")?;
         }
-        self.reap(true).await
+        self.reap(k, true).await
     }
 
-    /// If the daemon has exited (or, with `wait`, once it has), records how and forgets it.
-    async fn reap(&mut self, wait: bool) -> Result<()> {
-        let Some(daemon) = self.daemon.as_mut() else {
+    /// If kiosk `k`'s daemon has exited (or, with `wait`, once it has), records how and
+    /// forgets it.
+    async fn reap(&mut self, k: usize, wait: bool) -> Result<()> {
+        let Some(daemon) = self.kiosks[k].daemon.as_mut() else {
             return Ok(());
         };
         let status = if wait {
@@ -582,8 +1100,7 @@ impl Soak {
         let Some(status) = status else {
             return Ok(());
         };
-        let daemon = self.daemon.take();
-        if let Some(daemon) = daemon {
+        if let Some(daemon) = self.kiosks[k].daemon.take() {
             self.record_exit(&daemon, status);
         }
         Ok(())
@@ -596,45 +1113,54 @@ impl Soak {
             self.kills.push(KillKind::Journal);
         } else {
             self.violations.push(format!(
-                "daemon run {} exited by itself ({status}); see daemon.log",
-                daemon.generation
+                "daemon run {} of kiosk {} exited by itself ({status}); see daemon.log",
+                daemon.generation, self.kiosks[daemon.kiosk].name
             ));
         }
     }
 
-    /// Re-reads the journal if it changed and merges it into the tally.
-    fn refresh_journal(&mut self) {
-        let path = self.state_dir.join(journal::FILE_NAME);
+    /// Re-reads kiosk `k`'s journal if it changed and merges it into the tally.
+    fn refresh_journal(&mut self, k: usize) {
+        let kiosk = &mut self.kiosks[k];
+        let path = kiosk.state_dir.join(journal::FILE_NAME);
         let Ok(meta) = std::fs::metadata(&path) else {
             return;
         };
         let identity = (meta.ino(), meta.len());
-        if self.journal_seen == Some(identity) {
+        if kiosk.journal_seen == Some(identity) {
             return;
         }
-        let Ok(replay) = journal::read_only(&self.state_dir) else {
+        let Ok(replay) = journal::read_only(&kiosk.state_dir) else {
             return;
         };
-        self.journal_seen = Some(identity);
+        kiosk.journal_seen = Some(identity);
         for p in replay.payments {
-            match self.tally.get(&p.merchant_reference) {
-                Some(old) if old.outcome.is_some() && p.outcome.is_none() => {}
-                _ => {
-                    self.tally.insert(p.merchant_reference.clone(), p);
-                }
+            let reference = p.merchant_reference.clone();
+            if let Some(two) = merge_payment(&mut self.tally, p) {
+                self.reused.entry(reference).or_insert(two);
             }
         }
     }
 
-    /// The payments for cart `i` whose outcome has not been taken into account yet.
-    fn open_payments(&self, i: usize) -> Vec<PaymentRecord> {
-        let reference = format!("{CART_PREFIX}{i}");
+    /// Whether kiosk `k`'s journal, as last read, has no unfinished payment.
+    fn all_final(&self, k: usize) -> bool {
+        journal::read_only(&self.kiosks[k].state_dir)
+            .map_or(true, |r| r.unresolved().next().is_none())
+    }
+
+    /// The payments for `cart` whose outcome has not been taken into account yet.
+    fn open_payments(&self, cart: &str) -> Vec<PaymentRecord> {
         self.tally
             .values()
-            .filter(|p| p.cart_reference.as_deref() == Some(reference.as_str()))
+            .filter(|p| p.cart_reference.as_deref() == Some(cart))
             .filter(|p| !self.concluded.contains(&p.merchant_reference))
             .cloned()
             .collect()
+    }
+
+    /// The kiosk cart `i` goes to: they take turns.
+    fn kiosk_of(&self, i: usize) -> usize {
+        i % self.kiosks.len()
     }
 
     fn progress(&mut self, force: bool) {
@@ -644,20 +1170,22 @@ impl Soak {
         }
         self.last_progress = now;
         eprintln!(
-            "soak: {}/{} carts, {} payments, {}/{} kills, {} restarts, {} violations, {:.1} s",
+            "soak: {}/{} carts, {} payments, {}/{} kills, {} restarts, {} state faults, {} \
+             violations, {:.1} s",
             self.carts_done,
             self.options.payments,
             self.tally.len(),
             self.kills.len(),
             self.options.kills,
-            self.generations.saturating_sub(1),
+            self.restarts,
+            self.losses + self.damages.values().sum::<u64>(),
             self.violations.len(),
             self.started.elapsed().as_secs_f64()
         );
     }
 
-    /// Waits a tick, then handles whatever happened: log lines, a due kill, an exited daemon,
-    /// a changed journal. Returns the log events of the tick.
+    /// Waits a tick, then handles whatever happened: log lines, a due kill, an exited daemon
+    /// (started again), a changed journal. Returns the log events of the tick.
     async fn tick(&mut self) -> Result<Vec<(u64, LogEvent)>> {
         sleep(TICK).await;
         let events = self.drain_logs().await;
@@ -666,16 +1194,32 @@ impl Soak {
                 kill.at = Some(Instant::now() + kill.delay);
             }
         }
+        let paying = self.kiosk_of(self.current_cart);
         if let Some(kill) = self.timed_kill {
-            if kill.at.is_some_and(|at| Instant::now() >= at) && self.daemon.is_some() {
+            if kill.at.is_some_and(|at| Instant::now() >= at)
+                && self.kiosks[paying].daemon.is_some()
+            {
                 self.timed_kill = None;
-                self.kill().await?;
+                self.kill(paying).await?;
             }
         }
-        self.reap(false).await?;
-        self.refresh_journal();
+        for k in 0..self.kiosks.len() {
+            self.reap(k, false).await?;
+            self.refresh_journal(k);
+        }
+        self.ensure_daemons().await?;
         self.progress(false);
         Ok(events)
+    }
+
+    /// Starts every kiosk's daemon that is not running.
+    async fn ensure_daemons(&mut self) -> Result<()> {
+        for k in 0..self.kiosks.len() {
+            if self.kiosks[k].daemon.is_none() {
+                self.spawn(k, self.current_cart).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn run(&mut self) -> Result<()> {
@@ -692,31 +1236,56 @@ impl Soak {
             }
         }
         // Kills the plan could not place before the carts ran out happen now, on an idle
-        // kiosk, so that the run always makes the number asked for.
+        // kiosk, so that the run always makes the number asked for. A daemon with an armed
+        // hook goes first: its hook could otherwise make one kill too many.
         self.current_cart = self.options.payments;
         while self.kills_left() > 0
             && self.violations.is_empty()
             && !self.interrupted.load(Ordering::SeqCst)
         {
-            if self.daemon.is_none() {
-                self.spawn(self.options.payments).await?;
-            }
+            self.ensure_daemons().await?;
             sleep(Duration::from_millis(self.rng.u64(50..300))).await;
-            if self.daemon.is_some() {
-                self.kill().await?;
+            let k = self
+                .kiosks
+                .iter()
+                .position(|k| k.daemon.as_ref().is_some_and(|d| d.hook.is_some()))
+                .unwrap_or(self.kills.len() % self.kiosks.len());
+            if self.kiosks[k].daemon.is_some() {
+                self.kill(k).await?;
             }
         }
-        if self.daemon.is_none() {
-            self.spawn(self.options.payments).await?;
+        self.ensure_daemons().await?;
+        // State faults still owed (every restart so far came with a payment unfinished) are
+        // made now, at a clean restart of an idle kiosk once its journal is all final.
+        let mut tries = 0;
+        while !self.owed.is_empty()
+            && tries < 4 * self.kiosks.len()
+            && self.violations.is_empty()
+            && !self.interrupted.load(Ordering::SeqCst)
+        {
+            let k = tries % self.kiosks.len();
+            tries += 1;
+            let deadline = Instant::now() + CART_DEADLINE;
+            while !self.all_final(k) && Instant::now() < deadline {
+                self.tick().await?;
+            }
+            self.stop_kiosk(k).await;
+            self.spawn(k, self.options.payments).await?;
         }
-        // Let the last daemon start (and resolve anything the last kill left) before stopping.
+        // Let the last daemons start (and resolve anything the last kill or state fault left)
+        // before stopping.
         let deadline = Instant::now() + CART_DEADLINE;
         loop {
             self.tick().await?;
-            if self.daemon.is_none() {
-                self.spawn(self.options.payments).await?;
-            }
-            if self.tally.values().all(|p| p.outcome.is_some()) {
+            // The journals too: a payment whose final record a damage cut off is final in the
+            // tally but not yet again in the journal its daemon is recovering it from.
+            if self.tally.values().all(|p| p.outcome.is_some())
+                && (0..self.kiosks.len()).all(|k| self.all_final(k))
+                && self
+                    .kiosks
+                    .iter()
+                    .all(|k| k.daemon.as_ref().is_some_and(|d| d.ready))
+            {
                 break;
             }
             if Instant::now() > deadline {
@@ -729,21 +1298,29 @@ impl Soak {
         Ok(())
     }
 
-    /// Feeds cart `i` until one of its payments reaches an outcome.
+    /// Feeds cart `i` to its kiosk until one of its payments reaches an outcome.
     async fn pay(&mut self, i: usize, amount: u64) -> Result<()> {
         self.current_cart = i;
-        let line = cart_line(amount, i);
+        let k = self.kiosk_of(i);
+        let cart = self.kiosks[k].cart(i);
+        let line = cart_line(amount, &cart);
         let mut scans = 0;
         let deadline = Instant::now() + CART_DEADLINE;
+        // A state fault that waited at a restart for a payment to finish is made now, while
+        // this kiosk is idle: a clean stop, the fault, a start, and this cart's create meets
+        // the dropped answer.
+        self.refresh_journal(k);
+        if !self.owed.is_empty() && self.kiosks[k].daemon.is_some() && self.all_final(k) {
+            self.stop_kiosk(k).await;
+            self.spawn(k, i).await?;
+        }
         'feed: loop {
-            if self.daemon.is_none() {
-                self.spawn(i).await?;
-            }
+            self.ensure_daemons().await?;
             // Only a refusal logged after this feed counts.
             self.drain_logs().await;
-            let generation = self.daemon.as_ref().map_or(0, |d| d.generation);
-            if self.open_payments(i).is_empty() {
-                if let Some(daemon) = self.daemon.as_mut() {
+            let generation = self.kiosks[k].daemon.as_ref().map_or(0, |d| d.generation);
+            if self.open_payments(&cart).is_empty() {
+                if let Some(daemon) = self.kiosks[k].daemon.as_mut() {
                     if let Some(stdin) = daemon.stdin.as_mut() {
                         // A write error means the daemon is gone; the next tick sees it.
                         let _ = stdin.write_all(line.as_bytes()).await;
@@ -753,12 +1330,12 @@ impl Soak {
             }
             loop {
                 let events = self.tick().await?;
-                let open = self.open_payments(i);
+                let open = self.open_payments(&cart);
                 if open.len() > 1 {
                     let refs: Vec<&str> =
                         open.iter().map(|p| p.merchant_reference.as_str()).collect();
                     self.violations.push(format!(
-                        "cart {CART_PREFIX}{i}: one scan started {} payments: {}",
+                        "cart {cart}: one scan started {} payments: {}",
                         refs.len(),
                         refs.join(", ")
                     ));
@@ -778,7 +1355,8 @@ impl Soak {
                     let refused = events
                         .iter()
                         .any(|(g, e)| *g == generation && matches!(e, LogEvent::Refused));
-                    let died = self.daemon.as_ref().map(|d| d.generation) != Some(generation);
+                    let died =
+                        self.kiosks[k].daemon.as_ref().map(|d| d.generation) != Some(generation);
                     if refused || died {
                         self.refeeds += 1;
                         if refused {
@@ -787,16 +1365,12 @@ impl Soak {
                         continue 'feed;
                     }
                 }
-                if self.daemon.is_none() {
-                    // Killed with the cart's payment in flight: the next daemon recovers it.
-                    self.spawn(i).await?;
-                }
                 if Instant::now() > deadline {
                     self.violations.push(format!(
-                        "cart {CART_PREFIX}{i} ({amount} minor units): no outcome within {} s \
-                         (stuck); journal: {:?}",
+                        "cart {cart} ({amount} minor units): no outcome within {} s (stuck); \
+                         journal: {:?}",
                         CART_DEADLINE.as_secs(),
-                        self.open_payments(i)
+                        self.open_payments(&cart)
                             .first()
                             .map(|p| (&p.merchant_reference, &p.state))
                     ));
@@ -806,9 +1380,26 @@ impl Soak {
         }
     }
 
-    /// Stops the daemon with `SIGTERM` (a clean stop, unlike the kills) and reaps it.
+    /// Stops every daemon with `SIGTERM`.
     async fn stop_daemon(&mut self) {
-        let Some(daemon) = self.daemon.as_mut() else {
+        for k in 0..self.kiosks.len() {
+            self.stop_kiosk(k).await;
+        }
+        self.drain_logs().await;
+        let _ = self.log.flush().await;
+    }
+
+    /// Stops kiosk `k`'s daemon with `SIGTERM` (a clean stop, unlike the kills) and reaps it.
+    async fn stop_kiosk(&mut self, k: usize) {
+        let name = self.kiosks[k].name;
+        // A daemon stopped before its SIGTERM handler is installed would die of the signal.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.kiosks[k].daemon.as_ref().is_some_and(|d| !d.ready) && Instant::now() < deadline
+        {
+            sleep(TICK).await;
+            self.drain_logs().await;
+        }
+        let Some(daemon) = self.kiosks[k].daemon.as_mut() else {
             return;
         };
         if let Some(pid) = daemon.child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -820,47 +1411,63 @@ impl Soak {
         let stopped = tokio::time::timeout(Duration::from_secs(15), daemon.child.wait()).await;
         match stopped {
             Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => self
-                .violations
-                .push(format!("the daemon stopped on SIGTERM with {status}")),
+            // Its hook fired while it was being stopped: a kill like any other.
+            Ok(Ok(status)) if status.signal() == Some(libc::SIGKILL) && daemon.hook.is_some() => {
+                self.kills.push(KillKind::Journal);
+            }
+            Ok(Ok(status)) => self.violations.push(format!(
+                "kiosk {name}'s daemon stopped on SIGTERM with {status}"
+            )),
             Ok(Err(e)) => self
                 .violations
-                .push(format!("cannot wait for the daemon: {e}")),
+                .push(format!("cannot wait for kiosk {name}'s daemon: {e}")),
             Err(_) => {
-                self.violations
-                    .push("the daemon did not stop within 15 s of SIGTERM".into());
+                self.violations.push(format!(
+                    "kiosk {name}'s daemon did not stop within 15 s of SIGTERM"
+                ));
                 let _ = daemon.child.kill().await;
             }
         }
-        self.daemon = None;
-        self.drain_logs().await;
-        let _ = self.log.flush().await;
+        self.kiosks[k].daemon = None;
+        self.kiosks[k].stopped_cleanly = true;
     }
 
     /// The final checks against the emulator's ledger; builds the report.
     async fn check(&mut self) -> SoakReport {
-        self.journal_seen = None;
-        self.refresh_journal();
-        match journal::read_only(&self.state_dir) {
-            Ok(replay) => {
-                for problem in replay.problems {
-                    if problem.kind != ProblemKind::TornTail {
-                        self.violations
-                            .push(format!("journal reads back with a problem: {problem}"));
+        for k in 0..self.kiosks.len() {
+            self.kiosks[k].journal_seen = None;
+            self.refresh_journal(k);
+            let name = self.kiosks[k].name;
+            match journal::read_only(&self.kiosks[k].state_dir) {
+                Ok(replay) => {
+                    for problem in replay.problems {
+                        if !caused_by_soak(&problem, &self.kiosks[k], &self.tally) {
+                            self.violations.push(format!(
+                                "journal of kiosk {name} reads back with a problem: {problem}"
+                            ));
+                        }
+                    }
+                    for p in replay.payments.iter().filter(|p| p.outcome.is_none()) {
+                        self.violations.push(format!(
+                            "journal of kiosk {name}: {} ({}) is not final (state {})",
+                            p.merchant_reference,
+                            p.cart_reference.as_deref().unwrap_or("-"),
+                            p.state
+                        ));
                     }
                 }
-                for p in replay.payments.iter().filter(|p| p.outcome.is_none()) {
-                    self.violations.push(format!(
-                        "journal: {} ({}) is not final (state {})",
-                        p.merchant_reference,
-                        p.cart_reference.as_deref().unwrap_or("-"),
-                        p.state
-                    ));
-                }
+                Err(e) => self
+                    .violations
+                    .push(format!("cannot read the journal of kiosk {name}: {e}")),
             }
-            Err(e) => self
-                .violations
-                .push(format!("cannot read the journal: {e}")),
+        }
+        for (reference, two) in &self.reused {
+            self.violations
+                .push(if two.starts_with(reference.as_str()) {
+                    two.clone()
+                } else {
+                    format!("{reference}: {two}")
+                });
         }
         let ledger = control(&self.base, "/_emulator/ledger").await;
         let faults = control(&self.base, "/_emulator/faults").await;
@@ -873,11 +1480,8 @@ impl Soak {
                 .violations
                 .push(format!("cannot read the emulator's ledger: {e:#}")),
         }
-        let mut fault_counts = BTreeMap::new();
         match faults {
-            Ok(report) => {
-                fault_counts = fault_counts_by_kind(&report);
-            }
+            Ok(report) => self.bank_fault_counts(&report),
             Err(e) => self
                 .violations
                 .push(format!("cannot read the emulator's fault counts: {e:#}")),
@@ -888,6 +1492,22 @@ impl Soak {
             *payments.entry(key.to_string()).or_insert(0) += 1;
         }
         let payments_total = self.tally.len() as u64;
+        let mut payments_by_kiosk = BTreeMap::new();
+        for p in self.tally.values() {
+            let cart = p.cart_reference.as_deref().unwrap_or("");
+            // The longest prefix decides: `SOAK-B-` carts also start with `SOAK-`.
+            let kiosk = self
+                .kiosks
+                .iter()
+                .filter(|k| cart.starts_with(k.cart_prefix))
+                .max_by_key(|k| k.cart_prefix.len())
+                .map_or("none", |k| k.name);
+            *payments_by_kiosk.entry(kiosk.to_string()).or_insert(0) += 1;
+        }
+        let conflicts = payments
+            .get(Outcome::Conflict.as_str())
+            .copied()
+            .unwrap_or(0);
         let duration_s = self.started.elapsed().as_secs_f64();
         let count = |kind| self.kills.iter().filter(|k| **k == kind).count() as u64;
         SoakReport {
@@ -895,12 +1515,26 @@ impl Soak {
             carts_done: self.carts_done,
             payments,
             payments_total,
-            faults: fault_counts,
+            faults: self.faults_banked.clone(),
             kills_after_journal_write: count(KillKind::Journal),
             kills_random: count(KillKind::Random),
-            restarts: self.generations.saturating_sub(1),
+            restarts: self.restarts,
             recoveries: self.recoveries,
             refeeds: self.refeeds,
+            kiosks: self.kiosks.len(),
+            payments_by_kiosk,
+            state_losses: self.losses,
+            state_damages: self.damages.clone(),
+            state_faults_postponed: self.postponed,
+            state_faults_not_made: self.owed.len() as u64
+                + self
+                    .state_plan
+                    .iter()
+                    .skip(self.kill_restarts)
+                    .flatten()
+                    .count() as u64,
+            creates_dropped_after_state_fault: self.creates_dropped,
+            conflicts,
             violations: self.violations.clone(),
             duration_s,
             payments_per_s: if duration_s > 0.0 {
@@ -910,14 +1544,38 @@ impl Soak {
             },
             fault_rate: self.options.fault_rate,
             kills_asked: self.options.kills,
+            lose_state_asked: self.options.lose_state,
+            damage_state_asked: self.options.damage_state,
             seed: self.options.seed,
             interrupted: self.interrupted.load(Ordering::SeqCst),
         }
     }
 }
 
+/// Whether a journal problem of `kiosk` is what the soak's own doing explains: a torn tail
+/// (also left by a kill during an append), corrupt lines and the sequence skip past them after
+/// damage, and a missing intent where the soak damaged that intent line (or where the damage
+/// garbled a reference into one that names no payment the soak saw begin).
+fn caused_by_soak(
+    problem: &journal::Problem,
+    kiosk: &Kiosk,
+    tally: &HashMap<String, PaymentRecord>,
+) -> bool {
+    match problem.kind {
+        ProblemKind::TornTail => true,
+        ProblemKind::Corrupt | ProblemKind::SequenceSkipped => kiosk.damaged,
+        ProblemKind::MissingIntent => {
+            kiosk.damaged
+                && missing_intent_reference(&problem.detail).is_some_and(|r| {
+                    kiosk.damaged_intents.contains(r) || !tally.get(r).is_some_and(has_intent)
+                })
+        }
+        ProblemKind::UnknownRecord | ProblemKind::Inconsistent => false,
+    }
+}
+
 /// The daemon's config: fast polling, short call timeout, stdin input, no display.
-fn daemon_config(base: &str, secret: &Path, state: &Path) -> String {
+fn daemon_config(base: &str, secret: &Path, state: &Path, terminal: &str) -> String {
     format!(
         r#"# Written by `kioskpay soak`: the daemon under test, against the in-process emulator.
 [kiosk]
@@ -967,7 +1625,6 @@ keep_final = 50
         secret = secret.display(),
         profile = emulator::PROFILE_ID,
         store = emulator::STORE_ID,
-        terminal = emulator::TERMINAL_IDS[0],
         payout = emulator::PAYOUT_DESTINATION_ID,
         state = state.display(),
     )
@@ -997,12 +1654,40 @@ async fn control(base: &str, path: &str) -> Result<Value> {
     .context("the control call did not run")?
 }
 
+/// A control-API POST on the emulator with a JSON body.
+async fn control_post(base: &str, path: &str, body: &str) -> Result<()> {
+    let url = format!("{base}{path}");
+    let body = body.to_string();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(&body)
+            .with_context(|| format!("POST {url}"))?;
+        Ok(())
+    })
+    .await
+    .context("the control call did not run")?
+}
+
 /// `GET /_emulator/faults`' fired counts, with `status` split by code using the plan's rules.
-fn fault_counts_by_kind(report: &Value) -> BTreeMap<String, u64> {
+/// With `drop_first`, the first rule is the soak's one-shot drop after a state fault: its hits
+/// are returned apart, not among the random faults.
+fn fault_counts_by_kind(report: &Value, drop_first: bool) -> (BTreeMap<String, u64>, u64) {
     let mut out = BTreeMap::new();
     let rules = report["rules"].as_array().cloned().unwrap_or_default();
     let hits = report["hits"].as_array().cloned().unwrap_or_default();
-    for (rule, hits) in rules.iter().zip(hits.iter()) {
+    let skip = usize::from(drop_first);
+    let dropped = if drop_first {
+        hits.first().and_then(Value::as_u64).unwrap_or(0)
+    } else {
+        0
+    };
+    for (rule, hits) in rules.iter().zip(hits.iter()).skip(skip) {
         let kind = rule["kind"].as_str().unwrap_or("?");
         let key = match rule["status"].as_u64() {
             Some(status) => format!("{kind}_{status}"),
@@ -1010,11 +1695,12 @@ fn fault_counts_by_kind(report: &Value) -> BTreeMap<String, u64> {
         };
         *out.entry(key).or_insert(0) += hits.as_u64().unwrap_or(0);
     }
-    out
+    (out, dropped)
 }
 
-/// The ledger checks: doubles, captured without `approved`, `approved` without capture,
-/// sessions left open.
+/// The ledger checks: doubles, captured without `approved`, `approved` without capture or with
+/// another payment's transaction, one reference for two payments, a `conflict` over a capture
+/// of its own cart, sessions left open.
 fn ledger_violations(ledger: &Value, tally: &HashMap<String, PaymentRecord>) -> Vec<String> {
     let mut violations = Vec::new();
     let empty = Vec::new();
@@ -1078,6 +1764,105 @@ fn ledger_violations(ledger: &Value, tally: &HashMap<String, PaymentRecord>) -> 
             )),
         }
     }
+    let session_by_id: HashMap<&str, &Value> = sessions
+        .iter()
+        .filter_map(|s| Some((s["id"].as_str()?, s)))
+        .collect();
+    let tx_by_id: HashMap<&str, &Value> = transactions
+        .iter()
+        .filter_map(|tx| Some((tx["id"].as_str()?, tx)))
+        .collect();
+    // Every session under one reference must be the same payment (a create whose answer was
+    // lost may leave one the kiosk never saw, but with the same cart, amount and terminal).
+    let mut by_reference: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for s in sessions {
+        by_reference
+            .entry(s["merchant_reference"].as_str().unwrap_or(""))
+            .or_default()
+            .push(s);
+    }
+    let payment_of = |s: &Value| {
+        (
+            s["merchant_reference_2"].as_str().map(str::to_string),
+            s["amount"].as_u64(),
+            s["terminal_id"].as_str().map(str::to_string),
+        )
+    };
+    for (reference, group) in &by_reference {
+        let first = payment_of(group[0]);
+        if group.iter().any(|s| payment_of(s) != first) {
+            let all: Vec<String> = group
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {} on {}",
+                        s["merchant_reference_2"].as_str().unwrap_or("-"),
+                        s["amount"],
+                        s["terminal_id"].as_str().unwrap_or("-")
+                    )
+                })
+                .collect();
+            violations.push(format!(
+                "{reference}: one reference, {} payments at Dintero: {}",
+                group.len(),
+                all.join("; ")
+            ));
+        }
+    }
+    let mut finals: Vec<&PaymentRecord> = tally
+        .values()
+        .filter(|p| matches!(p.outcome, Some(Outcome::Approved | Outcome::Conflict)))
+        .collect();
+    finals.sort_by(|a, b| a.merchant_reference.cmp(&b.merchant_reference));
+    for p in finals {
+        let reference = p.merchant_reference.as_str();
+        if p.outcome == Some(Outcome::Conflict) {
+            // Refusing money is legal; refusing this cart's own captured money is not.
+            for tx in transactions.iter().filter(|tx| {
+                status_of(tx).is_paid() && tx["merchant_reference"].as_str() == Some(reference)
+            }) {
+                let cart = tx["session_id"]
+                    .as_str()
+                    .and_then(|s| cart_of.get(s).copied());
+                if cart.is_some() && cart == p.cart_reference.as_deref() {
+                    violations.push(format!(
+                        "{reference} ({}): ended conflict, but Dintero captured {} for this cart \
+                         under this reference (transaction {})",
+                        cart.unwrap_or("-"),
+                        tx["amount"],
+                        tx["id"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some(tx_id) = p.transaction_id.as_deref() else {
+            continue;
+        };
+        let Some(tx) = tx_by_id.get(tx_id) else {
+            violations.push(format!(
+                "{reference}: approved with transaction {tx_id}, which Dintero does not have"
+            ));
+            continue;
+        };
+        let tx_reference = tx["merchant_reference"].as_str().unwrap_or("");
+        let tx_amount = tx["amount"].as_u64().unwrap_or(0);
+        let terminal = tx["session_id"]
+            .as_str()
+            .and_then(|s| session_by_id.get(s))
+            .and_then(|s| s["terminal_id"].as_str())
+            .unwrap_or("");
+        if tx_reference != reference
+            || tx_amount != p.amount
+            || (!p.terminal_id.is_empty() && terminal != p.terminal_id)
+        {
+            violations.push(format!(
+                "{reference}: approved for {} on {} with another payment's money: transaction \
+                 {tx_id} is {tx_reference}, {tx_amount} on {terminal}",
+                p.amount, p.terminal_id
+            ));
+        }
+    }
     let tx_status: HashMap<&str, TransactionStatus> = transactions
         .iter()
         .filter_map(|tx| Some((tx["id"].as_str()?, status_of(tx))))
@@ -1133,6 +1918,37 @@ pub fn table(r: &SoakReport) -> String {
     row("restarts", r.restarts.to_string());
     row("recoveries", r.recoveries.to_string());
     row("carts fed again", r.refeeds.to_string());
+    row("kiosks on one id", r.kiosks.to_string());
+    if r.kiosks > 1 {
+        for (kiosk, n) in &r.payments_by_kiosk {
+            row(&format!("  payments of kiosk {kiosk}"), n.to_string());
+        }
+    }
+    row(
+        "state losses",
+        format!("{}/{}", r.state_losses, r.lose_state_asked),
+    );
+    row(
+        "state damages",
+        format!(
+            "{}/{}",
+            r.state_damages.values().sum::<u64>(),
+            r.damage_state_asked
+        ),
+    );
+    for (kind, n) in &r.state_damages {
+        row(&format!("  {kind}"), n.to_string());
+    }
+    row(
+        "  postponed at restarts",
+        r.state_faults_postponed.to_string(),
+    );
+    row("  never made", r.state_faults_not_made.to_string());
+    row(
+        "  create answers dropped",
+        r.creates_dropped_after_state_fault.to_string(),
+    );
+    row("conflicts", r.conflicts.to_string());
     row("violations", r.violations.len().to_string());
     row("duration", format!("{:.1} s", r.duration_s));
     row("payments/s", format!("{:.2}", r.payments_per_s));
@@ -1177,8 +1993,8 @@ mod tests {
 
     #[test]
     fn cart_lines_are_scanner_codes_in_major_units() {
-        assert_eq!(cart_line(39951, 7), "399.51;SOAK-7\n");
-        assert_eq!(cart_line(505, 0), "5.05;SOAK-0\n");
+        assert_eq!(cart_line(39951, "SOAK-7"), "399.51;SOAK-7\n");
+        assert_eq!(cart_line(505, "SOAK-B-0"), "5.05;SOAK-B-0\n");
         let mut rng = fastrand::Rng::with_seed(1);
         let amounts: Vec<u64> = (0..1000).map(|_| cart_amount(&mut rng)).collect();
         assert!(amounts.iter().all(|a| *a >= 500));
@@ -1248,5 +2064,278 @@ mod tests {
         tally.remove("r5");
         let v = ledger_violations(&ledger, &tally);
         assert_eq!(v.len(), 2, "{v:?}");
+    }
+
+    /// A journal of three lines as the daemon writes them (checksums need not be right here).
+    fn journal_bytes() -> Vec<u8> {
+        let lines = [
+            r#"00000000 {"type":"intent","merchant_reference":"soak-AAAAAA-20260101-000001","amount":100}"#,
+            r#"00000000 {"type":"intent","merchant_reference":"soak-AAAAAA-20260101-000002","amount":200}"#,
+            r#"00000000 {"type":"final","merchant_reference":"soak-AAAAAA-20260101-000002","outcome":"approved"}"#,
+        ];
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn lines_and_intents_are_found_in_journal_bytes() {
+        assert_eq!(line_spans(b"ab\ncd\n"), vec![0..2, 3..5]);
+        assert_eq!(line_spans(b"ab\ncd"), vec![0..2, 3..5]);
+        assert_eq!(line_spans(b""), Vec::<Range<usize>>::new());
+        let bytes = journal_bytes();
+        let spans = line_spans(&bytes);
+        assert_eq!(
+            intent_reference(&bytes[spans[1].clone()]).as_deref(),
+            Some("soak-AAAAAA-20260101-000002")
+        );
+        assert_eq!(intent_reference(&bytes[spans[2].clone()]), None);
+        assert_eq!(intent_reference(b"\xff\xfe"), None);
+        assert_eq!(
+            intent_reference(br#"{"type":"intent","merchant_reference":"x"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bit_flip_changes_one_bit_inside_the_chosen_line() {
+        let bytes = journal_bytes();
+        let spans = line_spans(&bytes);
+        for seed in 0..200 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let d = damage(&bytes, Damage::FlipNewestIntent, &mut rng).unwrap();
+            assert_eq!(d.bytes.len(), bytes.len());
+            assert!(spans[1].contains(&d.at), "{seed}: {}", d.at);
+            let diff: u32 = d
+                .bytes
+                .iter()
+                .zip(&bytes)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            assert_eq!(diff, 1, "{seed}");
+            assert_eq!(line_spans(&d.bytes).len(), 3, "no new line: {seed}");
+            assert_eq!(d.intent_of.as_deref(), Some("soak-AAAAAA-20260101-000002"));
+            let any = damage(&bytes, Damage::FlipAnyLine, &mut rng).unwrap();
+            assert!(spans.iter().any(|s| s.contains(&any.at)));
+            assert_eq!(line_spans(&any.bytes).len(), 3, "no new line: {seed}");
+        }
+    }
+
+    #[test]
+    fn a_cut_ends_inside_the_chosen_line() {
+        let bytes = journal_bytes();
+        let spans = line_spans(&bytes);
+        for seed in 0..200 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let last = damage(&bytes, Damage::CutLastLine, &mut rng).unwrap();
+            assert!(
+                last.at > spans[2].start && last.at < spans[2].end,
+                "{}",
+                last.at
+            );
+            assert_eq!(last.bytes, bytes[..last.at]);
+            assert_eq!(last.intent_of, None);
+            let intent = damage(&bytes, Damage::CutNewestIntent, &mut rng).unwrap();
+            assert!(intent.at > spans[1].start && intent.at < spans[1].end);
+            assert_eq!(intent.bytes, bytes[..intent.at]);
+            assert_eq!(
+                intent.intent_of.as_deref(),
+                Some("soak-AAAAAA-20260101-000002")
+            );
+        }
+    }
+
+    #[test]
+    fn damage_needs_a_line_of_its_kind() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        for kind in DAMAGES {
+            assert_eq!(damage(b"", kind, &mut rng), None, "{kind:?}");
+            assert_eq!(damage(b"x\n", kind, &mut rng), None, "{kind:?}");
+        }
+        let no_intent = b"00000000 {\"type\":\"final\"}\n";
+        assert_eq!(damage(no_intent, Damage::FlipNewestIntent, &mut rng), None);
+        assert_eq!(damage(no_intent, Damage::CutNewestIntent, &mut rng), None);
+        assert!(damage(no_intent, Damage::CutLastLine, &mut rng).is_some());
+    }
+
+    #[test]
+    fn the_state_fault_plan_places_each_fault_at_its_own_restart() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let plan = state_fault_plan(20, 3, 4, &mut rng);
+        assert_eq!(plan.len(), 20);
+        let count = |f| plan.iter().filter(|p| **p == Some(f)).count();
+        assert_eq!(count(StateFault::Lose), 3);
+        assert_eq!(count(StateFault::Damage), 4);
+        let again = state_fault_plan(20, 3, 4, &mut fastrand::Rng::with_seed(7));
+        assert_eq!(plan, again, "the seed decides");
+        assert!(state_fault_plan(0, 0, 0, &mut rng).is_empty());
+        assert_eq!(
+            state_fault_plan(2, 1, 1, &mut rng).iter().flatten().count(),
+            2
+        );
+    }
+
+    fn intent(reference: &str, amount: u64, cart: &str, started: &str) -> PaymentRecord {
+        PaymentRecord {
+            cart_reference: Some(cart.into()),
+            started_at: started.into(),
+            ..record(reference, amount, None)
+        }
+    }
+
+    #[test]
+    fn merging_keeps_what_damage_erased_and_catches_a_reused_reference() {
+        let mut tally = HashMap::new();
+        let first = intent("r1", 100, "SOAK-1", "2026-01-01T00:00:00Z");
+        assert_eq!(merge_payment(&mut tally, first.clone()), None);
+        // Read again after the intent line was damaged: amount and cart come from before.
+        let mut damaged = record("r1", 0, Some(Outcome::Approved));
+        damaged.terminal_id = String::new();
+        damaged.cart_reference = None;
+        assert_eq!(merge_payment(&mut tally, damaged), None);
+        let p = &tally["r1"];
+        assert_eq!(p.outcome, Some(Outcome::Approved));
+        assert_eq!(
+            (p.amount, p.cart_reference.as_deref()),
+            (100, Some("SOAK-1"))
+        );
+        assert_eq!(p.terminal_id, "T12345678-T0001");
+        // An unfinished read after a final one does not reopen the payment.
+        assert_eq!(merge_payment(&mut tally, first), None);
+        assert_eq!(tally["r1"].outcome, Some(Outcome::Approved));
+        // Another payment under the same reference, from another kiosk or a lost directory.
+        let other = intent("r1", 100, "SOAK-B-2", "2026-01-01T00:01:00Z");
+        let found = merge_payment(&mut tally, other).unwrap();
+        assert!(found.contains("one reference, two payments"), "{found}");
+        assert!(found.contains("SOAK-B-2"), "{found}");
+    }
+
+    #[test]
+    fn the_soak_accepts_the_problems_its_damage_explains_and_no_others() {
+        let problem = |kind, detail: &str| journal::Problem {
+            kind,
+            line: Some(3),
+            detail: detail.into(),
+        };
+        let mut kiosk = Kiosk {
+            name: "A",
+            cart_prefix: "SOAK-",
+            config: PathBuf::new(),
+            state_dir: PathBuf::new(),
+            daemon: None,
+            started: true,
+            stopped_cleanly: false,
+            journal_seen: None,
+            damaged: false,
+            damaged_intents: HashSet::new(),
+        };
+        let mut tally = HashMap::new();
+        tally.insert("r1".into(), intent("r1", 100, "SOAK-1", "x"));
+        tally.insert("r2".into(), intent("r2", 200, "SOAK-2", "x"));
+        let missing = |r: &str| {
+            problem(
+                ProblemKind::MissingIntent,
+                &format!("no intent for {r}: amount, currency and terminal unknown"),
+            )
+        };
+        let corrupt = problem(ProblemKind::Corrupt, "checksum");
+        let skipped = problem(ProblemKind::SequenceSkipped, "gap");
+        let torn = problem(ProblemKind::TornTail, "cut");
+        // Undamaged: only a torn tail (a kill during an append) is expected.
+        assert!(caused_by_soak(&torn, &kiosk, &tally));
+        for p in [&corrupt, &skipped, &missing("r1"), &missing("r9")] {
+            assert!(!caused_by_soak(p, &kiosk, &tally), "{p}");
+        }
+        kiosk.damaged = true;
+        kiosk.damaged_intents.insert("r1".into());
+        assert!(caused_by_soak(&corrupt, &kiosk, &tally));
+        assert!(caused_by_soak(&skipped, &kiosk, &tally));
+        assert!(caused_by_soak(&missing("r1"), &kiosk, &tally));
+        // A garbled reference that names no payment the soak saw begin.
+        assert!(caused_by_soak(&missing("r9"), &kiosk, &tally));
+        // r2's intent was never damaged: losing it is the kiosk's doing.
+        assert!(!caused_by_soak(&missing("r2"), &kiosk, &tally));
+        for kind in [ProblemKind::Inconsistent, ProblemKind::UnknownRecord] {
+            assert!(!caused_by_soak(&problem(kind, "x"), &kiosk, &tally));
+        }
+        assert_eq!(missing_intent_reference("something else"), None);
+    }
+
+    #[test]
+    fn fault_counts_keep_the_one_shot_drop_apart() {
+        let report = json!({
+            "rules": [
+                {"kind": "drop_response", "count": 1},
+                {"kind": "status", "status": 500},
+                {"kind": "drop_response"}
+            ],
+            "hits": [1, 4, 2]
+        });
+        let (counts, dropped) = fault_counts_by_kind(&report, true);
+        assert_eq!(dropped, 1);
+        assert_eq!(counts["status_500"], 4);
+        assert_eq!(counts["drop_response"], 2);
+        let (counts, dropped) = fault_counts_by_kind(&report, false);
+        assert_eq!((dropped, counts["drop_response"]), (0, 3));
+    }
+
+    #[test]
+    fn ledger_checks_catch_borrowed_money_shared_references_and_hidden_captures() {
+        let ledger = json!({
+            "sessions": [
+                {"id": "s1", "merchant_reference": "r1", "merchant_reference_2": "SOAK-1",
+                 "amount": 100, "terminal_id": "T12345678-T0001",
+                 "transaction_id": "t1", "cancelled_at": null},
+                {"id": "s2", "merchant_reference": "r1", "merchant_reference_2": "SOAK-B-2",
+                 "amount": 100, "terminal_id": "T12345678-T0002",
+                 "transaction_id": "t2", "cancelled_at": null},
+                {"id": "s3", "merchant_reference": "r3", "merchant_reference_2": "SOAK-3",
+                 "amount": 300, "terminal_id": "T12345678-T0001",
+                 "transaction_id": "t3", "cancelled_at": null}
+            ],
+            "transactions": [
+                {"id": "t1", "session_id": "s1", "merchant_reference": "r1", "amount": 100,
+                 "status": "CAPTURED"},
+                {"id": "t2", "session_id": "s2", "merchant_reference": "r1", "amount": 100,
+                 "status": "FAILED"},
+                {"id": "t3", "session_id": "s3", "merchant_reference": "r3", "amount": 300,
+                 "status": "CAPTURED"}
+            ]
+        });
+        let mut tally = HashMap::new();
+        // r1 approved with r3's transaction: another payment's money.
+        let mut r1 = intent("r1", 100, "SOAK-1", "x");
+        r1.outcome = Some(Outcome::Approved);
+        r1.transaction_id = Some("t3".into());
+        tally.insert("r1".into(), r1);
+        // r3's kiosk said conflict while its own cart's money was captured.
+        let mut r3 = intent("r3", 300, "SOAK-3", "x");
+        r3.outcome = Some(Outcome::Conflict);
+        tally.insert("r3".into(), r3);
+        let v = ledger_violations(&ledger, &tally);
+        let all = v.join("\n");
+        assert!(
+            all.contains("r1: one reference, 2 payments at Dintero"),
+            "{all}"
+        );
+        assert!(
+            all.contains("r1: approved for 100 on T12345678-T0001 with another payment's money"),
+            "{all}"
+        );
+        assert!(
+            all.contains("r3 (SOAK-3): ended conflict, but Dintero captured 300"),
+            "{all}"
+        );
+
+        // The same payments told right: r1 approved with its own t1, r3 approved, no second
+        // session under r1.
+        let ledger = json!({
+            "sessions": [ledger["sessions"][0], ledger["sessions"][2]],
+            "transactions": [ledger["transactions"][0], ledger["transactions"][2]]
+        });
+        tally.get_mut("r1").unwrap().transaction_id = Some("t1".into());
+        tally.get_mut("r3").unwrap().outcome = Some(Outcome::Approved);
+        assert_eq!(ledger_violations(&ledger, &tally), Vec::<String>::new());
     }
 }
