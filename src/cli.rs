@@ -182,6 +182,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add, remove or list the technicians who may log in on the serial console.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay technician list\n  sudo kioskpay technician remove kari\n\nRoles: service (status, tests, logs, payments), refund (+ refund, void),\nadmin (+ config, credentials, technicians). There is no default PIN."
+    )]
+    Technician(TechnicianCommand),
+}
+
+/// `kioskpay technician …`
+#[derive(Subcommand, Debug)]
+enum TechnicianCommand {
+    /// Add a technician; asks for the PIN twice, hidden (the first line of stdin when it is not a
+    /// terminal).
+    #[command(
+        after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  printf '482915\\n' | kioskpay technician add ola --role service --file ./technicians.toml\n\nA PIN has 6 to 16 digits; one digit repeated (000000), runs (123456, 654321),\nrepeated groups (121212, 123123) and common patterns (112233) are refused.\nIt is stored only as an Argon2id hash, in a root-owned file of mode 0600.\nExit 0: added; 2: the PIN or the id was refused; 1: the file could not be read or written."
+    )]
+    Add {
+        /// The technician's id, typed at `login` (a-z, 0-9, '.', '_', '-'; up to 32).
+        name: String,
+        /// What they may do: service, refund or admin.
+        #[arg(long, value_enum)]
+        role: crate::console::technicians::Role,
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
+    /// Remove a technician.
+    #[command(after_help = "Example:\n  sudo kioskpay technician remove kari")]
+    Remove {
+        /// The technician's id.
+        name: String,
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
+    /// List the technicians with their roles (never their PIN hashes).
+    #[command(after_help = "Example:\n  sudo kioskpay technician list")]
+    List {
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -345,6 +387,15 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             crate::soak::run(options).await
         }
         Command::Journal { config, json } => journal(config, json),
+        Command::Technician(TechnicianCommand::Add { name, role, file }) => {
+            crate::console::technicians::add_command(&file, &name, role)
+        }
+        Command::Technician(TechnicianCommand::Remove { name, file }) => {
+            crate::console::technicians::remove_command(&file, &name)
+        }
+        Command::Technician(TechnicianCommand::List { file }) => {
+            crate::console::technicians::list_command(&file)
+        }
         Command::Decode { config, code } => decode(config, code),
         Command::Render {
             screen,

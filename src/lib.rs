@@ -29,6 +29,7 @@
 pub mod cart;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod demo;
 pub mod dintero;

