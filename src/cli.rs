@@ -188,6 +188,26 @@ enum Command {
         after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay technician list\n  sudo kioskpay technician remove kari\n\nRoles: service (status, tests, logs, payments), refund (+ refund, void),\nadmin (+ config, credentials, technicians). There is no default PIN."
     )]
     Technician(TechnicianCommand),
+    /// Check the technician console's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `kioskpay audit …`
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check that no line of audit.log was edited, removed, inserted or reordered.
+    #[command(
+        after_help = "Examples:\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml\n  kioskpay audit verify --state-dir /var/lib/kioskpay\n\nWithout either, the default state directory /var/lib/kioskpay.\nExit 0: the chain is intact (a last line cut short by a power loss is reported, and is\nnot tampering); 1: broken, with the first line number where it breaks.\nThe last line's sha256 is printed: compare it with the copy in the daemon's log."
+    )]
+    Verify {
+        /// The state directory holding audit.log.
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        state_dir: Option<PathBuf>,
+        /// The config file (TOML); its `state.dir` holds audit.log.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `kioskpay technician …`
@@ -395,6 +415,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Technician(TechnicianCommand::List { file }) => {
             crate::console::technicians::list_command(&file)
+        }
+        Command::Audit(AuditCommand::Verify { state_dir, config }) => {
+            crate::console::audit::verify_command(state_dir, config)
         }
         Command::Decode { config, code } => decode(config, code),
         Command::Render {

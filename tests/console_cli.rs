@@ -126,3 +126,58 @@ fn technician_help_has_examples() {
         "{help}"
     );
 }
+
+#[test]
+fn audit_verify_finds_an_edited_line_and_says_which() {
+    use kioskpay::console::audit::{AuditLog, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), "http://127.0.0.1:9", "");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut log = AuditLog::open(&state).unwrap();
+    log.record(Some("kari"), "login", &Outcome::Ok).unwrap();
+    log.record(Some("kari"), "status", &Outcome::Ok).unwrap();
+    log.record(
+        Some("kari"),
+        "refund K-1",
+        &Outcome::Failed("declined".into()),
+    )
+    .unwrap();
+    let last = log.record(Some("kari"), "logout", &Outcome::Ok).unwrap();
+    drop(log);
+    let state_arg = state.display().to_string();
+    let config_arg = config.display().to_string();
+
+    let Some(out) = kioskpay(&["audit", "verify", "--state-dir", &state_arg], "") else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "4 records, the chain is intact; last line sha256 {last}"
+        )),
+        "{}",
+        text(&out)
+    );
+
+    let path = state.join("audit.log");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replace("declined", "approved")).unwrap();
+    let out = kioskpay(&["audit", "verify", "--config", &config_arg], "").unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("line 3 was changed after it was written"),
+        "{}",
+        text(&out)
+    );
+
+    // A power cut in the middle of a line is not tampering.
+    std::fs::write(&path, format!("{original}{{\"seq\":5,\"ti")).unwrap();
+    let out = kioskpay(&["audit", "verify", "--state-dir", &state_arg], "").unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("line 5 is incomplete: cut short by a power loss"),
+        "{}",
+        text(&out)
+    );
+}

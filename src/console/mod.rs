@@ -26,6 +26,7 @@
 //! old one, directory synced) or appended and synced line by line, so a power cut leaves either
 //! the old or the new content, never a mix.
 
+pub mod audit;
 pub mod lockout;
 pub mod technicians;
 
