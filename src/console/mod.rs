@@ -29,6 +29,7 @@
 pub mod audit;
 pub mod lockout;
 pub mod technicians;
+pub mod wake;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
