@@ -27,6 +27,7 @@
 //! the old or the new content, never a mix.
 
 pub mod audit;
+pub mod line;
 pub mod lockout;
 pub mod technicians;
 pub mod wake;
