@@ -38,7 +38,7 @@ const PACKAGED_KIOSK_ID: &str = "kiosk-1";
     long_about = "kioskpay takes cart totals from the kiosk's input unit (barcode scanner, stdin), \
 creates a Dintero Checkout session for the paired card terminal, follows the payment to its \
 outcome and shows every step on the kiosk's display.",
-    after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7"
+    after_help = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  sudo kioskpay technician add kari --role admin\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml"
 )]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info`, `kioskpay=debug`. Default `info`; `warn` for
@@ -189,7 +189,10 @@ enum Command {
     )]
     Technician(TechnicianCommand),
     /// Check the technician console's audit log.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml"
+    )]
     Audit(AuditCommand),
 }
 

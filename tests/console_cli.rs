@@ -181,3 +181,112 @@ fn audit_verify_finds_an_edited_line_and_says_which() {
         text(&out)
     );
 }
+
+/// A pseudo-terminal: the master end, and the path of the slave end.
+fn openpty() -> (std::os::fd::OwnedFd, String) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut master = 0;
+    let mut slave = 0;
+    // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // The child opens the slave by its path; ours stays open so the master never sees a hangup.
+    std::mem::forget(slave);
+    (master, path)
+}
+
+#[test]
+fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("technicians.toml");
+    let (master, slave_path) = openpty();
+    let Some(mut command) = support::kioskpay_bin() else {
+        return;
+    };
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .unwrap();
+    let mut child = command
+        .args(["technician", "add", "kari", "--role", "admin", "--file"])
+        .arg(&file)
+        .stdin(terminal)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let stderr = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 256];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if String::from_utf8_lossy(&stderr.lock().unwrap()).contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    let mut keyboard = std::fs::File::from(master.try_clone().unwrap());
+    if !wait_for("PIN for kari") {
+        let said = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        let _ = child.kill();
+        // qemu-user may not emulate the terminal ioctls.
+        assert!(said.contains("reading the PIN"), "no PIN prompt: {said}");
+        support::skipped(&format!("no terminal ioctls here: {said}"));
+        return;
+    }
+    keyboard.write_all(b"482915\r").unwrap();
+    assert!(wait_for("Same PIN again"), "{:?}", stderr.lock().unwrap());
+    keyboard.write_all(b"482915\r").unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&stderr.lock().unwrap())
+    );
+    // What the terminal showed: only the line ends, never a digit.
+    // SAFETY: fcntl on the master descriptor we own.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut screen = Vec::new();
+    let _ = std::fs::File::from(master).read_to_end(&mut screen);
+    let screen = String::from_utf8_lossy(&screen);
+    // The screen is not printed on failure: it would hold the PIN.
+    assert!(
+        !screen.contains("4829"),
+        "the PIN was echoed to the terminal"
+    );
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(stored.contains("$argon2id$"));
+}

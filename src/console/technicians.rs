@@ -674,9 +674,10 @@ fn read_new_pin(id: &TechnicianId) -> Result<Pin, PinInputError> {
 
 /// Prompts on stderr and reads one line from the terminal on stdin with echo off.
 fn read_hidden(prompt: &str) -> io::Result<String> {
+    // Echo off before the prompt: whatever is typed once the prompt shows is never echoed.
+    let _echo_off = EchoOff::new()?;
     eprint!("{prompt}");
     io::stderr().flush()?;
-    let _echo_off = EchoOff::new()?;
     let mut line = String::new();
     io::stdin().lock().take(256).read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
