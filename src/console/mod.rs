@@ -6,11 +6,11 @@
 //!
 //! | part | what it does for the technician |
 //! |------|--------------------------------|
-//! | [`technicians`] | technician ids, roles (`service`, `refund`, `admin`) and PINs, kept as Argon2id hashes in `/etc/kioskpay/technicians.toml`; `kioskpay technician add|remove|list` |
+//! | [`technicians`] | technician ids, roles (`service`, `refund`, `admin`) and PINs, kept as Argon2id hashes in `/etc/kioskpay/technicians.toml`; `kioskpay technician add`, `remove`, `list` |
 //! | [`lockout`] | a wrong PIN costs 1, 2, 4, 8 s; the fifth locks the console line for 15 minutes, across restarts and power cuts |
 //! | [`audit`] | every login attempt and command in `audit.log`, each line chained to the previous one by SHA-256; `kioskpay audit verify` |
 //! | [`wake`] | the console stays silent until Enter is pressed three times within two seconds |
-//! | [`line`] | line editing for a plain VT100 terminal: history, tab completion, hidden PIN entry, live events printed above the line being typed |
+//! | [`line`](mod@line) | line editing for a plain VT100 terminal: history, tab completion, hidden PIN entry, live events printed above the line being typed |
 //!
 //! Files, and why they live where they do:
 //!
