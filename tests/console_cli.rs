@@ -87,7 +87,7 @@ fn technicians_are_added_listed_and_removed_without_showing_a_hash() {
     assert!(out.status.success());
     let listing = text(&out);
     assert!(
-        listing.contains("kari") && listing.contains("admin"),
+        listing.contains("kari             admin    added 20"),
         "{listing}"
     );
     assert!(

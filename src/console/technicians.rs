@@ -57,7 +57,7 @@
 //! Same PIN again:
 //! technician kari added (admin) to /etc/kioskpay/technicians.toml
 //! # kioskpay technician list
-//! kari    admin    added 2026-12-04T17:40:00Z
+//! kari             admin    added 2026-12-04T17:40:00Z
 //! # kioskpay technician remove kari
 //! technician kari removed from /etc/kioskpay/technicians.toml
 //! ```
@@ -281,7 +281,8 @@ impl From<TechnicianId> for String {
 
 impl fmt::Display for TechnicianId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, so that `technician list` can line up its columns.
+        f.pad(&self.0)
     }
 }
 
@@ -624,7 +625,7 @@ pub fn list_command(file: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     for t in &technicians.list {
-        println!("{:<32} {:<8} added {}", t.id, t.role.as_str(), t.added);
+        println!("{:<16} {:<8} added {}", t.id, t.role.as_str(), t.added);
     }
     Ok(ExitCode::SUCCESS)
 }
