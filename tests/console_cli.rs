@@ -260,6 +260,7 @@ fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
     if !wait_for("PIN for kari") {
         let said = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
         let _ = child.kill();
+        let _ = child.wait();
         // qemu-user may not emulate the terminal ioctls.
         assert!(said.contains("reading the PIN"), "no PIN prompt: {said}");
         support::skipped(&format!("no terminal ioctls here: {said}"));
