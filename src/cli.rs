@@ -19,12 +19,11 @@ use crate::money::Language;
 
 /// The examples under `kioskpay --help`: the test tooling's commands only where they exist.
 #[cfg(feature = "emulator")]
-const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7";
+const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  sudo kioskpay technician add kari --role admin\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 #[cfg(not(feature = "emulator"))]
-const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'";
+const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'\n  sudo kioskpay technician add kari --role admin\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 
-/// Exit status of a configuration or usage error.
-pub const EXIT_CONFIG: u8 = 2;
+pub use crate::config::EXIT_CONFIG;
 
 /// Exit status of `check` when the file is valid but something it needs is not there now: the
 /// Dintero API does not answer, or the scanner device does not exist.
@@ -201,6 +200,71 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add, remove or list the technicians who may log in on the serial console.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay technician list\n  sudo kioskpay technician remove kari\n\nRoles: service (status, tests, logs, payments), refund (+ refund, void),\nadmin (+ config, credentials, technicians). There is no default PIN."
+    )]
+    Technician(TechnicianCommand),
+    /// Check the technician console's audit log.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml"
+    )]
+    Audit(AuditCommand),
+}
+
+/// `kioskpay audit …`
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check that no line of audit.log was edited, removed, inserted or reordered.
+    #[command(
+        after_help = "Examples:\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml\n  kioskpay audit verify --state-dir /var/lib/kioskpay\n\nWithout either, the default state directory /var/lib/kioskpay.\nExit 0: the chain is intact (a last line cut short by a power loss is reported, and is\nnot tampering); 1: broken, with the first line number where it breaks.\nThe last line's sha256 is printed: compare it with the copy in the daemon's log."
+    )]
+    Verify {
+        /// The state directory holding audit.log.
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        state_dir: Option<PathBuf>,
+        /// The config file (TOML); its `state.dir` holds audit.log.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `kioskpay technician …`
+#[derive(Subcommand, Debug)]
+enum TechnicianCommand {
+    /// Add a technician; asks for the PIN twice, hidden (the first line of stdin when it is not a
+    /// terminal).
+    #[command(
+        after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  printf '482915\\n' | kioskpay technician add ola --role service --file ./technicians.toml\n\nA PIN has 6 to 16 digits; one digit repeated (000000), runs (123456, 654321),\nrepeated groups (121212, 123123) and common patterns (112233) are refused.\nIt is stored only as an Argon2id hash, in a root-owned file of mode 0600.\nExit 0: added; 2: the PIN or the id was refused; 1: the file could not be read or written."
+    )]
+    Add {
+        /// The technician's id, typed at `login` (a-z, 0-9, '.', '_', '-'; up to 32).
+        name: String,
+        /// What they may do: service, refund or admin.
+        #[arg(long, value_enum)]
+        role: crate::console::technicians::Role,
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
+    /// Remove a technician.
+    #[command(after_help = "Example:\n  sudo kioskpay technician remove kari")]
+    Remove {
+        /// The technician's id.
+        name: String,
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
+    /// List the technicians with their roles (never their PIN hashes).
+    #[command(after_help = "Example:\n  sudo kioskpay technician list")]
+    List {
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -374,6 +438,18 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             crate::soak::run(options).await
         }
         Command::Journal { config, json } => journal(config, json),
+        Command::Technician(TechnicianCommand::Add { name, role, file }) => {
+            crate::console::technicians::add_command(&file, &name, role)
+        }
+        Command::Technician(TechnicianCommand::Remove { name, file }) => {
+            crate::console::technicians::remove_command(&file, &name)
+        }
+        Command::Technician(TechnicianCommand::List { file }) => {
+            crate::console::technicians::list_command(&file)
+        }
+        Command::Audit(AuditCommand::Verify { state_dir, config }) => {
+            crate::console::audit::verify_command(state_dir, config)
+        }
         Command::Decode { config, code } => decode(config, code),
         Command::Render {
             screen,

@@ -76,6 +76,10 @@ pub enum ConfigError {
     },
 }
 
+/// Exit status of a configuration or usage error, for every command (the message names the key,
+/// the value and what is expected).
+pub const EXIT_CONFIG: u8 = 2;
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -50,6 +50,7 @@
 pub mod cart;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 #[cfg(feature = "emulator")]
 pub mod demo;
