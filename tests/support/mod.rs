@@ -144,38 +144,51 @@ pub fn sessions_for<'a>(
 /// e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`, or Debian's default for this
 /// architecture). `None`, with a SKIPPED line on stderr, if neither works.
 pub fn kioskpay_bin() -> Option<std::process::Command> {
+    command_for(env!("CARGO_BIN_EXE_kioskpay"), "--version")
+}
+
+/// A command that runs `program`, built for this test run's architecture: directly where it
+/// runs (`probe`, e.g. `--version`, must succeed), else through the qemu runner, named by its
+/// absolute path so that a child `PATH` the test changes does not hide it. `None`, with a
+/// SKIPPED line, where neither works. See [`kioskpay_bin`].
+pub fn command_for(program: &str, probe: &str) -> Option<std::process::Command> {
     use std::process::{Command, Stdio};
-    const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
     let runs = |command: &mut Command| {
         command
-            .arg("--version")
+            .arg(probe)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
     // With binfmt_misc unregistered, exec fails with ENOEXEC and std's fallback hands the file
-    // to /bin/sh, so "it ran" is not enough: `--version` must succeed.
-    if runs(&mut Command::new(BIN)) {
-        return Some(Command::new(BIN));
+    // to /bin/sh, so "it ran" is not enough: the probe must succeed.
+    if runs(&mut Command::new(program)) {
+        return Some(Command::new(program));
     }
     let runner = std::env::var("KIOSKPAY_TEST_RUNNER")
         .ok()
         .or_else(|| default_runner().map(str::to_string));
     let Some(runner) = runner else {
-        panic!("{BIN} --version fails on its own architecture");
+        panic!("{program} {probe} fails on its own architecture");
     };
     let mut words = runner.split_whitespace();
-    let program = words.next()?;
+    let name = words.next()?;
+    let absolute = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| name.into());
     let with_runner = || {
-        let mut command = Command::new(program);
-        command.args(runner.split_whitespace().skip(1)).arg(BIN);
+        let mut command = Command::new(&absolute);
+        command.args(runner.split_whitespace().skip(1)).arg(program);
         command
     };
     if runs(&mut with_runner()) {
         Some(with_runner())
     } else {
-        skipped(&format!("{BIN} is for another architecture, binfmt_misc does not run it and the runner `{runner}` cannot start it (install qemu-user-static or set KIOSKPAY_TEST_RUNNER)"));
+        skipped(&format!("{program} is for another architecture, binfmt_misc does not run it and the runner `{runner}` cannot start it (install qemu-user-static or set KIOSKPAY_TEST_RUNNER)"));
         None
     }
 }
