@@ -1501,7 +1501,8 @@ impl Soak {
                 .iter()
                 .filter(|k| cart.starts_with(k.cart_prefix))
                 .max_by_key(|k| k.cart_prefix.len())
-                .map_or("none", |k| k.name);
+                // Known only from a damaged journal line: its cart reference was lost with it.
+                .map_or("unknown", |k| k.name);
             *payments_by_kiosk.entry(kiosk.to_string()).or_insert(0) += 1;
         }
         let conflicts = payments
@@ -1921,7 +1922,11 @@ pub fn table(r: &SoakReport) -> String {
     row("kiosks on one id", r.kiosks.to_string());
     if r.kiosks > 1 {
         for (kiosk, n) in &r.payments_by_kiosk {
-            row(&format!("  payments of kiosk {kiosk}"), n.to_string());
+            let label = match kiosk.as_str() {
+                "unknown" => "  payments of a damaged intent".to_string(),
+                kiosk => format!("  payments of kiosk {kiosk}"),
+            };
+            row(&label, n.to_string());
         }
     }
     row(
