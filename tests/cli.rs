@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -400,31 +399,6 @@ async fn no_log_level_prints_the_client_secret_or_a_token() {
     emulator.shutdown().await;
 }
 
-/// Opens a pseudo-terminal pair; returns the master and the slave's path.
-fn openpty() -> (OwnedFd, String) {
-    let mut master = 0;
-    let mut slave = 0;
-    // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty failed");
-    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    std::mem::forget(slave);
-    (master, path)
-}
-
 /// Whether this process can open serial devices: qemu-user does not emulate TCGETS2.
 fn serial_supported(path: &str) -> bool {
     use tokio_serial::SerialPortBuilderExt;
@@ -439,7 +413,7 @@ fn serial_supported(path: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reads_a_scanner_on_a_real_serial_line() {
-    let (master, slave_path) = openpty();
+    let (master, slave_path) = support::openpty();
     if !serial_supported(&slave_path) {
         return;
     }

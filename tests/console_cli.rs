@@ -182,33 +182,6 @@ fn audit_verify_finds_an_edited_line_and_says_which() {
     );
 }
 
-/// A pseudo-terminal: the master end, and the path of the slave end.
-fn openpty() -> (std::os::fd::OwnedFd, String) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let mut master = 0;
-    let mut slave = 0;
-    // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty failed");
-    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    // The child opens the slave by its path; ours stays open so the master never sees a hangup.
-    std::mem::forget(slave);
-    (master, path)
-}
-
 #[test]
 fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
     use std::io::Read;
@@ -218,7 +191,7 @@ fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("technicians.toml");
-    let (master, slave_path) = openpty();
+    let (master, slave_path) = support::openpty();
     let Some(mut command) = support::kioskpay_bin() else {
         return;
     };

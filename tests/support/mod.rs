@@ -226,3 +226,31 @@ pub fn skipped(reason: &str) {
         }
     }
 }
+
+/// A pseudo-terminal pair: the master end, and the path of the slave end, which a child opens
+/// like a serial device or a technician's terminal.
+pub fn openpty() -> (std::os::fd::OwnedFd, String) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut master = 0;
+    let mut slave = 0;
+    // SAFETY: openpty writes two descriptors into the integers we pass; name and attributes are null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // The child opens the slave by its path; ours stays open so the master never sees a hangup.
+    std::mem::forget(slave);
+    (master, path)
+}
