@@ -11,6 +11,8 @@
 //! ([`crate::systemd`]), [`Counters`] for the metrics file ([`crate::metrics`]), and
 //! [`Kiosk::reload`] for SIGHUP.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -357,4 +359,83 @@ impl Kiosk {
         self.shutdown.cancel();
         self.wait().await
     }
+}
+
+/// `kioskpay run`: loads the config, starts the kiosk, the systemd supervisor and the metrics
+/// writer, and runs until SIGTERM or Ctrl-C; SIGHUP reloads the config.
+pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = Config::load(&path)?;
+    let client = crate::dintero::client::Client::new(
+        crate::dintero::client::ClientConfig::from_config(&config.dintero)?,
+    );
+    tracing::info!(kiosk = %config.kiosk.id, terminal = %config.store.terminal_id, "kioskpay starting");
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
+        .context("starting the kiosk")?;
+    let token = kiosk.shutdown_token();
+    let watchdog = crate::systemd::watchdog_from_env();
+    let supervisor = tokio::spawn(crate::systemd::supervise(
+        kiosk.liveness.clone(),
+        kiosk.state.clone(),
+        watchdog,
+        crate::systemd::SdNotify::default(),
+        token.clone().cancelled_owned(),
+    ));
+    let metrics = config.metrics.textfile.clone().map(|textfile| {
+        let reports =
+            std::mem::replace(&mut kiosk.reports, tokio::sync::mpsc::unbounded_channel().1);
+        tokio::spawn(crate::metrics::run(
+            crate::metrics::MetricsOptions {
+                textfile,
+                interval: config.metrics.interval(),
+                state_dir: config.state.dir.clone(),
+            },
+            kiosk.counters.clone(),
+            kiosk.state.clone(),
+            reports,
+            kiosk.liveness.clone(),
+            token.clone().cancelled_owned(),
+        ))
+    });
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hangup.recv() => reload(&mut kiosk, &path),
+        }
+    }
+    tracing::info!("stopping: no new carts; a payment in flight is journaled for the next start");
+    kiosk.stop().await?;
+    let _ = supervisor.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: re-reads the config file and puts what can change at run time in force. A file that
+/// does not load leaves the running config as it is.
+fn reload(kiosk: &mut Kiosk, path: &std::path::Path) {
+    let mut notifier = crate::systemd::SdNotify::default();
+    use crate::systemd::Notifier as _;
+    notifier.send(crate::systemd::Message::Reloading);
+    match Config::load(path) {
+        Ok(new) => match kiosk.reload(&new) {
+            Ok(needs_restart) => tracing::info!(
+                path = %path.display(),
+                needs_restart = ?needs_restart,
+                "config reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; the running settings stay")
+            }
+        },
+        Err(e) => tracing::error!(error = %e, "config reload failed; the running settings stay"),
+    }
+    notifier.send(crate::systemd::Message::Ready);
 }

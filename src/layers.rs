@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["metrics", "config"],
     // Wiring: starts the tasks. The technician console's pieces (technicians, lockout, audit,
     // line discipline) read the config file's state directory like the wiring does.
-    &["daemon", "console"],
+    &["daemon", "console", "logging", "commands"],
     // What runs the wiring: the demo, the soak.
     &["demo", "soak"],
     &["cli"],

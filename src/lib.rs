@@ -25,9 +25,11 @@
 //! test (`src/layers.rs`) fails on any import that goes sideways or up. Lowest first:
 //!
 //! ```text
-//!  cli
+//!  cli                             clap definitions and dispatch only
 //!  demo, soak                      test tooling (feature `emulator`)
-//!  daemon                          wiring: starts the tasks, the only user of config with cli
+//!  daemon, commands, console,      wiring: `run` starts the tasks and handles signals; the
+//!  logging                         one-shot commands (check, journal, decode, render); the
+//!                                  technician console; where logs go
 //!  metrics, config                 observers; config composes every section and validates
 //!  payment                         the flow, its phases, identity checks, the late watch
 //!  input, display, emulator        where carts come from, where the customer looks
@@ -49,6 +51,7 @@
 
 pub mod cart;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod console;
 pub mod daemon;
@@ -62,6 +65,7 @@ pub mod input;
 pub mod journal;
 #[cfg(test)]
 mod layers;
+pub mod logging;
 pub mod messages;
 pub mod metrics;
 pub mod money;
