@@ -283,25 +283,16 @@ impl Kiosk {
                 || old.dintero.api_url != new.dintero.api_url
                 || old.dintero.return_url != new.dintero.return_url
                 || old.dintero.vat_percent != new.dintero.vat_percent
-                || old.dintero.call_timeout_ms != new.dintero.call_timeout_ms
-                || old.dintero.connect_timeout_ms != new.dintero.connect_timeout_ms,
+                || old.dintero.call_timeout != new.dintero.call_timeout
+                || old.dintero.connect_timeout != new.dintero.connect_timeout,
         );
-        differs(
-            "store",
-            format!("{:?}", old.store) != format!("{:?}", new.store),
-        );
+        differs("store", old.store != new.store);
         differs(
             "input",
             format!("{:?}", old.input) != format!("{:?}", new.input),
         );
-        differs(
-            "state",
-            format!("{:?}", old.state) != format!("{:?}", new.state),
-        );
-        differs(
-            "metrics",
-            format!("{:?}", old.metrics) != format!("{:?}", new.metrics),
-        );
+        differs("state", old.state != new.state);
+        differs("metrics", old.metrics != new.metrics);
 
         let mut merged = old.clone();
         merged.kiosk.language = new.kiosk.language;
@@ -391,7 +382,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
                 textfile,
-                interval: config.metrics.interval(),
+                interval: config.metrics.interval,
                 state_dir: config.state.dir.clone(),
             },
             kiosk.counters.clone(),

@@ -11,7 +11,7 @@
 /// Top-level modules by layer, lowest first. A module may import from lower layers only.
 const LAYERS: &[&[&str]] = &[
     // Values with no behaviour of their own: money, secrets, the journal's file format.
-    &["money", "secret", "journal"],
+    &["money", "secret", "setting", "journal"],
     &["cart"],
     // What the tasks say to each other, and what the flow publishes.
     &["messages"],

@@ -71,6 +71,7 @@ pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod secret;
+pub mod setting;
 #[cfg(feature = "emulator")]
 pub mod soak;
 pub mod state;

@@ -481,11 +481,13 @@ fn config() -> FlowConfig {
         profile_id: "T12345678.kiosk-in-person".into(),
         return_url: "https://kioskpay.invalid/return".into(),
         vat_percent: 25,
-        store: kioskpay::dintero::Store {
-            id: "oslo-center".into(),
-            terminal_id: Some(TERMINAL.into()),
-            payout_destination_id: Some("seller-1".into()),
-        },
+        store_id: "oslo-center".into(),
+        terminal_id: kioskpay::dintero::TerminalId::parse(
+            TERMINAL,
+            &kioskpay::dintero::AccountId::parse("T12345678").unwrap(),
+        )
+        .unwrap(),
+        payout_destination_id: "seller-1".into(),
         timeout: Duration::from_secs(60),
         poll_interval: Duration::from_millis(250),
         pickup_timeout: Duration::from_secs(10),

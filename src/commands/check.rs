@@ -34,7 +34,7 @@ pub async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
     println!(
         "  account {} ({})",
         config.dintero.account_id,
-        if config.dintero.account_id.starts_with('T') {
+        if config.dintero.account_id.is_sandbox() {
             "sandbox"
         } else {
             "production"
@@ -45,7 +45,7 @@ pub async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
         config.store.id, config.store.terminal_id, config.store.payout_destination_id
     );
     println!("  journal in {}", config.state.dir.display());
-    if config.kiosk.id == PACKAGED_KIOSK_ID {
+    if config.kiosk.id.as_str() == PACKAGED_KIOSK_ID {
         eprintln!(
             "WARNING: kiosk.id is still the packaged default {PACKAGED_KIOSK_ID:?}: every kiosk left \
              on it gives out the same merchant references. Set kiosk.id in {} to a name unique \
@@ -91,7 +91,7 @@ pub async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    match client.terminal(&config.store.terminal_id).await {
+    match client.terminal(config.store.terminal_id.as_str()).await {
         Ok(t) if t.status == TerminalStatus::Active => {
             println!(
                 "terminal {}: ACTIVE ({})",

@@ -7,12 +7,14 @@
 
 pub mod client;
 pub mod error;
+pub mod ids;
 pub mod model;
 pub mod signature;
 
 use std::future::Future;
 
 pub use error::ApiError;
+pub use ids::{AccountId, TerminalId};
 pub use model::*;
 
 /// The calls the payment flow makes. Every method may fail with an [`ApiError`] whose kind says

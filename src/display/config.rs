@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::board::{FramebufferConfig, SpiConfig};
+use crate::setting::Invalid;
 
 /// Which display backend draws the customer screen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -87,4 +88,29 @@ fn default_width() -> u32 {
 }
 fn default_height() -> u32 {
     320
+}
+
+impl DisplayConfig {
+    /// Checks what serde cannot: a panel size that exists, a receipt URL template that yields a
+    /// URL, an SPI table a controller can be driven with.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if !(64..=4096).contains(&self.width) || !(64..=4096).contains(&self.height) {
+            return Err(Invalid::quoted(
+                "display.width",
+                format!("{}x{}", self.width, self.height),
+                "a panel size from 64 to 4096 pixels each way (240x320, 320x240, 480x320)",
+            ));
+        }
+        if let Some(template) = &self.receipt_url {
+            if let Err(expected) = super::ReceiptUrl::parse(template) {
+                return Err(Invalid::quoted("display.receipt_url", template, expected));
+            }
+        }
+        if let Some(spi) = &self.spi {
+            if let Err(e) = spi.validate() {
+                return Err(Invalid::quoted("display.spi", "(table)", e.to_string()));
+            }
+        }
+        Ok(())
+    }
 }

@@ -15,6 +15,7 @@ use super::scanner::{Framing, Terminator};
 use super::serial::{FlowControl, Parity};
 use crate::money::Currency;
 use crate::secret::Secret;
+use crate::setting::Invalid;
 
 /// Which input unit feeds carts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -105,6 +106,57 @@ impl Default for InputConfig {
 }
 
 impl InputConfig {
+    /// Checks what serde cannot: line speeds and sizes a scanner can have, at least one code
+    /// format, the key that signed codes need, timings that frame a scan.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let invalid = |key, value: String, expected: &str| Invalid::quoted(key, value, expected);
+        if !(1200..=4_000_000).contains(&self.baud) {
+            return Err(invalid(
+                "input.baud",
+                self.baud.to_string(),
+                "a baud rate such as 9600 or 115200",
+            ));
+        }
+        if !(16..=65536).contains(&self.max_line) {
+            return Err(invalid(
+                "input.max_line",
+                self.max_line.to_string(),
+                "16 to 65536 bytes",
+            ));
+        }
+        let formats = self.enabled_formats();
+        if formats.is_empty() {
+            return Err(invalid(
+                "input.formats",
+                "[]".into(),
+                "at least one of \"gs1\", \"digital_link\", \"ean13\", \"signed\", \"plain\"",
+            ));
+        }
+        if formats.contains(&Format::Signed) && self.signing_key_file.is_none() {
+            return Err(Invalid::plain(
+                "input.signing_key_file",
+                "(not set)",
+                "a file with the key shared with the POS, because input.formats lists \"signed\"",
+            ));
+        }
+        if !(5..=2_000).contains(&self.gap_ms) {
+            return Err(invalid(
+                "input.gap_ms",
+                self.gap_ms.to_string(),
+                "5 to 2000 milliseconds, longer than the pause between two bytes of one code \
+                 (20 to 100 is usual)",
+            ));
+        }
+        if self.duplicate_window_ms > 60_000 {
+            return Err(invalid(
+                "input.duplicate_window_ms",
+                self.duplicate_window_ms.to_string(),
+                "0 (off) to 60000 milliseconds",
+            ));
+        }
+        Ok(())
+    }
+
     /// The formats the kiosk accepts: `input.formats` when given, else the production default
     /// `gs1` and `digital_link`, plus `signed` when a signing key is configured.
     ///
@@ -359,4 +411,136 @@ fn default_gap_ms() -> u64 {
 }
 fn default_duplicate_window_ms() -> u64 {
     1_000
+}
+
+impl GpioConfig {
+    /// Checks the section for a kiosk whose input unit is `kind` and whose largest cart is
+    /// `max_amount`: amounts within it, timings a real button or pulse train can meet, each line
+    /// used once and numbered as the backend counts.
+    pub fn check(&self, kind: InputKind, max_amount: u64) -> Result<(), Invalid> {
+        let invalid = |key, value: String, expected: &str| Invalid::plain(key, value, expected);
+        let buttons = self.buttons.as_deref().unwrap_or_default();
+        if kind == InputKind::Gpio && buttons.is_empty() && self.pulse.is_none() {
+            return Err(invalid(
+                "input.kind",
+                "\"gpio\"".into(),
+                "[[gpio.buttons]] or [gpio.pulse] (or a gpio.board file with them): with \
+                 input.kind = \"gpio\" nothing else produces carts",
+            ));
+        }
+        let mut pins: Vec<(u32, &str)> = Vec::new();
+        for b in buttons {
+            pins.push((b.pin, "gpio.buttons"));
+            if b.amount == 0 || b.amount > max_amount {
+                return Err(invalid(
+                    "gpio.buttons.amount",
+                    format!("{} (pin {})", b.amount, b.pin),
+                    &format!(
+                        "a positive amount in minor units up to kiosk.max_amount ({max_amount})"
+                    ),
+                ));
+            }
+            check_debounce("gpio.buttons.debounce_ms", b.debounce_ms)?;
+        }
+        if let Some(c) = &self.cancel {
+            pins.push((c.pin, "gpio.cancel"));
+            check_debounce("gpio.cancel.debounce_ms", c.debounce_ms)?;
+        }
+        if let Some(p) = &self.pulse {
+            pins.push((p.pin, "gpio.pulse"));
+            if p.unit == 0 || p.unit > max_amount {
+                return Err(invalid(
+                    "gpio.pulse.unit",
+                    p.unit.to_string(),
+                    "the value of one pulse in minor units, positive and at most kiosk.max_amount",
+                ));
+            }
+            if !(1..=1000).contains(&p.min_width_ms) {
+                return Err(invalid(
+                    "gpio.pulse.min_width_ms",
+                    p.min_width_ms.to_string(),
+                    "1 to 1000 milliseconds (the shortest real pulse is longer)",
+                ));
+            }
+            if p.max_width_ms <= p.min_width_ms || p.max_width_ms > 60_000 {
+                return Err(invalid(
+                    "gpio.pulse.max_width_ms",
+                    p.max_width_ms.to_string(),
+                    "more than gpio.pulse.min_width_ms and at most 60000 milliseconds",
+                ));
+            }
+            if p.gap_ms <= p.min_width_ms || p.gap_ms > 60_000 {
+                return Err(invalid(
+                    "gpio.pulse.gap_ms",
+                    p.gap_ms.to_string(),
+                    "more than gpio.pulse.min_width_ms (and longer than any pause inside a \
+                     train), at most 60000 milliseconds",
+                ));
+            }
+            let most = u64::from(p.max_pulses).checked_mul(p.unit);
+            if p.max_pulses == 0 || most.is_none() {
+                return Err(invalid(
+                    "gpio.pulse.max_pulses",
+                    p.max_pulses.to_string(),
+                    "a positive number of pulses whose total fits in minor units",
+                ));
+            }
+        }
+        if let Some(b) = &self.busy {
+            pins.push((b.pin, "gpio.busy"));
+        }
+        if let Some(v) = &self.vend {
+            pins.push((v.pin, "gpio.vend"));
+            if !(10..=10_000).contains(&v.pulse_ms) {
+                return Err(invalid(
+                    "gpio.vend.pulse_ms",
+                    v.pulse_ms.to_string(),
+                    "10 to 10000 milliseconds",
+                ));
+            }
+        }
+        if pins.is_empty() {
+            return Err(invalid(
+                "gpio.enabled",
+                "true".into(),
+                "at least one of gpio.buttons, gpio.cancel, gpio.pulse, gpio.busy, gpio.vend \
+                 (directly or through gpio.board)",
+            ));
+        }
+        for (i, (pin, key)) in pins.iter().enumerate() {
+            if let Some((_, other)) = pins[..i].iter().find(|(p, _)| p == pin) {
+                return Err(invalid(
+                    "gpio.pin",
+                    pin.to_string(),
+                    &format!("each line used once; {other} and {key} both use it"),
+                ));
+            }
+            if self.backend == GpioBackendKind::Rppal && *pin > 53 {
+                return Err(invalid(
+                    "gpio.pin",
+                    pin.to_string(),
+                    "a BCM GPIO number from 0 to 53 with backend = \"rppal\" (27 on the header)",
+                ));
+            }
+        }
+        if self.backend == GpioBackendKind::Cdev && !self.chip_path().is_absolute() {
+            return Err(invalid(
+                "gpio.chip",
+                format!("{:?}", self.chip_path().display().to_string()),
+                "an absolute path such as /dev/gpiochip0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_debounce(key: &'static str, ms: u64) -> Result<(), Invalid> {
+    if (1..=1000).contains(&ms) {
+        return Ok(());
+    }
+    Err(Invalid::plain(
+        key,
+        ms,
+        "1 to 1000 milliseconds (5 to 50 suits push buttons)",
+    ))
 }

@@ -65,7 +65,7 @@ use tracing::{debug, error, info, warn};
 use crate::cart::Cart;
 use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
-    TerminalStatus, Transaction, TransactionQuery,
+    TerminalId, TerminalStatus, Transaction, TransactionQuery,
 };
 use crate::input::codes::CodeError;
 use crate::journal::{Journal, JournalError, PaymentRecord, Record};
@@ -121,8 +121,12 @@ pub struct FlowConfig {
     pub return_url: String,
     /// VAT rate on the order line, percent.
     pub vat_percent: u32,
-    /// `order.store`.
-    pub store: Store,
+    /// `order.store.id`.
+    pub store_id: String,
+    /// The paired terminal: `order.store.terminal_id`, and the terminal the health gate asks.
+    pub terminal_id: TerminalId,
+    /// `order.store.payout_destination_id`.
+    pub payout_destination_id: String,
     /// The kiosk's own payment timeout.
     pub timeout: Duration,
     /// Poll period of a running payment.
@@ -144,7 +148,16 @@ pub struct FlowConfig {
 
 impl FlowConfig {
     fn terminal_id(&self) -> &str {
-        self.store.terminal_id.as_deref().unwrap_or_default()
+        self.terminal_id.as_str()
+    }
+
+    /// `order.store` of the sessions the kiosk creates.
+    fn store(&self) -> Store {
+        Store {
+            id: self.store_id.clone(),
+            terminal_id: Some(self.terminal_id.to_string()),
+            payout_destination_id: Some(self.payout_destination_id.clone()),
+        }
     }
 }
 

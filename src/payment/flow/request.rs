@@ -39,7 +39,7 @@ impl<G: Gateway> Flow<G> {
                     vat_amount: Some(vat_amount),
                     vat: Some(self.config.vat_percent),
                 }],
-                store: Some(self.config.store.clone()),
+                store: Some(self.config.store()),
             },
         }
     }
