@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant as WallClock};
 
-use kioskpay::display::board::{ColorOrder, Controller, SpiConfig};
+use kioskpay::board::display::{ColorOrder, Controller, SpiConfig};
 use kioskpay::display::panel::counting::{counting_panel, CountingSpi};
 use kioskpay::display::{draw, sample_states, screen_for, Frame, Panel, Screen};
 use kioskpay::money::Language;

@@ -13,6 +13,9 @@ const LAYERS: &[&[&str]] = &[
     // Values with no behaviour of their own: money, secrets, the journal's file format.
     &["money", "secret", "setting", "journal"],
     &["cart"],
+    // Board files: how a kiosk build is wired (pin maps, display boards), read by the
+    // subsystems that drive the hardware.
+    &["board"],
     // What the tasks say to each other, and what the flow publishes.
     &["messages"],
     &["state"],

@@ -49,6 +49,7 @@
 //! tasks are wired).
 #![deny(missing_docs)]
 
+pub mod board;
 pub mod cart;
 pub mod cli;
 pub mod commands;

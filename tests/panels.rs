@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kioskpay::board::display::{ColorOrder, Controller, SpiConfig};
 use kioskpay::cart::CartSource;
 use kioskpay::config::Config;
 use kioskpay::dintero::client::{Client, ClientConfig};
-use kioskpay::display::board::{ColorOrder, Controller, SpiConfig};
 use kioskpay::display::panel::counting::{counting_panel, CountingSpi};
 use kioskpay::display::panel::fb::{Geometry, PixelFormat};
 use kioskpay::display::panel::spi::MAX_TRANSFER;
@@ -556,7 +556,7 @@ async fn a_broken_screen_takes_the_kiosk_out_of_service_until_it_works_again() {
 #[test]
 fn the_shipped_board_files_load_and_give_their_panel_sizes() {
     use kioskpay::config::DisplayConfig;
-    use kioskpay::display::board::{self, Hardware};
+    use kioskpay::display::Hardware;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board/displays");
     let cases = [
         ("pimoroni-display-hat-mini.toml", Some((320, 240))),
@@ -568,7 +568,7 @@ fn the_shipped_board_files_load_and_give_their_panel_sizes() {
             board: Some(dir.join(file)),
             ..DisplayConfig::default()
         };
-        let hardware = board::resolve(&config).unwrap().unwrap();
+        let hardware = config.hardware().unwrap().unwrap();
         match (hardware, spi_size) {
             (Hardware::Spi(spi), Some((w, h))) => {
                 assert_eq!(spi.size(), Size::new(w, h), "{file}");
@@ -586,7 +586,7 @@ fn the_shipped_board_files_load_and_give_their_panel_sizes() {
         board: Some(dir.join("no-such-board.toml")),
         ..DisplayConfig::default()
     };
-    let msg = board::resolve(&missing).unwrap_err().to_string();
+    let msg = missing.hardware().unwrap_err().to_string();
     assert!(
         msg.contains("no-such-board.toml") && msg.contains("display.board"),
         "{msg}"

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::board::pins::PinMapError;
 use crate::dintero::client::ClientConfig;
 use crate::dintero::{AccountId, TerminalId};
 pub use crate::display::{DisplayConfig, DisplayKind};
@@ -332,7 +333,7 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        raw.gpio.apply_board(path)?;
+        apply_pin_map(&mut raw.gpio, path)?;
         let kiosk = raw.kiosk.parse()?;
         let dintero = raw.dintero.parse()?;
         let store = raw.store.parse(&dintero.account_id)?;
@@ -418,17 +419,18 @@ impl FlowConfig {
     }
 }
 
-impl GpioConfig {
-    /// Reads `board` (if set) and fills every pin key `[gpio]` leaves unset from it.
-    fn apply_board(&mut self, config_path: &Path) -> Result<(), ConfigError> {
-        let Some(board) = &self.board else {
-            return Ok(());
-        };
-        let file = match config_path.parent() {
-            Some(dir) if board.is_relative() => dir.join(board),
-            _ => board.clone(),
-        };
-        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Invalid {
+/// Reads `gpio.board` (if set) and fills every pin key `[gpio]` leaves unset from it; a relative
+/// path is read from the config file's directory.
+fn apply_pin_map(gpio: &mut GpioConfig, config_path: &Path) -> Result<(), ConfigError> {
+    let Some(board) = &gpio.board else {
+        return Ok(());
+    };
+    let file = match config_path.parent() {
+        Some(dir) if board.is_relative() => dir.join(board),
+        _ => board.clone(),
+    };
+    let map = crate::board::pins::load(&file).map_err(|e| match e {
+        PinMapError::Read(e) => ConfigError::Invalid {
             key: "gpio.board",
             value: format!("{:?}", board.display().to_string()),
             expected: format!(
@@ -436,18 +438,18 @@ impl GpioConfig {
                  (reading {} failed: {e})",
                 file.display()
             ),
-        })?;
-        let map: PinMap = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        },
+        PinMapError::Parse(message) => ConfigError::Parse {
             path: file.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        self.buttons = self.buttons.take().or(map.buttons);
-        self.cancel = self.cancel.take().or(map.cancel);
-        self.pulse = self.pulse.take().or(map.pulse);
-        self.busy = self.busy.take().or(map.busy);
-        self.vend = self.vend.take().or(map.vend);
-        Ok(())
-    }
+            message,
+        },
+    })?;
+    gpio.buttons = gpio.buttons.take().or(map.buttons);
+    gpio.cancel = gpio.cancel.take().or(map.cancel);
+    gpio.pulse = gpio.pulse.take().or(map.pulse);
+    gpio.busy = gpio.busy.take().or(map.busy);
+    gpio.vend = gpio.vend.take().or(map.vend);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::board::{FramebufferConfig, SpiConfig};
+use crate::board::display::{self as board, BoardError, FramebufferConfig, PanelKind, SpiConfig};
 use crate::setting::Invalid;
 
 /// Which display backend draws the customer screen.
@@ -112,5 +112,42 @@ impl DisplayConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Which hardware panel to drive, resolved from `display.board` or the inline tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hardware {
+    /// An SPI TFT panel.
+    Spi(SpiConfig),
+    /// A framebuffer device.
+    Framebuffer(FramebufferConfig),
+}
+
+impl DisplayConfig {
+    /// The hardware panel this section asks for, reading `display.board` if set; `None` for the
+    /// PNG, terminal and null backends.
+    pub fn hardware(&self) -> Result<Option<Hardware>, BoardError> {
+        let (kind, spi, framebuffer) = match &self.board {
+            Some(path) => {
+                let board = board::load(path)?;
+                let kind = match board.kind {
+                    PanelKind::Spi => DisplayKind::Spi,
+                    PanelKind::Framebuffer => DisplayKind::Framebuffer,
+                };
+                (kind, board.spi, board.framebuffer)
+            }
+            None => (self.kind, self.spi.clone(), self.framebuffer.clone()),
+        };
+        let hardware = match kind {
+            DisplayKind::Spi => {
+                let spi = spi.ok_or(BoardError::Missing { kind: "spi" })?;
+                spi.validate()?;
+                Hardware::Spi(spi)
+            }
+            DisplayKind::Framebuffer => Hardware::Framebuffer(framebuffer.unwrap_or_default()),
+            DisplayKind::Png | DisplayKind::Terminal | DisplayKind::None => return Ok(None),
+        };
+        Ok(Some(hardware))
     }
 }

@@ -87,7 +87,6 @@
 //! See [`PanelError`]: every variant names the file or device and what to change (permissions,
 //! disk space, a closed stdout).
 
-pub mod board;
 pub mod config;
 pub mod diff;
 pub mod draw;
@@ -104,7 +103,7 @@ pub use embedded_graphics::geometry::Size;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-pub use self::config::{DisplayConfig, DisplayKind};
+pub use self::config::{DisplayConfig, DisplayKind, Hardware};
 pub use self::draw::draw;
 pub use self::frame::Frame;
 pub use self::panel::{
@@ -145,17 +144,17 @@ pub struct Setup {
 pub fn setup_for(config: &crate::display::DisplayConfig) -> Result<Setup, PanelError> {
     use crate::display::DisplayKind;
     let configured = Size::new(config.width, config.height);
-    let board = board::resolve(config).map_err(|e| PanelError::Init {
+    let board = config.hardware().map_err(|e| PanelError::Init {
         detail: e.to_string(),
     })?;
     if let Some(hardware) = board {
         return Ok(match hardware {
-            board::Hardware::Spi(spi) => Setup {
+            Hardware::Spi(spi) => Setup {
                 size: spi.size(),
                 panel: Box::new(SpiPanel::new(spi)),
                 customer_facing: true,
             },
-            board::Hardware::Framebuffer(fb) => Setup {
+            Hardware::Framebuffer(fb) => Setup {
                 size: configured,
                 panel: Box::new(FramebufferPanel::new(fb.device)),
                 customer_facing: true,

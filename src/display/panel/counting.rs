@@ -9,7 +9,7 @@ use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::{ErrorType, Operation, SpiDevice};
 
 use super::spi::{init, SpiPanel};
-use crate::display::board::SpiConfig;
+use crate::board::display::SpiConfig;
 
 /// What a [`CountingSpi`] has seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use mipidsi::models::{ILI9341Rgb565, ILI9486Rgb666, Model, ST7789};
 use mipidsi::options::{ColorInversion, Orientation, Rotation};
 
 use super::{Panel, PanelError};
-use crate::display::board::{ColorOrder, Controller, SpiConfig};
+use crate::board::display::{ColorOrder, Controller, SpiConfig};
 use crate::display::diff;
 use crate::display::frame::Frame;
 use crate::display::screen::Screen;

@@ -1,4 +1,4 @@
-//! Board files: how a panel is wired, kept out of the kiosk's own config.
+//! Display board files: how a panel is wired.
 //!
 //! A kiosk builder picks a display board once (a HAT, a module on jumper wires, an HDMI screen)
 //! and every kiosk of that build uses the same wiring. That wiring lives in a board file under
@@ -45,8 +45,6 @@ use std::path::{Path, PathBuf};
 
 use embedded_graphics::geometry::Size;
 use serde::Deserialize;
-
-use crate::display::{DisplayConfig, DisplayKind};
 
 /// The SPI display controllers kioskpay drives (all through `mipidsi`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -229,27 +227,28 @@ fn default_fb_device() -> PathBuf {
     "/dev/fb0".into()
 }
 
+/// The kinds of panel a board file can describe: hardware, not the PNG or terminal stand-ins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanelKind {
+    /// An SPI TFT panel driven by kioskpay.
+    Spi,
+    /// A screen the kernel drives (HDMI, DSI), through its framebuffer.
+    Framebuffer,
+}
+
 /// A board file as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardFile {
     /// `spi` or `framebuffer`.
-    pub kind: DisplayKind,
+    pub kind: PanelKind,
     /// The SPI panel, for `kind = "spi"`.
     #[serde(default)]
     pub spi: Option<SpiConfig>,
     /// The framebuffer, for `kind = "framebuffer"`.
     #[serde(default)]
     pub framebuffer: Option<FramebufferConfig>,
-}
-
-/// Which hardware panel to drive, resolved from `display.board` or the inline tables.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hardware {
-    /// An SPI TFT panel.
-    Spi(SpiConfig),
-    /// A framebuffer device.
-    Framebuffer(FramebufferConfig),
 }
 
 /// Why the display's board settings cannot be used.
@@ -293,28 +292,6 @@ pub enum BoardError {
         /// `spi` or `framebuffer`.
         kind: &'static str,
     },
-}
-
-/// The hardware panel `config` asks for, reading `display.board` if set; `None` for the PNG,
-/// terminal and null backends.
-pub fn resolve(config: &DisplayConfig) -> Result<Option<Hardware>, BoardError> {
-    let (kind, spi, framebuffer) = match &config.board {
-        Some(path) => {
-            let board = load(path)?;
-            (board.kind, board.spi, board.framebuffer)
-        }
-        None => (config.kind, config.spi.clone(), config.framebuffer.clone()),
-    };
-    let hardware = match kind {
-        DisplayKind::Spi => {
-            let spi = spi.ok_or(BoardError::Missing { kind: "spi" })?;
-            spi.validate()?;
-            Hardware::Spi(spi)
-        }
-        DisplayKind::Framebuffer => Hardware::Framebuffer(framebuffer.unwrap_or_default()),
-        DisplayKind::Png | DisplayKind::Terminal | DisplayKind::None => return Ok(None),
-    };
-    Ok(Some(hardware))
 }
 
 /// Reads and parses a board file.
