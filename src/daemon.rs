@@ -23,7 +23,7 @@ use tracing::{error, info};
 use crate::config::{Config, DisplayKind};
 use crate::dintero::Gateway;
 use crate::display;
-use crate::input::gpio::{self, GpioBackend, GpioError, GpioUnit};
+use crate::gpio::{self, GpioBackend, GpioError, GpioUnit};
 use crate::input::{self, InputEvent};
 use crate::journal::{Journal, JournalError, Outcome};
 use crate::metrics::{Counters, Metered};

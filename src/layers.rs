@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     // Services the flow uses: the watchdog heartbeat, the Dintero API.
     &["systemd", "dintero"],
     // Where carts come from and where the customer looks; the test tooling's emulator.
-    &["input", "display", "emulator"],
+    &["input", "gpio", "display", "emulator"],
     // The one task that owns payments.
     &["payment"],
     // Observers of the flow, and the config file that composes every section.

@@ -62,6 +62,7 @@ pub mod dintero;
 pub mod display;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod gpio;
 pub mod input;
 pub mod journal;
 #[cfg(test)]

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::dintero::{AccountId, TerminalId};
 use crate::display::DisplayConfig;
-use crate::input::{GpioConfig, InputConfig};
+use crate::gpio::GpioConfig;
+use crate::input::InputConfig;
 use crate::money::{Currency, Language, Money};
 use crate::setting::Invalid;
 

@@ -31,10 +31,10 @@ use crate::board::pins::PinMapError;
 use crate::dintero::client::ClientConfig;
 use crate::dintero::{AccountId, TerminalId};
 pub use crate::display::{DisplayConfig, DisplayKind};
-pub use crate::input::{
-    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, InputConfig, InputKind, OutputPin, PinMap,
-    Pull, PulsePin, VendPin,
+pub use crate::gpio::{
+    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, OutputPin, PinMap, Pull, PulsePin, VendPin,
 };
+pub use crate::input::{InputConfig, InputKind};
 use crate::money::{Currency, Language, Money};
 use crate::payment::FlowConfig;
 use crate::secret::Secret;
@@ -352,9 +352,10 @@ impl Config {
             metrics: raw.metrics.parse(),
         };
         if config.gpio_enabled() {
-            config
-                .gpio
-                .check(config.input.kind, config.kiosk.max_amount.minor)?;
+            config.gpio.check(
+                config.input.kind == InputKind::Gpio,
+                config.kiosk.max_amount.minor,
+            )?;
         }
         Ok(config)
     }

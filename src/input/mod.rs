@@ -56,16 +56,12 @@ use std::future::Future;
 
 use tokio::sync::mpsc;
 
-pub use self::config::{
-    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, InputConfig, InputKind, OutputPin, PinMap,
-    Pull, PulsePin, VendPin,
-};
+pub use self::config::{InputConfig, InputKind};
 use crate::cart::CartSource;
 use crate::money::Currency;
 
 pub mod codes;
 pub mod config;
-pub mod gpio;
 pub mod scanner;
 pub mod serial;
 mod stdin;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::input::Pull;
+use crate::gpio::Pull;
 
 /// One edge on an input line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use crate::input::PulsePin;
+use crate::gpio::PulsePin;
 
 /// The timing rules of a pulse input (from `[gpio.pulse]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::lines::{Edge, GpioBackend, GpioError, InputRequest, OutputLine, EDGE_BUFFER};
-use crate::input::Pull;
+use crate::gpio::Pull;
 
 /// The name the kernel shows as the lines' consumer (`gpioinfo`).
 const CONSUMER: &str = "kioskpay";

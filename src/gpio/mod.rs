@@ -75,14 +75,17 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use self::config::{
+    ButtonPin, CancelPin, GpioBackendKind, GpioConfig, OutputPin, PinMap, Pull, PulsePin, VendPin,
+};
 use crate::cart::{Cart, CartSource};
-use crate::input::{GpioBackendKind, GpioConfig, Pull};
 use crate::messages::{Command, CustomerReason, InputEvent};
 use crate::money::{Currency, Money};
 use crate::state::KioskState;
 
 pub mod buttons;
 pub mod cdev;
+pub mod config;
 pub mod lines;
 pub mod outputs;
 pub mod pulse;

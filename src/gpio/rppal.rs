@@ -12,7 +12,7 @@ use rppal::gpio::{Gpio, Level, Pin, Trigger};
 use tokio::sync::mpsc;
 
 use super::lines::{Edge, GpioBackend, GpioError, InputRequest, OutputLine, EDGE_BUFFER};
-use crate::input::Pull;
+use crate::gpio::Pull;
 
 /// rppal's GPIO with the input pins it has claimed.
 pub struct RppalBackend {
