@@ -30,18 +30,20 @@
 //!  daemon, commands, console,      wiring: `run` starts the tasks and handles signals; the
 //!  logging                         one-shot commands (check, journal, decode, render); the
 //!                                  technician console; where logs go
-//!  metrics, config                 observers; config composes every section and validates
+//!  metrics, config                 observers; config parses every section into typed values
 //!  payment                         the flow, its phases, identity checks, the late watch
-//!  input, display, emulator        where carts come from, where the customer looks
-//!  systemd, dintero                the watchdog heartbeat, the API client
+//!  input, gpio, display, emulator  where carts come from, where the customer looks
+//!  systemd, dintero                the watchdog heartbeat, the API client and its ids
 //!  state                           KioskState: what the flow publishes
 //!  messages                        InputEvent, CustomerReason, Command, PanelHealth
+//!  board                           board files: pin maps, display boards
 //!  cart
-//!  money, secret, journal
+//!  money, secret, setting, journal
 //! ```
 //!
-//! Each subsystem owns its config section ([`input::InputConfig`], [`display::DisplayConfig`]);
-//! [`config`] composes them, loads the file and validates it.
+//! Each subsystem owns its config section ([`input::InputConfig`], [`gpio::GpioConfig`],
+//! [`display::DisplayConfig`]) and checks it; [`config`] composes them, loads the file and
+//! parses it into typed values, so a loaded [`config::Config`] cannot hold an invalid one.
 //!
 //! Where to start reading: [`payment::flow`] (what happens to a cart), [`payment::phase`] (the
 //! state machine), [`dintero`] (the API contract in types), `emulator` (the simulated Dintero
