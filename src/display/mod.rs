@@ -39,7 +39,7 @@
 //! - [`frame`]: an in-memory RGB565 framebuffer with PNG export.
 //! - [`diff`]: the rectangles that changed between two frames.
 //! - [`panel`]: where frames go: SPI panels, the Linux framebuffer, PNG files, a text box on a
-//!   terminal, or nowhere. [`board`]: which panel and how it is wired (`board/displays/*.toml`).
+//!   terminal, or nowhere. [`crate::board::display`]: which panel and how it is wired (`board/displays/*.toml`).
 //!
 //! # Behaviour of the display task ([`run`])
 //!

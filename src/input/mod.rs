@@ -36,7 +36,7 @@
 //!   scanner in CDC-ACM mode (`/dev/ttyACM*`). The `kioskpay` user must be in the `dialout`
 //!   group. An unplugged scanner is reported to the flow, which shows that the scanner is
 //!   unavailable, and looked for every two seconds; see [`serial`].
-//! - **gpio**: no scanner; carts come from preset buttons or a pulse train, see [`gpio`]. GPIO
+//! - **gpio**: no scanner; carts come from preset buttons or a pulse train, see [`crate::gpio`]. GPIO
 //!   can also run beside a scanner with `[gpio] enabled = true`.
 //! - **stdin**: one code per line on standard input. At end of input the unit stops reading but
 //!   the daemon keeps running, so `echo 399.00 | kioskpay run` finishes its payment (with
