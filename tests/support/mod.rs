@@ -1,5 +1,5 @@
-//! Shared helpers for the end-to-end tests: an emulator on loopback, a config file for it, and
-//! the emulator's ledger over HTTP.
+//! Shared helpers for the end-to-end tests: an emulator on loopback, a config file for it, the
+//! emulator's ledger over HTTP, and waits for a condition (instead of sleeps).
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -253,4 +253,50 @@ pub fn openpty() -> (std::os::fd::OwnedFd, String) {
     // The child opens the slave by its path; ours stays open so the master never sees a hangup.
     std::mem::forget(slave);
     (master, path)
+}
+
+// Waiting for a condition instead of sleeping for a while: a fixed sleep is either too short on
+// a slow machine (a flaky test) or so long that what the test asserts after it may have held
+// without proving anything. The timeout is a hang guard in wall-clock time, never a timing
+// assertion: each helper says whether the condition came and the caller asserts on that, with
+// its own message. The poll sleeps on tokio's clock, so under paused time each look lets the
+// clock run on.
+
+/// How long a wait sleeps between two looks.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// Looks at `done` every 20 ms until it holds (`true`) or `timeout` has passed (`false`).
+pub async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    wait_for(timeout, async || done().then_some(()))
+        .await
+        .is_some()
+}
+
+/// Calls `f` every 20 ms until it gives a value, or `None` once `timeout` has passed; for a
+/// condition that needs an `.await` (an HTTP call) or that yields what it found.
+pub async fn wait_for<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = f().await {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// [`wait_until`] for a test or a thread without a runtime: sleeps the thread between looks.
+pub fn wait_until_blocking(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
 }
