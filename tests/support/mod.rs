@@ -70,6 +70,52 @@ dir = "{state}"
     path
 }
 
+/// The payment flow's settings for the tests that run the flow on its own (`tests/flow.rs`,
+/// `tests/storage.rs`): the seeded sandbox's profile, store and terminal (those
+/// [`write_config`] names), a 60 s kiosk timeout and a health check a minute.
+pub fn flow_config() -> kioskpay::payment::flow::FlowConfig {
+    use kioskpay::money::{Currency, Money};
+    kioskpay::payment::flow::FlowConfig {
+        kiosk_id: "kiosk-1".into(),
+        currency: Currency::NOK,
+        max_amount: Money::new(1_000_000, Currency::NOK),
+        profile_id: "T12345678.kiosk-in-person".into(),
+        return_url: "https://kioskpay.invalid/return".into(),
+        vat_percent: 25,
+        store: kioskpay::dintero::Store {
+            id: "oslo-center".into(),
+            terminal_id: Some("T12345678-T0001".into()),
+            payout_destination_id: Some("seller-1".into()),
+        },
+        timeout: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(250),
+        pickup_timeout: Duration::from_secs(10),
+        result_screen: Duration::from_secs(3),
+        health_interval: Duration::from_secs(60),
+        keep_final: 100,
+        lookup_confirm_delay: Duration::from_secs(16),
+        paid_cart_window: Duration::from_secs(24 * 3600),
+    }
+}
+
+/// Every state the flow publishes on `state` from now on, in order, recorded by a task of its
+/// own (a watch receiver alone shows only the latest).
+pub fn record_states(
+    state: &tokio::sync::watch::Receiver<kioskpay::state::KioskState>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<kioskpay::state::KioskState>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut watcher = state.clone();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while watcher.changed().await.is_ok() {
+            log.lock()
+                .unwrap()
+                .push(watcher.borrow_and_update().clone());
+        }
+    });
+    seen
+}
+
 /// `GET /_emulator/ledger`.
 pub async fn ledger(base: &str) -> serde_json::Value {
     request("GET", &format!("{base}/_emulator/ledger"), None).await
