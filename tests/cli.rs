@@ -214,25 +214,13 @@ fn a_missing_config_names_its_os_error_once() {
 }
 
 async fn wait_for_final(state: &std::path::Path, n: usize) -> kioskpay::journal::Replay {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(replay) = kioskpay::journal::read_only(state) {
-            if replay
-                .payments
-                .iter()
-                .filter(|p| p.outcome.is_some())
-                .count()
-                >= n
-            {
-                return replay;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no final payment in the journal within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_for(Duration::from_secs(60), async || {
+        let replay = kioskpay::journal::read_only(state).ok()?;
+        let finished = replay.payments.iter().filter(|p| p.outcome.is_some());
+        (finished.count() >= n).then_some(replay)
+    })
+    .await
+    .expect("no final payment in the journal within 60 s")
 }
 
 fn sigterm(child: &std::process::Child) {

@@ -187,7 +187,7 @@ fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("technicians.toml");
@@ -220,14 +220,9 @@ fn on_a_terminal_the_pin_is_asked_twice_and_never_echoed() {
         })
     };
     let wait_for = |text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if String::from_utf8_lossy(&stderr.lock().unwrap()).contains(text) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        support::wait_until_blocking(Duration::from_secs(20), || {
+            String::from_utf8_lossy(&stderr.lock().unwrap()).contains(text)
+        })
     };
     let mut keyboard = std::fs::File::from(master.try_clone().unwrap());
     if !wait_for("PIN for kari") {

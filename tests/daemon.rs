@@ -152,7 +152,9 @@ async fn a_payment_slip_scanned_again_is_refused_as_paid_also_after_a_restart() 
         "{report:?}"
     );
     k.idle().await;
-    // Past the scanner's duplicate window (input.duplicate_window_ms, 1 s): a new scan.
+    // Past the scanner's duplicate window (input.duplicate_window_ms, 1 s): a new scan. This
+    // sleep is what the test simulates (a customer scanning again later), not a wait for the
+    // kiosk: the kiosk runs on real time, and a scan within the window would be dropped.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     k.scanner
         .write_all(format!("{SLIP}\r\n").as_bytes())
@@ -469,7 +471,10 @@ async fn emulator_validation_errors_name_the_field() {
     emulator.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On paused time: the emulator's tokens and the client's token cache both keep tokio's time,
+// and the client's calls run on the blocking pool, which keeps the clock from jumping while
+// one is under way.
+#[tokio::test(start_paused = true)]
 async fn an_expired_token_is_replaced_without_failing_a_call() {
     let emulator = kioskpay::emulator::spawn(kioskpay::emulator::EmulatorConfig {
         time_scale: 0.01,
@@ -479,13 +484,25 @@ async fn an_expired_token_is_replaced_without_failing_a_call() {
     .await
     .unwrap();
     let c = client(&emulator.base_url(), "demo-secret");
+    // The tokens the emulator holds after each call.
+    let mut live = Vec::new();
     for _ in 0..3 {
         let t = c
             .terminal("T12345678-T0001")
             .await
             .expect("terminal readable");
         assert_eq!(t.status, kioskpay::dintero::TerminalStatus::Active);
+        let mut tokens = emulator.issued_tokens();
+        tokens.sort();
+        live.push(tokens);
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
+    // One token at first. The emulator forgets an expired token only when it issues another,
+    // so the first token gone by the last call means a token was fetched after it expired: the
+    // last call used a refreshed token, not one that never expired.
+    assert_eq!(live[0].len(), 1, "{live:?}");
+    let first = &live[0][0];
+    assert!(!live[2].contains(first), "never refreshed: {live:?}");
+    assert!(!live[2].is_empty(), "{live:?}");
     emulator.shutdown().await;
 }

@@ -1153,14 +1153,10 @@ async fn fault_late_work_closes_unanswered_and_creates_the_session_later() {
         assert_eq!(c.ok("GET", "/v1/sessions?search=kiosk-1-f5", None), json!([]));
         assert_eq!(c.ledger()["sessions"], json!([]));
         // ... and the payment starts all the same, later.
-        let mut found = json!([]);
-        for _ in 0..100 {
-            found = c.ok("GET", "/v1/sessions?search=kiosk-1-f5", None);
-            if found != json!([]) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let found = c.wait_for("the late session", |c| {
+            let found = c.ok("GET", "/v1/sessions?search=kiosk-1-f5", None);
+            (found != json!([])).then_some(found)
+        });
         assert_eq!(found[0]["order"]["merchant_reference"], "kiosk-1-f5", "{found}");
         let faults = c.ok("GET", "/_emulator/faults", None);
         assert_eq!(faults["fired"]["late_work"], 1, "{faults}");

@@ -78,19 +78,15 @@ async fn start(faults: Option<Value>, secret: Option<&str>) -> (EmulatorHandle, 
 }
 
 /// Polls `f` every 20 ms until it returns `Some`; a hang guard, not a timing assertion.
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    support::wait_for(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|| panic!("gave up waiting for {what}"))
 }
+
+/// Well past the moment 39900 would be captured (3 s after the session, times the emulator's
+/// 0.01), on paused time: a payment that is still `INITIATED` then was really held.
+const LONG_AFTER_THE_CAPTURE: Duration = Duration::from_secs(10);
 
 /// One request the callback receiver got.
 #[derive(Clone, Debug)]
@@ -169,7 +165,10 @@ async fn fault_report(base: &str) -> Value {
     support::request("GET", &format!("{base}/_emulator/faults"), None).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On paused time: the emulator plays the payment on tokio's clock, so a test that lets the clock
+// run on sees exactly what a terminal held for that long does. The client's calls run on the
+// blocking pool, which keeps the clock from jumping while one is under way.
+#[tokio::test(start_paused = true)]
 async fn a_terminal_that_goes_offline_mid_payment_holds_it_until_cancelled() {
     let faults = json!({"seed": 1, "rules": [
         {"route": "POST /v1/sessions-profile", "kind": "terminal_offline", "count": 1}
@@ -186,7 +185,7 @@ async fn a_terminal_that_goes_offline_mid_payment_holds_it_until_cancelled() {
         c.get_session(&id).await.ok()?.transaction_id
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(LONG_AFTER_THE_CAPTURE).await;
     let tx = c.get_transaction(&tx_id).await.unwrap();
     assert_eq!(tx.status, TransactionStatus::Initiated);
     let terminal = c.terminal(T1).await.unwrap();
@@ -232,7 +231,7 @@ async fn a_terminal_that_goes_offline_mid_payment_holds_it_until_cancelled() {
         c.get_session(&id).await.ok()?.transaction_id
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(LONG_AFTER_THE_CAPTURE).await;
     assert_eq!(
         c.get_transaction(&tx_id).await.unwrap().status,
         TransactionStatus::Initiated

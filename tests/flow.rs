@@ -23,6 +23,7 @@ use kioskpay::money::{Currency, Money};
 use kioskpay::payment::flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
 use kioskpay::payment::Final;
 use kioskpay::state::{CancelledBy, FailKind, KioskState, RefusalReason, UnavailableReason};
+use support::flow_config;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -473,32 +474,6 @@ struct Harness {
     dir: Arc<tempfile::TempDir>,
 }
 
-fn config() -> FlowConfig {
-    FlowConfig {
-        kiosk_id: "kiosk-1".into(),
-        currency: Currency::NOK,
-        max_amount: Money::new(1_000_000, Currency::NOK),
-        profile_id: "T12345678.kiosk-in-person".into(),
-        return_url: "https://kioskpay.invalid/return".into(),
-        vat_percent: 25,
-        store_id: "oslo-center".into(),
-        terminal_id: kioskpay::dintero::TerminalId::parse(
-            TERMINAL,
-            &kioskpay::dintero::AccountId::parse("T12345678").unwrap(),
-        )
-        .unwrap(),
-        payout_destination_id: "seller-1".into(),
-        timeout: Duration::from_secs(60),
-        poll_interval: Duration::from_millis(250),
-        pickup_timeout: Duration::from_secs(10),
-        result_screen: Duration::from_secs(3),
-        health_interval: Duration::from_secs(60),
-        keep_final: 100,
-        lookup_confirm_delay: Duration::from_secs(16),
-        paid_cart_window: Duration::from_secs(24 * 3600),
-    }
-}
-
 fn start(fake: Fake, dir: Arc<tempfile::TempDir>, config: FlowConfig) -> Harness {
     start_with_paid(fake, dir, config, Vec::new())
 }
@@ -530,16 +505,7 @@ fn start_with_paid(
     )
     .with_paid_cart_references(paid);
     let token = CancellationToken::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut watcher = state.clone();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while watcher.changed().await.is_ok() {
-            log.lock()
-                .unwrap()
-                .push(watcher.borrow_and_update().clone());
-        }
-    });
+    let seen = support::record_states(&state);
     let t = token.clone();
     let task = tokio::spawn(async move {
         flow.run(t.cancelled_owned()).await.unwrap();
@@ -618,7 +584,7 @@ fn tempdir() -> Arc<tempfile::TempDir> {
 
 #[tokio::test(start_paused = true)]
 async fn approved_payment_is_journaled_before_and_after_each_effect() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(39900).await;
     assert!(
@@ -659,7 +625,7 @@ async fn approved_payment_is_journaled_before_and_after_each_effect() {
 async fn declined_payment() {
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(14951, Plan::Decline));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(14951).await;
     assert!(
@@ -674,7 +640,7 @@ async fn declined_payment() {
 
 #[tokio::test(start_paused = true)]
 async fn a_second_cart_during_a_payment_is_refused_not_queued() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
     h.state
@@ -705,7 +671,7 @@ async fn a_second_cart_during_a_payment_is_refused_not_queued() {
 
 #[tokio::test(start_paused = true)]
 async fn refusals_happen_before_any_call() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     let cases = [
         (cart(0), RefusalReason::ZeroAmount),
@@ -764,7 +730,7 @@ async fn refusals_happen_before_any_call() {
 async fn kiosk_timeout_cancels_and_reports_timed_out() {
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(7554, Plan::NoCard));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(7554).await;
     assert!(
@@ -787,7 +753,7 @@ async fn the_payment_wins_over_the_kiosks_cancel() {
     let fake = Fake::default();
     // Captured one second after the kiosk's 60 s timeout; the cancel is refused meanwhile.
     fake.with(|s| s.plan_by_amount.insert(39900, Plan::CaptureAt(61)));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(39900).await;
     assert!(
@@ -803,7 +769,7 @@ async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
     let (log, _guard) = support::log::capture();
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(5055, Plan::Offline));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(5055).await;
     assert_eq!(
@@ -852,7 +818,7 @@ async fn terminal_offline_is_detected_cancelled_and_gates_new_carts() {
 async fn a_lost_create_answer_is_found_by_reference_not_created_again() {
     let fake = Fake::default();
     fake.with(|s| s.lose_create_answers = 1);
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(39900).await;
     assert!(
@@ -870,7 +836,7 @@ async fn a_lost_create_answer_is_found_by_reference_not_created_again() {
 async fn written_off() -> (Harness, PaymentReport) {
     let fake = Fake::default();
     fake.with(|s| s.fail_creates_unknown = 1);
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(39900).await;
     assert!(
@@ -897,7 +863,7 @@ async fn a_create_that_never_happened_ends_not_created_after_two_lookups() {
 async fn a_rejected_create_is_not_looked_up() {
     let fake = Fake::default();
     fake.with(|s| s.reject_create = Some((409, "TERMINAL_BUSY")));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(39900).await;
     assert!(
@@ -912,7 +878,7 @@ async fn a_rejected_create_is_not_looked_up() {
 #[tokio::test(start_paused = true)]
 async fn read_errors_show_checking_and_the_payment_is_still_followed() {
     let fake = Fake::default();
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
     h.state
@@ -933,7 +899,7 @@ async fn read_errors_show_checking_and_the_payment_is_still_followed() {
 async fn technician_cancel_cancels_a_waiting_payment() {
     let fake = Fake::default();
     fake.with(|s| s.plan_by_amount.insert(7554, Plan::NoCard));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     h.inputs.send(cart(7554)).await.unwrap();
     h.state
@@ -959,7 +925,7 @@ async fn technician_cancel_cancels_a_waiting_payment() {
 async fn health_gate_refuses_while_the_terminal_is_inactive_and_recovers_by_itself() {
     let fake = Fake::default();
     fake.with(|s| s.terminal_status = Some(TerminalStatus::Inactive));
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     let want = KioskState::Unavailable {
         reason: UnavailableReason::TerminalNotActive("INACTIVE".into()),
     };
@@ -985,7 +951,7 @@ async fn health_gate_refuses_while_the_terminal_is_inactive_and_recovers_by_itse
 async fn health_gate_when_the_api_is_down_then_back() {
     let fake = Fake::default();
     fake.with(|s| s.api_down = true);
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     let want = KioskState::Unavailable {
         reason: UnavailableReason::ApiUnreachable,
     };
@@ -1000,7 +966,7 @@ async fn the_health_gate_logs_each_change_once_with_its_cause() {
     let (log, _guard) = support::log::capture();
     let fake = Fake::default();
     fake.with(|s| s.api_down = true);
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     let want = KioskState::Unavailable {
         reason: UnavailableReason::ApiUnreachable,
     };
@@ -1058,7 +1024,7 @@ async fn the_health_gate_logs_each_change_once_with_its_cause() {
 #[tokio::test(start_paused = true)]
 async fn refused_carts_are_logged_in_words_not_structures() {
     let (log, _guard) = support::log::capture();
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     h.inputs.send(cart(1_000_001)).await.unwrap();
     let want = KioskState::Refused {
@@ -1082,7 +1048,7 @@ async fn refused_carts_are_logged_in_words_not_structures() {
 async fn health_gate_falls_back_to_the_api_alone_without_the_terminal_scope() {
     let fake = Fake::default();
     fake.with(|s| s.terminal_forbidden = true);
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     assert!(matches!(h.pay(1000).await.outcome, Final::Approved { .. }));
     h.stop().await;
@@ -1129,7 +1095,7 @@ async fn recovery_resolves_every_unfinished_payment_before_taking_carts() {
     }
     fake.insert("kiosk-1-20261124-000001", 39900, Plan::Approve, long_ago);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let r1 = h.report().await;
     let r2 = h.report().await;
     let r3 = h.report().await;
@@ -1177,7 +1143,7 @@ async fn recovery_waits_for_the_api_and_shows_checking() {
         Instant::now(),
     );
     fake.with(|s| s.api_down = true);
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let want = KioskState::Checking {
         reference: "kiosk-1-20261124-000001".into(),
     };
@@ -1202,7 +1168,7 @@ async fn recovery_waits_for_the_api_and_shows_checking() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_mid_payment_leaves_it_for_the_next_start() {
     let dir = tempdir();
-    let mut h = start(Fake::default(), dir, config());
+    let mut h = start(Fake::default(), dir, flow_config());
     h.idle().await;
     h.inputs.send(cart(39900)).await.unwrap();
     h.state
@@ -1215,7 +1181,7 @@ async fn shutdown_mid_payment_leaves_it_for_the_next_start() {
     let (fake, dir) = h.stop().await;
     let unfinished = kioskpay::journal::read_only(dir.path()).unwrap();
     assert_eq!(unfinished.unresolved().count(), 1);
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let r = h.report().await;
     assert!(
         r.recovered && matches!(r.outcome, Final::Approved { .. }),
@@ -1253,7 +1219,7 @@ async fn recovery_follows_an_authorized_payment_and_reports_a_decline() {
     }
     // 2.2 s in: the first is AUTHORIZED (capture pending), the second still prompting.
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let r1 = h.report().await;
     let r2 = h.report().await;
     assert!(
@@ -1278,7 +1244,7 @@ async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
         dir,
         FlowConfig {
             keep_final: 2,
-            ..config()
+            ..flow_config()
         },
     );
     h.idle().await;
@@ -1299,7 +1265,7 @@ async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
         dir,
         FlowConfig {
             keep_final: 2,
-            ..config()
+            ..flow_config()
         },
     );
     h.idle().await;
@@ -1339,7 +1305,7 @@ fn already_paid(state: &KioskState) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn a_signed_code_is_paid_once() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     h.inputs.send(signed(12500, "POS-1")).await.unwrap();
     let report = h.report().await;
@@ -1394,7 +1360,7 @@ async fn a_payment_slip_is_paid_once_within_its_window() {
         tempdir(),
         FlowConfig {
             paid_cart_window: window,
-            ..config()
+            ..flow_config()
         },
     );
     h.idle().await;
@@ -1434,7 +1400,7 @@ async fn a_zero_window_never_refuses_a_slip() {
         tempdir(),
         FlowConfig {
             paid_cart_window: Duration::ZERO,
-            ..config()
+            ..flow_config()
         },
     );
     h.idle().await;
@@ -1457,7 +1423,7 @@ async fn a_cancel_lost_on_the_way_is_sent_again() {
         s.plan_by_amount.insert(5055, Plan::Offline);
         s.lost_cancels = 1;
     });
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let report = h.pay(5055).await;
     assert_eq!(
@@ -1475,7 +1441,7 @@ async fn a_cancel_lost_on_the_way_is_sent_again() {
 #[tokio::test(start_paused = true)]
 async fn a_signed_code_paid_before_the_flow_started_is_refused() {
     let paid = vec!["POS-OLD".to_string()];
-    let mut h = start_with_paid(Fake::default(), tempdir(), config(), paid);
+    let mut h = start_with_paid(Fake::default(), tempdir(), flow_config(), paid);
     h.idle().await;
     h.inputs.send(signed(12500, "POS-OLD")).await.unwrap();
     h.state.wait_for(already_paid).await.unwrap();
@@ -1491,7 +1457,7 @@ async fn a_signed_code_paid_before_the_flow_started_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn reads_wait_for_retry_after_before_trying_again() {
     let fake = Fake::default();
-    let mut h = start(fake, tempdir(), config());
+    let mut h = start(fake, tempdir(), flow_config());
     h.idle().await;
     let retry_after = Duration::from_secs(7);
     h.fake.with(|s| s.busy_gets = Some((1, retry_after)));
@@ -1517,7 +1483,7 @@ async fn reads_wait_for_retry_after_before_trying_again() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_scanner_is_shown_while_idle_and_cleared_when_it_is_back() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     let scanner_gone = KioskState::Unavailable {
         reason: UnavailableReason::Scanner,
@@ -1571,7 +1537,7 @@ async fn recovery_reads_a_captured_payment_it_already_knew_the_transaction_of() 
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let r = h.report().await;
     assert!(
         r.recovered && matches!(r.outcome, Final::Approved { .. }),
@@ -1606,7 +1572,7 @@ async fn recovery_finds_a_lost_create_through_the_transaction_list() {
     fake.insert(reference, 39900, Plan::Approve, Instant::now());
     fake.with(|s| s.search_blind = true);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut h = start(fake, dir, config());
+    let mut h = start(fake, dir, flow_config());
     let r = h.report().await;
     assert!(
         r.recovered && matches!(r.outcome, Final::Approved { .. }),
@@ -1626,7 +1592,7 @@ async fn recovery_finds_a_lost_create_through_the_transaction_list() {
 
 #[tokio::test(start_paused = true)]
 async fn one_failed_health_check_does_not_turn_customers_away() {
-    let mut h = start(Fake::default(), tempdir(), config());
+    let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
     // The next periodic check meets one lost answer; the check after it is fine.
     h.fake.with(|s| s.failing_gets = 1);
@@ -1658,7 +1624,7 @@ async fn a_payment_written_off_is_looked_for_a_few_times_until_its_window_ends()
     // (every 60 s here): spaced out, not one per check.
     assert!((3..=5).contains(&lookups), "{lookups} lookups");
     let after_window = h.fake.count("search");
-    tokio::time::sleep(config().health_interval * 5).await;
+    tokio::time::sleep(flow_config().health_interval * 5).await;
     assert_eq!(
         h.fake.count("search"),
         after_window,

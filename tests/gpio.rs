@@ -784,12 +784,7 @@ async fn a_preset_button_pays_through_the_whole_kiosk_and_pulses_vend_once() {
     // The outputs see Idle a moment after the test does; poll with a deadline as a hang guard.
     let busy = || fake.levels(27).iter().map(|l| l.0).collect::<Vec<bool>>();
     let want = [true, false, true, false, true, false];
-    for _ in 0..1000 {
-        if busy().len() >= want.len() {
-            break;
-        }
-        sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_until(Duration::from_secs(10), || busy().len() >= want.len()).await;
     assert_eq!(busy(), want, "busy per payment");
     kiosk.stop().await.unwrap();
     assert_eq!(

@@ -334,12 +334,8 @@ async fn a_restored_backup_repeats_a_reference_and_the_lookup_refuses_it() {
             .any(|png| png == expected)
     };
     // The display task draws on its own time: wait for the frame, not for a fixed while.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !drawn() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        drawn(),
+        support::wait_until(Duration::from_secs(10), drawn).await,
         "no frame in {} shows the conflict",
         frames.display()
     );

@@ -19,7 +19,7 @@ use kioskpay::dintero::Gateway;
 use kioskpay::journal::{Journal, Outcome, PaymentRecord, Record};
 use kioskpay::payment::flow::PaymentReport;
 use kioskpay::payment::Final;
-use kioskpay::state::{CancelledBy, DeclineKind, KioskState};
+use kioskpay::state::{CancelledBy, DeclineKind, KioskState, RefusalReason};
 use serde_json::{json, Value};
 use support::kiosk::{boot, client, request, start, Running};
 use tokio::io::AsyncWriteExt;
@@ -72,19 +72,21 @@ async fn recover(
 
 /// The ledger's only transaction of `reference`, once `done` says it is where the test wants it.
 async fn ledger_transaction(base: &str, reference: &str, done: impl Fn(&str) -> bool) -> Value {
-    for _ in 0..600 {
+    let found = support::wait_for(Duration::from_secs(30), async || {
         let ledger = support::ledger(base).await;
-        if let [tx] = support::transactions_for(&ledger, reference)[..] {
-            if done(tx["status"].as_str().unwrap_or_default()) {
-                return tx.clone();
-            }
+        match support::transactions_for(&ledger, reference)[..] {
+            [tx] if done(tx["status"].as_str().unwrap_or_default()) => Some(tx.clone()),
+            _ => None,
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    })
+    .await;
+    match found {
+        Some(tx) => tx,
+        None => panic!(
+            "the ledger never showed the transaction of {reference} as wanted: {}",
+            support::ledger(base).await
+        ),
     }
-    panic!(
-        "the ledger never showed the transaction of {reference} as wanted: {}",
-        support::ledger(base).await
-    );
 }
 
 /// Scans a cart and stops the kiosk as soon as its journal shows `reached` for the payment;
@@ -106,21 +108,19 @@ async fn stopped_mid_payment(
         .await
         .unwrap();
     let state = k.dir.path().join("state");
-    let mut polls = 0;
-    while !kioskpay::journal::read_only(&state)
-        .unwrap()
-        .payments
-        .first()
-        .is_some_and(&reached)
-    {
-        polls += 1;
-        assert!(
-            polls < 3000,
-            "the journal never got there: {:?}",
-            kioskpay::journal::read_only(&state)
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let got_there = support::wait_until(Duration::from_secs(30), || {
+        kioskpay::journal::read_only(&state)
+            .unwrap()
+            .payments
+            .first()
+            .is_some_and(&reached)
+    })
+    .await;
+    assert!(
+        got_there,
+        "the journal never got there: {:?}",
+        kioskpay::journal::read_only(&state)
+    );
     let base = k.base.clone();
     let (emulator, dir) = k.halt().await;
     let journal = kioskpay::journal::read_only(&dir.path().join("state")).unwrap();
@@ -344,9 +344,32 @@ async fn with_the_api_down_at_boot_the_kiosk_shows_checking_takes_no_cart_and_re
         .await
         .expect("the checking screen with the reference")
         .unwrap();
-    // A customer scans while the old payment is unresolved: refused, nothing created.
-    k.scanner.write_all(b"10.00\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A customer scans while the old payment is unresolved: refused, nothing created. (Another
+    // amount than the next cart's: the scanner would drop that one as a repeated scan.)
+    k.scanner.write_all(b"12.00\r\n").await.unwrap();
+    let busy = KioskState::Refused {
+        reason: RefusalReason::Busy,
+    };
+    tokio::time::timeout(Duration::from_secs(30), states.wait_for(|s| *s == busy))
+        .await
+        .expect("the cart refused while the old payment is unresolved")
+        .unwrap();
+    // The kiosk goes on asking after the refusal, and nothing answers: two more failed calls.
+    let failed_calls = async || {
+        let report = support::request("GET", &faults, None).await;
+        report["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let refused_at = failed_calls().await;
+    let asked_again = support::wait_for(Duration::from_secs(30), async || {
+        (failed_calls().await >= refused_at + 2).then_some(())
+    })
+    .await;
+    assert!(asked_again.is_some(), "the kiosk stopped asking Dintero");
     assert!(
         k.kiosk.reports.try_recv().is_err(),
         "nothing resolves while the API is down"
@@ -444,12 +467,12 @@ async fn a_late_create_nobody_picks_up_is_cancelled_as_soon_as_it_blocks_the_ter
     // Amount ending in 55: the terminal never picks it up, and stays busy with it.
     let (mut k, written_off) = written_off_by_a_late_create(0.01, "", "20.55").await;
     let reference = written_off.merchant_reference.clone();
-    for _ in 0..500 {
-        if !support::sessions_for(&support::ledger(&k.base).await, &reference).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let landed = support::wait_for(Duration::from_secs(30), async || {
+        let ledger = support::ledger(&k.base).await;
+        (!support::sessions_for(&ledger, &reference).is_empty()).then_some(())
+    })
+    .await;
+    assert!(landed.is_some(), "the late create never landed");
     // The next customer: Dintero says the terminal is busy.
     let busy = k.scan("10.00").await;
     assert!(

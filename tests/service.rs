@@ -6,8 +6,8 @@ mod support;
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
 use kioskpay::journal::{self, Outcome};
@@ -17,7 +17,7 @@ struct Manager {
     socket: UnixDatagram,
     seen: Vec<String>,
     /// The daemon's log, quoted when an expected notification does not come.
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
 impl Manager {
@@ -57,40 +57,149 @@ impl Manager {
     }
 }
 
-fn sigterm(child: &Child) {
-    signal(child, libc::SIGTERM);
-}
-
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
 /// Waits for the child to exit (hang guard 40 s: longer than the unit's TimeoutStopSec).
-fn wait_exit(mut child: Child) -> (std::process::ExitStatus, String) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return (status, text);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    let mut status = None;
+    let exited = support::wait_until_blocking(Duration::from_secs(40), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(exited, "the daemon did not stop on SIGTERM");
+    status.unwrap()
 }
 
 fn journal_payment(state: &Path) -> Option<journal::PaymentRecord> {
     journal::read_only(state)
         .ok()
         .and_then(|r| r.payments.into_iter().next())
+}
+
+/// The stdin scanner, reading plain amounts; a test adds its own keys below it.
+const INPUT: &str = "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n";
+
+/// `kioskpay run` as systemd runs it: a fake service manager on `NOTIFY_SOCKET`, a watchdog of
+/// 0.9 s, carts on stdin, stdout and stderr in a log file.
+struct Daemon {
+    child: Child,
+    stdin: ChildStdin,
+    /// Lent to a blocking task while a notification is awaited.
+    manager: Option<Manager>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config`; `name` tells this run's socket and log apart from another
+    /// run's in the same directory. `None` where the binary cannot run (see
+    /// [`support::kioskpay_bin`]).
+    fn start(dir: &Path, config: &Path, name: &str) -> Option<Daemon> {
+        let mut command = support::kioskpay_bin()?;
+        let socket = dir.join(format!("{name}.sock"));
+        let log = dir.join(format!("{name}.log"));
+        let manager = Manager::bind(&socket, &log);
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = command
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &socket)
+            .env("WATCHDOG_USEC", "900000")
+            .stdin(Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        Some(Daemon {
+            child,
+            stdin,
+            manager: Some(manager),
+            log,
+        })
+    }
+
+    /// Waits for the notification `line`; returns how many came before it.
+    async fn notified(&mut self, line: &str) -> usize {
+        let mut manager = self.manager.take().unwrap();
+        let line = line.to_string();
+        let (manager, at) = tokio::task::spawn_blocking(move || {
+            let at = manager.wait_for(&line);
+            (manager, at)
+        })
+        .await
+        .unwrap();
+        self.manager = Some(manager);
+        at
+    }
+
+    /// Every notification so far.
+    fn seen(&self) -> &[String] {
+        &self.manager.as_ref().unwrap().seen
+    }
+
+    /// A scanner line.
+    fn scan(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+    }
+
+    /// SIGTERM, as `systemctl stop` sends. Every run ends the same way: `STOPPING=1`, exit
+    /// status 0, and no trace of the client secret in the log. Returns the log.
+    async fn stop(mut self) -> String {
+        signal(&self.child, libc::SIGTERM);
+        self.notified("STOPPING=1").await;
+        let Daemon {
+            child, stdin, log, ..
+        } = self;
+        let status = tokio::task::spawn_blocking(move || wait_exit(child))
+            .await
+            .unwrap();
+        drop(stdin);
+        let output = std::fs::read_to_string(&log).unwrap();
+        assert!(status.success(), "{output}");
+        assert!(
+            !output.contains("demo-secret"),
+            "the secret leaked: {output}"
+        );
+        output
+    }
+}
+
+/// A daemon stopped by SIGTERM while a payment waits for a card: it leaves the payment
+/// journaled as interrupted, still open at Dintero (emulator `base`, in real time). Returns
+/// the daemon's log, or `None` where the binary cannot run.
+async fn interrupt_a_payment(dir: &Path, base: &str) -> Option<String> {
+    let config = support::write_config(
+        dir,
+        base,
+        &format!("{INPUT}[payment]\npoll_interval_ms = 100\ntimeout_s = 600\n"),
+    );
+    let mut daemon = Daemon::start(dir, &config, "first-run")?;
+    // Real-time emulator: an amount ending in 54 waits 90 s for a card that never comes.
+    daemon.scan("100.54;HANG");
+    let state = dir.join("state");
+    assert!(
+        support::wait_until(Duration::from_secs(60), || {
+            journal_payment(&state).is_some_and(|p| p.state == "waiting_for_card")
+        })
+        .await,
+        "the payment never reached waiting_for_card: {:?}",
+        journal_payment(&state)
+    );
+    Some(daemon.stop().await)
+}
+
+/// The config of the start after [`interrupt_a_payment`]: the shortest kiosk timeout (10 s)
+/// makes recovery cancel the interrupted payment, which ends `timed_out`.
+fn recovering_config(dir: &Path, base: &str, extra: &str) -> PathBuf {
+    support::write_config(
+        dir,
+        base,
+        &format!(
+            "{INPUT}[payment]\npoll_interval_ms = 100\ntimeout_s = 10\npickup_timeout_s = 5\n{extra}"
+        ),
+    )
 }
 
 /// Checks every line of a Prometheus text file; returns the samples by name and labels.
@@ -142,87 +251,40 @@ fn sample(samples: &[(String, f64)], series: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_recovery() {
-    let Some(mut first) = support::kioskpay_bin() else {
-        return;
-    };
-    // Real-time emulator: an amount ending in 54 waits 90 s for a card that never comes.
+async fn sigterm_with_a_payment_in_flight_journals_it_as_interrupted_and_exits_cleanly() {
     let emulator = support::emulator(1.0).await;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let path = support::write_config(
-        dir.path(),
-        &emulator.base_url(),
-        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 100\ntimeout_s = 600\n",
-    );
-    let mut child = first
-        .args(["run", "--config", path.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"100.54;HANG\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while journal_payment(&state).is_none_or(|p| p.state != "waiting_for_card") {
-        assert!(
-            Instant::now() < deadline,
-            "the payment never reached waiting_for_card"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sigterm(&child);
-    let (status, output) = tokio::task::spawn_blocking(move || wait_exit(child))
-        .await
-        .unwrap();
-    drop(stdin);
-    assert!(status.success(), "{output}");
+    let Some(output) = interrupt_a_payment(dir.path(), &emulator.base_url()).await else {
+        return;
+    };
     assert!(output.contains("payment in flight"), "{output}");
-    let payment = journal_payment(&state).unwrap();
+    let payment = journal_payment(&dir.path().join("state")).unwrap();
     assert_eq!(payment.outcome, None, "the payment is not over at Dintero");
     assert_eq!(payment.state, "interrupted_waiting_for_card");
     assert!(payment.session_id.is_some());
+    emulator.shutdown().await;
+}
 
-    // The next start: the shortest kiosk timeout (10 s) makes recovery cancel the payment.
-    let path = support::write_config(
-        dir.path(),
-        &emulator.base_url(),
-        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 100\ntimeout_s = 10\npickup_timeout_s = 5\n\
-         [metrics]\ntextfile = \"METRICS\"\ninterval_s = 1\n",
-    );
-    let metrics = dir.path().join("kioskpay.prom");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("METRICS", metrics.to_str().unwrap());
-    std::fs::write(&path, &text).unwrap();
-    let log = dir.path().join("second-run.log");
-    let mut manager = Manager::bind(&dir.path().join("notify.sock"), &log);
-    let mut child = support::kioskpay_bin()
-        .unwrap()
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
-        .env("WATCHDOG_USEC", "900000")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let ready_at = tokio::task::spawn_blocking(move || {
-        let at = manager.wait_for("READY=1");
-        (manager, at)
-    })
-    .await
-    .unwrap();
-    let (mut manager, ready_at) = ready_at;
-    let recovered = journal_payment(&state).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_interrupted_payment_ready_comes_only_once_recovery_has_resolved_it() {
+    let emulator = support::emulator(1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    if interrupt_a_payment(dir.path(), &emulator.base_url())
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let config = recovering_config(dir.path(), &emulator.base_url(), "");
+    let mut daemon = Daemon::start(dir.path(), &config, "second-run").unwrap();
+    let ready_at = daemon.notified("READY=1").await;
+    let recovered = journal_payment(&dir.path().join("state")).unwrap();
     assert_eq!(
         recovered.outcome,
         Some(Outcome::TimedOut),
         "READY=1 came before recovery finished"
     );
-    let before: Vec<_> = manager.seen[..ready_at].to_vec();
+    let before = &daemon.seen()[..ready_at];
     assert!(
         before
             .iter()
@@ -230,27 +292,56 @@ async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_rec
         "{before:?}"
     );
     assert_eq!(before.last().map(String::as_str), Some("STATUS=idle"));
+    daemon.stop().await;
+    emulator.shutdown().await;
+}
 
-    // The flow is turning: the watchdog is fed.
-    let manager = tokio::task::spawn_blocking(move || {
-        manager.wait_for("WATCHDOG=1");
-        manager
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_fed_once_the_flow_is_turning() {
+    let emulator = support::emulator(1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        &format!("{INPUT}[payment]\npoll_interval_ms = 100\n"),
+    );
+    let Some(mut daemon) = Daemon::start(dir.path(), &config, "run") else {
+        return;
+    };
+    daemon.notified("READY=1").await;
+    daemon.notified("WATCHDOG=1").await;
+    daemon.stop().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_file_counts_outcomes_in_the_textfile_collectors_format() {
+    let emulator = support::emulator(1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    if interrupt_a_payment(dir.path(), &emulator.base_url())
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let metrics = dir.path().join("kioskpay.prom");
+    let config = recovering_config(
+        dir.path(),
+        &emulator.base_url(),
+        &format!(
+            "[metrics]\ntextfile = \"{}\"\ninterval_s = 1\n",
+            metrics.display()
+        ),
+    );
+    let mut daemon = Daemon::start(dir.path(), &config, "second-run").unwrap();
+    daemon.notified("READY=1").await;
+    // Once the recovered payment is counted, the file says the kiosk is ready.
+    let samples = support::wait_for(Duration::from_secs(30), async || {
+        let samples = parse_prom(&std::fs::read_to_string(&metrics).ok()?);
+        (sample(&samples, "kioskpay_ready") == 1.0).then_some(samples)
     })
     .await
-    .unwrap();
-
-    // The metrics file says what happened, in the textfile collector's format.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let samples = loop {
-        if let Ok(text) = std::fs::read_to_string(&metrics) {
-            let samples = parse_prom(&text);
-            if sample(&samples, "kioskpay_ready") == 1.0 {
-                break samples;
-            }
-        }
-        assert!(Instant::now() < deadline, "no metrics file with ready 1");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    .expect("no metrics file with ready 1");
     assert_eq!(
         sample(&samples, "kioskpay_payments_total{outcome=\"timed_out\"}"),
         1.0
@@ -266,56 +357,65 @@ async fn sigterm_journals_the_payment_and_the_next_start_is_ready_only_after_rec
         .file_name()
         .to_string_lossy()
         .ends_with(".tmp")));
+    daemon.stop().await;
+    emulator.shutdown().await;
+}
 
-    // SIGHUP: a lower max_amount is in force at once; a changed input section needs a restart.
-    let reloaded = text.replace("max_amount = 1000000", "max_amount = 1000")
-        + "\n[input]\nkind = \"stdin\"\nformats = [\"plain\"]\nmax_line = 100\n";
-    let reloaded = reloaded.replacen(
-        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]",
-        "[payment]",
-        1,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_puts_a_lower_max_amount_in_force_at_once_and_says_what_needs_a_restart() {
+    let emulator = support::emulator(1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let payment = "[payment]\npoll_interval_ms = 100\n";
+    let config = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        &format!("{INPUT}{payment}"),
     );
-    std::fs::write(&path, reloaded).unwrap();
-    signal(&child, libc::SIGHUP);
-    let mut manager = tokio::task::spawn_blocking(move || {
-        let mut manager = manager;
-        let reloading = manager.wait_for("RELOADING=1");
-        manager.wait_for("READY=1");
-        assert!(reloading > ready_at);
-        manager
-    })
-    .await
-    .unwrap();
-    stdin.write_all(b"50.00;TOO-MUCH\n").unwrap();
-    manager = tokio::task::spawn_blocking(move || {
-        manager.wait_for("STATUS=refused");
-        manager
-    })
-    .await
-    .unwrap();
-    let replay = journal::read_only(&state).unwrap();
-    assert_eq!(replay.payments.len(), 1, "the refused cart was not charged");
+    let Some(mut daemon) = Daemon::start(dir.path(), &config, "run") else {
+        return;
+    };
+    let ready_at = daemon.notified("READY=1").await;
 
-    sigterm(&child);
-    let child_out = tokio::task::spawn_blocking(move || wait_exit(child));
-    let (status, _) = child_out.await.unwrap();
-    let output = std::fs::read_to_string(&log).unwrap();
-    assert!(status.success(), "{output}");
+    // A lower max_amount is in force at once; a changed input section needs a restart.
+    let changed = support::write_config(
+        dir.path(),
+        &emulator.base_url(),
+        &format!("{INPUT}max_line = 100\n{payment}"),
+    );
+    let text = std::fs::read_to_string(&changed).unwrap();
+    assert!(text.contains("max_amount = 1000000"), "{text}");
+    std::fs::write(
+        &changed,
+        text.replace("max_amount = 1000000", "max_amount = 1000"),
+    )
+    .unwrap();
+    signal(&daemon.child, libc::SIGHUP);
+    let reloading = daemon.notified("RELOADING=1").await;
+    assert!(reloading > ready_at);
+    daemon.notified("READY=1").await;
+    daemon.scan("50.00;TOO-MUCH");
+    daemon.notified("STATUS=refused").await;
+    let replay = journal::read_only(&dir.path().join("state")).unwrap();
+    assert!(
+        replay.payments.is_empty(),
+        "the refused cart was not charged: {:?}",
+        replay.payments
+    );
+    let ledger = support::ledger(&emulator.base_url()).await;
+    assert_eq!(ledger["sessions"], serde_json::json!([]), "{ledger}");
+
+    let output = daemon.stop().await;
     assert!(output.contains("config reloaded"), "{output}");
     assert!(
         output.contains("reason=too large: above kiosk.max_amount NOK 10.00"),
         "{output}"
     );
     assert!(
-        output.contains("only after a restart") && output.contains("input"),
+        output
+            .lines()
+            .any(|l| l.contains("only after a restart") && l.contains("input")),
         "{output}"
     );
-    assert!(!output.contains("demo-secret"), "the secret leaked");
-    let manager = tokio::task::spawn_blocking(move || {
-        let mut manager = manager;
-        manager.wait_for("STOPPING=1");
-    });
-    manager.await.unwrap();
     emulator.shutdown().await;
 }
 

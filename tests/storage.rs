@@ -6,6 +6,8 @@
 //! does with `ENOSPC`, and raising the limit again is the technician freeing space. The limit
 //! holds for the whole process, so this file has this one test and nothing else.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use kioskpay::dintero::{
 use kioskpay::input::InputEvent;
 use kioskpay::journal::Journal;
 use kioskpay::money::{Currency, Money};
-use kioskpay::payment::flow::{Flow, FlowChannels, FlowConfig};
+use kioskpay::payment::flow::{Flow, FlowChannels};
 use kioskpay::state::{KioskState, RefusalReason, UnavailableReason};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -75,32 +77,6 @@ fn unreachable_in_this_test() -> ApiError {
     }
 }
 
-fn config() -> FlowConfig {
-    FlowConfig {
-        kiosk_id: "kiosk-1".into(),
-        currency: Currency::NOK,
-        max_amount: Money::new(1_000_000, Currency::NOK),
-        profile_id: "T12345678.kiosk-in-person".into(),
-        return_url: "https://kioskpay.invalid/return".into(),
-        vat_percent: 25,
-        store_id: "oslo-center".into(),
-        terminal_id: kioskpay::dintero::TerminalId::parse(
-            "T12345678-T0001",
-            &kioskpay::dintero::AccountId::parse("T12345678").unwrap(),
-        )
-        .unwrap(),
-        payout_destination_id: "seller-1".into(),
-        timeout: Duration::from_secs(60),
-        poll_interval: Duration::from_millis(250),
-        pickup_timeout: Duration::from_secs(10),
-        result_screen: Duration::from_secs(3),
-        health_interval: Duration::from_secs(60),
-        keep_final: 100,
-        lookup_confirm_delay: Duration::from_secs(16),
-        paid_cart_window: Duration::from_secs(86400),
-    }
-}
-
 fn cart() -> InputEvent {
     InputEvent::Cart(Cart {
         amount: Money::new(39900, Currency::NOK),
@@ -155,7 +131,7 @@ async fn a_journal_that_takes_no_writes_keeps_the_kiosk_unavailable_until_it_doe
         Arc::new(gateway.clone()),
         journal,
         Vec::new(),
-        config(),
+        support::flow_config(),
         FlowChannels {
             inputs: input_rx,
             commands: command_rx,
@@ -163,16 +139,7 @@ async fn a_journal_that_takes_no_writes_keeps_the_kiosk_unavailable_until_it_doe
             reports: None,
         },
     );
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut watcher = state.clone();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while watcher.changed().await.is_ok() {
-            log.lock()
-                .unwrap()
-                .push(watcher.borrow_and_update().clone());
-        }
-    });
+    let seen = support::record_states(&state);
     let stop = CancellationToken::new();
     let task = tokio::spawn(flow.run(stop.clone().cancelled_owned()));
     state.wait_for(|s| *s == KioskState::Idle).await.unwrap();

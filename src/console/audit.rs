@@ -314,7 +314,9 @@ impl AuditLog {
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let torn = bytes.len() - whole;
         if torn > 0 {
-            keep_torn(&self.path, &bytes[whole..])?;
+            // The torn bytes follow the last newline: keep_torn ends them with one.
+            crate::journal::keep_torn(&self.path.with_file_name(TORN_NAME), &bytes[whole..])
+                .map_err(|(_, e)| io_error("keep the torn line of", &self.path)(e))?;
             self.file
                 .set_len(whole as u64)
                 .and_then(|()| self.file.sync_all())
@@ -342,20 +344,6 @@ impl AuditLog {
         self.tail = Some((tail.len, tail.prev.clone(), tail.next_seq));
         Ok((tail, torn))
     }
-}
-
-fn keep_torn(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
-    let torn = path.with_file_name(TORN_NAME);
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(&torn)
-        .map_err(io_error("keep the torn line of", path))?;
-    file.write_all(bytes)
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("keep the torn line of", path))
 }
 
 /// An exclusive `flock` held until dropped. Holds the descriptor number, not a borrow, so that

@@ -276,7 +276,10 @@ impl Journal {
             // starts on a clean line: it may be an intent that did reach the card before the
             // page around it was garbled, and a damaged line is something replay looks up and
             // counts past (see `DAMAGE_GAP`), never something to forget.
-            keep_torn(dir, &bytes[torn.clone()])?;
+            let torn_path = dir.join(TORN_NAME);
+            keep_torn(&torn_path, &bytes[torn.clone()])
+                .map_err(|(action, e)| io_error(action, &torn_path)(e))?;
+            sync_dir(dir)?;
             if bytes.last() != Some(&b'\n') {
                 (&file)
                     .write_all(b"\n")
@@ -686,15 +689,18 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(io_error("sync the directory", dir))
 }
 
-/// Appends a torn line to `journal.torn` so that cutting it off the log destroys nothing.
-fn keep_torn(dir: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let path = dir.join(TORN_NAME);
+/// Appends a torn line (`bytes`) to the file `torn`, created with mode 0640 if need be, ends it
+/// with a newline and syncs the file, so that cutting the line off its log destroys nothing:
+/// the journal keeps its torn lines in [`TORN_NAME`], the technician console's audit log in
+/// `audit.torn`. Syncing the directory, where a new file must survive a power cut, is the
+/// caller's. On failure, says which step failed (`"open"` or `"write"`) and why.
+pub fn keep_torn(torn: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
-        .open(&path)
-        .map_err(io_error("open", &path))?;
+        .open(torn)
+        .map_err(|e| ("open", e))?;
     file.write_all(bytes)
         .and_then(|()| {
             if bytes.last() == Some(&b'\n') {
@@ -704,8 +710,7 @@ fn keep_torn(dir: &Path, bytes: &[u8]) -> Result<(), JournalError> {
             }
         })
         .and_then(|()| file.sync_all())
-        .map_err(io_error("write", &path))?;
-    sync_dir(dir)
+        .map_err(|e| ("write", e))
 }
 
 #[cfg(test)]
@@ -851,5 +856,22 @@ mod tests {
         for not_ours in ["", "42", "kiosk-", "kiosk-12a", "x-99999999999999999999"] {
             assert_eq!(reference_sequence(not_ours), None, "{not_ours}");
         }
+    }
+
+    #[test]
+    fn a_kept_torn_line_is_appended_and_ended_with_one_newline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let torn = dir.path().join("some.torn");
+        keep_torn(&torn, b"{\"seq\":1,\"cut").unwrap();
+        keep_torn(&torn, b"{\"seq\":2}\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(&torn).unwrap(),
+            "{\"seq\":1,\"cut\n{\"seq\":2}\n"
+        );
+        let mode = fs::metadata(&torn).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "{mode:o}");
+        let (action, _) = keep_torn(&dir.path().join("no-such-dir/x.torn"), b"x").unwrap_err();
+        assert_eq!(action, "open");
     }
 }

@@ -1,5 +1,5 @@
-//! Shared helpers for the end-to-end tests: an emulator on loopback, a config file for it, and
-//! the emulator's ledger over HTTP.
+//! Shared helpers for the end-to-end tests: an emulator on loopback, a config file for it, the
+//! emulator's ledger over HTTP, and waits for a condition (instead of sleeps).
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -68,6 +68,54 @@ dir = "{state}"
     let path = dir.join("kioskpay.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The payment flow's settings for the tests that run the flow on its own (`tests/flow.rs`,
+/// `tests/storage.rs`): the seeded sandbox's profile, store and terminal (those
+/// [`write_config`] names), a 60 s kiosk timeout and a health check a minute.
+pub fn flow_config() -> kioskpay::payment::flow::FlowConfig {
+    use kioskpay::money::{Currency, Money};
+    kioskpay::payment::flow::FlowConfig {
+        kiosk_id: "kiosk-1".into(),
+        currency: Currency::NOK,
+        max_amount: Money::new(1_000_000, Currency::NOK),
+        profile_id: "T12345678.kiosk-in-person".into(),
+        return_url: "https://kioskpay.invalid/return".into(),
+        vat_percent: 25,
+        store_id: "oslo-center".into(),
+        terminal_id: kioskpay::dintero::TerminalId::parse(
+            "T12345678-T0001",
+            &kioskpay::dintero::AccountId::parse("T12345678").unwrap(),
+        )
+        .unwrap(),
+        payout_destination_id: "seller-1".into(),
+        timeout: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(250),
+        pickup_timeout: Duration::from_secs(10),
+        result_screen: Duration::from_secs(3),
+        health_interval: Duration::from_secs(60),
+        keep_final: 100,
+        lookup_confirm_delay: Duration::from_secs(16),
+        paid_cart_window: Duration::from_secs(24 * 3600),
+    }
+}
+
+/// Every state the flow publishes on `state` from now on, in order, recorded by a task of its
+/// own (a watch receiver alone shows only the latest).
+pub fn record_states(
+    state: &tokio::sync::watch::Receiver<kioskpay::state::KioskState>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<kioskpay::state::KioskState>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut watcher = state.clone();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while watcher.changed().await.is_ok() {
+            log.lock()
+                .unwrap()
+                .push(watcher.borrow_and_update().clone());
+        }
+    });
+    seen
 }
 
 /// `GET /_emulator/ledger`.
@@ -253,4 +301,50 @@ pub fn openpty() -> (std::os::fd::OwnedFd, String) {
     // The child opens the slave by its path; ours stays open so the master never sees a hangup.
     std::mem::forget(slave);
     (master, path)
+}
+
+// Waiting for a condition instead of sleeping for a while: a fixed sleep is either too short on
+// a slow machine (a flaky test) or so long that what the test asserts after it may have held
+// without proving anything. The timeout is a hang guard in wall-clock time, never a timing
+// assertion: each helper says whether the condition came and the caller asserts on that, with
+// its own message. The poll sleeps on tokio's clock, so under paused time each look lets the
+// clock run on.
+
+/// How long a wait sleeps between two looks.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// Looks at `done` every 20 ms until it holds (`true`) or `timeout` has passed (`false`).
+pub async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    wait_for(timeout, async || done().then_some(()))
+        .await
+        .is_some()
+}
+
+/// Calls `f` every 20 ms until it gives a value, or `None` once `timeout` has passed; for a
+/// condition that needs an `.await` (an HTTP call) or that yields what it found.
+pub async fn wait_for<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = f().await {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// [`wait_until`] for a test or a thread without a runtime: sleeps the thread between looks.
+pub fn wait_until_blocking(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
 }
