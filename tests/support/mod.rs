@@ -70,7 +70,7 @@ dir = "{state}"
     path
 }
 
-/// The payment flow's settings for the tests that run the flow on its own (`tests/flow.rs`,
+/// The payment flow's settings for the tests that run the flow on its own (`tests/inprocess/flow.rs`,
 /// `tests/storage.rs`): the seeded sandbox's profile, store and terminal (those
 /// [`write_config`] names), a 60 s kiosk timeout and a health check a minute.
 pub fn flow_config() -> kioskpay::payment::flow::FlowConfig {

@@ -24,7 +24,7 @@
 //! than the kiosk currency's minor unit (3 decimals in NOK with a non-zero last digit) is refused,
 //! never rounded; a code in another currency than the kiosk's is refused; a zero amount is
 //! refused. No input, however malformed, makes these parsers panic: each has a fuzz target
-//! (`fuzz/`) and a property test (`tests/codes.rs`).
+//! (`fuzz/`) and a property test (`tests/inprocess/codes.rs`).
 //!
 //! "Already paid" is not decided here: decoding is pure, and only the payment flow knows which
 //! carts its journal shows as paid (see [`crate::payment::flow`]).

@@ -1,7 +1,7 @@
 //! The console's offline commands as an operator runs them: `kioskpay technician add|remove|list`
 //! with the PIN on stdin, and `kioskpay audit verify` on a real audit log.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -5,7 +5,7 @@
 //! pseudo-terminals; where the serial ioctls are not implemented (qemu-user) those tests say so on
 //! stderr and skip.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::Write;
@@ -259,7 +259,7 @@ async fn a_gs1_slip_ended_by_tab_is_a_cart_with_its_reference() {
         &[b"]C14157080003824349", b"8020KID-77\x1d3902000", b"12550\t"],
     )
     .await;
-    // A slip is for one cart: the flow refuses it once paid (see tests/flow.rs).
+    // A slip is for one cart: the flow refuses it once paid (see tests/inprocess/flow.rs).
     let slip = InputEvent::SlipCart(Cart {
         amount: Money::new(12550, NOK),
         reference: Some("KID-77".into()),

@@ -5,7 +5,7 @@
 //! screen change, the largest single transfer (spidev's default `bufsiz` is 4096), and nothing
 //! at all when nothing changes.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -539,7 +539,7 @@ async fn a_broken_screen_takes_the_kiosk_out_of_service_until_it_works_again() {
         "a session was created for a cart the customer could not follow"
     );
 
-    // Power back. The display retries on a back-off timer (tested in tests/display.rs) and on
+    // Power back. The display retries on a back-off timer (tested in tests/inprocess/display.rs) and on
     // every new frame; a scanned code gives it one now. It re-initialises the panel, reports it
     // working, and carts are taken again.
     kiosk.spi.set_failing(false);

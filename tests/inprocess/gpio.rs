@@ -2,7 +2,7 @@
 //! with their (paused) tokio time, the shipped pin maps, the pulse decoder's properties, and a
 //! whole kiosk paid for by a button press against the emulator.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

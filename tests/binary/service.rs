@@ -2,7 +2,7 @@
 //! payment in flight, recovery before READY=1, watchdog pings, SIGHUP reloads, and the metrics
 //! text file for node_exporter.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;

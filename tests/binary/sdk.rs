@@ -4,7 +4,7 @@
 //! `.ci/run` installs the SDK (`pip install dintero`); where Python or the SDK is missing the test
 //! says so on stderr and is skipped, never silently passed.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The whole kiosk (flow, journal, real HTTP client, display) against the emulator on loopback,
 //! with carts typed into the real scanner parser. The emulator's ledger is the ground truth.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //! Where only a power cut gets a kiosk there (between the intent and the create call), the
 //! intent is written with the journal's own `next_reference` and `append`, as the daemon does.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -523,7 +523,7 @@ fn signed_cart_codes() {
     assert!(dec(&format!("]Q1{code}")).is_ok());
 
     // Replayed: decoding is pure and accepts it again; the payment flow refuses it as already
-    // paid (tests/flow.rs).
+    // paid (tests/inprocess/flow.rs).
     assert_eq!(dec(&code).unwrap(), d);
 
     // Tampered amount, reference, expiry, currency: the signature no longer matches.

@@ -1,6 +1,6 @@
 //! `kioskpay soak` as CI runs it: the binary, a tiny run, its JSON report.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! late. kioskpay itself polls and never asks for callbacks; these are for integrators and for
 //! the emulator's own fidelity.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

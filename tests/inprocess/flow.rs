@@ -3,9 +3,9 @@
 //! The fake plays each payment out on the virtual clock (pickup, card, capture), so these tests
 //! cover the flow's decisions (timeouts, lost responses, refusals, the health gate, recovery)
 //! exactly and in milliseconds of real time. The same flows against the real HTTP client and the
-//! emulator are in `tests/daemon.rs`.
+//! emulator are in `tests/inprocess/daemon.rs`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@
 //! Where only a power cut gets there (between the intent and the answer to the create call), the
 //! journal is written with the same `Journal::append` the daemon uses.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `kioskpay` binary as an operator runs it: help texts, exit statuses, `check`, `run` fed
 //! on stdin and on a real pseudo-terminal serial line, `journal`, and the demo.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::Stdio;

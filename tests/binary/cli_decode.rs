@@ -1,7 +1,7 @@
 //! `kioskpay decode` as a technician (or the technician console) runs it: one code in, one JSON
 //! object out, and an exit status scripts can branch on.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
