@@ -104,7 +104,7 @@ fn a_skipped_sdk_test_says_so_in_plain_cargo_test_output() {
     };
     let out = copy
         .args([
-            "the_official_python_sdk_pays_against_the_emulator",
+            "sdk::the_official_python_sdk_pays_against_the_emulator",
             "--exact",
             "--test-threads=1",
         ])
@@ -116,12 +116,15 @@ fn a_skipped_sdk_test_says_so_in_plain_cargo_test_output() {
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stderr}");
+    // The filter must still name the test: a filter that matches nothing passes silently.
+    assert!(stdout.contains("1 passed"), "{stdout}");
     // Natively the reason is that python3 is missing; under qemu-user a failed exec of the
     // child can come back as a failed python3 instead, and the reason says the SDK is missing.
     // Either way the skip and its reason are on the output a plain `cargo test` shows.
     assert!(
-        stderr.contains("SKIPPED the_official_python_sdk_pays_against_the_emulator: "),
+        stderr.contains("SKIPPED sdk::the_official_python_sdk_pays_against_the_emulator: "),
         "{stderr}"
     );
     if !cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
