@@ -207,7 +207,7 @@ pub struct Flow<G: Gateway> {
     terminal_scope_warned: bool,
     /// A refusal or result shown on top of the current state until this instant.
     hold_until: Option<Instant>,
-    /// Payments started since the journal was last compacted.
+    /// Payments finished since the journal was last compacted.
     finished_since_compaction: usize,
     /// Whether the barcode scanner is there; the idle screen says so when it is not.
     scanner_available: bool,
@@ -536,11 +536,6 @@ impl<G: Gateway> Flow<G> {
             });
         }
         self.hold_until = None;
-        self.finished_since_compaction += 1;
-        if self.finished_since_compaction > self.config.keep_final.max(1) {
-            self.finished_since_compaction = 0;
-            self.compact().await;
-        }
         let started_at = time::OffsetDateTime::now_utc();
         let (merchant_reference, sequence) =
             lock(&self.journal).next_reference(&self.config.kiosk_id, started_at.date());
@@ -614,6 +609,14 @@ impl<G: Gateway> Flow<G> {
                     Instant::now() + self.config.health_interval.min(Duration::from_secs(30));
             }
             self.finish(&payment, outcome, false);
+            // Here, with the result on screen, and not when the next cart comes: compaction
+            // rewrites the journal (tens of milliseconds on an SD card) and must not stand
+            // between a scan and its create.
+            self.finished_since_compaction += 1;
+            if self.finished_since_compaction > self.config.keep_final.max(1) {
+                self.finished_since_compaction = 0;
+                self.compact().await;
+            }
         }
         driven
     }

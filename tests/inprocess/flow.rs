@@ -1236,14 +1236,43 @@ async fn recovery_follows_an_authorized_payment_and_reports_a_decline() {
     h.stop().await;
 }
 
+/// Compaction rewrites the journal (tens of milliseconds on an SD card): it runs as a payment
+/// ends, with the result on screen, and never between the next scan and its create.
 #[tokio::test(start_paused = true)]
-async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
+async fn run_time_compaction_runs_as_a_payment_ends_not_when_the_next_cart_comes() {
     let dir = tempdir();
     let mut h = start(
         Fake::default(),
         dir,
         FlowConfig {
             keep_final: 2,
+            ..flow_config()
+        },
+    );
+    h.idle().await;
+    for _ in 0..3 {
+        h.pay(1000).await;
+        h.idle().await;
+    }
+    let kept: Vec<String> = h
+        .journal()
+        .into_iter()
+        .map(|p| p.merchant_reference)
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[1].ends_with("-000003"), "{kept:?}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_journal_is_compacted_at_start_keeping_unfinished_payments() {
+    let dir = tempdir();
+    // The first run keeps more than it makes, so that what the restart finds is all five.
+    let mut h = start(
+        Fake::default(),
+        dir,
+        FlowConfig {
+            keep_final: 10,
             ..flow_config()
         },
     );
