@@ -20,7 +20,7 @@ use crate::cart::CartSource;
 use crate::config::Config;
 use crate::daemon::{InputWiring, Kiosk};
 use crate::dintero::client::{Client, ClientConfig};
-use crate::emulator::{self, EmulatorConfig};
+use crate::emulator::{self, sandbox, EmulatorConfig, TERMINAL_IDS};
 use crate::input::ScanConfig;
 use crate::money::Language;
 use crate::payment::flow::PaymentReport;
@@ -213,42 +213,23 @@ pub async fn run(options: DemoOptions) -> Result<ExitCode> {
     }
 }
 
+/// The demo kiosk's config: the sandbox config, typed on stdin in every development format,
+/// every frame kept as a PNG.
 fn demo_config(base: &str, work: &std::path::Path, options: &DemoOptions) -> Result<Config> {
-    use std::os::unix::fs::PermissionsExt;
-    let secret = work.join("client_secret");
-    std::fs::write(&secret, "demo-secret\n")?;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    let state = work.join("state");
-    let text = format!(
+    sandbox::write_secret(work)?;
+    let demo = format!(
         r#"
 [kiosk]
 id = "demo-kiosk"
-currency = "NOK"
 language = "{lang}"
-max_amount = 1000000
-
-[dintero]
-account_id = "T12345678"
-client_id = "kiosk-demo"
-client_secret_file = "{secret}"
-profile_id = "T12345678.kiosk-in-person"
-checkout_url = "{base}"
-api_url = "{base}"
-
-[store]
-id = "oslo-center"
-terminal_id = "T12345678-T0001"
-payout_destination_id = "seller-1"
 
 [input]
 kind = "stdin"
-# The script types plain AMOUNT;REFERENCE lines, the development format.
 formats = ["plain", "gs1", "digital_link"]
 
 [display]
 kind = "png"
-png_dir = "{frames}"
-# Every frame of the demo is worth seeing afterwards.
+png_dir = {frames}
 png_keep = 0
 
 [payment]
@@ -256,15 +237,12 @@ timeout_s = 60
 poll_interval_ms = 100
 pickup_timeout_s = 2
 result_screen_s = 1
-
-[state]
-dir = "{state}"
 "#,
         lang = options.lang.code(),
-        secret = secret.display(),
-        frames = options.frames.display(),
-        state = state.display(),
+        frames = toml::Value::String(options.frames.display().to_string()),
     );
+    let text =
+        sandbox::config(base, work, TERMINAL_IDS[0], &[&demo]).map_err(anyhow::Error::msg)?;
     Ok(Config::load_str(&text, &work.join("demo.toml"))?)
 }
 

@@ -153,6 +153,7 @@ mod error;
 mod faults;
 mod ids;
 mod ledger;
+pub mod sandbox;
 mod server;
 mod terminal;
 

@@ -2,7 +2,6 @@
 //! emulator's ledger over HTTP, and waits for a condition (instead of sleeps).
 #![allow(dead_code)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,45 +25,17 @@ pub fn write_config(dir: &Path, base: &str, extra: &str) -> PathBuf {
     write_config_on(dir, base, extra, "T12345678-T0001")
 }
 
-/// [`write_config`] for a kiosk paired with `terminal`.
+/// [`write_config`] for a kiosk paired with `terminal`: the sandbox config
+/// ([`kioskpay::emulator::sandbox`]) with a 5 s call timeout, PNG frames in `<dir>/frames`, and
+/// `extra` (TOML) merged over it.
 pub fn write_config_on(dir: &Path, base: &str, extra: &str, terminal: &str) -> PathBuf {
-    let secret = dir.join("client_secret");
-    std::fs::write(&secret, "demo-secret\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = format!(
-        r#"
-[kiosk]
-id = "kiosk-1"
-currency = "NOK"
-language = "en"
-max_amount = 1000000
-
-[dintero]
-account_id = "T12345678"
-client_id = "kiosk-demo"
-client_secret_file = "{secret}"
-profile_id = "T12345678.kiosk-in-person"
-checkout_url = "{base}"
-api_url = "{base}"
-call_timeout_ms = 5000
-
-[store]
-id = "oslo-center"
-terminal_id = "{terminal}"
-payout_destination_id = "seller-1"
-
-[display]
-kind = "png"
-png_dir = "{frames}"
-
-[state]
-dir = "{state}"
-{extra}
-"#,
-        secret = secret.display(),
-        frames = dir.join("frames").display(),
-        state = dir.join("state").display(),
+    use kioskpay::emulator::sandbox;
+    sandbox::write_secret(dir).unwrap();
+    let frames = toml::Value::String(dir.join("frames").display().to_string());
+    let ours = format!(
+        "[dintero]\ncall_timeout_ms = 5000\n[display]\nkind = \"png\"\npng_dir = {frames}\n"
     );
+    let text = sandbox::config(base, dir, terminal, &[&ours, extra]).unwrap();
     let path = dir.join("kioskpay.toml");
     std::fs::write(&path, text).unwrap();
     path
