@@ -689,6 +689,18 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
+    /// The smallest config that loads: the flow's settings come from it.
+    fn minimal_config() -> crate::config::Config {
+        crate::config::Config::parse(
+            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
+             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
+             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
+             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap()
+    }
+
     /// Dintero that answers the health gate but never answers a create call: the flow's loop is
     /// stuck inside `take_cart` as it would be on a hung await.
     struct HangsOnCreate;
@@ -752,14 +764,7 @@ mod tests {
         let watchdog = Duration::from_secs(30);
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
-        let config = crate::config::Config::parse(
-            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
-             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
-             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
-             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
-            std::path::Path::new("test.toml"),
-        )
-        .unwrap();
+        let config = minimal_config();
         let (input_tx, inputs) = mpsc::channel(4);
         let (_command_tx, commands) = mpsc::channel(4);
         let (state, states) = watch::channel(KioskState::Starting);
@@ -823,14 +828,7 @@ mod tests {
     async fn a_poisoned_journal_keeps_the_kiosk_out_of_service_until_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
-        let config = crate::config::Config::parse(
-            "[kiosk]\nid = \"kiosk-1\"\n[dintero]\naccount_id = \"T12345678\"\n\
-             client_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n\
-             profile_id = \"T12345678.kiosk-in-person\"\n[store]\nid = \"s\"\n\
-             terminal_id = \"T12345678-T0001\"\npayout_destination_id = \"p\"\n",
-            std::path::Path::new("test.toml"),
-        )
-        .unwrap();
+        let config = minimal_config();
         let (_inputs, input_rx) = mpsc::channel(1);
         let (_commands, command_rx) = mpsc::channel(1);
         let (state, _states) = watch::channel(KioskState::Starting);
