@@ -19,6 +19,7 @@ use crate::display::DisplayConfig;
 use crate::gpio::GpioConfig;
 use crate::input::InputConfig;
 use crate::money::{Currency, Language, Money};
+use crate::payment::poll::{Polling, PollingKind};
 use crate::setting::Invalid;
 
 /// The whole file.
@@ -209,7 +210,10 @@ pub(super) struct Payment {
     /// After this long the kiosk cancels, re-reads, and reports what really happened.
     #[serde(default = "default_timeout_s")]
     timeout_s: u64,
-    /// How often a running payment is polled.
+    /// How a running payment is read: `adaptive` (by phase) or `fixed` (one period).
+    #[serde(default = "default_polling")]
+    polling: PollingKind,
+    /// The adaptive policy's shortest period, or the fixed policy's period.
     #[serde(default = "default_poll_ms")]
     poll_interval_ms: u64,
     /// A terminal that has not picked a session up after this long is offline.
@@ -233,6 +237,7 @@ impl Default for Payment {
     fn default() -> Self {
         Payment {
             timeout_s: default_timeout_s(),
+            polling: default_polling(),
             poll_interval_ms: default_poll_ms(),
             pickup_timeout_s: default_pickup_s(),
             result_screen_s: default_result_s(),
@@ -274,7 +279,7 @@ impl Payment {
         }
         Ok(PaymentConfig {
             timeout: Duration::from_secs(self.timeout_s),
-            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            polling: Polling::new(self.polling, Duration::from_millis(self.poll_interval_ms)),
             pickup_timeout: Duration::from_secs(self.pickup_timeout_s),
             result_screen: Duration::from_secs(self.result_screen_s),
             health_interval: Duration::from_secs(self.health_interval_s),
@@ -338,8 +343,11 @@ fn default_call_timeout_ms() -> u64 {
 fn default_timeout_s() -> u64 {
     120
 }
+fn default_polling() -> PollingKind {
+    PollingKind::Adaptive
+}
 fn default_poll_ms() -> u64 {
-    500
+    250
 }
 fn default_pickup_s() -> u64 {
     10

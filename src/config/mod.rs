@@ -36,6 +36,7 @@ pub use crate::gpio::{
 };
 pub use crate::input::{InputConfig, InputKind};
 use crate::money::{Currency, Language, Money};
+use crate::payment::poll::Polling;
 use crate::payment::FlowConfig;
 use crate::secret::Secret;
 use crate::setting::Invalid;
@@ -251,8 +252,8 @@ pub struct StoreConfig {
 pub struct PaymentConfig {
     /// After this long the kiosk cancels, re-reads, and reports what really happened.
     pub timeout: Duration,
-    /// How often a running payment is polled.
-    pub poll_interval: Duration,
+    /// How often a running payment is read.
+    pub polling: Polling,
     /// A terminal that has not picked a session up after this long is offline; shorter than
     /// `timeout`.
     pub pickup_timeout: Duration,
@@ -409,12 +410,12 @@ impl FlowConfig {
             terminal_id: config.store.terminal_id.clone(),
             payout_destination_id: config.store.payout_destination_id.clone(),
             timeout: config.payment.timeout,
-            poll_interval: config.payment.poll_interval,
+            polling: config.payment.polling,
             pickup_timeout: config.payment.pickup_timeout,
             result_screen: config.payment.result_screen,
             health_interval: config.payment.health_interval,
             keep_final: config.state.keep_final,
-            lookup_confirm_delay: config.dintero.call_timeout + config.payment.poll_interval,
+            lookup_confirm_delay: config.dintero.call_timeout + config.payment.polling.base(),
             paid_cart_window: config.payment.paid_cart_window,
         }
     }
@@ -491,6 +492,34 @@ payout_destination_id = "seller-1"
         assert_eq!(
             c.dintero.checkout_url.as_str(),
             "https://checkout.dintero.com"
+        );
+    }
+
+    #[test]
+    fn polling_is_adaptive_by_default_and_fixed_on_request() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.payment.polling,
+            Polling::Adaptive {
+                base: Duration::from_millis(250)
+            }
+        );
+        let c = parse(&format!(
+            "{MINIMAL}\n[payment]\npolling = \"fixed\"\npoll_interval_ms = 500\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.payment.polling,
+            Polling::Fixed {
+                period: Duration::from_millis(500)
+            }
+        );
+        let msg = parse(&format!("{MINIMAL}\n[payment]\npolling = \"often\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("unknown variant `often`, expected `adaptive` or `fixed`"),
+            "{msg}"
         );
     }
 

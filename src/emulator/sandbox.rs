@@ -117,7 +117,7 @@ mod tests {
             super::super::TERMINAL_IDS[1]
         );
         assert_eq!(
-            loaded.payment.poll_interval,
+            loaded.payment.polling.base(),
             std::time::Duration::from_millis(60)
         );
         assert_eq!(loaded.state.dir, dir.path().join("state"));

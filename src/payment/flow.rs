@@ -75,6 +75,7 @@ use crate::money::{Currency, Money};
 use crate::payment::identity;
 use crate::payment::late::LateWatch;
 use crate::payment::phase::{classify, CancelReason, Event, Final, Payment, Phase, Progress};
+use crate::payment::poll::{Polling, Waiting};
 use crate::state::{KioskState, RefusalReason, UnavailableReason};
 use crate::systemd::Heartbeat;
 
@@ -129,8 +130,8 @@ pub struct FlowConfig {
     pub payout_destination_id: String,
     /// The kiosk's own payment timeout.
     pub timeout: Duration,
-    /// Poll period of a running payment.
-    pub poll_interval: Duration,
+    /// How often a running payment is read.
+    pub polling: Polling,
     /// A session not picked up after this long means the terminal is offline.
     pub pickup_timeout: Duration,
     /// How long result screens and refusals stay up.
@@ -345,7 +346,7 @@ impl<G: Gateway> Flow<G> {
         info!(
             max_amount = %new.max_amount,
             timeout_s = new.timeout.as_secs(),
-            poll_interval_ms = new.poll_interval.as_millis() as u64,
+            polling = ?new.polling,
             health_interval_s = new.health_interval.as_secs(),
             "new payment settings in force"
         );

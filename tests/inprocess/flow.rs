@@ -21,6 +21,7 @@ use kioskpay::input::{CustomerReason, InputEvent};
 use kioskpay::journal::{Journal, Outcome, Record};
 use kioskpay::money::{Currency, Money};
 use kioskpay::payment::flow::{Command, Flow, FlowChannels, FlowConfig, PaymentReport};
+use kioskpay::payment::poll::Polling;
 use kioskpay::payment::Final;
 use kioskpay::state::{CancelledBy, FailKind, KioskState, RefusalReason, UnavailableReason};
 use support::flow_config;
@@ -1691,5 +1692,102 @@ async fn a_payment_written_off_that_turns_up_is_reopened_and_followed() {
     );
     assert_eq!(h.journal()[0].outcome, Some(Outcome::Approved));
     h.idle().await;
+    h.stop().await;
+}
+
+/// The flow's settings with the adaptive polling policy at a 250 ms base (the default).
+fn adaptive_config() -> FlowConfig {
+    FlowConfig {
+        polling: Polling::Adaptive {
+            base: Duration::from_millis(250),
+        },
+        ..flow_config()
+    }
+}
+
+/// The reads of the payment scanned at `scanned` (which the health gate's reads at the same
+/// virtual instant are not): (call, time since the scan).
+fn reads_since(h: &Harness, scanned: Instant) -> Vec<(String, Duration)> {
+    h.fake.with(|s| {
+        s.timeline
+            .iter()
+            .filter(|(what, at)| *at >= scanned && what.starts_with("get_"))
+            .map(|(what, at)| (what.split(' ').next().unwrap().to_string(), *at - scanned))
+            .collect()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_polling_reads_an_approval_where_it_can_change_and_no_more() {
+    // Picked up at 0.5 s, authorized at 2 s, captured at 3 s.
+    let mut h = start(Fake::default(), tempdir(), adaptive_config());
+    h.idle().await;
+    let scanned = Instant::now();
+    let report = h.pay(39900).await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    let reads = reads_since(&h, scanned);
+    let ms = |d: Duration| d.as_millis();
+    // No read before the terminal can have taken the session.
+    assert_eq!(ms(reads[0].1), 500, "{reads:?}");
+    // While the card is awaited, every 500 ms; while the capture is due, every 250 ms.
+    let times: Vec<u128> = reads
+        .iter()
+        .filter(|(what, _)| what == "get_transaction")
+        .map(|(_, at)| ms(*at))
+        .collect();
+    assert_eq!(
+        times,
+        [500, 1000, 1500, 2000, 2250, 2500, 2750, 3000],
+        "{reads:?}"
+    );
+    // The capture seen by the first read after it, and no session read after that: an
+    // approval needs no reason.
+    assert_eq!(reads.last().unwrap().0, "get_transaction", "{reads:?}");
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|(what, _)| what == "get_session")
+            .count(),
+        1,
+        "only the read that found the transaction: {reads:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_polling_looks_less_often_the_longer_a_customer_takes() {
+    let fake = Fake::default();
+    fake.with(|s| s.plan_by_amount.insert(7554, Plan::NoCard));
+    let mut h = start(fake, tempdir(), adaptive_config());
+    h.idle().await;
+    let scanned = Instant::now();
+    let report = h.pay(7554).await;
+    assert!(
+        matches!(report.outcome, Final::TimedOut { .. }),
+        "{report:?}"
+    );
+    let times: Vec<Duration> = reads_since(&h, scanned)
+        .into_iter()
+        .filter(|(what, _)| what == "get_transaction")
+        .map(|(_, at)| at)
+        .collect();
+    let gap_after = |secs: f64| {
+        let i = times
+            .iter()
+            .position(|t| t.as_secs_f64() >= secs)
+            .expect("a read that late");
+        times[i + 1] - times[i]
+    };
+    // The card awaited since 0.5 s: 500 ms apart for 20 s, then 1 s, until the kiosk's 60 s
+    // timeout cancels.
+    assert_eq!(gap_after(1.0), Duration::from_millis(500));
+    assert_eq!(gap_after(19.0), Duration::from_millis(500));
+    assert_eq!(gap_after(21.0), Duration::from_secs(1));
+    assert_eq!(gap_after(50.0), Duration::from_secs(1));
+    // A fixed 500 ms period would have read about 120 times before the timeout.
+    assert!(times.len() < 85, "{} reads", times.len());
     h.stop().await;
 }

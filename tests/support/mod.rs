@@ -61,7 +61,9 @@ pub fn flow_config() -> kioskpay::payment::flow::FlowConfig {
         .unwrap(),
         payout_destination_id: "seller-1".into(),
         timeout: Duration::from_secs(60),
-        poll_interval: Duration::from_millis(250),
+        polling: kioskpay::payment::poll::Polling::Fixed {
+            period: Duration::from_millis(250),
+        },
         pickup_timeout: Duration::from_secs(10),
         result_screen: Duration::from_secs(3),
         health_interval: Duration::from_secs(60),

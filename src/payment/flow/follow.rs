@@ -13,6 +13,16 @@ pub(super) fn transaction_of(phase: &Phase) -> Option<&str> {
     }
 }
 
+/// What a payment in `phase` waits for, as the polling policy sees it.
+fn waiting_for(phase: &Phase) -> Waiting {
+    match phase {
+        Phase::AwaitingPickup { .. } => Waiting::Pickup,
+        Phase::WaitingForCard { .. } => Waiting::Card,
+        Phase::Processing { .. } => Waiting::Capture,
+        _ => Waiting::Answer,
+    }
+}
+
 /// Capped exponential backoff with jitter, or Dintero's `Retry-After` when it is longer.
 pub(super) fn backoff(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let cap = Duration::from_secs(10);
@@ -109,7 +119,17 @@ impl<G: Gateway> Flow<G> {
         // What a lookup found under the reference that was not this payment.
         let mut foreign: Option<String> = None;
         let mut session: Option<Session> = None;
-        let mut next_step = Instant::now();
+        // A session just created cannot have been picked up yet; a payment found again
+        // (recovery, a withdrawal, a lost create answer) is read at once.
+        let mut next_step = match (&phase, driving) {
+            (Phase::AwaitingPickup { .. }, Driving::Live) => {
+                created_at + self.config.polling.first_read()
+            }
+            _ => created_at,
+        };
+        // Since when the payment waits for what it waits for now: the adaptive policy looks
+        // less often the longer a person takes.
+        let mut waiting_since = (waiting_for(&phase), created_at);
         loop {
             if let Phase::Done { outcome, .. } = &phase {
                 return Driven::Finished(outcome.clone());
@@ -173,7 +193,7 @@ impl<G: Gateway> Flow<G> {
                         Ok(Some(event)) => {
                             errors = 0;
                             phase = self.step(phase, event, deadline).await;
-                            next_step = Instant::now() + self.config.poll_interval;
+                            next_step = self.next_read(&phase, &mut waiting_since);
                         }
                         // Offline is judged by what Dintero says, not by the clock alone: only a
                         // read sent after the pickup deadline that still shows no transaction
@@ -186,12 +206,12 @@ impl<G: Gateway> Flow<G> {
                         }
                         Ok(None) => {
                             errors = 0;
-                            next_step = Instant::now() + self.config.poll_interval;
+                            next_step = self.next_read(&phase, &mut waiting_since);
                         }
                         Err(e) => {
                             errors += 1;
                             self.note_api_error(&e);
-                            let wait = backoff(self.config.poll_interval, errors, e.retry_after());
+                            let wait = backoff(self.config.polling.base(), errors, e.retry_after());
                             warn!(reference = %phase.payment().merchant_reference, error = %e, attempt = errors, retry_in_ms = wait.as_millis() as u64, "could not read the payment; retrying");
                             if errors >= 3 && !matches!(phase, Phase::Checking { .. }) {
                                 self.state.send_replace(KioskState::Checking { reference: phase.payment().merchant_reference.clone() });
@@ -202,6 +222,17 @@ impl<G: Gateway> Flow<G> {
                 }
             }
         }
+    }
+
+    /// When to read the payment next, by the polling policy: `waiting_since` is what it waited
+    /// for at the last read and since when, reset when that changes.
+    fn next_read(&self, phase: &Phase, waiting_since: &mut (Waiting, Instant)) -> Instant {
+        let now = Instant::now();
+        let waiting = waiting_for(phase);
+        if waiting != waiting_since.0 {
+            *waiting_since = (waiting, now);
+        }
+        now + self.config.polling.next(waiting, now - waiting_since.1)
     }
 
     pub(super) fn on_input_while_busy(&mut self, event: InputEvent) {
@@ -353,7 +384,8 @@ impl<G: Gateway> Flow<G> {
         // A transaction that ended after the session was read: the session read just before it
         // may not have the event that says why yet (seen under load: a customer cancel taken
         // for a technical failure), so it is read again.
-        if tx.status.is_final() {
+        // A paid transaction needs no reason, so an approval costs no extra read.
+        if tx.status.is_final() && !tx.status.is_paid() {
             *session = Some(self.gateway.get_session(session_id).await?);
         }
         match session.as_ref() {
