@@ -29,6 +29,7 @@
 pub mod audit;
 pub mod line;
 pub mod lockout;
+pub mod session;
 pub mod technicians;
 pub mod wake;
 
