@@ -742,9 +742,14 @@ impl Console<'_> {
         match self.phase {
             Phase::Dormant => {}
             Phase::LoggedIn(_) => {
-                let minutes = self.options.idle_timeout.as_secs().div_ceil(60);
+                let secs = self.options.idle_timeout.as_secs();
+                let idle = if secs % 60 == 0 {
+                    format!("{} minute(s)", secs / 60)
+                } else {
+                    format!("{secs} s")
+                };
                 self.editor.print_above(
-                    &format!("logged out after {minutes} minute(s) without a key"),
+                    &format!("logged out after {idle} without a key"),
                     &mut self.out,
                 );
                 self.end_session("logout (idle)").await;
