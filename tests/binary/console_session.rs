@@ -76,6 +76,7 @@ impl Site {
     /// Starts a console on a new pseudo-terminal; `extra` are further arguments.
     fn console(&self, name: &str, env: &[(&str, &str)], extra: &[&str]) -> Console {
         let (master, slave) = support::openpty();
+        raw(&master);
         // The console names its lockout file after the device it was given: one name for the
         // line, whichever pseudo-terminal a restart gets, as /dev/serial0 on a board.
         let line = self.path().join("serial0");
@@ -111,9 +112,11 @@ impl Site {
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
-                if path.is_dir() {
+                let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+                if kind.is_dir() {
                     stack.push(path);
-                } else if path != self.technicians() {
+                } else if kind.is_file() && path != self.technicians() {
+                    // Files only: the `serial0` link leads to a terminal, which has no end.
                     text.push_str(&String::from_utf8_lossy(
                         &std::fs::read(&path).unwrap_or_default(),
                     ));
@@ -186,6 +189,14 @@ impl Console {
         seen[..upto].to_string()
     }
 
+    /// Types `command` and returns its answer: what the console printed after the echo of the
+    /// line, up to the next `prompt`.
+    async fn ask(&mut self, command: &str, prompt: &str) -> String {
+        self.line(command);
+        self.expect(&format!("{command}\r\n")).await;
+        self.expect(prompt).await
+    }
+
     /// The wake sequence; waits for the banner.
     async fn wake(&mut self) {
         self.type_bytes(b"\r\r\r");
@@ -251,6 +262,19 @@ impl Daemon {
     }
 }
 
+/// A new pseudo-terminal echoes and edits lines until the console opens it and sets it raw:
+/// what the test types before then would come back as if the console had answered.
+fn raw(master: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcgetattr and tcsetattr only read and write the termios struct we own.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(master.as_raw_fd(), &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        assert_eq!(libc::tcsetattr(master.as_raw_fd(), libc::TCSANOW, &t), 0);
+    }
+}
+
 /// Waits until the daemon's control socket reports `state`.
 async fn kiosk_state(site: &Site, state: &str) -> bool {
     let socket = site.socket();
@@ -303,14 +327,12 @@ async fn the_console_is_silent_until_woken_and_before_login_offers_only_help_and
     );
     console.line("status");
     console.expect("status: log in first (login YOUR-ID)").await;
-    console.line("help");
-    let help = console.expect("kioskpay> ").await;
+    let help = console.ask("help", "kioskpay> ").await;
     assert!(
         help.contains("login ID") && !help.contains("maintenance"),
         "{help}"
     );
-    console.line("help maintenance");
-    let help = console.expect("kioskpay> ").await;
+    let help = console.ask("help maintenance", "kioskpay> ").await;
     assert!(
         help.contains("Example:") && help.contains("maintenance on"),
         "{help}"
@@ -336,10 +358,9 @@ async fn a_wrong_pin_costs_a_wait_and_the_fifth_locks_the_line_across_a_restart(
         .expect("wrong PIN or unknown technician; wrong PIN: wait 1 s")
         .await;
     // Straight away: not even asked for a PIN.
-    console.line("login kari");
-    let refused = console.expect("kioskpay> ").await;
+    let refused = console.ask("login kari", "kioskpay> ").await;
     assert!(
-        refused.contains("wait") && !refused.contains("PIN: "),
+        refused.contains("wait") && !refused.lines().any(|l| l.starts_with("PIN: ")),
         "{refused}"
     );
     let first_screen = console.screen();
@@ -376,10 +397,10 @@ async fn a_wrong_pin_costs_a_wait_and_the_fifth_locks_the_line_across_a_restart(
     // A restart (or a power cut) does not lift it, and the right PIN is not even asked for.
     let mut console = site.console("fourth", &[], &[]);
     console.wake().await;
-    console.line("login kari");
-    let refused = console.expect("kioskpay> ").await;
+    let refused = console.ask("login kari", "kioskpay> ").await;
     assert!(
-        refused.contains("locked for 15 more minute(s)") && !refused.contains("PIN: "),
+        refused.contains("locked for 15 more minute(s)")
+            && !refused.lines().any(|l| l.starts_with("PIN: ")),
         "{refused}"
     );
     let audit = std::fs::read_to_string(site.state().join("audit.log")).unwrap();
@@ -406,8 +427,7 @@ async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments
     let welcome = console.login(KARI_PIN).await;
     assert!(welcome.contains("Logged in as kari (service)"), "{welcome}");
 
-    console.line("status");
-    let status = console.expect("kioskpay kari> ").await;
+    let status = console.ask("status", "kioskpay kari> ").await;
     assert!(
         status.contains("state        idle") && status.contains("maintenance  off"),
         "{status}"
@@ -419,8 +439,7 @@ async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments
         kiosk_state(&site, "technician").await,
         "the kiosk never showed the technician screen"
     );
-    console.line("status");
-    let status = console.expect("kioskpay kari> ").await;
+    let status = console.ask("status", "kioskpay kari> ").await;
     assert!(
         status.contains("state        technician") && status.contains("maintenance  on"),
         "{status}"
@@ -436,8 +455,7 @@ async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments
     daemon.scan("25.00;CONSOLE-1");
     console.expect("* payment started: kiosk-1-").await;
     console.expect("* payment finished: kiosk-1-").await;
-    console.line("payments");
-    let listing = console.expect("kioskpay kari> ").await;
+    let listing = console.ask("payments", "kioskpay kari> ").await;
     assert!(
         listing.contains("NOK 25.00") && listing.contains("approved"),
         "{listing}"
@@ -467,8 +485,7 @@ async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments
     console
         .expect("start it with: systemctl start kioskpay")
         .await;
-    console.line("payments 5");
-    let listing = console.expect("kioskpay kari> ").await;
+    let listing = console.ask("payments 5", "kioskpay kari> ").await;
     assert!(listing.contains("NOK 25.00"), "{listing}");
     console.line("pending");
     console.expect("no pending payments").await;
@@ -509,8 +526,7 @@ async fn an_idle_session_is_logged_out_and_json_answers_one_object_per_command()
         .expect(r#"{"ok":true,"role":"admin","technician":"kari"}"#)
         .await;
     console.expect("kioskpay kari> ").await;
-    console.line("status");
-    let answer = console.expect("kioskpay kari> ").await;
+    let answer = console.ask("status", "kioskpay kari> ").await;
     let object = answer
         .lines()
         .find(|l| l.starts_with('{'))
