@@ -530,7 +530,10 @@ impl Console<'_> {
         let answer = match (name, command(name)) {
             ("login", _) if logged_in => Answer::refused("already logged in; logout first"),
             ("login", _) => match words.as_slice() {
-                [_, id] => return self.begin_login(id).await,
+                [_, id] => {
+                    self.begin_login(id);
+                    return false;
+                }
                 _ => Answer::refused("usage: login ID, e.g. login kari"),
             },
             ("logout", _) if logged_in => {
@@ -618,18 +621,15 @@ impl Console<'_> {
         }
     }
 
-    async fn begin_login(&mut self, id: &str) -> bool {
-        let line = format!("login {id}");
+    /// `login ID`: asks for the PIN, unless a wait or a lockout is running (then the PIN is not
+    /// even asked for, and the attempt is recorded as refused).
+    fn begin_login(&mut self, id: &str) {
         match self.lockout.admission() {
-            Admission::Open => {
-                self.phase = Phase::Pin(id.to_string());
-                false
-            }
+            Admission::Open => self.phase = Phase::Pin(id.to_string()),
             refused => {
                 let text = LockoutError::Refused(refused).to_string();
                 let answer = Answer::refused(text).recorded_as(locked_reason(refused));
-                self.answer_as(Some(id), &line, answer);
-                false
+                self.answer_as(Some(id), &format!("login {id}"), answer);
             }
         }
     }
