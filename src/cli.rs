@@ -17,9 +17,9 @@ use crate::money::Language;
 
 /// The examples under `kioskpay --help`: the test tooling's commands only where they exist.
 #[cfg(feature = "emulator")]
-const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  sudo kioskpay technician add kari --role admin\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
+const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay console --device /dev/serial0\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 #[cfg(not(feature = "emulator"))]
-const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'\n  sudo kioskpay technician add kari --role admin\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
+const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay console --device /dev/serial0\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 
 pub use crate::config::EXIT_CONFIG;
 
@@ -196,6 +196,42 @@ enum Command {
         after_help = "Examples:\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay technician list\n  sudo kioskpay technician remove kari\n\nRoles: service (status, tests, logs, payments), refund (+ refund, void),\nadmin (+ config, credentials, technicians). There is no default PIN."
     )]
     Technician(TechnicianCommand),
+    /// The technician console on a serial line or this terminal (dormant until Enter is pressed
+    /// three times within two seconds).
+    #[command(
+        after_help = "Examples:\n  sudo kioskpay console --device /dev/serial0 --baud 115200\n  sudo kioskpay console --stdio                       # over SSH\n  printf '\\r\\r\\rhelp\\r' | kioskpay console --stdio --json --state-dir /tmp/k\n\nPress Enter three times within two seconds to wake it, then: login ID (the PIN is\nnot shown), help, help COMMAND, status, maintenance on|off, payments [N], pending, logout.\nWrong PINs cost 1, 2, 4, 8 s, the fifth locks the line for 15 minutes (kept across\nrestarts). Every login attempt and command is in audit.log in the state directory.\nIdle logout after 5 minutes. status and maintenance need the daemon (its control socket:\n$KIOSKPAY_CONTROL_SOCKET, else $RUNTIME_DIRECTORY/control.sock, else\n/run/kioskpay/control.sock); payments and pending read the journal and do not."
+    )]
+    Console {
+        /// Use this process's stdin and stdout (an SSH session, a script).
+        #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+        stdio: bool,
+        /// The serial device, e.g. /dev/serial0 or /dev/ttyAMA2.
+        #[arg(long, value_name = "PATH")]
+        device: Option<PathBuf>,
+        /// The serial line's speed (8N1, no flow control).
+        #[arg(long, default_value_t = 115200, value_name = "N", requires = "device")]
+        baud: u32,
+        /// Answer every command with one JSON object per line (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// The config file (TOML); its `state.dir` holds the journal and the audit log.
+        #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
+        config: Option<PathBuf>,
+        /// The state directory (default: the config's, else /var/lib/kioskpay).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The technicians file.
+        #[arg(long, value_name = "PATH", default_value = crate::console::technicians::DEFAULT_FILE)]
+        technicians: PathBuf,
+        /// Idle logout after this many seconds (for tests; the default is the rule).
+        #[arg(
+            long,
+            hide = true,
+            env = "KIOSKPAY_CONSOLE_IDLE_S",
+            default_value_t = 300
+        )]
+        idle_timeout_s: u64,
+    },
     /// Check the technician console's audit log.
     #[command(
         subcommand,
@@ -278,6 +314,8 @@ pub fn main() -> ExitCode {
     let default_log = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Soak { .. } => "warn",
+        // The console's terminal is often its stderr too: only what needs attention.
+        Command::Console { .. } => "warn",
         _ => "info",
     };
     crate::logging::init_logging(cli.log.as_deref().unwrap_or(default_log));
@@ -371,6 +409,31 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Technician(TechnicianCommand::List { file }) => {
             crate::console::technicians::list_command(&file)
+        }
+        Command::Console {
+            stdio: _,
+            device,
+            baud,
+            json,
+            config,
+            state_dir,
+            technicians,
+            idle_timeout_s,
+        } => {
+            use crate::console::session::{ConsoleOptions, LineKind};
+            let line = match device {
+                Some(path) => LineKind::Device { path, baud },
+                None => LineKind::Stdio,
+            };
+            crate::console::session::run(ConsoleOptions {
+                line,
+                json,
+                state_dir: crate::config::state_dir_of(state_dir, config)?,
+                technicians,
+                socket: crate::control::socket_path(),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout_s),
+            })
+            .await
         }
         Command::Audit(AuditCommand::Verify { state_dir, config }) => {
             crate::console::audit::verify_command(state_dir, config)

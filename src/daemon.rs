@@ -376,9 +376,13 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         crate::systemd::SdNotify::default(),
         token.clone().cancelled_owned(),
     ));
+    // The metrics and the control socket both want every payment report: one copy each.
+    let (metrics_reports, control_reports) = fan_out(std::mem::replace(
+        &mut kiosk.reports,
+        tokio::sync::mpsc::unbounded_channel().1,
+    ));
+    let control = serve_control(&kiosk, control_reports, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
-        let reports =
-            std::mem::replace(&mut kiosk.reports, tokio::sync::mpsc::unbounded_channel().1);
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
                 textfile,
@@ -387,7 +391,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
             },
             kiosk.counters.clone(),
             kiosk.state.clone(),
-            reports,
+            metrics_reports,
             kiosk.liveness.clone(),
             token.clone().cancelled_owned(),
         ))
@@ -405,8 +409,54 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
+    if let Some(control) = control {
+        let _ = control.await;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the control socket ([`crate::control::socket_path`]) for the technician console until
+/// `shutdown`. A socket that cannot be bound is logged and the kiosk runs without it: taking
+/// payments matters more than the console.
+async fn serve_control(
+    kiosk: &Kiosk,
+    reports: mpsc::UnboundedReceiver<PaymentReport>,
+    shutdown: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let path = crate::control::socket_path();
+    match crate::control::server::Server::bind(&path).await {
+        Ok(server) => {
+            let observed = crate::control::server::Observed {
+                state: kiosk.state.clone(),
+                reports,
+                commands: kiosk.commands.clone(),
+            };
+            Some(tokio::spawn(server.serve(observed, shutdown)))
+        }
+        Err(e) => {
+            error!(error = %e, "no control socket");
+            None
+        }
+    }
+}
+
+/// Copies every report to two receivers; ends when the flow's sender is gone.
+fn fan_out(
+    mut reports: mpsc::UnboundedReceiver<PaymentReport>,
+) -> (
+    mpsc::UnboundedReceiver<PaymentReport>,
+    mpsc::UnboundedReceiver<PaymentReport>,
+) {
+    let (first, first_rx) = mpsc::unbounded_channel();
+    let (second, second_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(report) = reports.recv().await {
+            let _ = first.send(report.clone());
+            let _ = second.send(report);
+        }
+    });
+    (first_rx, second_rx)
 }
 
 /// SIGHUP: re-reads the config file and puts what can change at run time in force. A file that

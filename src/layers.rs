@@ -25,8 +25,10 @@ const LAYERS: &[&[&str]] = &[
     &["input", "gpio", "display", "emulator"],
     // The one task that owns payments.
     &["payment"],
-    // Observers of the flow, and the config file that composes every section.
-    &["metrics", "config"],
+    // Observers of the flow, and the config file that composes every section. The control
+    // socket observes the flow like the metrics and only asks it through a `Command`; the daemon
+    // serves it and the console is its client, both above it.
+    &["metrics", "config", "control"],
     // Wiring: starts the tasks. The technician console's pieces (technicians, lockout, audit,
     // line discipline) read the config file's state directory like the wiring does.
     &["daemon", "console", "logging", "commands"],

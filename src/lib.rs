@@ -30,7 +30,8 @@
 //!  daemon, commands, console,      wiring: `run` starts the tasks and handles signals; the
 //!  logging                         one-shot commands (check, journal, decode, render); the
 //!                                  technician console; where logs go
-//!  metrics, config                 observers; config parses every section into typed values
+//!  metrics, config, control        observers; config parses every section into typed values;
+//!                                  the control socket the console talks to the daemon over
 //!  payment                         the flow, its phases, identity checks, the late watch
 //!  input, gpio, display, emulator  where carts come from, where the customer looks
 //!  systemd, dintero                the watchdog heartbeat, the API client and its ids
@@ -57,6 +58,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod daemon;
 #[cfg(feature = "emulator")]
 pub mod demo;

@@ -105,4 +105,8 @@ pub enum Command {
     Cancel,
     /// Re-run the health gate now (after a technician fixed something).
     CheckHealth,
+    /// A technician starts (`true`) or ends (`false`) maintenance: while on, the kiosk shows
+    /// the technician screen and refuses new carts. A payment in flight always finishes first;
+    /// maintenance takes effect after it.
+    Maintenance(bool),
 }

@@ -287,6 +287,25 @@ impl Default for StateConfig {
     }
 }
 
+/// The state directory a one-shot command works in (`audit verify`, `console`): `state_dir` when
+/// given, else the config file's `state.dir`, else the default `/var/lib/kioskpay`.
+pub fn state_dir_of(
+    state_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<PathBuf, ConfigError> {
+    match (state_dir, config) {
+        (Some(dir), _) => Ok(dir),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+                path: path.clone(),
+                error,
+            })?;
+            Ok(Config::parse(&text, &path)?.state.dir)
+        }
+        (None, None) => Ok(StateConfig::default().dir),
+    }
+}
+
 fn default_keep_final() -> usize {
     2000
 }

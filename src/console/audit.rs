@@ -497,19 +497,7 @@ pub fn verify_command(
     state_dir: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let dir = match (state_dir, config) {
-        (Some(dir), _) => dir,
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|error| {
-                crate::config::ConfigError::Read {
-                    path: path.clone(),
-                    error,
-                }
-            })?;
-            crate::config::Config::parse(&text, &path)?.state.dir
-        }
-        (None, None) => crate::config::StateConfig::default().dir,
-    };
+    let dir = crate::config::state_dir_of(state_dir, config)?;
     let path = dir.join(FILE_NAME);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,

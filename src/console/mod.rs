@@ -1,8 +1,8 @@
 //! The technician console's foundations: who may log in, what a wrong PIN costs, what is written
 //! down, and how bytes from a serial cable become command lines.
 //!
-//! The console itself (`kioskpay console --device /dev/serial0`) is built on these parts; each
-//! one works without it and is tested on its own:
+//! The console itself (`kioskpay console --device /dev/serial0`, [`session`]) is built on these
+//! parts; each one works without it and is tested on its own:
 //!
 //! | part | what it does for the technician |
 //! |------|--------------------------------|
@@ -29,6 +29,7 @@
 pub mod audit;
 pub mod line;
 pub mod lockout;
+pub mod session;
 pub mod technicians;
 pub mod wake;
 

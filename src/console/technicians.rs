@@ -119,6 +119,8 @@ pub enum Action {
     Logs,
     /// `payments`, `payment`, `pending`, `resolve`, `reconcile`.
     Payments,
+    /// `maintenance on|off`: the technician screen and no new carts.
+    Maintenance,
     /// `refund`.
     Refund,
     /// `void`.
@@ -135,7 +137,11 @@ impl Role {
     /// Whether this role may do `action`.
     pub fn may(self, action: Action) -> bool {
         match action {
-            Action::Status | Action::Test | Action::Logs | Action::Payments => true,
+            Action::Status
+            | Action::Test
+            | Action::Logs
+            | Action::Payments
+            | Action::Maintenance => true,
             Action::Refund | Action::Void => matches!(self, Role::Refund | Role::Admin),
             Action::Config | Action::Credentials | Action::Technicians => self == Role::Admin,
         }

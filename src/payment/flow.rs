@@ -233,6 +233,8 @@ pub struct Flow<G: Gateway> {
     storage_failed: bool,
     /// The journal refuses appends until kioskpay restarts.
     journal_poisoned: bool,
+    /// A technician put the kiosk in maintenance: the technician screen, no new carts.
+    maintenance: bool,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -293,6 +295,7 @@ impl<G: Gateway> Flow<G> {
             look_for_all_late: false,
             storage_failed: false,
             journal_poisoned: false,
+            maintenance: false,
         }
     }
 
@@ -424,6 +427,12 @@ impl<G: Gateway> Flow<G> {
                         self.show_idle_unless_held();
                     }
                     Some(Command::Cancel) => info!("cancel asked for, but no payment is running"),
+                    Some(Command::Maintenance(on)) => {
+                        self.set_maintenance(on);
+                        // A refusal on screen gives way at once: the technician sees the change.
+                        self.hold_until = None;
+                        self.show_idle();
+                    }
                     None => self.commands_open = false,
                 },
                 _ = sleep_until(self.next_health) => {
@@ -482,7 +491,26 @@ impl<G: Gateway> Flow<G> {
         self.hold_until = Some(Instant::now() + self.config.result_screen);
     }
 
+    /// Records maintenance on or off; the screen follows at the next idle showing, so a
+    /// payment in flight keeps its screens until it is over.
+    fn set_maintenance(&mut self, on: bool) {
+        if on == self.maintenance {
+            return;
+        }
+        self.maintenance = on;
+        if on {
+            info!("maintenance on: the technician screen, no new carts");
+        } else {
+            info!("maintenance off: the kiosk takes carts again");
+        }
+    }
+
     fn idle_state(&self) -> KioskState {
+        if self.maintenance {
+            // The technician is at the kiosk: whatever else is wrong, customers are told to
+            // wait, and the technician's console shows the underlying problem.
+            return KioskState::Technician;
+        }
         if let Some(code) = self.display_fault() {
             return KioskState::OutOfService { code };
         }

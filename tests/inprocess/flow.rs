@@ -1791,3 +1791,83 @@ async fn adaptive_polling_looks_less_often_the_longer_a_customer_takes() {
     assert!(times.len() < 85, "{} reads", times.len());
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_on_while_idle_shows_the_technician_screen_and_off_returns_to_sale() {
+    let mut h = start(Fake::default(), tempdir(), flow_config());
+    h.idle().await;
+    h.commands.send(Command::Maintenance(true)).await.unwrap();
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    h.commands.send(Command::Maintenance(false)).await.unwrap();
+    h.idle().await;
+    let report = h.pay(1000).await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "after maintenance the kiosk takes carts again: {report:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn carts_are_refused_during_maintenance_before_any_call() {
+    let mut h = start(Fake::default(), tempdir(), flow_config());
+    h.idle().await;
+    h.commands.send(Command::Maintenance(true)).await.unwrap();
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    h.inputs.send(cart(1000)).await.unwrap();
+    h.state
+        .wait_for(|s| {
+            *s == KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            }
+        })
+        .await
+        .unwrap();
+    // After the refusal the technician screen comes back, not the idle one.
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    assert_eq!(h.fake.creates(), 0, "nothing may reach Dintero");
+    assert!(h.journal().is_empty(), "a refused cart is not journaled");
+    assert!(h.reports.try_recv().is_err(), "no payment was made");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_asked_for_during_a_payment_waits_until_it_has_finished() {
+    let mut h = start(Fake::default(), tempdir(), flow_config());
+    h.idle().await;
+    h.inputs.send(cart(39900)).await.unwrap();
+    h.state
+        .wait_for(|s| s.name() == "waiting_for_card")
+        .await
+        .unwrap();
+    h.commands.send(Command::Maintenance(true)).await.unwrap();
+    let report = h.report().await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "the payment in flight finishes: {report:?}"
+    );
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    let names = h.seen_names();
+    let approved = names.iter().position(|n| *n == "approved");
+    let technician = names.iter().position(|n| *n == "technician");
+    assert!(
+        matches!((approved, technician), (Some(a), Some(t)) if a < t),
+        "the customer sees the outcome before the technician screen: {names:?}"
+    );
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::Approved));
+    h.commands.send(Command::Maintenance(false)).await.unwrap();
+    h.idle().await;
+    h.stop().await;
+}

@@ -167,6 +167,8 @@ impl<G: Gateway> Flow<G> {
                         }
                     }
                     Some(Command::CheckHealth) => {}
+                    // Noted now, shown after the payment: a payment in flight always finishes.
+                    Some(Command::Maintenance(on)) => self.set_maintenance(on),
                     None => self.commands_open = false,
                 },
                 _ = sleep_until(hold_end), if self.hold_until.is_some() => {

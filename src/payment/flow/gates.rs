@@ -171,6 +171,9 @@ impl<G: Gateway> Flow<G> {
 
     /// Refuses what the flow cannot charge, before any call to Dintero.
     pub(super) fn refusal(&self, cart: &Cart) -> Option<RefusalReason> {
+        if self.maintenance {
+            return Some(RefusalReason::Unavailable);
+        }
         if cart.amount.currency != self.config.currency {
             return Some(RefusalReason::WrongCurrency {
                 given: cart.amount.currency.code().into(),

@@ -1,0 +1,149 @@
+//! The console's side of the control socket.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use super::protocol::{Event, Reply, Request, ServerLine, Status};
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon answers on the socket.
+    #[error("the kioskpay daemon is not running (nothing answers on {}); start it with: systemctl start kioskpay", .path.display())]
+    NotRunning {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// The socket is there but this user may not use it.
+    #[error("may not use the control socket {}: {source}; run the console as root or as a member of the socket's group", .path.display())]
+    Denied {
+        /// The socket.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The connection failed mid-way.
+    #[error(
+        "the connection to the daemon failed: {0}; is it restarting? (systemctl status kioskpay)"
+    )]
+    Io(#[from] io::Error),
+    /// The daemon answered something this console does not understand (another version?).
+    #[error("the daemon's answer was not understood: {0}")]
+    Protocol(String),
+    /// The daemon refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A connection to the daemon.
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Client {
+    /// Connects to the daemon's socket at `path`.
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotRunning {
+                        path: path.to_path_buf(),
+                    }
+                }
+                io::ErrorKind::PermissionDenied => ClientError::Denied {
+                    path: path.to_path_buf(),
+                    source: e,
+                },
+                _ => ClientError::Io(e),
+            })?;
+        let (reader, writer) = stream.into_split();
+        Ok(Client {
+            reader: BufReader::new(reader),
+            writer,
+        })
+    }
+
+    /// Sends `request` and reads its reply (events that arrive first are skipped: use
+    /// [`Client::subscribe`] on a connection of its own for those).
+    pub async fn request(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        let mut line =
+            serde_json::to_string(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await?;
+        loop {
+            match self.next_line().await? {
+                Some(ServerLine::Reply(reply)) => return Ok(reply),
+                Some(ServerLine::Event(_)) => continue,
+                None => {
+                    return Err(ClientError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the daemon closed the connection",
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The kiosk's status.
+    pub async fn status(&mut self) -> Result<Status, ClientError> {
+        let reply = checked(self.request(&Request::Status {}).await?)?;
+        reply
+            .status
+            .ok_or_else(|| ClientError::Protocol("a status reply without a status".into()))
+    }
+
+    /// Asks for maintenance on or off.
+    pub async fn maintenance(&mut self, on: bool) -> Result<(), ClientError> {
+        checked(self.request(&Request::Maintenance { on }).await?).map(drop)
+    }
+
+    /// Turns this connection into a stream of events.
+    pub async fn subscribe(mut self) -> Result<Events, ClientError> {
+        checked(self.request(&Request::Events {}).await?)?;
+        Ok(Events { client: self })
+    }
+
+    async fn next_line(&mut self) -> Result<Option<ServerLine>, ClientError> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+fn checked(reply: Reply) -> Result<Reply, ClientError> {
+    if reply.ok {
+        Ok(reply)
+    } else {
+        Err(ClientError::Refused(
+            reply.error.unwrap_or_else(|| "refused".into()),
+        ))
+    }
+}
+
+/// Events from the daemon.
+pub struct Events {
+    client: Client,
+}
+
+impl Events {
+    /// The next event; `None` when the daemon is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.client.next_line().await {
+                Ok(Some(ServerLine::Event(event))) => return Some(event),
+                Ok(Some(ServerLine::Reply(_))) | Err(ClientError::Protocol(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+}

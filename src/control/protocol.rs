@@ -1,0 +1,225 @@
+//! The control protocol: line-delimited JSON, one request and one reply per line.
+//!
+//! ```text
+//! → {"cmd":"status"}
+//! ← {"ok":true,"status":{"state":"idle","maintenance":false,"payment":null,...}}
+//! → {"cmd":"maintenance","on":true}
+//! ← {"ok":true,"maintenance":true}
+//! → {"cmd":"events"}
+//! ← {"ok":true}
+//! ← {"event":"payment_started","reference":"kiosk-1-…-000042","amount":39900,"currency":"NOK"}
+//! → nonsense
+//! ← {"ok":false,"error":"not a request: …"}
+//! ```
+//!
+//! A line is at most [`MAX_LINE`] bytes; a longer one is answered with an error and the
+//! connection closed. Unknown fields are errors, so a typo is not silently ignored. The types
+//! here are the contract: the server writes them and the client reads them, so both agree by
+//! construction; `docs/control-protocol.md` describes them for scripts.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest request or reply line, in bytes, newline excluded.
+pub const MAX_LINE: usize = 4096;
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The kiosk's status. (Braces: serde refuses unknown fields only on a struct variant.)
+    Status {},
+    /// Maintenance on or off (the flow decides when: after a payment in flight).
+    Maintenance {
+        /// On or off.
+        on: bool,
+    },
+    /// From now on, also send [`Event`]s on this connection.
+    Events {},
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// Why not, in words for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer to `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The answer to `maintenance`: maintenance as now asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
+}
+
+impl Reply {
+    /// A plain success.
+    pub fn ok() -> Reply {
+        Reply {
+            ok: true,
+            ..Reply::default()
+        }
+    }
+
+    /// A failure with what to do about it.
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(message.into()),
+            ..Reply::default()
+        }
+    }
+}
+
+/// The kiosk as the daemon sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The published state's name (`idle`, `waiting_for_card`, `technician`, …).
+    pub state: String,
+    /// Whether maintenance was asked for (the state follows once a payment in flight is over).
+    pub maintenance: bool,
+    /// The payment running now.
+    pub payment: Option<CurrentPayment>,
+    /// The newest problem seen (a health gate cause, an out-of-service code, a failed payment).
+    pub last_error: Option<LastError>,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// The daemon's version.
+    pub version: String,
+    /// Payments since the daemon started.
+    pub counters: Counters,
+}
+
+/// The payment running now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentPayment {
+    /// Our `merchant_reference`.
+    pub reference: String,
+    /// Minor units, when the state shows it (a payment being checked after a restart does not).
+    pub amount: Option<u64>,
+    /// ISO 4217 code, with the amount.
+    pub currency: Option<String>,
+    /// The state it is in.
+    pub state: String,
+}
+
+/// The newest problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// When it was seen (RFC 3339, UTC).
+    pub at: String,
+    /// What it was.
+    pub message: String,
+}
+
+/// Counts since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Payments that reached the terminal's side (a session was being created).
+    pub payments_started: u64,
+    /// Payments with an outcome.
+    pub payments_finished: u64,
+    /// Of those, approved.
+    pub approved: u64,
+}
+
+/// Something that happened, sent to connections that asked for `events`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// A payment started.
+    PaymentStarted {
+        /// Our `merchant_reference`.
+        reference: String,
+        /// Minor units.
+        amount: u64,
+        /// ISO 4217 code.
+        currency: String,
+    },
+    /// A payment has its outcome.
+    PaymentFinished {
+        /// Our `merchant_reference`.
+        reference: String,
+        /// Minor units.
+        amount: u64,
+        /// ISO 4217 code.
+        currency: String,
+        /// The journal's word for it (`approved`, `declined`, …).
+        outcome: String,
+        /// The outcome in words.
+        detail: String,
+    },
+    /// The kiosk's state changed.
+    State {
+        /// The new state's name.
+        state: String,
+    },
+}
+
+/// One line from the server: an event, or the reply to a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServerLine {
+    /// An event (has an `event` field).
+    Event(Event),
+    /// A reply (has an `ok` field).
+    Reply(Reply),
+}
+
+/// Reads one request line; the error says what a request looks like.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not a request: the line is not UTF-8; send one JSON object per line, e.g. {\"cmd\":\"status\"}".to_string())?;
+    serde_json::from_str(text.trim()).map_err(|e| {
+        format!("not a request: {e}; send one JSON object per line: {{\"cmd\":\"status\"}}, {{\"cmd\":\"maintenance\",\"on\":true}} or {{\"cmd\":\"events\"}}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_read_and_garbage_is_an_error_that_shows_a_request() {
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"status\"}\n"),
+            Ok(Request::Status {})
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"maintenance\",\"on\":true}"),
+            Ok(Request::Maintenance { on: true })
+        );
+        for garbage in [
+            &b"\xff\xfe"[..],
+            b"",
+            b"status",
+            b"{\"cmd\":\"format_disk\"}",
+            b"{\"cmd\":\"maintenance\"}",
+            b"{\"cmd\":\"status\",\"extra\":1}",
+            b"[1,2,3]",
+        ] {
+            let e = parse_request(garbage).unwrap_err();
+            assert!(e.contains("{\"cmd\":\"status\"}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn replies_and_events_are_told_apart_on_the_wire() {
+        let event = Event::State {
+            state: "idle".into(),
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(line, r#"{"event":"state","state":"idle"}"#);
+        assert_eq!(
+            serde_json::from_str::<ServerLine>(&line).unwrap(),
+            ServerLine::Event(event)
+        );
+        let line = serde_json::to_string(&Reply::error("no")).unwrap();
+        assert_eq!(line, r#"{"ok":false,"error":"no"}"#);
+        assert_eq!(
+            serde_json::from_str::<ServerLine>(&line).unwrap(),
+            ServerLine::Reply(Reply::error("no"))
+        );
+    }
+}

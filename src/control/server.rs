@@ -1,0 +1,661 @@
+//! The daemon's side of the control socket: it binds the socket, follows the kiosk's state and
+//! payment reports to answer `status` and send events, and turns `maintenance` into a
+//! [`Command`] for the flow.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::protocol::{
+    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status, MAX_LINE,
+};
+use crate::messages::Command;
+use crate::payment::flow::PaymentReport;
+use crate::payment::Final;
+use crate::state::KioskState;
+
+/// What the control server may see and ask: the flow's state and reports, and its command
+/// channel. Nothing here can start or drive a payment.
+pub struct Observed {
+    /// What the flow publishes.
+    pub state: watch::Receiver<KioskState>,
+    /// One report per finished payment.
+    pub reports: mpsc::UnboundedReceiver<PaymentReport>,
+    /// Requests to the flow (maintenance on or off).
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// Why the socket could not be served.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} the control socket {path}: {source}; the kiosk takes payments without it, but the technician console cannot reach the daemon (is the runtime directory there and writable, e.g. RuntimeDirectory=kioskpay in the unit, or KIOSKPAY_CONTROL_SOCKET set to a writable path?)")]
+pub struct ControlError {
+    action: &'static str,
+    path: PathBuf,
+    source: io::Error,
+}
+
+/// A bound control socket, not yet served.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Binds the socket at `path`, mode 0660. A socket file left by a daemon that died is
+    /// replaced; a socket another daemon still answers on is not (two daemons on one kiosk are
+    /// a mistake the second must report, not hide).
+    pub async fn bind(path: &Path) -> Result<Server, ControlError> {
+        let error = |action| {
+            let path = path.to_path_buf();
+            move |source| ControlError {
+                action,
+                path,
+                source,
+            }
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(error("replace")(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way",
+                )));
+            }
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(error("bind")(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another kioskpay daemon answers on it",
+                )));
+            }
+            std::fs::remove_file(path).map_err(error("remove the stale"))?;
+        }
+        let listener = UnixListener::bind(path).map_err(error("bind"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(error("set the mode of"))?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serves until `shutdown`, then removes the socket file.
+    pub async fn serve(self, observed: Observed, shutdown: CancellationToken) {
+        let Server { listener, path } = self;
+        let (events, _) = broadcast::channel(64);
+        let context = Arc::new(Context {
+            book: Mutex::new(Book::default()),
+            events: events.clone(),
+            commands: observed.commands,
+            started: Instant::now(),
+        });
+        let tracker = tokio::spawn(track(
+            context.clone(),
+            observed.state,
+            observed.reports,
+            shutdown.clone(),
+        ));
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        let own_uid = unsafe { libc::geteuid() };
+        info!(path = %path.display(), "control socket ready");
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "control socket: accept failed");
+                    // Out of file descriptors and the like: do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let socket_gid = std::fs::metadata(&path).map(|m| m.gid()).ok();
+            match stream.peer_cred() {
+                Ok(peer) if may_connect(&peer_of(&peer), own_uid, socket_gid) => {}
+                Ok(peer) => {
+                    warn!(
+                        uid = peer.uid(),
+                        gid = peer.gid(),
+                        "control socket: connection refused: not root, not the daemon's user and not in the socket's group"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "control socket: cannot read the peer's credentials; connection refused");
+                    continue;
+                }
+            }
+            tokio::spawn(connection(stream, context.clone(), shutdown.clone()));
+        }
+        let _ = std::fs::remove_file(&path);
+        let _ = tracker.await;
+    }
+}
+
+/// Who is connecting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    /// Supplementary groups, as far as they can be read (`/proc/PID/status`).
+    groups: Vec<u32>,
+}
+
+fn peer_of(cred: &tokio::net::unix::UCred) -> Peer {
+    let groups = cred
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .map(|status| supplementary_groups(&status))
+        .unwrap_or_default();
+    Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        groups,
+    }
+}
+
+/// The `Groups:` line of `/proc/PID/status`.
+fn supplementary_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Root, the daemon's own user, and members of the socket's group may connect.
+fn may_connect(peer: &Peer, own_uid: u32, socket_gid: Option<u32>) -> bool {
+    peer.uid == 0
+        || peer.uid == own_uid
+        || socket_gid.is_some_and(|gid| peer.gid == gid || peer.groups.contains(&gid))
+}
+
+struct Context {
+    book: Mutex<Book>,
+    events: broadcast::Sender<Event>,
+    commands: mpsc::Sender<Command>,
+    started: Instant,
+}
+
+/// What `status` answers, kept up to date by [`track`].
+#[derive(Default)]
+struct Book {
+    state: String,
+    maintenance: bool,
+    payment: Option<CurrentPayment>,
+    last_error: Option<LastError>,
+    counters: Counters,
+}
+
+impl Context {
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn status(&self) -> Status {
+        let book = self.book();
+        Status {
+            state: book.state.clone(),
+            maintenance: book.maintenance,
+            payment: book.payment.clone(),
+            last_error: book.last_error.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            counters: book.counters.clone(),
+        }
+    }
+
+    async fn answer(&self, line: &[u8], events: &mut Option<broadcast::Receiver<Event>>) -> Reply {
+        match parse_request(line) {
+            Err(e) => Reply::error(e),
+            Ok(Request::Status {}) => Reply {
+                status: Some(self.status()),
+                ..Reply::ok()
+            },
+            Ok(Request::Maintenance { on }) => {
+                if self.commands.send(Command::Maintenance(on)).await.is_err() {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                self.book().maintenance = on;
+                info!(on, "maintenance asked for on the control socket");
+                Reply {
+                    maintenance: Some(on),
+                    ..Reply::ok()
+                }
+            }
+            Ok(Request::Events {}) => {
+                *events = Some(self.events.subscribe());
+                Reply::ok()
+            }
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Follows the flow's state and reports into the book and out as events.
+async fn track(
+    context: Arc<Context>,
+    mut state: watch::Receiver<KioskState>,
+    mut reports: mpsc::UnboundedReceiver<PaymentReport>,
+    shutdown: CancellationToken,
+) {
+    let mut state_open = true;
+    let mut reports_open = true;
+    note_state(&context, &state.borrow_and_update().clone());
+    while state_open || reports_open {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = state.changed(), if state_open => match changed {
+                Ok(()) => {
+                    let now = state.borrow_and_update().clone();
+                    note_state(&context, &now);
+                }
+                Err(_) => state_open = false,
+            },
+            report = reports.recv(), if reports_open => match report {
+                Some(report) => note_report(&context, &report),
+                None => reports_open = false,
+            },
+        }
+    }
+}
+
+fn note_state(context: &Context, state: &KioskState) {
+    let mut started = None;
+    {
+        let mut book = context.book();
+        book.state = state.name().to_string();
+        let running = match state {
+            KioskState::Creating { amount, reference }
+            | KioskState::WaitingForCard {
+                amount, reference, ..
+            }
+            | KioskState::Processing { amount, reference } => Some((reference, Some(amount))),
+            KioskState::Checking { reference } => Some((reference, None)),
+            // A refusal of a second cart is shown on top of a running payment.
+            KioskState::Refused { .. } => {
+                drop(book);
+                send(
+                    context,
+                    Event::State {
+                        state: state.name().into(),
+                    },
+                );
+                return;
+            }
+            _ => None,
+        };
+        match running {
+            Some((reference, amount)) => {
+                let same = book
+                    .payment
+                    .as_ref()
+                    .is_some_and(|p| p.reference == *reference);
+                if !same {
+                    if let Some(amount) = amount {
+                        book.counters.payments_started += 1;
+                        started = Some(Event::PaymentStarted {
+                            reference: reference.clone(),
+                            amount: amount.minor,
+                            currency: amount.currency.code().to_string(),
+                        });
+                    }
+                }
+                let known = book.payment.as_ref().filter(|_| same);
+                book.payment = Some(CurrentPayment {
+                    reference: reference.clone(),
+                    amount: amount
+                        .map(|a| a.minor)
+                        .or_else(|| known.and_then(|p| p.amount)),
+                    currency: amount
+                        .map(|a| a.currency.code().to_string())
+                        .or_else(|| known.and_then(|p| p.currency.clone())),
+                    state: state.name().to_string(),
+                });
+            }
+            None => book.payment = None,
+        }
+        let problem = match state {
+            KioskState::Unavailable { reason } => {
+                Some(format!("card payment unavailable: {reason}"))
+            }
+            KioskState::OutOfService { code } => Some(format!("out of service: {code}")),
+            _ => None,
+        };
+        if let Some(message) = problem {
+            book.last_error = Some(LastError {
+                at: now_rfc3339(),
+                message,
+            });
+        }
+    }
+    if let Some(event) = started {
+        send(context, event);
+    }
+    send(
+        context,
+        Event::State {
+            state: state.name().into(),
+        },
+    );
+}
+
+fn note_report(context: &Context, report: &PaymentReport) {
+    {
+        let mut book = context.book();
+        book.counters.payments_finished += 1;
+        if matches!(report.outcome, Final::Approved { .. }) {
+            book.counters.approved += 1;
+        }
+        if matches!(
+            report.outcome,
+            Final::Failed { .. } | Final::Conflict { .. } | Final::NotCreated { .. }
+        ) {
+            book.last_error = Some(LastError {
+                at: now_rfc3339(),
+                message: format!("payment {}: {}", report.merchant_reference, report.outcome),
+            });
+        }
+    }
+    send(
+        context,
+        Event::PaymentFinished {
+            reference: report.merchant_reference.clone(),
+            amount: report.amount.minor,
+            currency: report.amount.currency.code().to_string(),
+            outcome: report.outcome.outcome().as_str().to_string(),
+            detail: report.outcome.to_string(),
+        },
+    );
+}
+
+fn send(context: &Context, event: Event) {
+    // No subscriber is no error: events are for whoever listens now.
+    let _ = context.events.send(event);
+}
+
+/// Reads one line into `buf` (kept across calls, so a read interrupted by an event loses
+/// nothing). `Ok(true)`: a whole line; `Ok(false)`: the peer closed.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<bool, &'static str> {
+    loop {
+        let room = (MAX_LINE + 1).saturating_sub(buf.len()) as u64;
+        let read = (&mut *reader)
+            .take(room)
+            .read_until(b'\n', buf)
+            .await
+            .map_err(|_| "read failed")?;
+        if buf.ends_with(b"\n") {
+            return Ok(true);
+        }
+        if buf.len() > MAX_LINE {
+            return Err("the request is longer than 4096 bytes; the connection is closed");
+        }
+        if read == 0 {
+            return Ok(false);
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, context: Arc<Context>, shutdown: CancellationToken) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut buf = Vec::new();
+    loop {
+        let out = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = next_event(&mut events) => match event {
+                Some(event) => serde_json::to_string(&event),
+                None => continue,
+            },
+            line = read_line(&mut reader, &mut buf) => match line {
+                Ok(true) => {
+                    let reply = context.answer(&buf, &mut events).await;
+                    buf.clear();
+                    serde_json::to_string(&reply)
+                }
+                Ok(false) => break,
+                Err(why) => {
+                    debug!(why, "control socket: connection closed");
+                    let reply = serde_json::to_string(&Reply::error(why)).unwrap_or_default();
+                    let _ = writer.write_all(format!("{reply}\n").as_bytes()).await;
+                    break;
+                }
+            },
+        };
+        let Ok(mut line) = out else { break };
+        line.push('\n');
+        if writer.write_all(line.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The next event for a subscribed connection; `None` after missed events (a slow reader) and
+/// never for a connection that did not subscribe.
+async fn next_event(events: &mut Option<broadcast::Receiver<Event>>) -> Option<Event> {
+    match events {
+        Some(rx) => match rx.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => None,
+            Err(broadcast::error::RecvError::Closed) => {
+                *events = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_the_daemons_user_and_the_sockets_group_may_connect_no_one_else() {
+        let peer = |uid, gid, groups: &[u32]| Peer {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        let (daemon, group) = (999, Some(997));
+        assert!(may_connect(&peer(0, 0, &[]), daemon, group));
+        assert!(may_connect(&peer(999, 999, &[]), daemon, group));
+        assert!(may_connect(&peer(1000, 997, &[]), daemon, group));
+        assert!(may_connect(&peer(1000, 1000, &[20, 997]), daemon, group));
+        assert!(!may_connect(&peer(1000, 1000, &[20]), daemon, group));
+        assert!(!may_connect(&peer(1000, 1000, &[997]), daemon, None));
+    }
+
+    #[test]
+    fn supplementary_groups_are_read_from_proc_status() {
+        let status =
+            "Name:\tkioskpay\nUid:\t1000\t1000\t1000\t1000\nGroups:\t20 44 997 \nVmPeak:\t1 kB\n";
+        assert_eq!(supplementary_groups(status), vec![20, 44, 997]);
+        assert_eq!(supplementary_groups("Groups:\n"), Vec::<u32>::new());
+        assert_eq!(supplementary_groups(""), Vec::<u32>::new());
+    }
+
+    use crate::control::client::{Client, ClientError};
+    use crate::money::{Currency, Money};
+    use tokio::io::AsyncBufReadExt;
+
+    struct Running {
+        dir: tempfile::TempDir,
+        state: watch::Sender<KioskState>,
+        reports: mpsc::UnboundedSender<PaymentReport>,
+        commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        fn path(&self) -> PathBuf {
+            self.dir.path().join("control.sock")
+        }
+    }
+
+    async fn running() -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, state_rx) = watch::channel(KioskState::Idle);
+        let (reports, reports_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::channel(4);
+        let server = Server::bind(&dir.path().join("control.sock"))
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(
+            Observed {
+                state: state_rx,
+                reports: reports_rx,
+                commands: commands_tx,
+            },
+            shutdown.clone(),
+        ));
+        Running {
+            dir,
+            state,
+            reports,
+            commands,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Sends raw bytes and reads one reply line.
+    async fn raw(path: &Path, bytes: &[u8]) -> Reply {
+        let stream = UnixStream::connect(path).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        w.write_all(bytes).await.unwrap();
+        let mut line = String::new();
+        BufReader::new(r).read_line(&mut line).await.unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_and_maintenance_over_a_real_socket() {
+        let mut k = running().await;
+        let mode = std::fs::metadata(k.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let mut client = Client::connect(&k.path()).await.unwrap();
+        let status = client.status().await.unwrap();
+        assert_eq!(status.state, "idle");
+        assert!(!status.maintenance && status.payment.is_none());
+        assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+
+        client.maintenance(true).await.unwrap();
+        assert_eq!(k.commands.recv().await, Some(Command::Maintenance(true)));
+        assert!(client.status().await.unwrap().maintenance);
+
+        let events = Client::connect(&k.path()).await.unwrap();
+        let mut events = events.subscribe().await.unwrap();
+        let amount = Money::new(39900, Currency::NOK);
+        k.state.send_replace(KioskState::Creating {
+            amount,
+            reference: "kiosk-1-X-20261205-000001".into(),
+        });
+        assert_eq!(
+            events.next().await,
+            Some(Event::PaymentStarted {
+                reference: "kiosk-1-X-20261205-000001".into(),
+                amount: 39900,
+                currency: "NOK".into(),
+            })
+        );
+        let status = client.status().await.unwrap();
+        assert_eq!(status.counters.payments_started, 1);
+        assert_eq!(status.payment.unwrap().amount, Some(39900));
+        k.reports
+            .send(PaymentReport {
+                merchant_reference: "kiosk-1-X-20261205-000001".into(),
+                amount,
+                cart_reference: None,
+                outcome: Final::NotCreated {
+                    reason: "refused".into(),
+                },
+                recovered: false,
+            })
+            .unwrap();
+        loop {
+            match events.next().await.unwrap() {
+                Event::PaymentFinished { outcome, .. } => {
+                    assert_eq!(outcome, "not_created");
+                    break;
+                }
+                Event::State { .. } => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+        let status = client.status().await.unwrap();
+        assert_eq!(status.counters.payments_finished, 1);
+        assert!(status.last_error.unwrap().message.contains("not created"));
+
+        let path = k.path();
+        k.shutdown.cancel();
+        k.task.await.unwrap();
+        assert!(!path.exists(), "the socket is removed at shutdown");
+        assert!(matches!(
+            Client::connect(&path).await,
+            Err(ClientError::NotRunning { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_overlong_lines_get_an_error_object_and_the_server_keeps_serving() {
+        let k = running().await;
+        for garbage in [
+            &b"\xff\xfe\x00garbage\n"[..],
+            b"{\"cmd\":\"reboot\"}\n",
+            b"\n",
+        ] {
+            let reply = raw(&k.path(), garbage).await;
+            assert!(!reply.ok && reply.error.unwrap().contains("not a request"));
+        }
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.push(b'\n');
+        let reply = raw(&k.path(), &long).await;
+        assert!(reply.error.unwrap().contains("longer than 4096"));
+        let reply = raw(&k.path(), b"{\"cmd\":\"status\"}\n").await;
+        assert!(reply.ok && reply.status.is_some());
+        k.shutdown.cancel();
+        k.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_but_a_live_one_is_not() {
+        let k = running().await;
+        let second = Server::bind(&k.path()).await;
+        assert!(second.is_err(), "a second daemon must not take the socket");
+        let path = k.path();
+        k.shutdown.cancel();
+        k.task.await.unwrap();
+        // A socket file left behind by a daemon that was killed.
+        let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(stale);
+        assert!(Server::bind(&path).await.is_ok());
+    }
+}
