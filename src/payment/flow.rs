@@ -144,6 +144,9 @@ pub struct FlowConfig {
     pub lookup_confirm_delay: Duration,
     /// How long after its approval a payment slip is refused as already paid (0: never).
     pub paid_cart_window: Duration,
+    /// `url.callback_url` of sessions (`[callback]`): Dintero calls it as a payment changes,
+    /// and the listener nudges the flow to read the payment at once. `None`: polling only.
+    pub callback_url: Option<String>,
 }
 
 impl FlowConfig {
