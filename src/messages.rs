@@ -131,3 +131,22 @@ impl CallbackNudge {
         same(session_id, &self.session_id) || same(transaction_id, &self.transaction_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nudge_names_a_payment_by_its_session_or_its_transaction() {
+        let nudge = CallbackNudge {
+            session_id: Some("T1.s".into()),
+            transaction_id: Some("T1.t".into()),
+        };
+        assert!(nudge.names(Some("T1.s"), None));
+        assert!(nudge.names(None, Some("T1.t")));
+        assert!(nudge.names(Some("T1.other"), Some("T1.t")));
+        assert!(!nudge.names(Some("T1.other"), Some("T1.t2")));
+        assert!(!nudge.names(None, None));
+        assert!(!CallbackNudge::default().names(Some("T1.s"), Some("T1.t")));
+    }
+}

@@ -70,7 +70,7 @@ use crate::dintero::{
 use crate::input::codes::CodeError;
 use crate::journal::{Journal, JournalError, PaymentRecord, Record};
 pub use crate::messages::Command;
-use crate::messages::{InputEvent, PanelHealth};
+use crate::messages::{CallbackNudge, InputEvent, PanelHealth};
 use crate::money::{Currency, Money};
 use crate::payment::identity;
 use crate::payment::late::LateWatch;
@@ -235,6 +235,8 @@ pub struct Flow<G: Gateway> {
     storage_failed: bool,
     /// The journal refuses appends until kioskpay restarts.
     journal_poisoned: bool,
+    /// Nudges from the callback listener (`[callback]`): read the named payment now.
+    callbacks: Option<mpsc::Receiver<CallbackNudge>>,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -295,6 +297,7 @@ impl<G: Gateway> Flow<G> {
             look_for_all_late: false,
             storage_failed: false,
             journal_poisoned: false,
+            callbacks: None,
         }
     }
 
@@ -330,6 +333,14 @@ impl<G: Gateway> Flow<G> {
         let mut ticks = tokio::time::interval(heartbeat.period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.heartbeat = Some((heartbeat, ticks));
+        self
+    }
+
+    /// Has the flow read a running payment at once when a verified Dintero callback names it
+    /// (see [`crate::callback`]); the nudge only brings the next read forward, and what that
+    /// read finds decides, as with any poll.
+    pub fn with_callbacks(mut self, nudges: mpsc::Receiver<CallbackNudge>) -> Flow<G> {
+        self.callbacks = Some(nudges);
         self
     }
 
