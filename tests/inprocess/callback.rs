@@ -248,12 +248,13 @@ async fn a_signed_callback_has_the_kiosk_read_the_approval_long_before_its_next_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_and_replayed_callbacks_do_not_make_the_kiosk_read() {
-    // A payment the terminal holds for 45 s (amount ending 57), polled 10 s apart: within the
-    // test, every read is one a callback asked for.
+    // A payment the terminal picks up after 2.5 s and holds for minutes (amount ending 57 on
+    // a clock 5 times slower), polled 10 s apart: within the test, every read after the first
+    // is one a callback asked for.
     let s = setup(
-        1.0,
+        5.0,
         None,
-        "poll_interval_ms = 10000\ntimeout_s = 60\npickup_timeout_s = 30",
+        "poll_interval_ms = 10000\ntimeout_s = 600\npickup_timeout_s = 30",
     )
     .await;
     s.pay(10057).await;
@@ -267,21 +268,19 @@ async fn forged_stale_and_replayed_callbacks_do_not_make_the_kiosk_read() {
     .await
     .expect("the terminal picks the session up");
     let query = |n: u32| format!("session_id={session}&merchant_reference=x&time=t&n={n}");
-    // A first callback has the kiosk see the terminal prompting; from then on each read the
-    // flow makes is one transaction read.
+    // The read right after the create found no transaction (the pickup came later); a first
+    // callback has the kiosk read the payment and find it. From then on each read is exactly
+    // one transaction read, and the first one is the last of that callback's reads.
     assert_eq!(
         send(s.addr, &s.signed(&query(0), now(), SECRET)).await,
         "200"
     );
-    let mut states = s.kiosk.state.clone();
-    tokio::time::timeout(
-        GUARD,
-        states.wait_for(|s| matches!(s, KioskState::WaitingForCard { .. })),
-    )
-    .await
-    .expect("waiting for the card")
-    .unwrap();
+    assert!(
+        support::wait_until(GUARD, || s.gateway.reads().1 >= 1).await,
+        "the first callback had the payment read"
+    );
     let before = s.gateway.reads().1;
+    assert_eq!(before, 1);
 
     let refused = [
         s.signed(&query(1), now(), "not-the-secret"),
