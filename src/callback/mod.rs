@@ -189,10 +189,12 @@ impl Listener {
 
     /// Serves callbacks until `shutdown` completes, then drops every open connection.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let shutdown = std::pin::pin!(shutdown);
-        let mut shutdown = shutdown;
+        let mut shutdown = std::pin::pin!(shutdown);
         let mut connections = JoinSet::new();
-        info!(addr = ?self.local_addr().ok(), public_url = %self.shared.public_url, "listening for signed Dintero callbacks");
+        let addr = self
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string());
+        info!(%addr, public_url = %self.shared.public_url, "listening for signed Dintero callbacks");
         loop {
             tokio::select! {
                 () = &mut shutdown => break,

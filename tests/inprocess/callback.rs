@@ -385,3 +385,67 @@ async fn a_port_in_use_stops_the_kiosk_from_starting_and_says_what_to_change() {
     assert!(!message.contains(SECRET));
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_listener_logs_refusals_and_callbacks_without_secret_or_signature() {
+    use kioskpay::callback::{CallbackConfig, CallbackCounts, Listener, PublicUrl};
+    let (log, _guard) = support::log::capture();
+    let public_url = "http://127.0.0.1/dintero/callback";
+    let config = CallbackConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        public_url: PublicUrl::parse(public_url).unwrap(),
+        signature_secret_file: "/nonexistent".into(),
+        signature_secret: Some(Secret::new(SECRET)),
+    };
+    let (tx, mut nudges) = tokio::sync::mpsc::channel(8);
+    let listener = Listener::bind(
+        &config,
+        emulator::ACCOUNT_ID,
+        tx,
+        Arc::new(CallbackCounts::default()),
+    )
+    .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(listener.run(async move {
+        let _ = stopped.await;
+    }));
+    let query = "session_id=T12345678.s1&transaction_id=T12345678.t1";
+    let url = format!("{public_url}?{query}");
+    let header = signature::sign(
+        &Secret::new("forged"),
+        now(),
+        emulator::ACCOUNT_ID,
+        "GET",
+        &url,
+    );
+    let forged =
+        format!("GET /dintero/callback?{query} HTTP/1.1\r\nDintero-Signature: {header}\r\n\r\n");
+    assert_eq!(send(addr, forged.as_bytes()).await, "401");
+    let header = signature::sign(
+        &Secret::new(SECRET),
+        now(),
+        emulator::ACCOUNT_ID,
+        "GET",
+        &url,
+    );
+    let valid =
+        format!("GET /dintero/callback?{query} HTTP/1.1\r\nDintero-Signature: {header}\r\n\r\n");
+    assert_eq!(send(addr, valid.as_bytes()).await, "200");
+    assert!(nudges.try_recv().is_ok());
+    let _ = stop.send(());
+    served.await.unwrap();
+
+    let all = log.all();
+    assert_eq!(log.lines("callback refused").len(), 1, "{all}");
+    assert!(
+        log.lines("callback refused")[0].contains("does not match"),
+        "{all}"
+    );
+    assert_eq!(log.lines("signed callback").len(), 1, "{all}");
+    let signature_hex = header.rsplit('=').next().unwrap();
+    assert!(
+        !all.contains(SECRET) && !all.contains(signature_hex),
+        "{all}"
+    );
+}
