@@ -87,6 +87,10 @@ enum Command {
         /// Fault rules (JSON) to start with.
         #[arg(long, value_name = "FILE")]
         faults: Option<PathBuf>,
+        /// Signs every callback with the secret in FILE (`Dintero-Signature`), as a kiosk's
+        /// `callback.signature_secret_file` expects.
+        #[arg(long, value_name = "FILE")]
+        signature_secret_file: Option<PathBuf>,
     },
     /// Validate a config file; where the API is reachable, get a token and read the terminal.
     #[command(
@@ -367,7 +371,17 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             time_scale,
             token_ttl,
             faults,
-        } => crate::commands::emulator::emulator(listen, time_scale, token_ttl, faults).await,
+            signature_secret_file,
+        } => {
+            crate::commands::emulator::emulator(
+                listen,
+                time_scale,
+                token_ttl,
+                faults,
+                signature_secret_file,
+            )
+            .await
+        }
         Command::Check { config, offline } => check(config, offline).await,
         #[cfg(feature = "emulator")]
         Command::Soak {

@@ -2,7 +2,8 @@
 //!
 //! [`Kiosk::start`] opens the journal, then spawns the display task (observes the state), the
 //! input task (produces carts), the GPIO unit when configured (buttons and pulses produce carts,
-//! handshake outputs observe the state) and the payment flow (owns payments). The daemon (`kioskpay
+//! handshake outputs observe the state), the callback listener when `[callback]` is configured
+//! (nudges the flow to read a payment at once) and the payment flow (owns payments). The daemon (`kioskpay
 //! run`), the demo and the integration tests all start a kiosk through here, so what the tests
 //! exercise is what runs on a board; they differ only in where carts come from
 //! ([`InputWiring`]) and which [`Gateway`] is plugged in.
@@ -11,6 +12,7 @@
 //! ([`crate::systemd`]), [`Counters`] for the metrics file ([`crate::metrics`]), and
 //! [`Kiosk::reload`] for SIGHUP.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::callback::{CallbackError, Listener};
 use crate::config::{Config, DisplayKind};
 use crate::dintero::Gateway;
 use crate::display;
@@ -84,6 +87,9 @@ pub enum StartError {
     /// The GPIO lines in `[gpio]` could not be claimed.
     #[error(transparent)]
     Gpio(#[from] GpioError),
+    /// The callback listener in `[callback]` could not be bound.
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
 }
 
 /// A running kiosk.
@@ -98,8 +104,11 @@ pub struct Kiosk {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// The flow's proof of life and readiness, for systemd and the metrics.
     pub liveness: Liveness,
-    /// Counters the metrics file reports (gateway errors, scanner reconnects, display errors).
+    /// Counters the metrics file reports (gateway errors, scanner reconnects, display errors,
+    /// callbacks).
     pub counters: Arc<Counters>,
+    /// Where the callback listener listens (`[callback]`), with the port the OS chose for 0.
+    pub callback_addr: Option<SocketAddr>,
     /// The config in force; [`Kiosk::reload`] replaces its run-time part.
     config: Config,
     /// New payment settings for the flow after a reload.
@@ -150,6 +159,19 @@ impl Kiosk {
                 "unfinished payments in the journal; resolving them first"
             );
         }
+        let counters = crate::metrics::process_counters();
+        // Bound before any task starts, so a port in use leaves nothing running and says so.
+        let (nudge_tx, nudge_rx) = mpsc::channel(8);
+        let callback = match &config.callback {
+            Some(callback) => Some(Listener::bind(
+                callback,
+                &config.dintero.account_id.to_string(),
+                nudge_tx,
+                counters.callbacks.clone(),
+            )?),
+            None => None,
+        };
+        let callback_addr = callback.as_ref().and_then(|l| l.local_addr().ok());
         let shutdown = CancellationToken::new();
         let (state_tx, state_rx) = watch::channel(KioskState::Starting);
         let (input_tx, input_rx) = mpsc::channel(16);
@@ -174,7 +196,6 @@ impl Kiosk {
         let display = spawn_display(config, state_rx.clone(), &shutdown, &display_health)?;
         let customer_facing = display.as_ref().is_some_and(|d| d.2);
         let display = display.map(|(token, handle, _)| (token, handle));
-        let counters = crate::metrics::process_counters();
         if let InputWiring::FromConfig = inputs {
             let token = shutdown.clone();
             let (tap_tx, mut tap_rx) = mpsc::channel(16);
@@ -235,6 +256,14 @@ impl Kiosk {
         } else {
             flow
         };
+        let flow = match callback {
+            Some(listener) => {
+                let token = shutdown.clone();
+                helpers.push(tokio::spawn(listener.run(token.cancelled_owned())));
+                flow.with_callbacks(nudge_rx)
+            }
+            None => flow,
+        };
         let token = shutdown.clone();
         let flow = tokio::spawn(async move { flow.run(token.cancelled_owned()).await });
         Ok(Kiosk {
@@ -244,6 +273,7 @@ impl Kiosk {
             reports: report_rx,
             liveness,
             counters,
+            callback_addr,
             config: config.clone(),
             settings,
             display,
@@ -257,8 +287,8 @@ impl Kiosk {
     /// Puts a re-read config in force without a restart (SIGHUP): the language, the display,
     /// `max_amount` and the `[payment]` timings. The flow takes the new settings between
     /// payments; the display is restarted with the new ones. Returns the keys that changed but
-    /// need a restart (identity, Dintero account, store, input, state, metrics); those keep their
-    /// running values, and each is logged.
+    /// need a restart (identity, Dintero account, store, input, state, metrics, callback); those
+    /// keep their running values, and each is logged.
     pub fn reload(&mut self, new: &Config) -> Result<Vec<&'static str>, StartError> {
         let old = &self.config;
         let mut needs_restart = Vec::new();
@@ -293,6 +323,7 @@ impl Kiosk {
         );
         differs("state", old.state != new.state);
         differs("metrics", old.metrics != new.metrics);
+        differs("callback", old.callback != new.callback);
 
         let mut merged = old.clone();
         merged.kiosk.language = new.kiosk.language;

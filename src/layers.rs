@@ -21,8 +21,10 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     // Services the flow uses: the watchdog heartbeat, the Dintero API.
     &["systemd", "dintero"],
-    // Where carts come from and where the customer looks; the test tooling's emulator.
-    &["input", "gpio", "display", "emulator"],
+    // Where carts come from and where the customer looks; the test tooling's emulator. The
+    // callback listener is an input too: it tells the flow to read a payment again, through a
+    // nudge defined in `messages`, so the flow and the listener share only that.
+    &["input", "gpio", "display", "emulator", "callback"],
     // The one task that owns payments.
     &["payment"],
     // Observers of the flow, and the config file that composes every section. The control

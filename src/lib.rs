@@ -19,7 +19,9 @@
 //! task that calls Dintero and the only writer of the [`journal`]; the [`display`], the GPIO
 //! outputs and the [`metrics`] observe the published [`state::KioskState`] and never drive a
 //! payment. The scanner and the display report their own health so the flow can refuse carts
-//! it could neither take nor show.
+//! it could neither take nor show. With `[callback]` configured, the [`callback`] listener tells
+//! the flow when Dintero calls about a payment, and the flow reads that payment at once; what a
+//! callback says is never taken for what the payment came to.
 //!
 //! The imports follow the data: a module imports only from the layers below its own, and a
 //! test (`src/layers.rs`) fails on any import that goes sideways or up. Lowest first:
@@ -33,10 +35,12 @@
 //!  metrics, config, control        observers; config parses every section into typed values;
 //!                                  the control socket the console talks to the daemon over
 //!  payment                         the flow, its phases, identity checks, the late watch
-//!  input, gpio, display, emulator  where carts come from, where the customer looks
+//!  input, gpio, display, emulator, where carts come from, where the customer looks, and the
+//!  callback                        listener for Dintero's signed callbacks (a nudge to re-read)
 //!  systemd, dintero                the watchdog heartbeat, the API client and its ids
 //!  state                           KioskState: what the flow publishes
-//!  messages                        InputEvent, CustomerReason, Command, PanelHealth
+//!  messages                        InputEvent, CustomerReason, Command, PanelHealth,
+//!                                  CallbackNudge
 //!  board                           board files: pin maps, display boards
 //!  cart
 //!  money, secret, setting, journal
@@ -53,6 +57,7 @@
 #![deny(missing_docs)]
 
 pub mod board;
+pub mod callback;
 pub mod cart;
 pub mod cli;
 pub mod commands;

@@ -4,7 +4,8 @@
 //! They live here, at the bottom of the house beside [`crate::state`] (what the flow
 //! publishes), so that a task can speak to another without importing it: the input tasks do
 //! not depend on the payment flow to send it a [`Command`], and the flow does not depend on the
-//! display to read its [`PanelHealth`]. This module imports nothing above [`crate::cart`].
+//! display to read its [`PanelHealth`], nor on the callback listener to be told to read a payment
+//! again ([`CallbackNudge`]). This module imports nothing above [`crate::cart`].
 
 use std::fmt;
 
@@ -109,4 +110,47 @@ pub enum Command {
     /// the technician screen and refuses new carts. A payment in flight always finishes first;
     /// maintenance takes effect after it.
     Maintenance(bool),
+}
+
+/// A signed callback from Dintero named a payment: the flow reads that payment again now
+/// instead of at its next poll.
+///
+/// It carries the ids the callback's query named and nothing else. A valid signature only
+/// proves that Dintero called the URL, never what the payment came to (only the URL is signed),
+/// so the flow learns the outcome from its own read, as it does when it polls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallbackNudge {
+    /// The callback's `session_id`, if it had one.
+    pub session_id: Option<String>,
+    /// The callback's `transaction_id`, if it had one.
+    pub transaction_id: Option<String>,
+}
+
+impl CallbackNudge {
+    /// Whether the nudge names the payment with this session and (once known) transaction.
+    pub fn names(&self, session_id: Option<&str>, transaction_id: Option<&str>) -> bool {
+        let same = |ours: Option<&str>, theirs: &Option<String>| {
+            ours.is_some_and(|ours| theirs.as_deref() == Some(ours))
+        };
+        same(session_id, &self.session_id) || same(transaction_id, &self.transaction_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nudge_names_a_payment_by_its_session_or_its_transaction() {
+        let nudge = CallbackNudge {
+            session_id: Some("T1.s".into()),
+            transaction_id: Some("T1.t".into()),
+        };
+        assert!(nudge.names(Some("T1.s"), None));
+        assert!(nudge.names(None, Some("T1.t")));
+        assert!(nudge.names(Some("T1.other"), Some("T1.t")));
+        assert!(!nudge.names(Some("T1.other"), Some("T1.t2")));
+        assert!(!nudge.names(None, None));
+        assert!(!CallbackNudge::default().names(Some("T1.s"), Some("T1.t")));
+    }
 }

@@ -18,6 +18,8 @@
 //! | `kioskpay_api_errors_total{kind}` | counter | Dintero calls that failed: `auth`, `rejected`, `unknown`, `unreachable` |
 //! | `kioskpay_scanner_reconnects_total` | counter | the scanner came back after being unavailable |
 //! | `kioskpay_display_errors_total` | counter | customer display panel failures |
+//! | `kioskpay_callbacks_verified_total` | counter | signed Dintero callbacks that had the flow read a payment at once (`[callback]`) |
+//! | `kioskpay_callbacks_rejected_total` | counter | callback requests that did nothing: unsigned, forged, stale, malformed, too large or slow, over the rate limit, or a replay |
 //! | `kioskpay_journal_bytes` | gauge | size of the payment journal |
 //! | `kioskpay_uptime_seconds` | gauge | since the daemon started |
 //! | `kioskpay_state{state}` | gauge | 1 for the state the kiosk is in now |
@@ -33,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::callback::CallbackCounts;
 use crate::dintero::{
     ApiError, CreatedSession, Gateway, RefundOutcome, RefundRequest, Session,
     SessionProfileRequest, Terminal, Transaction, TransactionQuery,
@@ -53,6 +56,8 @@ pub struct Counters {
     pub scanner_reconnects: AtomicU64,
     /// Customer display panel failures.
     pub display_errors: AtomicU64,
+    /// What the callback listener answered; it counts into these itself.
+    pub callbacks: Arc<CallbackCounts>,
 }
 
 const API_ERROR_KINDS: [&str; 4] = ["auth", "rejected", "unknown", "unreachable"];
@@ -307,6 +312,18 @@ impl Snapshot<'_> {
                 "counter",
                 "Customer display panel failures.",
                 self.counters.display_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "kioskpay_callbacks_verified_total",
+                "counter",
+                "Signed Dintero callbacks that had a payment read at once.",
+                self.counters.callbacks.verified.load(Ordering::Relaxed),
+            ),
+            (
+                "kioskpay_callbacks_rejected_total",
+                "counter",
+                "Callback requests refused or replayed, with no effect.",
+                self.counters.callbacks.rejected.load(Ordering::Relaxed),
             ),
             (
                 "kioskpay_journal_bytes",
@@ -639,6 +656,12 @@ kioskpay_scanner_reconnects_total 0
 # HELP kioskpay_display_errors_total Customer display panel failures.
 # TYPE kioskpay_display_errors_total counter
 kioskpay_display_errors_total 0
+# HELP kioskpay_callbacks_verified_total Signed Dintero callbacks that had a payment read at once.
+# TYPE kioskpay_callbacks_verified_total counter
+kioskpay_callbacks_verified_total 0
+# HELP kioskpay_callbacks_rejected_total Callback requests refused or replayed, with no effect.
+# TYPE kioskpay_callbacks_rejected_total counter
+kioskpay_callbacks_rejected_total 0
 # HELP kioskpay_journal_bytes Size of the payment journal in bytes.
 # TYPE kioskpay_journal_bytes gauge
 kioskpay_journal_bytes 1234
@@ -788,6 +811,8 @@ kioskpay_state{state="technician"} 0
         let counters = Counters::default();
         counters.scanner_reconnects.store(3, Ordering::Relaxed);
         counters.display_errors.store(17, Ordering::Relaxed);
+        counters.callbacks.verified.store(4, Ordering::Relaxed);
+        counters.callbacks.rejected.store(9, Ordering::Relaxed);
         let text = Snapshot {
             tally: &Tally::default(),
             counters: &counters,
@@ -801,6 +826,8 @@ kioskpay_state{state="technician"} 0
         for line in [
             "kioskpay_scanner_reconnects_total 3",
             "kioskpay_display_errors_total 17",
+            "kioskpay_callbacks_verified_total 4",
+            "kioskpay_callbacks_rejected_total 9",
             "kioskpay_journal_bytes 0",
             "kioskpay_uptime_seconds 86400",
             "kioskpay_ready 0",

@@ -45,6 +45,13 @@ pub async fn check(path: PathBuf, offline: bool) -> Result<ExitCode> {
         config.store.id, config.store.terminal_id, config.store.payout_destination_id
     );
     println!("  journal in {}", config.state.dir.display());
+    match &config.callback {
+        Some(callback) => println!(
+            "  signed callbacks on {}, called by Dintero as {}",
+            callback.bind, callback.public_url
+        ),
+        None => println!("  no [callback]: payments are followed by polling only"),
+    }
     if config.kiosk.id.as_str() == PACKAGED_KIOSK_ID {
         eprintln!(
             "WARNING: kiosk.id is still the packaged default {PACKAGED_KIOSK_ID:?}: every kiosk left \

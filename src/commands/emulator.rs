@@ -23,13 +23,14 @@ async fn wait_for_signal() {
     }
 }
 
-/// Serves the emulator on `listen` until SIGTERM or Ctrl-C; refuses a bad `--time-scale` or fault
-/// plan with exit 2 before binding.
+/// Serves the emulator on `listen` until SIGTERM or Ctrl-C; refuses a bad `--time-scale`, fault
+/// plan or signature secret file with exit 2 before binding.
 pub async fn emulator(
     listen: std::net::SocketAddr,
     time_scale: f64,
     token_ttl: u64,
     faults: Option<PathBuf>,
+    signature_secret_file: Option<PathBuf>,
 ) -> Result<ExitCode> {
     if !(time_scale > 0.0 && time_scale <= 100.0) {
         eprintln!("kioskpay: --time-scale {time_scale}: expected a number above 0 and at most 100");
@@ -52,6 +53,24 @@ pub async fn emulator(
         },
         None => None,
     };
+    let signature_secret = match signature_secret_file {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Some(crate::secret::Secret::new(text.trim())),
+            Ok(_) => {
+                eprintln!(
+                    "kioskpay: --signature-secret-file {}: the file is empty; write the secret \
+                     the kiosk's callback.signature_secret_file holds",
+                    path.display()
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            Err(e) => {
+                eprintln!("kioskpay: --signature-secret-file {}: {e}", path.display());
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; is another emulator running?"))?;
@@ -61,7 +80,7 @@ pub async fn emulator(
         time_scale,
         token_ttl: std::time::Duration::from_secs(token_ttl),
         faults,
-        ..Default::default()
+        signature_secret,
     };
     crate::emulator::serve(listener, config, wait_for_signal()).await?;
     Ok(ExitCode::SUCCESS)

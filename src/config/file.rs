@@ -5,6 +5,7 @@
 //! misspelt `timeout_s` must not leave a kiosk on a default nobody chose). The keys and their
 //! meaning are documented on the fields below and in `packaging/kioskpay.toml`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::{
     BaseUrl, DinteroConfig, KioskConfig, KioskId, MetricsConfig, PaymentConfig, StateConfig,
     StoreConfig,
 };
+use crate::callback::{CallbackConfig, PublicUrl};
 use crate::dintero::{AccountId, TerminalId};
 use crate::display::DisplayConfig;
 use crate::gpio::GpioConfig;
@@ -41,6 +43,8 @@ pub(super) struct File {
     pub gpio: GpioConfig,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub callback: Callback,
 }
 
 /// `[kiosk]`
@@ -313,6 +317,57 @@ impl Metrics {
             textfile: self.textfile,
             interval: Duration::from_secs(seconds),
         }
+    }
+}
+
+/// `[callback]`: all three keys or none (then the kiosk only polls).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Callback {
+    /// Where the listener accepts connections, e.g. `127.0.0.1:8080` behind a TLS proxy.
+    #[serde(default)]
+    bind: Option<String>,
+    /// The URL Dintero calls (`url.callback_url` of every session) and that it signs.
+    #[serde(default)]
+    public_url: Option<String>,
+    /// File holding the account's signature secret; must not be group- or world-readable.
+    #[serde(default)]
+    signature_secret_file: Option<PathBuf>,
+}
+
+impl Callback {
+    pub(super) fn parse(self) -> Result<Option<CallbackConfig>, Invalid> {
+        const TOGETHER: &str = "set together with the other [callback] keys (bind, public_url, signature_secret_file), or remove [callback] to poll only";
+        let (bind, public_url, signature_secret_file) =
+            match (self.bind, self.public_url, self.signature_secret_file) {
+                (None, None, None) => return Ok(None),
+                (Some(bind), Some(url), Some(file)) => (bind, url, file),
+                (bind, url, _) => {
+                    let key = if bind.is_none() {
+                        "callback.bind"
+                    } else if url.is_none() {
+                        "callback.public_url"
+                    } else {
+                        "callback.signature_secret_file"
+                    };
+                    return Err(Invalid::plain(key, "(not set)", TOGETHER));
+                }
+            };
+        let bind = bind.parse::<SocketAddr>().map_err(|_| {
+            Invalid::quoted(
+                "callback.bind",
+                &bind,
+                "an address and port to listen on, such as 127.0.0.1:8080 (behind a proxy on this kiosk) or 0.0.0.0:8443",
+            )
+        })?;
+        let public_url = PublicUrl::parse(&public_url)
+            .map_err(|e| Invalid::quoted("callback.public_url", &public_url, e))?;
+        Ok(Some(CallbackConfig {
+            bind,
+            public_url,
+            signature_secret_file,
+            signature_secret: None,
+        }))
     }
 }
 

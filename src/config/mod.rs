@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::board::pins::PinMapError;
+pub use crate::callback::{CallbackConfig, PublicUrl};
 use crate::dintero::client::ClientConfig;
 use crate::dintero::{AccountId, TerminalId};
 pub use crate::display::{DisplayConfig, DisplayKind};
@@ -73,6 +74,14 @@ pub enum ConfigError {
     /// The client secret file is missing, empty or too readable.
     #[error("dintero.client_secret_file {path}: {problem}")]
     Secret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// The callback signature secret file is missing, empty or too readable.
+    #[error("callback.signature_secret_file {path}: {problem}")]
+    CallbackSecret {
         /// The file.
         path: PathBuf,
         /// What is wrong and how to fix it.
@@ -124,6 +133,8 @@ pub struct Config {
     pub gpio: GpioConfig,
     /// Fleet metrics (off unless `textfile` is set).
     pub metrics: MetricsConfig,
+    /// The signed-callback listener; `None` (no `[callback]`): the kiosk only polls.
+    pub callback: Option<CallbackConfig>,
 }
 
 /// `[kiosk]`
@@ -343,6 +354,11 @@ impl Config {
         config.dintero.client_secret =
             Some(secrets::read_secret(&config.dintero.client_secret_file)?);
         config.input.load_signing_key()?;
+        if let Some(callback) = &mut config.callback {
+            callback.signature_secret = Some(secrets::read_callback_secret(
+                &callback.signature_secret_file,
+            )?);
+        }
         Ok(config)
     }
 
@@ -360,6 +376,7 @@ impl Config {
         raw.input.check()?;
         raw.display.check()?;
         let payment = raw.payment.parse()?;
+        let callback = raw.callback.parse()?;
         let config = Config {
             kiosk,
             dintero,
@@ -370,6 +387,7 @@ impl Config {
             state: raw.state,
             gpio: raw.gpio,
             metrics: raw.metrics.parse(),
+            callback,
         };
         if config.gpio_enabled() {
             config.gpio.check(
@@ -436,6 +454,10 @@ impl FlowConfig {
             keep_final: config.state.keep_final,
             lookup_confirm_delay: config.dintero.call_timeout + config.payment.polling.base(),
             paid_cart_window: config.payment.paid_cart_window,
+            callback_url: config
+                .callback
+                .as_ref()
+                .map(|callback| callback.public_url.callback_url()),
         }
     }
 }
@@ -760,6 +782,91 @@ payout_destination_id = "seller-1"
                 .to_string();
             assert!(msg.contains(want), "{input:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn callback_is_off_without_its_section_and_all_three_keys_or_an_error_with_it() {
+        assert_eq!(parse(MINIMAL).unwrap().callback, None);
+        assert_eq!(
+            FlowConfig::from_config(&parse(MINIMAL).unwrap()).callback_url,
+            None
+        );
+        let full = "bind = \"127.0.0.1:8080\"\npublic_url = \"https://kiosk-1.example.com/dintero/cb\"\nsignature_secret_file = \"/etc/kioskpay/callback_secret\"\n";
+        let c = parse(&format!("{MINIMAL}[callback]\n{full}")).unwrap();
+        let callback = c.callback.as_ref().unwrap();
+        assert_eq!(callback.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            callback.public_url.as_str(),
+            "https://kiosk-1.example.com/dintero/cb"
+        );
+        assert_eq!(callback.signature_secret, None, "parse reads no secret");
+        assert_eq!(
+            FlowConfig::from_config(&c).callback_url.as_deref(),
+            Some("https://kiosk-1.example.com/dintero/cb?report_error=true")
+        );
+        let cases = [
+            (
+                full.replace("bind = \"127.0.0.1:8080\"\n", ""),
+                "callback.bind = (not set): expected set together",
+            ),
+            (
+                full.replace("signature_secret_file", "#"),
+                "callback.signature_secret_file = (not set)",
+            ),
+            (
+                full.replace("127.0.0.1:8080", "localhost:8080"),
+                "callback.bind = \"localhost:8080\": expected an address and port",
+            ),
+            (
+                full.replace("https://kiosk-1", "ftp://kiosk-1"),
+                "callback.public_url = \"ftp://kiosk-1.example.com/dintero/cb\": expected the URL Dintero calls",
+            ),
+            (format!("{full}port = 1\n"), "unknown field `port`"),
+        ];
+        for (section, want) in cases {
+            let msg = parse(&format!("{MINIMAL}[callback]\n{section}"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(want), "{section:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn callback_secret_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let client = dir.path().join("client_secret");
+        std::fs::write(&client, "demo-secret\n").unwrap();
+        std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = dir.path().join("callback_secret");
+        std::fs::write(&secret, "callback-secret-value\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = dir.path().join("k.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "{}[callback]\nbind = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1/cb\"\nsignature_secret_file = {:?}\n",
+                MINIMAL.replace("/nonexistent", client.to_str().unwrap()),
+                secret.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let msg = Config::load(&cfg).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("callback.signature_secret_file")
+                && msg.contains("mode 644")
+                && msg.contains("chmod 600"),
+            "{msg}"
+        );
+        assert!(!msg.contains("callback-secret-value"));
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::load(&cfg).unwrap();
+        let callback = c.callback.as_ref().unwrap();
+        assert_eq!(
+            callback.signature_secret.as_ref().map(Secret::expose),
+            Some("callback-secret-value")
+        );
+        assert!(!format!("{c:?}").contains("callback-secret-value"));
     }
 
     #[test]

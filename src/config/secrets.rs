@@ -1,4 +1,5 @@
-//! Secret files: the Dintero client secret and the key shared with the POS for signed codes.
+//! Secret files: the Dintero client secret, the callback signature secret and the key shared
+//! with the POS for signed codes.
 //!
 //! The config file itself may be world-readable and pasted into a support ticket; the secrets
 //! live in files of their own that only the service user (or root) can read, reached through
@@ -43,6 +44,16 @@ pub(super) fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
     read_private(path, "the API client's secret").map_err(|problem| ConfigError::Secret {
         path: path.to_path_buf(),
         problem,
+    })
+}
+
+/// Reads the account's callback signature secret, with the same rules as the client secret.
+pub(super) fn read_callback_secret(path: &Path) -> Result<Secret, ConfigError> {
+    read_private(path, "the account's callback signature secret").map_err(|problem| {
+        ConfigError::CallbackSecret {
+            path: path.to_path_buf(),
+            problem,
+        }
     })
 }
 

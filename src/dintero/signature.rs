@@ -80,7 +80,8 @@ pub fn sign(secret: &Secret, timestamp: u64, account_id: &str, method: &str, url
 /// `now_unix` is the kiosk's clock; a timestamp more than `tolerance` away from it (either
 /// direction) is refused before the MAC is even computed. Several `v0-hmac-sha256` entries
 /// (Dintero rotating a secret) are accepted if any one matches. The comparison is constant
-/// time, so a forger learns nothing from how long a refusal takes.
+/// time, so a forger learns nothing from how long a refusal takes. Answers the verified
+/// timestamp, which names the callback for a receiver that refuses replays.
 pub fn verify(
     secret: &Secret,
     header_value: &str,
@@ -89,7 +90,7 @@ pub fn verify(
     url: &str,
     now_unix: u64,
     tolerance: Duration,
-) -> Result<(), SignatureError> {
+) -> Result<u64, SignatureError> {
     let mut timestamp = None;
     let mut candidates = Vec::new();
     for part in header_value.split(',').map(str::trim) {
@@ -119,7 +120,7 @@ pub fn verify(
         .iter()
         .any(|candidate| mac.clone().verify_slice(candidate).is_ok())
     {
-        Ok(())
+        Ok(timestamp)
     } else {
         Err(SignatureError::Mismatch)
     }
@@ -236,7 +237,7 @@ mod tests {
                 TIMESTAMP + 10,
                 FIVE_MINUTES
             ),
-            Ok(())
+            Ok(TIMESTAMP)
         );
     }
 
@@ -343,6 +344,9 @@ mod tests {
             );
         }
         let rotated = format!("t={TIMESTAMP},v0-hmac-sha256=00ff,{}", &HEADER[13..]);
-        assert_eq!(check(&secret, &rotated, ACCOUNT, URL, TIMESTAMP), Ok(()));
+        assert_eq!(
+            check(&secret, &rotated, ACCOUNT, URL, TIMESTAMP),
+            Ok(TIMESTAMP)
+        );
     }
 }

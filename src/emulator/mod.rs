@@ -78,7 +78,8 @@
 //! sends the transaction as body; `report_error=true` adds failures and cancels with `error`),
 //! signed with `Dintero-Signature` when [`EmulatorConfig::signature_secret`] is set, delivered
 //! at least once (retried on `5xx` and connection errors, `4xx` is final). See the `callback`
-//! module. kioskpay itself polls and never asks for callbacks.
+//! module. kioskpay asks for callbacks only with `[callback]` configured, and then only as a
+//! nudge to read the payment at once (`crate::callback`); it polls either way.
 //!
 //! **Cancel** (`POST /v1/sessions/{id}/cancel`): not yet picked up → cancelled, no transaction;
 //! `INITIATED` → the terminal stops, `FAILED`, session event `CANCELLED`; `AUTHORIZED` →

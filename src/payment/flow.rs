@@ -70,7 +70,7 @@ use crate::dintero::{
 use crate::input::codes::CodeError;
 use crate::journal::{Journal, JournalError, PaymentRecord, Record};
 pub use crate::messages::Command;
-use crate::messages::{InputEvent, PanelHealth};
+use crate::messages::{CallbackNudge, InputEvent, PanelHealth};
 use crate::money::{Currency, Money};
 use crate::payment::identity;
 use crate::payment::late::LateWatch;
@@ -145,6 +145,9 @@ pub struct FlowConfig {
     pub lookup_confirm_delay: Duration,
     /// How long after its approval a payment slip is refused as already paid (0: never).
     pub paid_cart_window: Duration,
+    /// `url.callback_url` of sessions (`[callback]`): Dintero calls it as a payment changes,
+    /// and the listener nudges the flow to read the payment at once. `None`: polling only.
+    pub callback_url: Option<String>,
 }
 
 impl FlowConfig {
@@ -235,6 +238,8 @@ pub struct Flow<G: Gateway> {
     journal_poisoned: bool,
     /// A technician put the kiosk in maintenance: the technician screen, no new carts.
     maintenance: bool,
+    /// Nudges from the callback listener (`[callback]`): read the named payment now.
+    callbacks: Option<mpsc::Receiver<CallbackNudge>>,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -296,6 +301,7 @@ impl<G: Gateway> Flow<G> {
             storage_failed: false,
             journal_poisoned: false,
             maintenance: false,
+            callbacks: None,
         }
     }
 
@@ -331,6 +337,14 @@ impl<G: Gateway> Flow<G> {
         let mut ticks = tokio::time::interval(heartbeat.period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.heartbeat = Some((heartbeat, ticks));
+        self
+    }
+
+    /// Has the flow read a running payment at once when a verified Dintero callback names it
+    /// (see [`crate::callback`]); the nudge only brings the next read forward, and what that
+    /// read finds decides, as with any poll.
+    pub fn with_callbacks(mut self, nudges: mpsc::Receiver<CallbackNudge>) -> Flow<G> {
+        self.callbacks = Some(nudges);
         self
     }
 

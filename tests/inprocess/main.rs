@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod callback;
 mod client;
 mod codes;
 mod daemon;

@@ -70,6 +70,7 @@ pub fn flow_config() -> kioskpay::payment::flow::FlowConfig {
         keep_final: 100,
         lookup_confirm_delay: Duration::from_secs(16),
         paid_cart_window: Duration::from_secs(24 * 3600),
+        callback_url: None,
     }
 }
 

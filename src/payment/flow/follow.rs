@@ -23,6 +23,17 @@ fn waiting_for(phase: &Phase) -> Waiting {
     }
 }
 
+/// The next nudge from the callback listener; never completes without one. `None`: the
+/// listener is gone.
+async fn next_nudge(
+    callbacks: &mut Option<mpsc::Receiver<CallbackNudge>>,
+) -> Option<CallbackNudge> {
+    match callbacks {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Capped exponential backoff with jitter, or Dintero's `Retry-After` when it is longer.
 pub(super) fn backoff(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let cap = Duration::from_secs(10);
@@ -175,6 +186,16 @@ impl<G: Gateway> Flow<G> {
                     self.hold_until = None;
                     self.publish(&phase, deadline);
                 }
+                nudge = next_nudge(&mut self.callbacks) => match nudge {
+                    // Only the read is brought forward: what Dintero then says decides. While
+                    // reads fail, the backoff (and Dintero's Retry-After) stands.
+                    Some(nudge) if errors == 0 && nudge.names(phase.session_id(), transaction_of(&phase)) => {
+                        debug!(reference = %phase.payment().merchant_reference, "a signed callback names this payment; reading it now");
+                        next_step = Instant::now();
+                    }
+                    Some(nudge) => debug!(?nudge, errors, "callback nudge not acted on: another payment, or reads are failing"),
+                    None => self.callbacks = None,
+                },
                 _ = sleep_until(next_step) => {
                     let now = Instant::now();
                     // Timers first: they turn into events the state machine judges.

@@ -22,7 +22,7 @@ impl<G: Gateway> Flow<G> {
             profile_id: self.config.profile_id.clone(),
             url: SessionUrl {
                 return_url: self.config.return_url.clone(),
-                callback_url: None,
+                callback_url: self.config.callback_url.clone(),
             },
             order: Order {
                 amount,
