@@ -387,22 +387,10 @@ async fn no_log_level_prints_the_client_secret_or_a_token() {
     emulator.shutdown().await;
 }
 
-/// Whether this process can open serial devices: qemu-user does not emulate TCGETS2.
-fn serial_supported(path: &str) -> bool {
-    use tokio_serial::SerialPortBuilderExt;
-    match tokio_serial::new(path, 9600).open_native_async() {
-        Ok(_) => true,
-        Err(e) => {
-            support::skipped(&format!("cannot open a serial port here ({e}); qemu-user lacks TCGETS2. The AsyncRead tests cover the logic."));
-            false
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reads_a_scanner_on_a_real_serial_line() {
     let (master, slave_path) = support::openpty();
-    if !serial_supported(&slave_path) {
+    if !support::serial_supported() {
         return;
     }
     let emulator = support::emulator(0.01).await;

@@ -40,7 +40,8 @@ struct Site {
 impl Site {
     /// A state directory and a technicians file with kari (`role`), added as an operator would.
     fn new(role: &str) -> Option<Site> {
-        if !serial_supported() {
+        // qemu-user cannot open the console's `--device`; the native run covers these tests.
+        if !support::serial_supported() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -549,21 +550,4 @@ async fn an_idle_session_is_logged_out_and_json_answers_one_object_per_command()
     audit_verify(&site);
     assert_no_pin(&site, &[&console.screen()]);
     console.stop();
-}
-
-/// Whether this process can open a pseudo-terminal as a serial line: qemu-user does not
-/// emulate TCGETS2, so under it the console cannot open its `--device` (the native run covers
-/// these tests; the console's line handling is also tested without a device in `src/console/`).
-fn serial_supported() -> bool {
-    let (_master, slave) = support::openpty();
-    let opened = tokio_serial::new(&slave, 115_200).open_native().map(drop);
-    match opened {
-        Ok(()) => true,
-        Err(e) => {
-            support::skipped(&format!(
-                "cannot open a pseudo-terminal as a serial line here ({e}); qemu-user lacks TCGETS2"
-            ));
-            false
-        }
-    }
 }

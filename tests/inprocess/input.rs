@@ -475,22 +475,6 @@ fn open_pty() -> Pty {
     }
 }
 
-/// Whether serial ports can be configured here; prints why not when they cannot.
-fn serial_supported(test: &str) -> bool {
-    let pty = open_pty();
-    match serial::open(&pty.path, &LineSettings::new(9600)) {
-        Ok(_) => true,
-        Err(e @ SerialError::Unsupported { .. }) => {
-            support::skipped(&format!(
-                "{test}: serial ports cannot be configured on this system (ENOSYS, e.g. a \
-                 qemu-user build without TCGETS2 emulation): {e}"
-            ));
-            false
-        }
-        Err(e) => panic!("opening a pty as a serial port failed: {e}"),
-    }
-}
-
 async fn next_event(rx: &mut mpsc::Receiver<InputEvent>) -> InputEvent {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -509,7 +493,7 @@ fn serial_cart(minor: u64, reference: Option<&str>) -> InputEvent {
 #[tokio::test]
 async fn pty_is_opened_9600_8n1_raw_exclusive_and_delivers_carts() {
     let _guard = PTYS.lock().await;
-    if !serial_supported("pty_is_opened_9600_8n1_raw_exclusive_and_delivers_carts") {
+    if !support::serial_supported() {
         return;
     }
     let mut pty = open_pty();
@@ -572,7 +556,7 @@ fn termios(pty: &Pty) -> libc::termios2 {
 #[tokio::test]
 async fn parity_and_flow_control_from_the_config_reach_the_line() {
     let _guard = PTYS.lock().await;
-    if !serial_supported("parity_and_flow_control_from_the_config_reach_the_line") {
+    if !support::serial_supported() {
         return;
     }
     let input: InputConfig = toml::from_str(
@@ -630,7 +614,7 @@ fn point(link: &Path, target: &Path) {
 #[tokio::test]
 async fn unplugged_scanner_is_reported_and_picked_up_again() {
     let _guard = PTYS.lock().await;
-    if !serial_supported("unplugged_scanner_is_reported_and_picked_up_again") {
+    if !support::serial_supported() {
         return;
     }
     // input.device is a udev-style symlink; the pty behind it is the "USB scanner".

@@ -249,6 +249,25 @@ pub fn skipped(reason: &str) {
     }
 }
 
+/// Whether a pseudo-terminal can be opened as a serial line here, as the scanner and the
+/// console open their devices; prints SKIPPED with the reason when it cannot. qemu-user does not
+/// emulate TCGETS2 (ENOSYS); any other failure is a real one. Call it from a tokio runtime.
+pub fn serial_supported() -> bool {
+    use kioskpay::input::serial::{self, LineSettings, SerialError};
+    let (_master, slave) = openpty();
+    match serial::open(Path::new(&slave), &LineSettings::new(9600)) {
+        Ok(_) => true,
+        Err(e @ SerialError::Unsupported { .. }) => {
+            skipped(&format!(
+                "a pseudo-terminal cannot be opened as a serial line here (ENOSYS, e.g. a \
+                 qemu-user build without TCGETS2 emulation): {e}"
+            ));
+            false
+        }
+        Err(e) => panic!("opening a pty as a serial port failed: {e}"),
+    }
+}
+
 /// A pseudo-terminal pair: the master end, and the path of the slave end, which a child opens
 /// like a serial device or a technician's terminal.
 pub fn openpty() -> (std::os::fd::OwnedFd, String) {
