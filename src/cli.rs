@@ -218,9 +218,10 @@ enum Command {
         /// Answer every command with one JSON object per line (for scripts).
         #[arg(long)]
         json: bool,
-        /// The config file (TOML); its `state.dir` holds the journal and the audit log.
-        #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
-        config: Option<PathBuf>,
+        /// The daemon's config file (TOML): what `config` edits; its `state.dir` holds the
+        /// journal and the audit log.
+        #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_FILE)]
+        config: PathBuf,
         /// The state directory (default: the config's, else /var/lib/kioskpay).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
@@ -442,9 +443,10 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             crate::console::session::run(ConsoleOptions {
                 line,
                 json,
-                state_dir: crate::config::state_dir_of(state_dir, config)?,
+                state_dir: console_state_dir(state_dir, &config)?,
                 technicians,
                 socket: crate::control::socket_path(),
+                config,
                 idle_timeout: std::time::Duration::from_secs(idle_timeout_s),
             })
             .await
@@ -461,6 +463,23 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             list,
         } => render(screen, size, lang.into(), out, list),
     }
+}
+
+/// The console's state directory: `--state-dir`, else the config's `state.dir`, else the
+/// default. The console must start on a kiosk whose config is missing or broken (repairing it is
+/// what the technician came for), so the config is only asked for `state.dir`, leniently.
+fn console_state_dir(
+    state_dir: Option<PathBuf>,
+    config: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = state_dir {
+        return Ok(dir);
+    }
+    let from_config = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("state")?.get("dir")?.as_str().map(PathBuf::from));
+    Ok(from_config.unwrap_or_else(|| crate::config::StateConfig::default().dir))
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {

@@ -97,6 +97,9 @@ pub enum ConfigError {
     },
 }
 
+/// Where the packages install the config, and where commands look without `--config`.
+pub const DEFAULT_FILE: &str = "/etc/kioskpay/kioskpay.toml";
+
 /// Exit status of a configuration or usage error, for every command (the message names the key,
 /// the value and what is expected).
 pub const EXIT_CONFIG: u8 = 2;

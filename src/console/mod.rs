@@ -27,6 +27,8 @@
 //! the old or the new content, never a mix.
 
 pub mod audit;
+pub mod command;
+pub mod commands;
 pub mod line;
 pub mod lockout;
 pub mod session;

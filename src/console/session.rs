@@ -18,29 +18,30 @@
 //! stdin and stdout, or a test's pseudo-terminal, all the same to the session.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditLog, Outcome};
+use super::command::{first_word_of, no_words, Answer, Job, Paths, Request, Running, Spec};
+use super::commands::{self, money};
 use super::line::{Completer, Echo, Event, LineEditor};
 use super::lockout::{Admission, Lockout, LockoutError, SystemClock};
 use super::technicians::{authenticate_async, Action, Login, Pin, Technicians};
 use super::wake::WakeDetector;
 use crate::control::client::{Client, ClientError, Events};
-use crate::control::protocol::{Event as DaemonEvent, Status};
-use crate::money::{Currency, Money};
+use crate::control::protocol::Event as DaemonEvent;
 
 /// Idle logout after this long without a key, unless the (hidden) option says otherwise.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-
-/// Payments listed by `payments` without a count.
-const DEFAULT_PAYMENTS: usize = 10;
 
 /// Where the session's bytes come from and go to.
 pub enum LineKind {
@@ -67,6 +68,8 @@ pub struct ConsoleOptions {
     pub technicians: PathBuf,
     /// The daemon's control socket.
     pub socket: PathBuf,
+    /// The daemon's config file.
+    pub config: PathBuf,
     /// Idle logout after this long without a key.
     pub idle_timeout: Duration,
 }
@@ -220,6 +223,13 @@ pub async fn session(
         lockout,
         events: None,
         put_in_maintenance: false,
+        paths: Arc::new(Paths {
+            state_dir: options.state_dir.clone(),
+            technicians: options.technicians.clone(),
+            socket: options.socket.clone(),
+            config: options.config.clone(),
+        }),
+        job: None,
     };
     let mut last_key = Instant::now();
     loop {
@@ -239,6 +249,7 @@ pub async fn session(
                 }
             },
             event = next_event(&mut console.events) => console.daemon_event(event),
+            event = next_job_event(&mut console.job) => console.job_event(event).await,
             _ = tokio::time::sleep_until(idle_at), if !matches!(console.phase, Phase::Dormant) => {
                 console.idle().await;
             }
@@ -286,72 +297,102 @@ struct Console<'a> {
     events: Option<Events>,
     /// This session asked for maintenance: logout returns the kiosk to sale.
     put_in_maintenance: bool,
+    paths: Arc<Paths>,
+    /// The command running, if one is.
+    job: Option<RunningJob>,
 }
 
-/// The commands, with what `help` says about each and the role action it needs.
-struct CommandHelp {
-    name: &'static str,
-    usage: &'static str,
-    about: &'static str,
-    example: &'static str,
-    /// `None`: available before login.
-    action: Option<Action>,
+/// A command running as a job ([`super::command`]).
+struct RunningJob {
+    /// The command line, for the audit log when it ends.
+    line: String,
+    requests: mpsc::Receiver<Request>,
+    done: JoinHandle<Answer>,
+    cancel: CancellationToken,
+    /// The job asked for a line and waits for it.
+    asking: Option<oneshot::Sender<Option<String>>>,
 }
 
-const COMMANDS: &[CommandHelp] = &[
-    CommandHelp {
+/// What a running job did next.
+enum JobEvent {
+    Request(Request),
+    Done(Answer),
+}
+
+/// The next thing the running job asks for, or its answer once it has ended; never, when no
+/// job runs. Requests come first, so that progress printed just before the end is shown before
+/// the answer.
+async fn next_job_event(job: &mut Option<RunningJob>) -> JobEvent {
+    let Some(job) = job else {
+        return std::future::pending().await;
+    };
+    if let Some(request) = job.requests.recv().await {
+        return JobEvent::Request(request);
+    }
+    JobEvent::Done(match (&mut job.done).await {
+        Ok(answer) => answer,
+        Err(e) if e.is_panic() => Answer::failed(
+            "the command failed unexpectedly (a bug: the daemon and the kiosk are unaffected; please report it with the audit log line)",
+        ),
+        Err(_) => Answer::failed("the command was stopped"),
+    })
+}
+
+/// The commands the session runs itself, because they change the session: listed first by
+/// `help`.
+const SESSION_FIRST: &[Spec] = &[
+    Spec {
         name: "help",
         usage: "help [COMMAND]",
         about: "lists the commands, or explains one",
         example: "help payments",
         action: None,
+        complete: no_words,
+        run: None,
     },
-    CommandHelp {
+    Spec {
         name: "login",
         usage: "login ID",
         about: "logs in as technician ID; the PIN is asked for and not shown",
         example: "login kari",
         action: None,
+        complete: no_words,
+        run: None,
     },
-    CommandHelp {
-        name: "status",
-        usage: "status",
-        about: "the kiosk's state, the payment running, the last error, uptime, version and counts (needs the daemon)",
-        example: "status",
-        action: Some(Action::Status),
-    },
-    CommandHelp {
+];
+
+/// The session's own commands listed after the families'.
+const SESSION_LAST: &[Spec] = &[
+    Spec {
         name: "maintenance",
         usage: "maintenance on|off",
         about: "on: the kiosk shows the technician screen and takes no new carts (a payment in flight finishes first); off: back to sale (needs the daemon)",
         example: "maintenance on",
         action: Some(Action::Maintenance),
+        complete: |words| first_word_of(words, &["on", "off"]),
+        run: None,
     },
-    CommandHelp {
-        name: "payments",
-        usage: "payments [N]",
-        about: "the last N payments in the journal, newest last (default 10; works without the daemon)",
-        example: "payments 20",
-        action: Some(Action::Payments),
-    },
-    CommandHelp {
-        name: "pending",
-        usage: "pending",
-        about: "payments in the journal without an outcome yet; the daemon resolves them with Dintero at its next start (works without the daemon)",
-        example: "pending",
-        action: Some(Action::Payments),
-    },
-    CommandHelp {
+    Spec {
         name: "logout",
         usage: "logout",
         about: "ends the session (also ^D); returns the kiosk to sale if this session put it in maintenance",
         example: "logout",
         action: None,
+        complete: no_words,
+        run: None,
     },
 ];
 
-fn command(name: &str) -> Option<&'static CommandHelp> {
-    COMMANDS.iter().find(|c| c.name == name)
+/// Every command, in `help`'s order.
+fn all_commands() -> impl Iterator<Item = &'static Spec> {
+    SESSION_FIRST
+        .iter()
+        .chain(commands::ALL.iter().flat_map(|family| family.iter()))
+        .chain(SESSION_LAST.iter())
+}
+
+fn command(name: &str) -> Option<&'static Spec> {
+    all_commands().find(|c| c.name == name)
 }
 
 /// Tab completion: the command names this phase allows, then their arguments.
@@ -362,70 +403,20 @@ struct Words<'a> {
 
 impl Completer for Words<'_> {
     fn complete(&self, words: &[&str], _partial: &str) -> Vec<String> {
-        let available = |c: &&CommandHelp| match (self.logged_in, c.action) {
+        let available = |c: &&Spec| match (self.logged_in, c.action) {
             (false, _) => c.action.is_none() && c.name != "logout",
             (true, None) => c.name != "login",
             (true, Some(action)) => self.role.is_some_and(|l| l.role.may(action)),
         };
         match words {
-            [] => COMMANDS
-                .iter()
+            [] | ["help"] => all_commands()
                 .filter(available)
                 .map(|c| c.name.to_string())
                 .collect(),
-            ["help"] => COMMANDS
-                .iter()
-                .filter(available)
-                .map(|c| c.name.to_string())
-                .collect(),
-            ["maintenance"] if self.logged_in => vec!["on".into(), "off".into()],
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// What a command answered: text for a person, JSON for a script, and the audit's result.
-struct Answer {
-    text: String,
-    json: serde_json::Value,
-    outcome: Outcome,
-}
-
-impl Answer {
-    fn ok(text: impl Into<String>, json: serde_json::Value) -> Answer {
-        Answer {
-            text: text.into(),
-            json,
-            outcome: Outcome::Ok,
-        }
-    }
-
-    fn failed(message: impl Into<String>) -> Answer {
-        let message = message.into();
-        Answer {
-            json: json!({"ok": false, "error": message}),
-            outcome: Outcome::Failed(message.clone()),
-            text: message,
-        }
-    }
-
-    /// Records `reason` in the audit log instead of the text shown. The audit log masks the
-    /// word after "PIN", so a message about PINs is recorded in words that survive the mask.
-    fn recorded_as(mut self, reason: &str) -> Answer {
-        self.outcome = match self.outcome {
-            Outcome::Ok => Outcome::Ok,
-            Outcome::Failed(_) => Outcome::Failed(reason.into()),
-            Outcome::Refused(_) => Outcome::Refused(reason.into()),
-        };
-        self
-    }
-
-    fn refused(message: impl Into<String>) -> Answer {
-        let message = message.into();
-        Answer {
-            json: json!({"ok": false, "error": message}),
-            outcome: Outcome::Refused(message.clone()),
-            text: message,
+            [name, rest @ ..] => match command(name) {
+                Some(c) if available(&c) => (c.complete)(rest),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -433,6 +424,10 @@ impl Answer {
 impl Console<'_> {
     /// Shows the prompt of the current phase; returns a line typed ahead, already complete.
     fn prompt(&mut self) -> Option<Event> {
+        if self.job.is_some() {
+            // The job owns the line until it ends; it asks with prompts of its own.
+            return None;
+        }
         let (prompt, echo) = match &self.phase {
             Phase::Dormant => return None,
             Phase::Awake => ("kioskpay> ".to_string(), Echo::Visible),
@@ -495,6 +490,10 @@ impl Console<'_> {
     async fn handle(&mut self, first: Event) {
         let mut next = Some(first);
         while let Some(event) = next.take() {
+            if self.job.is_some() {
+                self.job_input(event).await;
+                return;
+            }
             match event {
                 Event::Cancelled => {
                     if let Phase::Pin(_) = self.phase {
@@ -517,6 +516,36 @@ impl Console<'_> {
                 }
             }
             next = self.prompt();
+        }
+    }
+
+    /// A line, a secret, ^C or ^D typed while a job runs: the answer to its question, or a
+    /// cancel.
+    async fn job_input(&mut self, event: Event) {
+        let Some(job) = &mut self.job else {
+            return;
+        };
+        match event {
+            Event::Line(line) => {
+                if let Some(reply) = job.asking.take() {
+                    let _ = reply.send(Some(line));
+                }
+            }
+            Event::Secret(secret) => {
+                if let Some(reply) = job.asking.take() {
+                    let _ = reply.send(Some(secret.expose().to_string()));
+                }
+            }
+            Event::Cancelled => match job.asking.take() {
+                Some(reply) => {
+                    let _ = reply.send(None);
+                }
+                None => job.cancel.cancel(),
+            },
+            Event::EndOfInput => {
+                self.stop_job().await;
+                self.end_session("logout").await;
+            }
         }
     }
 
@@ -555,7 +584,10 @@ impl Console<'_> {
                         login.role.as_str()
                     ))
                 }
-                _ => self.run_command(&words).await,
+                _ => match self.run_command(line, &words).await {
+                    Some(answer) => answer,
+                    None => return false,
+                },
             },
         };
         self.answer(line, answer);
@@ -595,7 +627,7 @@ impl Console<'_> {
                 let logged_in = matches!(self.phase, Phase::LoggedIn(_));
                 let mut text = String::from("Commands (Tab completes; help COMMAND for one):\n");
                 let mut names = Vec::new();
-                for c in COMMANDS {
+                for c in all_commands() {
                     let available = if logged_in {
                         c.name != "login"
                     } else {
@@ -764,6 +796,7 @@ impl Console<'_> {
     /// Logs out (when logged in), returns the kiosk to sale if this session put it in
     /// maintenance, forgets the history, and goes dormant.
     async fn end_session(&mut self, action: &str) {
+        self.stop_job().await;
         if let Phase::LoggedIn(_) = self.phase {
             let mut answer = Answer::ok(
                 "Logged out. Press Enter three times to wake the console.",
@@ -804,14 +837,10 @@ impl Console<'_> {
         Ok(())
     }
 
-    async fn run_command(&mut self, words: &[&str]) -> Answer {
-        match words {
-            ["status"] => match self.status().await {
-                Ok(status) => {
-                    Answer::ok(status_text(&status), json!({"ok": true, "status": status}))
-                }
-                Err(e) => Answer::failed(e.to_string()),
-            },
+    /// Runs a command the role allows: the session's own at once, any other as a job. `None`
+    /// when a job started: its answer comes when it ends.
+    async fn run_command(&mut self, line: &str, words: &[&str]) -> Option<Answer> {
+        let answer = match words {
             ["maintenance", switch @ ("on" | "off")] => {
                 let on = *switch == "on";
                 match self.maintenance(on).await {
@@ -826,27 +855,107 @@ impl Console<'_> {
                     Err(e) => Answer::failed(e.to_string()),
                 }
             }
-            ["payments"] => payments(&self.options.state_dir, DEFAULT_PAYMENTS),
-            ["payments", n] => match n.parse::<usize>() {
-                Ok(n) if n > 0 => payments(&self.options.state_dir, n),
-                _ => Answer::refused("usage: payments [N], N a count from 1, e.g. payments 20"),
+            [name, rest @ ..] => match (command(name).and_then(|c| c.run), &self.phase) {
+                (Some(run), Phase::LoggedIn(login)) => {
+                    self.start_job(line, run, login.clone(), rest);
+                    return None;
+                }
+                _ => {
+                    let usage = command(name).map_or("", |c| c.usage);
+                    Answer::refused(format!("usage: {usage} (help {name} shows an example)"))
+                }
             },
-            ["pending"] => pending(&self.options.state_dir),
-            [name, ..] => {
-                let usage = command(name).map_or("", |c| c.usage);
-                Answer::refused(format!("usage: {usage} (help {name} shows an example)"))
-            }
             [] => Answer::refused("type help for the list"),
+        };
+        Some(answer)
+    }
+
+    fn start_job(
+        &mut self,
+        line: &str,
+        run: fn(Job, Vec<String>) -> Running,
+        login: Login,
+        words: &[&str],
+    ) {
+        let (requests_tx, requests) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let job = Job::new(
+            self.paths.clone(),
+            login,
+            self.options.json,
+            requests_tx,
+            cancel.clone(),
+        );
+        let words = words.iter().map(|w| w.to_string()).collect();
+        let done = tokio::spawn(run(job, words));
+        self.job = Some(RunningJob {
+            line: line.to_string(),
+            requests,
+            done,
+            cancel,
+            asking: None,
+        });
+    }
+
+    /// A running job printed, asked or ended.
+    async fn job_event(&mut self, event: JobEvent) {
+        match event {
+            JobEvent::Request(Request::Print(text)) => {
+                self.editor.print_above(&text, &mut self.out)
+            }
+            JobEvent::Request(Request::Ask {
+                prompt,
+                echo,
+                reply,
+            }) => {
+                if let Some(job) = &mut self.job {
+                    job.asking = Some(reply);
+                }
+                if let Some(event) = self.editor.start(&prompt, echo, &mut self.out) {
+                    self.handle(event).await;
+                }
+            }
+            JobEvent::Done(answer) => {
+                if let Some(job) = self.job.take() {
+                    self.answer(&job.line, answer);
+                }
+                if let Some(event) = self.prompt() {
+                    self.handle(event).await;
+                }
+            }
         }
     }
 
-    async fn status(&mut self) -> Result<Status, ClientError> {
-        let status = Client::connect(&self.options.socket)
-            .await?
-            .status()
-            .await?;
-        self.subscribe().await;
-        Ok(status)
+    /// Cancels the running job, if any, and records its answer: before a logout, the job must
+    /// not outlive the session that started it.
+    async fn stop_job(&mut self) {
+        let Some(job) = &self.job else {
+            return;
+        };
+        job.cancel.cancel();
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match next_job_event(&mut self.job).await {
+                    JobEvent::Request(Request::Ask { reply, .. }) => {
+                        let _ = reply.send(None);
+                    }
+                    JobEvent::Request(Request::Print(text)) => {
+                        self.editor.print_above(&text, &mut self.out)
+                    }
+                    JobEvent::Done(answer) => return answer,
+                }
+            }
+        })
+        .await;
+        let answer = waited.unwrap_or_else(|_| {
+            Answer::failed(
+                "the command did not stop within 5 s of being cancelled and was abandoned",
+            )
+        });
+        if let Some(job) = self.job.take() {
+            job.done.abort();
+            self.answer(&job.line, answer);
+        }
     }
 }
 
@@ -870,103 +979,4 @@ fn printable_word(word: &str) -> String {
         .take(32)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
-}
-
-fn money(minor: u64, currency: &str) -> String {
-    match Currency::from_code(currency) {
-        Some(c) => Money::new(minor, c).to_string(),
-        None => format!("{minor} (minor units) {currency}"),
-    }
-}
-
-fn status_text(status: &Status) -> String {
-    let payment = match &status.payment {
-        Some(p) => format!(
-            "{} {} ({})",
-            p.reference,
-            match (p.amount, &p.currency) {
-                (Some(amount), Some(currency)) => money(amount, currency),
-                _ => "amount not known yet".into(),
-            },
-            p.state
-        ),
-        None => "none".into(),
-    };
-    let last_error = match &status.last_error {
-        Some(e) => format!("{} ({})", e.message, e.at),
-        None => "none".into(),
-    };
-    let up = status.uptime_s;
-    format!(
-        "state        {}\nmaintenance  {}\npayment      {payment}\nlast error   {last_error}\nuptime       {}h {:02}m {:02}s\nversion      {}\npayments     {} started, {} finished, {} approved",
-        status.state,
-        if status.maintenance { "on" } else { "off" },
-        up / 3600,
-        up / 60 % 60,
-        up % 60,
-        status.version,
-        status.counters.payments_started,
-        status.counters.payments_finished,
-        status.counters.approved,
-    )
-}
-
-fn read_journal(state_dir: &Path) -> Result<Vec<crate::journal::PaymentRecord>, Answer> {
-    match crate::journal::read_only(state_dir) {
-        Ok(replay) => Ok(replay.payments),
-        Err(crate::journal::JournalError::Missing { .. }) => Ok(Vec::new()),
-        Err(e) => Err(Answer::failed(e.to_string())),
-    }
-}
-
-fn payment_line(p: &crate::journal::PaymentRecord) -> String {
-    format!(
-        "{}  {:>14}  {:<16} {}",
-        p.merchant_reference,
-        money(p.amount, &p.currency),
-        p.state,
-        p.started_at
-    )
-}
-
-fn payments(state_dir: &Path, n: usize) -> Answer {
-    let all = match read_journal(state_dir) {
-        Ok(all) => all,
-        Err(answer) => return answer,
-    };
-    let shown = &all[all.len().saturating_sub(n)..];
-    let text = if shown.is_empty() {
-        format!("no payments in the journal in {}", state_dir.display())
-    } else {
-        shown
-            .iter()
-            .map(payment_line)
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let json: Vec<_> = shown.iter().map(crate::journal::summary_json).collect();
-    Answer::ok(text, json!({"ok": true, "payments": json}))
-}
-
-fn pending(state_dir: &Path) -> Answer {
-    let all = match read_journal(state_dir) {
-        Ok(all) => all,
-        Err(answer) => return answer,
-    };
-    let open: Vec<_> = all.iter().filter(|p| p.outcome.is_none()).collect();
-    let text = if open.is_empty() {
-        "no pending payments: every payment in the journal has its outcome".to_string()
-    } else {
-        let mut text: Vec<String> = open.iter().map(|p| payment_line(p)).collect();
-        text.push(format!(
-            "{} pending; the daemon resolves them with Dintero before it takes a cart (systemctl restart kioskpay if it is not running)",
-            open.len()
-        ));
-        text.join("\n")
-    };
-    let json: Vec<_> = open
-        .iter()
-        .map(|p| crate::journal::summary_json(p))
-        .collect();
-    Answer::ok(text, json!({"ok": true, "pending": json}))
 }
