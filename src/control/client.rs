@@ -120,6 +120,23 @@ impl Client {
     }
 }
 
+/// Waits until a daemon answers `status` on `path` (after a restart), for at most `limit`;
+/// its status, or `None` when none answered in time.
+pub async fn wait_until_answering(path: &Path, limit: std::time::Duration) -> Option<Status> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(mut client) = Client::connect(path).await {
+            if let Ok(status) = client.status().await {
+                return Some(status);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn checked(reply: Reply) -> Result<Reply, ClientError> {
     if reply.ok {
         Ok(reply)
