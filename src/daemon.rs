@@ -396,6 +396,10 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let desk = crate::control::desk::Desk::new(
+        client.clone(),
+        config.store.terminal_id.as_str().to_string(),
+    );
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
         .context("starting the kiosk")?;
     let token = kiosk.shutdown_token();
@@ -412,7 +416,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         &mut kiosk.reports,
         tokio::sync::mpsc::unbounded_channel().1,
     ));
-    let control = serve_control(&kiosk, control_reports, token.clone()).await;
+    let control = serve_control(&kiosk, control_reports, desk, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -453,6 +457,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
+    desk: crate::control::desk::Desk,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let path = crate::control::socket_path();
@@ -462,6 +467,7 @@ async fn serve_control(
                 state: kiosk.state.clone(),
                 reports,
                 commands: kiosk.commands.clone(),
+                desk: Some(desk),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))
         }

@@ -35,6 +35,19 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// The kiosk's terminal as Dintero sees it now, with its newest operation.
+    Terminal {},
+    /// Asks Dintero to retry the terminal's set-up (only a terminal in `ERROR` or `SYNC_ERROR`).
+    TerminalSync {},
+    /// Starts a remote operation on the terminal; refused while a payment runs.
+    TerminalOperation {
+        /// `end_of_day`, `send_logs`, `check_update` or `open_menu`.
+        operation: String,
+        /// Sent to Dintero as `Idempotency-Key`: the same key again gets the same operation.
+        key: String,
+    },
+    /// The terminal's operations, newest first, to follow one until it is done.
+    TerminalOperations {},
 }
 
 /// The answer to one request.
@@ -52,6 +65,24 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `terminal` and `terminal_sync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalReport>,
+    /// The answer to `terminal_operation`: the operation as Dintero answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::dintero::TerminalOperation>,
+    /// The answer to `terminal_operations`, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
+}
+
+/// The kiosk's terminal as Dintero sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalReport {
+    /// The terminal, with why it is in its status when the list says.
+    pub terminal: crate::dintero::ListedTerminal,
+    /// Its newest remote operation, if any.
+    pub last_operation: Option<crate::dintero::TerminalOperation>,
 }
 
 impl Reply {

@@ -14,8 +14,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::desk::Desk;
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status, MAX_LINE,
+    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status,
+    TerminalReport, MAX_LINE,
 };
 use crate::messages::Command;
 use crate::payment::flow::PaymentReport;
@@ -31,6 +33,8 @@ pub struct Observed {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// Requests to the flow (maintenance on or off).
     pub commands: mpsc::Sender<Command>,
+    /// The kiosk's terminal at Dintero; `None` where no API client is wired (unit tests).
+    pub desk: Option<Desk>,
 }
 
 /// Why the socket could not be served.
@@ -95,6 +99,7 @@ impl Server {
             events: events.clone(),
             commands: observed.commands,
             started: Instant::now(),
+            desk: observed.desk,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -189,6 +194,7 @@ struct Context {
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
     started: Instant,
+    desk: Option<Desk>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -243,9 +249,61 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
+            Ok(Request::Terminal {}) => self.at_desk(|d| async move { d.report().await }).await,
+            Ok(Request::TerminalSync {}) => self.at_desk(|d| async move { d.sync().await }).await,
+            Ok(Request::TerminalOperation { operation, key }) => {
+                let running = self.book().payment.is_some();
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.start(&operation, &key, running).await {
+                    Ok(op) => {
+                        info!(operation = %op.operation, id = %op.id, "terminal operation asked for on the control socket");
+                        Reply {
+                            operation: Some(op),
+                            ..Reply::ok()
+                        }
+                    }
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::TerminalOperations {}) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.operations().await {
+                    Ok(ops) => Reply {
+                        operations: Some(ops),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
+        }
+    }
+
+    /// A terminal report from `call`, or why there is none.
+    async fn at_desk<F, Fut>(&self, call: F) -> Reply
+    where
+        F: FnOnce(Desk) -> Fut,
+        Fut: std::future::Future<Output = Result<TerminalReport, String>>,
+    {
+        let Some(desk) = self.desk.clone() else {
+            return Reply::error(NO_DESK);
+        };
+        match call(desk).await {
+            Ok(report) => Reply {
+                terminal: Some(report),
+                ..Reply::ok()
+            },
+            Err(e) => Reply::error(e),
         }
     }
 }
+
+/// Why a daemon without an API client cannot answer for the terminal.
+const NO_DESK: &str =
+    "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -533,6 +591,7 @@ mod tests {
                 state: state_rx,
                 reports: reports_rx,
                 commands: commands_tx,
+                desk: None,
             },
             shutdown.clone(),
         ));

@@ -12,6 +12,7 @@ mod cli_decode;
 mod console_cli;
 mod console_harness;
 mod console_session;
+mod console_terminal;
 mod sdk;
 mod service;
 mod soak;

@@ -5,14 +5,16 @@
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
+//! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
 
 pub mod payments;
 pub mod status;
+pub mod terminal;
 
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS];
+pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, terminal::COMMANDS];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.

@@ -1,0 +1,135 @@
+//! The terminal desk: what the control socket may ask Dintero about the kiosk's own terminal —
+//! its status, a `sync`, and the remote operations (`end_of_day`, `send_logs`, `check_update`,
+//! `open_menu`).
+//!
+//! The daemon owns the API client (its token cache is the one the payment flow uses, so a
+//! console never needs the client secret) and the terminal id (`store.terminal_id`), so the
+//! console asks the daemon and the daemon makes the call. None of these calls starts, reads or
+//! changes a payment.
+//!
+//! **An operation while a payment runs is refused, not queued.** The terminal runs one thing at
+//! a time: an `end_of_day` or an update started under a customer's payment would cut it off,
+//! and one queued behind it would start just as the next customer walks up. The technician
+//! sees the refusal at once and tries again when `status` shows no payment (or turns
+//! maintenance on first, which keeps new carts away). A cart that arrives while an operation
+//! runs is refused by Dintero with `409 TERMINAL_BUSY`, which the payment flow reports as a
+//! payment not started; nothing is charged.
+
+use crate::dintero::client::Client;
+use crate::dintero::{ApiError, OperationKind, TerminalFilter, TerminalOperation};
+
+use super::protocol::TerminalReport;
+
+/// The client and the terminal the daemon pays on.
+#[derive(Clone, Debug)]
+pub struct Desk {
+    client: Client,
+    terminal_id: String,
+}
+
+impl Desk {
+    /// A desk for `terminal_id`, calling through `client` (a clone of the flow's).
+    pub fn new(client: Client, terminal_id: String) -> Desk {
+        Desk {
+            client,
+            terminal_id,
+        }
+    }
+
+    /// The terminal from the list (which carries `status_reason`), and its newest operation.
+    /// A terminal missing from the list (an API client that may read one terminal but not
+    /// list them) is read on its own.
+    pub async fn report(&self) -> Result<TerminalReport, String> {
+        let listed = self
+            .client
+            .terminals(&TerminalFilter::default())
+            .await
+            .ok()
+            .and_then(|all| {
+                all.into_iter()
+                    .find(|t| t.terminal.terminal_id == self.terminal_id)
+            });
+        let terminal = match listed {
+            Some(t) => t,
+            None => crate::dintero::ListedTerminal {
+                terminal: crate::dintero::Gateway::terminal(&self.client, &self.terminal_id)
+                    .await
+                    .map_err(|e| self.explain(&e))?,
+                status_reason: None,
+            },
+        };
+        let last_operation = self
+            .client
+            .operations(&self.terminal_id)
+            .await
+            .ok()
+            .and_then(|ops| ops.into_iter().next());
+        Ok(TerminalReport {
+            terminal,
+            last_operation,
+        })
+    }
+
+    /// `sync`, then the terminal as it is afterwards.
+    pub async fn sync(&self) -> Result<TerminalReport, String> {
+        self.client
+            .sync_terminal(&self.terminal_id)
+            .await
+            .map_err(|e| self.explain(&e))?;
+        self.report().await
+    }
+
+    /// Starts `operation` unless `payment_running`.
+    pub async fn start(
+        &self,
+        operation: &str,
+        key: &str,
+        payment_running: bool,
+    ) -> Result<TerminalOperation, String> {
+        let kind = OperationKind::parse(operation).ok_or_else(|| {
+            let names: Vec<&str> = OperationKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!(
+                "{operation:?} is not a terminal operation; use one of {}",
+                names.join(", ")
+            )
+        })?;
+        if payment_running {
+            return Err(format!(
+                "a payment is running on terminal {}; try again when status shows no payment (maintenance on keeps new carts away)",
+                self.terminal_id
+            ));
+        }
+        self.client
+            .start_operation(&self.terminal_id, kind, key)
+            .await
+            .map_err(|e| self.explain(&e))
+    }
+
+    /// The terminal's operations, newest first.
+    pub async fn operations(&self) -> Result<Vec<TerminalOperation>, String> {
+        self.client
+            .operations(&self.terminal_id)
+            .await
+            .map_err(|e| self.explain(&e))
+    }
+
+    /// Dintero's refusals in words a technician acts on.
+    fn explain(&self, e: &ApiError) -> String {
+        let id = &self.terminal_id;
+        match (e, e.code()) {
+            (_, Some("TERMINAL_NOT_RETRYABLE")) => format!(
+                "terminal {id} has nothing to retry: sync only retries a terminal in ERROR or SYNC_ERROR (Dintero answered 409 TERMINAL_NOT_RETRYABLE); terminal status shows its status"
+            ),
+            (_, Some("TERMINAL_BUSY")) => format!(
+                "terminal {id} is busy with a payment, a refund or another operation (Dintero answered 409 TERMINAL_BUSY); try again when it is done"
+            ),
+            (ApiError::Rejected { status: 404, .. }, _) => format!(
+                "Dintero does not know terminal {id} on this account (404); check store.terminal_id in the config"
+            ),
+            (ApiError::Auth { status: 403, .. }, _) => format!(
+                "the API client may not manage terminals (403); give it the terminal scopes in Dintero Backoffice ({e})"
+            ),
+            _ => e.to_string(),
+        }
+    }
+}

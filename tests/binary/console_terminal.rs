@@ -1,0 +1,114 @@
+//! The console's terminal, network and status commands as a technician types them, through
+//! [`crate::console_harness`]: a real daemon on the emulator, the real console on a pty.
+
+use crate::console_harness::*;
+use crate::support;
+
+use serde_json::json;
+
+const PROMPT: &str = "kioskpay kari> ";
+
+/// Sets the emulated terminal's status through the emulator's control API.
+async fn set_terminal_status(base: &str, body: serde_json::Value) {
+    let url = format!("{base}/_emulator/terminals/T12345678-T0001/status");
+    let answer = tokio::task::spawn_blocking(move || ureq::put(&url).send_json(body))
+        .await
+        .unwrap();
+    assert_eq!(answer.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_reads_syncs_and_operates_the_terminal_through_the_daemon() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    // Real time: an operation runs 2 s, so its progress is seen at the console's 1 s polls.
+    let emulator = support::emulator(1.0).await;
+    let base = emulator.base_url();
+    let mut daemon = Daemon::start(&site, &base).await;
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    let status = console.ask("terminal status", PROMPT).await;
+    assert!(
+        status.contains("terminal     T12345678-T0001 ACTIVE")
+            && status.contains("serial       SIMULATED-T12345678-001")
+            && status.contains("last op      none"),
+        "{status}"
+    );
+
+    let refused = console.ask("terminal sync", PROMPT).await;
+    assert!(
+        refused
+            .contains("has nothing to retry: sync only retries a terminal in ERROR or SYNC_ERROR")
+            && refused.contains("409 TERMINAL_NOT_RETRYABLE"),
+        "{refused}"
+    );
+
+    set_terminal_status(
+        &base,
+        json!({"status": "ERROR", "status_reason": "SYNC_FAILED"}),
+    )
+    .await;
+    let broken = console.ask("terminal status", PROMPT).await;
+    assert!(
+        broken.contains("T12345678-T0001 ERROR") && broken.contains("reason       SYNC_FAILED"),
+        "{broken}"
+    );
+    let synced = console.ask("terminal sync", PROMPT).await;
+    assert!(
+        synced.contains("sync asked for") && synced.contains("T12345678-T0001 ACTIVE"),
+        "{synced}"
+    );
+
+    let eod = console.ask("terminal end-of-day", PROMPT).await;
+    assert!(eod.contains(": PENDING"), "{eod}");
+    assert!(eod.contains(": IN_PROGRESS"), "progress is printed: {eod}");
+    assert!(
+        eod.contains("on terminal T12345678-T0001: COMPLETED"),
+        "{eod}"
+    );
+    for (sub, wire) in [
+        ("send-logs", "send_logs"),
+        ("check-update", "check_update"),
+        ("open-menu", "open_menu"),
+    ] {
+        let done = console.ask(&format!("terminal {sub}"), PROMPT).await;
+        assert!(
+            done.contains(&format!("{wire} ")) && done.contains("T12345678-T0001: COMPLETED"),
+            "{done}"
+        );
+    }
+    let status = console.ask("terminal status", PROMPT).await;
+    assert!(
+        status.contains("last op      open_menu ") && status.contains(" COMPLETED"),
+        "{status}"
+    );
+    let usage = console.ask("terminal reboot", PROMPT).await;
+    assert!(
+        usage.contains("terminal reboot: not a subcommand"),
+        "{usage}"
+    );
+
+    // A customer pays (nobody presents a card: the payment stays at the terminal): the daemon
+    // refuses the operation rather than cut the payment off.
+    daemon.scan("25.54;CONSOLE-BUSY");
+    console.expect("* payment started: kiosk-1-").await;
+    let busy = console.ask("terminal end-of-day", PROMPT).await;
+    assert!(
+        busy.contains("a payment is running on terminal T12345678-T0001"),
+        "{busy}"
+    );
+
+    audit_verify(&site);
+    let screen = console.screen();
+    assert!(
+        !screen.contains("demo-secret"),
+        "the client secret is never shown"
+    );
+    assert_no_pin(&site, &[&screen]);
+    console.stop();
+    daemon.stop();
+    emulator.shutdown().await;
+}
