@@ -112,3 +112,66 @@ async fn a_technician_reads_syncs_and_operates_the_terminal_through_the_daemon()
     daemon.stop();
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_network_works_without_the_daemon_and_names_the_step_that_fails() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    // No daemon: the console reads the config file and calls Dintero itself.
+    let config = support::write_config(site.path(), &emulator.base_url(), "");
+    let config_arg = config.display().to_string();
+    let mut console = site.console("console", &[], &["--config", &config_arg]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let steps = console.ask("test network", PROMPT).await;
+    for step in [
+        "dns      OK",
+        "tcp      OK",
+        "token    OK",
+        "api      OK",
+        "checkout OK",
+    ] {
+        assert!(steps.contains(step), "{step} missing:\n{steps}");
+    }
+    assert!(
+        steps.contains("tls      -") && steps.contains("not used (http)"),
+        "{steps}"
+    );
+    assert!(steps.contains(" ms  "), "each step has its time:\n{steps}");
+    assert!(
+        steps.contains("GET terminal T12345678-T0001: ACTIVE"),
+        "{steps}"
+    );
+    assert!(steps.contains("network OK"), "{steps}");
+    console.stop();
+
+    // The API's URL points where nothing listens: the TCP step fails and is named.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    support::write_config(
+        site.path(),
+        &emulator.base_url(),
+        &format!("[dintero]\napi_url = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let mut console = site.console("wrong-url", &[], &["--config", &config_arg]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let failed = console.ask("test network", PROMPT).await;
+    assert!(failed.contains("tcp      FAIL"), "{failed}");
+    assert!(
+        failed.contains("the tcp step to dintero.api_url (127.0.0.1:") && failed.contains("failed"),
+        "{failed}"
+    );
+    assert!(
+        !failed.contains("token"),
+        "no step runs after a failure:\n{failed}"
+    );
+    let screen = console.screen();
+    assert!(!screen.contains("demo-secret"), "the secret is never shown");
+    assert_no_pin(&site, &[&screen]);
+    console.stop();
+    emulator.shutdown().await;
+}
