@@ -36,11 +36,20 @@ impl Desk {
         }
     }
 
-    /// The terminal from the list (which carries `status_reason`), and its newest operation.
-    /// A terminal missing from the list (an API client that may read one terminal but not
-    /// list them) is read on its own.
+    /// The client it calls through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The terminal (read on its own, which also refreshes what `status` shows), why it is in
+    /// its status when the list says, and its newest operation.
     pub async fn report(&self) -> Result<TerminalReport, String> {
-        let listed = self
+        let terminal = crate::dintero::Gateway::terminal(&self.client, &self.terminal_id)
+            .await
+            .map_err(|e| self.explain(&e))?;
+        // The list is the only place with `status_reason`; an API client that may read one
+        // terminal but not list them still gets the rest.
+        let status_reason = self
             .client
             .terminals(&TerminalFilter::default())
             .await
@@ -48,16 +57,8 @@ impl Desk {
             .and_then(|all| {
                 all.into_iter()
                     .find(|t| t.terminal.terminal_id == self.terminal_id)
-            });
-        let terminal = match listed {
-            Some(t) => t,
-            None => crate::dintero::ListedTerminal {
-                terminal: crate::dintero::Gateway::terminal(&self.client, &self.terminal_id)
-                    .await
-                    .map_err(|e| self.explain(&e))?,
-                status_reason: None,
-            },
-        };
+            })
+            .and_then(|t| t.status_reason);
         let last_operation = self
             .client
             .operations(&self.terminal_id)
@@ -65,7 +66,10 @@ impl Desk {
             .ok()
             .and_then(|ops| ops.into_iter().next());
         Ok(TerminalReport {
-            terminal,
+            terminal: crate::dintero::ListedTerminal {
+                terminal,
+                status_reason,
+            },
             last_operation,
         })
     }

@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod desk;
+pub mod health;
 pub mod protocol;
 pub mod server;
 

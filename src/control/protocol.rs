@@ -121,6 +121,47 @@ pub struct Status {
     pub version: String,
     /// Payments since the daemon started.
     pub counters: Counters,
+    /// The parts around the payment flow and the problems seen in them; `None` from a daemon
+    /// that does not watch them (an older version, or a test without an API client).
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// The kiosk's parts, as the daemon sees them now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The terminal's status at the health gate's newest reading.
+    pub terminal: Option<String>,
+    /// Seconds since that reading.
+    pub terminal_seen_s: Option<u64>,
+    /// Whether Dintero answered the newest call (any HTTP status counts as reachable).
+    pub api_reachable: Option<bool>,
+    /// That call's round-trip time.
+    pub api_rtt_ms: Option<u64>,
+    /// Seconds since that call.
+    pub api_seen_s: Option<u64>,
+    /// Seconds since the access token in use was fetched.
+    pub token_age_s: Option<u64>,
+    /// `present`, `absent`, or `not used (input.kind = …)`.
+    pub scanner: String,
+    /// `working`, `no frame yet`, `broken (E-PANEL-…)` or `none`.
+    pub display: String,
+    /// `in use` or `not configured`.
+    pub gpio: String,
+    /// Free bytes for the daemon in the state directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    /// What is wrong now, each with its short code (`E-NET`, `E-TERM`, …; see README,
+    /// "Troubleshooting"); empty when nothing is.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The short code a kiosk reader shows (`E-NET`).
+    pub code: String,
+    /// What it is, in words.
+    pub message: String,
 }
 
 /// The payment running now.

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::desk::Desk;
+use super::health::Sources;
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status,
+    parse_request, Counters, CurrentPayment, Event, LastError, Problem, Reply, Request, Status,
     TerminalReport, MAX_LINE,
 };
 use crate::messages::Command;
@@ -35,6 +36,8 @@ pub struct Observed {
     pub commands: mpsc::Sender<Command>,
     /// The kiosk's terminal at Dintero; `None` where no API client is wired (unit tests).
     pub desk: Option<Desk>,
+    /// Where the parts around the flow report, for `status`; `None` in unit tests.
+    pub health: Option<Sources>,
 }
 
 /// Why the socket could not be served.
@@ -100,6 +103,7 @@ impl Server {
             commands: observed.commands,
             started: Instant::now(),
             desk: observed.desk,
+            health: observed.health,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -195,6 +199,7 @@ struct Context {
     commands: mpsc::Sender<Command>,
     started: Instant,
     desk: Option<Desk>,
+    health: Option<Sources>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -205,6 +210,8 @@ struct Book {
     payment: Option<CurrentPayment>,
     last_error: Option<LastError>,
     counters: Counters,
+    /// What the flow shows as wrong now (card payment unavailable, out of service).
+    problem: Option<Problem>,
 }
 
 impl Context {
@@ -222,6 +229,7 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
+            health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
         }
     }
 
@@ -394,6 +402,17 @@ fn note_state(context: &Context, state: &KioskState) {
             }
             None => book.payment = None,
         }
+        book.problem = match state {
+            KioskState::Unavailable { reason } => Some(Problem {
+                code: reason.code().into(),
+                message: format!("card payment unavailable: {reason}"),
+            }),
+            KioskState::OutOfService { code } => Some(Problem {
+                code: code.clone(),
+                message: "out of service".into(),
+            }),
+            _ => None,
+        };
         let problem = match state {
             KioskState::Unavailable { reason } => {
                 Some(format!("card payment unavailable: {reason}"))
@@ -592,6 +611,7 @@ mod tests {
                 reports: reports_rx,
                 commands: commands_tx,
                 desk: None,
+                health: None,
             },
             shutdown.clone(),
         ));

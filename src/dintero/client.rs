@@ -125,6 +125,33 @@ struct Inner {
     /// Held across a token fetch: concurrent callers wait for that one fetch instead of each
     /// starting their own.
     token: Mutex<TokenSlot>,
+    /// What the calls so far showed, for the daemon's `status`.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// What this client's calls have shown so far: the newest exchange, the token's age and the
+/// terminal's status at its last reading (the payment flow's health gate reads it every
+/// health interval). Clones of a client share it.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// The newest HTTP exchange.
+    pub last_call: Option<LastCall>,
+    /// When the token in use was fetched.
+    pub token_fetched: Option<std::time::Instant>,
+    /// The terminal's status at the newest `GET …/terminals/{id}`, and when.
+    pub terminal: Option<(TerminalStatus, std::time::Instant)>,
+}
+
+/// One HTTP exchange, as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct LastCall {
+    /// When it ended.
+    pub at: std::time::Instant,
+    /// From sending to the end of the answer (or the failure).
+    pub round_trip: Duration,
+    /// `None`: Dintero answered (any status: the API is reachable); else what failed on the
+    /// way.
+    pub failure: Option<String>,
 }
 
 #[derive(Default)]
@@ -220,8 +247,18 @@ impl Client {
                 agent,
                 config,
                 token: Mutex::new(TokenSlot::default()),
+                seen: std::sync::Mutex::new(Seen::default()),
             }),
         }
+    }
+
+    /// What the calls so far have shown.
+    pub fn seen(&self) -> Seen {
+        self.seen_mut().clone()
+    }
+
+    fn seen_mut(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.inner.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn checkout(&self, method: Method, path: String, query: &[(&str, &str)]) -> Request {
@@ -284,6 +321,7 @@ impl Client {
         );
         let result = (token.authorization.clone(), token.generation);
         slot.current = Some(token);
+        self.seen_mut().token_fetched = Some(std::time::Instant::now());
         Ok(result)
     }
 
@@ -331,7 +369,17 @@ impl Client {
         let outcome =
             tokio::task::spawn_blocking(move || exchange(&inner.agent, &prepared, &authorization))
                 .await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let round_trip = started.elapsed();
+        let elapsed_ms = u64::try_from(round_trip.as_millis()).unwrap_or(u64::MAX);
+        self.seen_mut().last_call = Some(LastCall {
+            at: std::time::Instant::now(),
+            round_trip,
+            failure: match &outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(transport_error(e).to_string()),
+                Err(join) => Some(join.to_string()),
+            },
+        });
         let method = request.method.as_str();
         let path = request.path.as_str();
         match outcome {
@@ -740,7 +788,9 @@ impl Gateway for Client {
 
     async fn terminal(&self, terminal_id: &str) -> Result<Terminal, ApiError> {
         let path = format!("/terminals/{}", id_segment("terminal id", terminal_id)?);
-        parse(&self.call(self.management(Method::Get, &path)).await?)
+        let terminal: Terminal = parse(&self.call(self.management(Method::Get, &path)).await?)?;
+        self.seen_mut().terminal = Some((terminal.status.clone(), std::time::Instant::now()));
+        Ok(terminal)
     }
 
     async fn ensure_token(&self) -> Result<(), ApiError> {

@@ -30,6 +30,18 @@ async fn a_technician_reads_syncs_and_operates_the_terminal_through_the_daemon()
     console.wake().await;
     console.login(KARI_PIN).await;
 
+    let status = console.ask("status", PROMPT).await;
+    assert!(
+        status.contains("terminal     ACTIVE (checked ")
+            && status.contains("api          reachable, round trip ")
+            && status.contains("token        fetched ")
+            && status.contains("scanner      not used (input.kind = stdin)")
+            && status.contains("gpio         not configured")
+            && status.contains(" MiB free in the state directory")
+            && status.contains("problems     none"),
+        "{status}"
+    );
+
     let status = console.ask("terminal status", PROMPT).await;
     assert!(
         status.contains("terminal     T12345678-T0001 ACTIVE")
@@ -55,6 +67,12 @@ async fn a_technician_reads_syncs_and_operates_the_terminal_through_the_daemon()
     assert!(
         broken.contains("T12345678-T0001 ERROR") && broken.contains("reason       SYNC_FAILED"),
         "{broken}"
+    );
+    let status = console.ask("status", PROMPT).await;
+    assert!(
+        status.contains("terminal     ERROR (checked ")
+            && status.contains("PROBLEM      E-TERM  Dintero says the terminal is ERROR"),
+        "{status}"
     );
     let synced = console.ask("terminal sync", PROMPT).await;
     assert!(
@@ -173,5 +191,33 @@ async fn test_network_works_without_the_daemon_and_names_the_step_that_fails() {
     assert!(!screen.contains("demo-secret"), "the secret is never shown");
     assert_no_pin(&site, &[&screen]);
     console.stop();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_prints_a_block_every_two_seconds_until_ctrl_c() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    console.line("status --watch");
+    console
+        .expect("--- status 1 (every 2 s; ^C stops) ---")
+        .await;
+    console.expect("state        idle").await;
+    console.expect("--- status 2 ").await;
+    console.expect("problems     none").await;
+    console.type_bytes(b"\x03");
+    let stopped = console.expect(PROMPT).await;
+    assert!(stopped.contains("stopped watching after "), "{stopped}");
+    // The line is the technician's again.
+    let help = console.ask("help status", PROMPT).await;
+    assert!(help.contains("status --watch"), "{help}");
+    console.stop();
+    daemon.stop();
     emulator.shutdown().await;
 }
