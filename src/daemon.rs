@@ -415,6 +415,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let desk = crate::control::desk::Desk::new(
         client.clone(),
         config.store.terminal_id.as_str().to_string(),
+        config.currency(),
     );
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
         .context("starting the kiosk")?;

@@ -144,6 +144,15 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("an operations reply without operations".into()))
     }
 
+    /// Asks for a technician's test payment of `amount` minor units (follow it with events).
+    pub async fn test_payment(&mut self, amount: u64, technician: &str) -> Result<(), ClientError> {
+        let request = Request::TestPayment {
+            amount,
+            technician: technician.into(),
+        };
+        checked(self.request(&request).await?).map(drop)
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

@@ -15,8 +15,10 @@
 //! runs is refused by Dintero with `409 TERMINAL_BUSY`, which the payment flow reports as a
 //! payment not started; nothing is charged.
 
+use crate::cart::{Cart, CartSource};
 use crate::dintero::client::Client;
 use crate::dintero::{ApiError, OperationKind, TerminalFilter, TerminalOperation};
+use crate::money::{Currency, Money};
 
 use super::protocol::TerminalReport;
 
@@ -25,14 +27,32 @@ use super::protocol::TerminalReport;
 pub struct Desk {
     client: Client,
     terminal_id: String,
+    currency: Currency,
 }
 
 impl Desk {
-    /// A desk for `terminal_id`, calling through `client` (a clone of the flow's).
-    pub fn new(client: Client, terminal_id: String) -> Desk {
+    /// A desk for `terminal_id`, calling through `client` (a clone of the flow's), for a kiosk
+    /// charging in `currency`.
+    pub fn new(client: Client, terminal_id: String, currency: Currency) -> Desk {
         Desk {
             client,
             terminal_id,
+            currency,
+        }
+    }
+
+    /// The cart of a technician's test payment of `amount` minor units. Its reference names
+    /// the technician, so the journal and `payments` tell it from a customer's.
+    pub fn test_cart(&self, amount: u64, technician: &str) -> Cart {
+        let who: String = technician
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(32)
+            .collect();
+        Cart {
+            amount: Money::new(amount, self.currency),
+            reference: Some(format!("technician-test-{who}")),
+            source: CartSource::Console,
         }
     }
 

@@ -48,6 +48,14 @@ pub enum Request {
     },
     /// The terminal's operations, newest first, to follow one until it is done.
     TerminalOperations {},
+    /// A technician's test payment of `amount` minor units in the kiosk's currency; only while
+    /// maintenance is in force and no payment runs. Follow it with `events`.
+    TestPayment {
+        /// Minor units.
+        amount: u64,
+        /// Who asks, for the log and the cart's reference.
+        technician: String,
+    },
 }
 
 /// The answer to one request.

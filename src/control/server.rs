@@ -275,6 +275,37 @@ impl Context {
                     Err(e) => Reply::error(e),
                 }
             }
+            Ok(Request::TestPayment { amount, technician }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                let (in_force, running) = {
+                    let book = self.book();
+                    (
+                        book.maintenance && book.state == "technician",
+                        book.payment.is_some(),
+                    )
+                };
+                if running {
+                    return Reply::error("a payment is running; the test payment waits for its end: try again when status shows no payment");
+                }
+                if !in_force {
+                    return Reply::error("a test payment needs maintenance in force (no customer can pay beside it): maintenance on, then try again when the technician screen shows");
+                }
+                let cart = desk.test_cart(amount, &technician);
+                info!(amount, %technician, "test payment asked for on the control socket");
+                if self
+                    .commands
+                    .send(Command::TestPayment(cart))
+                    .await
+                    .is_err()
+                {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                Reply::ok()
+            }
             Ok(Request::TerminalOperations {}) => {
                 let Some(desk) = self.desk.clone() else {
                     return Reply::error(NO_DESK);

@@ -221,3 +221,95 @@ async fn status_watch_prints_a_block_every_two_seconds_until_ctrl_c() {
     daemon.stop();
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_terminal_reads_the_terminal_then_pays_once_in_maintenance_after_a_yes() {
+    let Some(site) = Site::new("refund") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    // Not confirmed: nothing is charged.
+    console.line("test terminal");
+    console.expect("terminal     T12345678-T0001 ACTIVE").await;
+    console.expect("Type yes to go on: ").await;
+    console.line("no");
+    console.expect("no test payment made: not confirmed").await;
+    console.expect(PROMPT).await;
+
+    // Confirmed but the kiosk is on sale: the daemon refuses, a customer could be paying.
+    console.line("test terminal");
+    console.expect("Type yes to go on: ").await;
+    console.line("yes");
+    console
+        .expect("a test payment needs maintenance in force")
+        .await;
+    console.expect(PROMPT).await;
+
+    console.line("maintenance on");
+    console.expect("Maintenance on").await;
+    console.expect(PROMPT).await;
+    assert!(kiosk_state(&site, "technician").await);
+    console.line("test terminal");
+    console.expect("Type yes to go on: ").await;
+    console.line("yes");
+    console.expect("started: ").await;
+    let done = console.expect(PROMPT).await;
+    assert!(
+        done.contains("test payment kiosk-1-") && done.contains("approved"),
+        "{done}"
+    );
+    assert!(done.contains("not refunded"), "{done}");
+    assert!(
+        kiosk_state(&site, "technician").await,
+        "back to the technician screen after the test payment"
+    );
+    let listing = console.ask("payments", PROMPT).await;
+    assert!(listing.contains("approved"), "{listing}");
+    let ledger = tokio::task::spawn_blocking({
+        let url = format!("{}/_emulator/ledger", emulator.base_url());
+        move || {
+            ureq::get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let ledger: serde_json::Value = serde_json::from_str(&ledger).unwrap();
+    let sessions = ledger["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "exactly one test payment: {ledger}");
+    assert_eq!(sessions[0]["amount"], 100);
+    assert_eq!(sessions[0]["merchant_reference_2"], "technician-test-kari");
+    console.stop();
+    daemon.stop();
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_terminal_for_role_service_reads_the_terminal_and_charges_nothing() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let answer = console.ask("test terminal", PROMPT).await;
+    assert!(
+        answer.contains("T12345678-T0001 ACTIVE")
+            && answer.contains("a test payment needs role refund"),
+        "{answer}"
+    );
+    console.stop();
+    daemon.stop();
+    emulator.shutdown().await;
+}

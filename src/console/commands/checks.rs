@@ -1,3 +1,5 @@
+//! `test network` and `test terminal`.
+//!
 //! `test network`: the way from this kiosk to Dintero, step by step, each step's result and time
 //! printed as it is done. It runs in the console itself from the config file (the one
 //! `console --config` names), so it works when the daemon is stopped or cannot start — which is
@@ -14,6 +16,14 @@
 //!
 //! The first step that fails ends the test and is named in the answer with what to check. The
 //! secret and the token are never printed: the token step says only whether one came.
+//!
+//! `test terminal`: the terminal's status from Dintero (through the daemon, like
+//! `terminal status`); then, for role `refund` and after a typed confirmation, a test payment
+//! of [`TEST_AMOUNT`] minor units that the daemon runs as a cart from the console (the console
+//! never drives a payment). The daemon takes it only with maintenance in force, so no customer
+//! pays beside it; the technician presents a card and sees the outcome here. Its refund is not
+//! made here: this build's console has no refund engine yet, so the answer names the payment
+//! for a `refund` once there is one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,18 +40,19 @@ use crate::dintero::{Gateway, TransactionQuery};
 /// The family's commands.
 pub const COMMANDS: &[Spec] = &[Spec {
     name: "test",
-    usage: "test network",
-    about: "checks the way to Dintero step by step: DNS, TCP, TLS, token, a round trip to each API, with times (works without the daemon)",
+    usage: "test network|terminal",
+    about: "network: the way to Dintero step by step (DNS, TCP, TLS, token, round trips) with times, without the daemon; terminal: its status, then a confirmed test payment in maintenance",
     example: "test network",
     action: Some(Action::Test),
-    complete: |words| first_word_of(words, &["network"]),
+    complete: |words| first_word_of(words, &["network", "terminal"]),
     run: Some(|job, words| Box::pin(test(job, words))),
 }];
 
 async fn test(job: Job, words: Vec<String>) -> Answer {
     match words.as_slice() {
         [what] if what == "network" => network(&job).await,
-        _ => Answer::refused("usage: test network (help test shows an example)"),
+        [what] if what == "terminal" => terminal(&job).await,
+        _ => Answer::refused("usage: test network|terminal (help test shows an example)"),
     }
 }
 
@@ -357,4 +368,132 @@ async fn handshake(
             .unwrap_or_else(|| "TLS".into()))
     });
     work.await.map_err(|e| e.to_string())?
+}
+
+/// The test payment's amount in minor units: 1.00. The emulator approves any amount that does
+/// not end in 51–59, so 1.00 is approved there; on a real terminal it is the smallest amount
+/// that looks like a real purchase to the acquirer.
+pub const TEST_AMOUNT: u64 = 100;
+
+/// `test terminal`: the terminal's status, then (role refund, confirmed) a test payment.
+pub async fn terminal(job: &Job) -> Answer {
+    let mut daemon = match job.daemon().await {
+        Ok(client) => client,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    let report = match daemon.terminal().await {
+        Ok(report) => report,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    job.print(super::terminal::report_text(&report)).await;
+    let status = report.terminal.terminal.status.as_str().to_string();
+    if report.terminal.terminal.status != crate::dintero::TerminalStatus::Active {
+        return Answer::failed(format!(
+            "the terminal is {status}, not ACTIVE: it takes no payments (terminal sync retries one in ERROR)"
+        ));
+    }
+    if !job.may(Action::Refund) {
+        return Answer::ok(
+            "terminal ACTIVE; a test payment needs role refund (its refund does), so none was made",
+            json!({"ok": true, "terminal": report, "payment": null}),
+        );
+    }
+    // The prompt and the answer share one 80-column line: the question says only what is
+    // charged; the line before it says where.
+    job.print(format!(
+        "A test payment charges a real card on {} (maintenance must be on).",
+        report.terminal.terminal.terminal_id
+    ))
+    .await;
+    let question = format!(
+        "Pay {}.{:02} as a test?",
+        TEST_AMOUNT / 100,
+        TEST_AMOUNT % 100
+    );
+    if !job.confirm(&question).await {
+        return Answer::refused("no test payment made: not confirmed");
+    }
+    let mut events = match job.daemon().await {
+        Ok(client) => match client.subscribe().await {
+            Ok(events) => events,
+            Err(e) => return Answer::failed(e.to_string()),
+        },
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    if let Err(e) = daemon
+        .test_payment(TEST_AMOUNT, job.login.id.as_str())
+        .await
+    {
+        return Answer::failed(e.to_string());
+    }
+    job.print("test payment asked for; present a card on the terminal (^C stops waiting)")
+        .await;
+    let mut ours: Option<String> = None;
+    loop {
+        let event = tokio::select! {
+            _ = job.cancelled() => {
+                return Answer::ok(
+                    match &ours {
+                        Some(reference) => format!("stopped waiting; payment {reference} goes on: payment {reference} shows how it ends"),
+                        None => "stopped waiting before the payment started; payments shows it if it does".into(),
+                    },
+                    json!({"ok": true, "payment": ours, "waiting": "stopped"}),
+                );
+            }
+            event = events.next() => event,
+        };
+        let Some(event) = event else {
+            return Answer::failed(
+                "the daemon closed the connection; status shows whether it is running",
+            );
+        };
+        use crate::control::protocol::Event;
+        match event {
+            Event::State { state } if ours.is_none() && state == "refused" => {
+                return Answer::failed(
+                    "the kiosk refused the test payment (card payment unavailable now?); status shows why",
+                );
+            }
+            Event::PaymentStarted {
+                reference,
+                amount,
+                currency,
+            } if ours.is_none() => {
+                job.print(format!(
+                    "payment {reference} started: {}",
+                    super::money(amount, &currency)
+                ))
+                .await;
+                ours = Some(reference);
+            }
+            Event::PaymentFinished {
+                reference,
+                outcome,
+                detail,
+                amount,
+                currency,
+            } if ours.as_deref() == Some(reference.as_str()) => {
+                let text = format!(
+                    "test payment {reference} of {}: {detail}",
+                    super::money(amount, &currency)
+                );
+                let json = json!({"ok": outcome == "approved", "terminal": report, "payment": {
+                    "reference": reference, "outcome": outcome, "detail": detail,
+                    "amount": amount, "currency": currency}});
+                return if outcome == "approved" {
+                    Answer::ok(
+                        format!("{text}\nnot refunded: this console has no refund yet; refund {reference} once it has"),
+                        json,
+                    )
+                } else {
+                    let mut answer = Answer::failed(format!(
+                        "{text}; the terminal works if it showed the card step: check its own screen"
+                    ));
+                    answer.json = json;
+                    answer
+                };
+            }
+            _ => {}
+        }
+    }
 }

@@ -173,7 +173,7 @@ fn outcome(op: TerminalOperation) -> Answer {
 }
 
 /// The report, one fact a line.
-fn report_text(report: &TerminalReport) -> String {
+pub(super) fn report_text(report: &TerminalReport) -> String {
     let t = &report.terminal.terminal;
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     let last = match &report.last_operation {
