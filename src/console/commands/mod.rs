@@ -6,15 +6,25 @@
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
 //! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
+//! | [`checks`] | `test network` | no: it reads the config file and calls Dintero itself |
+//! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
 
+pub mod checks;
 pub mod payments;
 pub mod status;
 pub mod system;
+pub mod terminal;
 
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, system::COMMANDS];
+pub const ALL: &[&[Spec]] = &[
+    status::COMMANDS,
+    payments::COMMANDS,
+    terminal::COMMANDS,
+    checks::COMMANDS,
+    system::COMMANDS,
+];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.
