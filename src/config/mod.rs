@@ -19,6 +19,8 @@
 //! falls back to a default nobody chose.
 
 mod file;
+pub mod keys;
+pub mod rollback;
 mod secrets;
 
 use std::fmt;

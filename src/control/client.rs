@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{Event, Reply, Request, ServerLine, Status};
+use super::protocol::{ConfigState, Event, Reply, Request, ServerLine, Status};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,16 @@ impl Client {
         checked(self.request(&Request::Maintenance { on }).await?).map(drop)
     }
 
+    /// Asks the daemon to re-read its config file (as SIGHUP does); the config in force after.
+    pub async fn reload(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Reload {}).await?)?)
+    }
+
+    /// Keeps the edit awaiting a confirm; the config in force after.
+    pub async fn confirm(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Confirm {}).await?)?)
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;
@@ -128,6 +138,12 @@ fn checked(reply: Reply) -> Result<Reply, ClientError> {
             reply.error.unwrap_or_else(|| "refused".into()),
         ))
     }
+}
+
+fn config_of(reply: Reply) -> Result<ConfigState, ClientError> {
+    reply
+        .config
+        .ok_or_else(|| ClientError::Protocol("a config reply without the config".into()))
 }
 
 /// Events from the daemon.

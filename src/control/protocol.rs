@@ -35,6 +35,11 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// Re-read the config file and put what can change at run time in force, as SIGHUP does
+    /// (between payments); the reply's `config` says what needs a restart.
+    Reload {},
+    /// Keep the edit applied with a confirm deadline (`config apply --confirm-within`).
+    Confirm {},
 }
 
 /// The answer to one request.
@@ -52,6 +57,9 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `reload` and `confirm`: the config in force now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigState>,
 }
 
 impl Reply {
@@ -90,6 +98,24 @@ pub struct Status {
     pub version: String,
     /// Payments since the daemon started.
     pub counters: Counters,
+    /// The config in force, and an applied edit's confirm deadline.
+    #[serde(default)]
+    pub config: ConfigState,
+}
+
+/// The config file in force, as `status`, `reload` and `confirm` tell it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigState {
+    /// The file loaded last: the config file, or the state directory's
+    /// `config.previous.toml` after an unconfirmed edit was rolled back.
+    pub file: String,
+    /// Keys whose new values in that file wait for a restart (the running ones stay).
+    pub needs_restart: Vec<String>,
+    /// When an applied edit is rolled back unless confirmed (milliseconds since the Unix
+    /// epoch); `None`: no edit awaits a confirm.
+    pub confirm_deadline_unix_ms: Option<i64>,
+    /// When an unconfirmed edit was rolled back (RFC 3339), if one was since the daemon started.
+    pub rolled_back_at: Option<String>,
 }
 
 /// The payment running now.

@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status, MAX_LINE,
+    parse_request, ConfigState, Counters, CurrentPayment, Event, LastError, Reply, Request, Status,
+    MAX_LINE,
 };
 use crate::messages::Command;
 use crate::payment::flow::PaymentReport;
@@ -31,6 +32,27 @@ pub struct Observed {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// Requests to the flow (maintenance on or off).
     pub commands: mpsc::Sender<Command>,
+    /// The config in force and the daemon's reload; `None` where nothing reloads (a kiosk
+    /// started in-process).
+    pub config: Option<ConfigControl>,
+}
+
+/// The daemon's side of `reload` and `confirm`: the daemon owns the running kiosk and the
+/// confirm deadline (`crate::config::rollback`), so the server only passes requests on.
+pub struct ConfigControl {
+    /// Where requests go.
+    pub requests: mpsc::Sender<ConfigRequest>,
+    /// The config in force, for `status`.
+    pub state: watch::Receiver<ConfigState>,
+}
+
+/// A config request for the daemon, with where its answer goes (the error in words for the
+/// operator).
+pub enum ConfigRequest {
+    /// Re-read the config file, as SIGHUP does.
+    Reload(oneshot::Sender<Result<ConfigState, String>>),
+    /// Keep the edit awaiting a confirm.
+    Confirm(oneshot::Sender<Result<ConfigState, String>>),
 }
 
 /// Why the socket could not be served.
@@ -95,6 +117,7 @@ impl Server {
             events: events.clone(),
             commands: observed.commands,
             started: Instant::now(),
+            config: observed.config,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -189,6 +212,7 @@ struct Context {
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
     started: Instant,
+    config: Option<ConfigControl>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -216,6 +240,35 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
+            config: self
+                .config
+                .as_ref()
+                .map(|c| c.state.borrow().clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Passes a config request to the daemon and waits for its answer.
+    async fn config(
+        &self,
+        request: fn(oneshot::Sender<Result<ConfigState, String>>) -> ConfigRequest,
+    ) -> Reply {
+        let Some(control) = &self.config else {
+            return Reply::error(
+                "this kiosk runs without a config file to reload (a demo or a test)",
+            );
+        };
+        let (tx, rx) = oneshot::channel();
+        if control.requests.send(request(tx)).await.is_err() {
+            return Reply::error("the daemon is stopping; try again once it is back");
+        }
+        match rx.await {
+            Ok(Ok(state)) => Reply {
+                config: Some(state),
+                ..Reply::ok()
+            },
+            Ok(Err(e)) => Reply::error(e),
+            Err(_) => Reply::error("the daemon is stopping; try again once it is back"),
         }
     }
 
@@ -243,6 +296,8 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
+            Ok(Request::Reload {}) => self.config(ConfigRequest::Reload).await,
+            Ok(Request::Confirm {}) => self.config(ConfigRequest::Confirm).await,
         }
     }
 }
@@ -533,6 +588,7 @@ mod tests {
                 state: state_rx,
                 reports: reports_rx,
                 commands: commands_tx,
+                config: None,
             },
             shutdown.clone(),
         ));
