@@ -1,0 +1,230 @@
+//! The console's configuration and access commands as an administrator uses them on a running
+//! kiosk: `config set|diff|apply` with the daemon reloading, `apply --confirm-within` rolling
+//! back by itself (also when the console is killed), `credentials set`, `pin change` and
+//! `technician add|list|remove`; and a service technician refused each of them.
+
+use crate::console_harness::*;
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kioskpay::control::client::Client;
+use kioskpay::control::protocol::ConfigState;
+
+const PROMPT: &str = "kioskpay kari> ";
+
+/// The daemon's config file, with a comment of the installer's that every edit must keep.
+fn config_of(site: &Site) -> PathBuf {
+    let path = site.path().join("kioskpay.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    if !text.starts_with("# installed") {
+        std::fs::write(&path, format!("# installed by the site team\n{text}")).unwrap();
+    }
+    path
+}
+
+fn console_on(site: &Site, name: &str, config: &Path) -> Console {
+    site.console(name, &[], &["--config", config.to_str().unwrap()])
+}
+
+/// The daemon's config state, once `done` holds for it.
+async fn config_state(site: &Site, done: impl Fn(&ConfigState) -> bool) -> Option<ConfigState> {
+    let socket = site.socket();
+    support::wait_for(Duration::from_secs(30), async || {
+        let mut client = Client::connect(&socket).await.ok()?;
+        let state = client.status().await.ok()?.config;
+        done(&state).then_some(state)
+    })
+    .await
+}
+
+/// Every file in the state directory but the audit log (which records each command), by name.
+fn state_files(site: &Site) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(site.state())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && !p.ends_with("audit.log"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reloaded() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let before = std::fs::read(&config).unwrap();
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    // Refused with the message `kioskpay check` prints for the same file, and nothing written.
+    let state_before = state_files(&site);
+    let refused = console
+        .ask("config set payment.poll_interval_ms 5", PROMPT)
+        .await;
+    let bad = site.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        String::from_utf8_lossy(&before).replace("poll_interval_ms = 100", "poll_interval_ms = 5"),
+    )
+    .unwrap();
+    let check = support::kioskpay_bin()
+        .unwrap()
+        .args(["check", "--offline", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let check_says = String::from_utf8_lossy(&check.stderr);
+    let message = "config key payment.poll_interval_ms = \"5\": expected 50 to 10000 milliseconds";
+    assert!(check_says.contains(message), "{check_says}");
+    assert!(refused.contains(message), "{refused}");
+    assert_eq!(std::fs::read(&config).unwrap(), before, "the config file changed");
+    assert_eq!(state_files(&site), state_before, "a state file changed");
+    let refused = console.ask("config set kiosk.language de", PROMPT).await;
+    assert!(
+        refused.contains("unknown variant `de`, expected `nb` or `en`"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+
+    // Two edits staged, seen, applied: the file keeps its comment and layout.
+    let staged = console
+        .ask("config set payment.poll_interval_ms 300", PROMPT)
+        .await;
+    assert!(staged.contains("staged: payment.poll_interval_ms = 300"), "{staged}");
+    console.ask("config set kiosk.language nb", PROMPT).await;
+    assert_eq!(std::fs::read(&config).unwrap(), before, "set wrote the file");
+    let diff = console.ask("config diff", PROMPT).await;
+    assert!(
+        diff.contains("payment.poll_interval_ms: 100 -> 300")
+            && diff.contains("kiosk.language: \"en\" -> \"nb\""),
+        "{diff}"
+    );
+    let show = console.ask("config show", PROMPT).await;
+    assert!(
+        show.contains("client_secret_file = ") && show.contains("Edits are staged"),
+        "{show}"
+    );
+    let applied = console.ask("config apply", PROMPT).await;
+    assert!(applied.contains("the daemon reloaded it: in force now"), "{applied}");
+    let expected = String::from_utf8_lossy(&before)
+        .replace("poll_interval_ms = 100", "poll_interval_ms = 300")
+        .replace("language = \"en\"", "language = \"nb\"");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), expected);
+    let state = config_state(&site, |_| true).await.unwrap();
+    assert_eq!(state.file, config.display().to_string());
+    assert!(state.needs_restart.is_empty(), "{state:?}");
+    let log = std::fs::read_to_string(site.path().join("daemon.log")).unwrap();
+    assert!(log.contains("config reloaded"), "{log}");
+    let diff = console.ask("config diff", PROMPT).await;
+    assert!(diff.contains("no staged edits"), "{diff}");
+
+    // revert drops what is staged and leaves the file.
+    console.ask("config set payment.poll_interval_ms 400", PROMPT).await;
+    let reverted = console.ask("config revert", PROMPT).await;
+    assert!(reverted.contains("staged edits dropped"), "{reverted}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), expected);
+
+    console.line("logout");
+    console.expect("Logged out.").await;
+    let screen = console.screen();
+    assert!(!screen.contains(kioskpay::emulator::CLIENT_SECRET));
+    assert_no_pin(&site, &[&screen]);
+    audit_verify(&site);
+    console.stop();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let before = std::fs::read(&config).unwrap();
+    let previous = site.state().join("config.previous.toml");
+    let mut console = console_on(&site, "first", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    // No confirm: the daemon goes back to the previous file at the deadline.
+    console
+        .ask("config set payment.poll_interval_ms 400", PROMPT)
+        .await;
+    let applied = console
+        .ask("config apply --confirm-within 3", PROMPT)
+        .await;
+    assert!(
+        applied.contains("the daemon reloaded it") && applied.contains("Type confirm within 3 s"),
+        "{applied}"
+    );
+    assert_ne!(std::fs::read(&config).unwrap(), before);
+    let diff = console.ask("config diff", PROMPT).await;
+    assert!(diff.contains("is rolled back in "), "{diff}");
+    let rolled_back = config_state(&site, |s| s.rolled_back_at.is_some()).await;
+    let rolled_back = rolled_back.expect("the daemon never rolled the edit back");
+    assert_eq!(rolled_back.file, previous.display().to_string());
+    // The next command puts the previous file back over the config file.
+    let diff = console.ask("config diff", PROMPT).await;
+    assert!(
+        diff.contains("was not confirmed in time and was rolled back"),
+        "{diff}"
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), before, "not restored");
+
+    // Confirmed in time: it stays.
+    console
+        .ask("config set payment.poll_interval_ms 500", PROMPT)
+        .await;
+    console
+        .ask("config apply --confirm-within 3", PROMPT)
+        .await;
+    let confirmed = console.ask("confirm", PROMPT).await;
+    assert!(confirmed.contains("confirmed: the applied edit stays"), "{confirmed}");
+    let state = config_state(&site, |s| s.file == config.display().to_string())
+        .await
+        .unwrap();
+    assert_eq!(state.confirm_deadline_unix_ms, None, "{state:?}");
+    let confirmed_file = std::fs::read(&config).unwrap();
+    assert!(String::from_utf8_lossy(&confirmed_file).contains("poll_interval_ms = 500"));
+    let again = console.ask("confirm", PROMPT).await;
+    assert!(again.contains("no applied config edit awaits a confirm"), "{again}");
+
+    // The console killed right after apply: the daemon still rolls back, and the next console
+    // restores the file.
+    console
+        .ask("config set payment.poll_interval_ms 600", PROMPT)
+        .await;
+    console.line("config apply --confirm-within 3");
+    console.expect("Type confirm within 3 s").await;
+    let first_screen = console.screen();
+    console.stop();
+    let rolled_back = config_state(&site, |s| {
+        s.file == previous.display().to_string() && s.confirm_deadline_unix_ms.is_none()
+    })
+    .await;
+    assert!(rolled_back.is_some(), "the daemon never rolled back");
+    let mut console = console_on(&site, "second", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let show = console.ask("config show", PROMPT).await;
+    assert!(show.contains("was rolled back"), "{show}");
+    assert_eq!(std::fs::read(&config).unwrap(), confirmed_file);
+    console.stop();
+    assert_no_pin(&site, &[&first_screen]);
+    daemon.stop();
+}
