@@ -461,6 +461,13 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
                 ConfigRequest::Confirm(reply) => {
                     let _ = reply.send(source.confirm());
                 }
+                ConfigRequest::CheckCredentials(reply) => {
+                    // A token request takes up to the call timeout: not in this loop.
+                    let file = PathBuf::from(&source.state.borrow().file);
+                    tokio::spawn(async move {
+                        let _ = reply.send(check_credentials(&file).await);
+                    });
+                }
             },
             _ = tokio::time::sleep(deadline.unwrap_or_default()), if deadline.is_some() => {
                 if roll_back(&mut kiosk, &mut source) {
@@ -586,6 +593,18 @@ impl ConfigSource {
             Pending::Nothing => Err("no applied config edit awaits a confirm".into()),
         }
     }
+}
+
+/// `check_credentials`: a token request with the credentials the config file in force names
+/// now, made as the daemon's user, so that it also proves the daemon may read the new secret
+/// file. The running client keeps its credentials until a restart.
+async fn check_credentials(file: &std::path::Path) -> Result<String, String> {
+    let config = Config::load(file).map_err(|e| e.to_string())?;
+    config.dintero.check_credentials().await?;
+    Ok(format!(
+        "{}: token issued to client {}",
+        config.dintero.api_url, config.dintero.client_id
+    ))
 }
 
 /// SIGHUP and `reload`: re-reads the config in force and puts what can change at run time in

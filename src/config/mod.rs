@@ -436,6 +436,22 @@ impl ClientConfig {
     }
 }
 
+impl DinteroConfig {
+    /// Asks the API for a token with these credentials (the secret read by [`Config::load`]):
+    /// what `credentials set` checks after writing new ones. The error says what the API
+    /// answered, or that it could not be reached.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        use crate::dintero::Gateway as _;
+        let client = crate::dintero::client::Client::new(
+            ClientConfig::from_config(self).map_err(|e| e.to_string())?,
+        );
+        client
+            .ensure_token()
+            .await
+            .map_err(|e| format!("{}: {e}", self.api_url))
+    }
+}
+
 /// The payment flow's settings, taken from the composed config; defined here so that the flow
 /// does not depend on the config file's layout.
 impl FlowConfig {

@@ -131,6 +131,8 @@ pub enum Action {
     Credentials,
     /// `technician add|remove|list`.
     Technicians,
+    /// `pin change`: every technician may change their own PIN.
+    OwnPin,
 }
 
 impl Role {
@@ -141,7 +143,8 @@ impl Role {
             | Action::Test
             | Action::Logs
             | Action::Payments
-            | Action::Maintenance => true,
+            | Action::Maintenance
+            | Action::OwnPin => true,
             Action::Refund | Action::Void => matches!(self, Role::Refund | Role::Admin),
             Action::Config | Action::Credentials | Action::Technicians => self == Role::Admin,
         }
@@ -157,8 +160,9 @@ impl Role {
     }
 }
 
-/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module.
-#[derive(Clone)]
+/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module. Two PINs
+/// compare equal when their digits are (a new PIN is typed twice).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
 
 impl Pin {

@@ -113,6 +113,15 @@ impl Client {
         config_of(checked(self.request(&Request::Confirm {}).await?)?)
     }
 
+    /// Asks the daemon to request a token with the credentials its config file names now;
+    /// what the API said.
+    pub async fn check_credentials(&mut self) -> Result<String, ClientError> {
+        let reply = checked(self.request(&Request::CheckCredentials {}).await?)?;
+        reply
+            .credentials
+            .ok_or_else(|| ClientError::Protocol("a credentials reply without an answer".into()))
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

@@ -40,6 +40,9 @@ pub enum Request {
     Reload {},
     /// Keep the edit applied with a confirm deadline (`config apply --confirm-within`).
     Confirm {},
+    /// Ask the API for a token with the credentials the config file names now, as the daemon's
+    /// user (`credentials set` after writing new ones); the running client is not changed.
+    CheckCredentials {},
 }
 
 /// The answer to one request.
@@ -60,6 +63,9 @@ pub struct Reply {
     /// The answer to `reload` and `confirm`: the config in force now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigState>,
+    /// The answer to `check_credentials`: what the API said, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
 }
 
 impl Reply {

@@ -53,6 +53,8 @@ pub enum ConfigRequest {
     Reload(oneshot::Sender<Result<ConfigState, String>>),
     /// Keep the edit awaiting a confirm.
     Confirm(oneshot::Sender<Result<ConfigState, String>>),
+    /// A token request with the credentials the config file names now: what the API said.
+    CheckCredentials(oneshot::Sender<Result<String, String>>),
 }
 
 /// Why the socket could not be served.
@@ -248,10 +250,12 @@ impl Context {
         }
     }
 
-    /// Passes a config request to the daemon and waits for its answer.
-    async fn config(
+    /// Passes a config request to the daemon and waits for its answer, which `reply` turns
+    /// into the reply.
+    async fn config<T>(
         &self,
-        request: fn(oneshot::Sender<Result<ConfigState, String>>) -> ConfigRequest,
+        request: fn(oneshot::Sender<Result<T, String>>) -> ConfigRequest,
+        reply: fn(T) -> Reply,
     ) -> Reply {
         let Some(control) = &self.config else {
             return Reply::error(
@@ -263,10 +267,7 @@ impl Context {
             return Reply::error("the daemon is stopping; try again once it is back");
         }
         match rx.await {
-            Ok(Ok(state)) => Reply {
-                config: Some(state),
-                ..Reply::ok()
-            },
+            Ok(Ok(answer)) => reply(answer),
             Ok(Err(e)) => Reply::error(e),
             Err(_) => Reply::error("the daemon is stopping; try again once it is back"),
         }
@@ -296,9 +297,23 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
-            Ok(Request::Reload {}) => self.config(ConfigRequest::Reload).await,
-            Ok(Request::Confirm {}) => self.config(ConfigRequest::Confirm).await,
+            Ok(Request::Reload {}) => self.config(ConfigRequest::Reload, config_reply).await,
+            Ok(Request::Confirm {}) => self.config(ConfigRequest::Confirm, config_reply).await,
+            Ok(Request::CheckCredentials {}) => {
+                let reply = |said| Reply {
+                    credentials: Some(said),
+                    ..Reply::ok()
+                };
+                self.config(ConfigRequest::CheckCredentials, reply).await
+            }
         }
+    }
+}
+
+fn config_reply(state: ConfigState) -> Reply {
+    Reply {
+        config: Some(state),
+        ..Reply::ok()
     }
 }
 

@@ -228,3 +228,190 @@ async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
     assert_no_pin(&site, &[&first_screen]);
     daemon.stop();
 }
+
+/// A client secret the emulator refuses; it must not appear anywhere once the right one is back.
+const BAD_SECRET: &str = "wrong-secret-7731";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_written_privately_checked_against_the_api_and_never_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let config_before = std::fs::read(&config).unwrap();
+    let secret_file = site.path().join("client_secret");
+    let good = std::fs::read(&secret_file).unwrap();
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    // Refused by the API, and the previous ones put back.
+    console.line("credentials set");
+    console.expect("API client id [kiosk-demo]: ").await;
+    console.line("");
+    console.expect("API client secret (not shown): ").await;
+    console.line(BAD_SECRET);
+    console.expect("the API did not accept them: ").await;
+    console
+        .expect("Put the previous credentials back? Type yes to go on: ")
+        .await;
+    console.line("yes");
+    console.expect("the previous ones are back").await;
+    console.expect(PROMPT).await;
+    assert_eq!(std::fs::read(&secret_file).unwrap(), good);
+    assert_eq!(std::fs::read(&config).unwrap(), config_before);
+
+    // Refused and kept: the file holds what was typed, private.
+    console.line("credentials set");
+    console.expect("API client id [kiosk-demo]: ").await;
+    console.line("kiosk-demo");
+    console.expect("API client secret (not shown): ").await;
+    console.line(BAD_SECRET);
+    console.expect("Type yes to go on: ").await;
+    console.line("no");
+    console.expect("the new credentials stay written").await;
+    console.expect(PROMPT).await;
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap(),
+        format!("{BAD_SECRET}\n")
+    );
+
+    // The right ones: accepted by the API through the daemon.
+    console.line("credentials set");
+    console.expect("API client id [kiosk-demo]: ").await;
+    console.line("");
+    console.expect("API client secret (not shown): ").await;
+    console.line(kioskpay::emulator::CLIENT_SECRET);
+    let accepted = console.expect(PROMPT).await;
+    assert!(
+        accepted.contains("the API accepted them") && accepted.contains("token issued"),
+        "{accepted}"
+    );
+    assert_eq!(std::fs::read(&secret_file).unwrap(), good);
+    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read(&config).unwrap(), config_before);
+
+    console.line("logout");
+    console.expect("Logged out.").await;
+    let screen = console.screen();
+    console.stop();
+    daemon.stop();
+    let mut everything = site.everything_written();
+    everything.push_str(&screen);
+    assert!(!everything.contains(BAD_SECRET), "the refused secret was kept somewhere");
+    for shown in [
+        screen,
+        std::fs::read_to_string(site.state().join("audit.log")).unwrap(),
+        std::fs::read_to_string(site.path().join("daemon.log")).unwrap(),
+        std::fs::read_to_string(site.path().join("console.log")).unwrap(),
+    ] {
+        assert!(!shown.contains(kioskpay::emulator::CLIENT_SECRET), "{shown}");
+    }
+    audit_verify(&site);
+}
+
+/// New PINs used below; like kari's, they must not appear in any output or file but the hashes.
+const KARI_NEW_PIN: &str = "735194";
+const OLA_PIN: &str = "591827";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_changes_their_pin_and_an_admin_manages_technicians() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+
+    // The rules of `kioskpay technician add`.
+    console.line("pin change");
+    console.expect("Current PIN: ").await;
+    console.line(KARI_PIN);
+    console.expect("New PIN for kari: ").await;
+    console.line("123456");
+    console.expect("run of consecutive digits").await;
+    console.expect(PROMPT).await;
+    console.line("pin change");
+    console.expect("Current PIN: ").await;
+    console.line(KARI_PIN);
+    console.expect("New PIN for kari: ").await;
+    console.line(KARI_NEW_PIN);
+    console.expect("The same PIN again: ").await;
+    console.line(KARI_NEW_PIN);
+    console.expect("PIN changed").await;
+    console.line("logout");
+    console.expect("Logged out.").await;
+    console.wake().await;
+    let welcome = console.login(KARI_NEW_PIN).await;
+    assert!(welcome.contains("Logged in as kari (admin)"), "{welcome}");
+
+    console.line("technician add ola --role service");
+    console.expect("New PIN for ola: ").await;
+    console.line(OLA_PIN);
+    console.expect("The same PIN again: ").await;
+    console.line(OLA_PIN);
+    console.expect("technician ola added (service)").await;
+    console.expect(PROMPT).await;
+    let list = console.ask("technician list", PROMPT).await;
+    assert!(
+        list.lines().any(|l| l.starts_with("kari") && l.contains("admin"))
+            && list.lines().any(|l| l.starts_with("ola") && l.contains("service")),
+        "{list}"
+    );
+    let refused = console.ask("technician remove kari", PROMPT).await;
+    assert!(refused.contains("cannot remove yourself"), "{refused}");
+    let removed = console.ask("technician remove ola", PROMPT).await;
+    assert!(removed.contains("technician ola removed"), "{removed}");
+    let list = console.ask("technician list", PROMPT).await;
+    assert!(!list.contains("ola"), "{list}");
+    console.line("logout");
+    console.expect("Logged out.").await;
+
+    let screen = console.screen();
+    assert_no_pin(&site, &[&screen]);
+    let everything = format!("{}{screen}", site.everything_written());
+    for pin in [KARI_NEW_PIN, OLA_PIN] {
+        assert!(!everything.contains(pin), "a new PIN appears in an output or a file");
+    }
+    audit_verify(&site);
+    console.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_technician_may_change_their_pin_but_not_the_config_or_access() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let config = site.path().join("kioskpay.toml");
+    support::write_config(site.path(), "http://127.0.0.1:9", "");
+    let before = std::fs::read(&config).unwrap();
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    for command in [
+        "config show",
+        "config set kiosk.language nb",
+        "config apply",
+        "confirm",
+        "credentials set",
+        "technician list",
+        "technician add ola --role admin",
+    ] {
+        let refused = console.ask(command, PROMPT).await;
+        assert!(
+            refused.contains("the service role may not; ask an administrator"),
+            "{command}: {refused}"
+        );
+    }
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+    assert!(!site.state().join("config.staged.toml").exists());
+    console.line("pin change");
+    console.expect("Current PIN: ").await;
+    console.type_bytes(b"\x03");
+    console.expect("cancelled: nothing was changed").await;
+    console.stop();
+}

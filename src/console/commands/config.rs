@@ -180,13 +180,24 @@ async fn settle(job: &Job) -> Result<(), Answer> {
 /// away. Without `like`, root-only reading and the group's (0640).
 fn write_like(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> std::io::Result<()> {
     let mode = like.map_or(0o640, |m| m.permissions().mode() & 0o777);
+    write_owned(path, bytes, mode, like)
+}
+
+/// Writes `bytes` to `path` atomically with `mode`, owned by the owner and group of `owner`
+/// when given.
+pub(super) fn write_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<&Metadata>,
+) -> std::io::Result<()> {
     crate::console::write_atomically(path, bytes, mode)?;
-    if let Some(like) = like {
+    if let Some(owner) = owner {
         let now = std::fs::metadata(path)?;
-        if (now.uid(), now.gid()) != (like.uid(), like.gid()) {
+        if (now.uid(), now.gid()) != (owner.uid(), owner.gid()) {
             // Only root gets here (a file is created as its creator), and root may give it
-            // back. The daemon reads the file only when asked to reload, after this.
-            std::os::unix::fs::chown(path, Some(like.uid()), Some(like.gid()))?;
+            // away. The daemon reads the file only when asked to, after this.
+            std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))?;
         }
     }
     Ok(())
@@ -341,7 +352,7 @@ fn get(job: &Job, key: &str) -> Result<Answer, Answer> {
 /// `text` with `key` (dotted) set to `value`: a TOML value as typed (`500`, `true`,
 /// `["gs1", "plain"]`, `"a b"`), else the words as a string (`en`). Comments and layout stay; a
 /// value keeps the comment after it.
-fn set_key(text: &str, key: &str, value: &str) -> Result<String, String> {
+pub(super) fn set_key(text: &str, key: &str, value: &str) -> Result<String, String> {
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| {
         format!("the file is not valid TOML ({e}); fix it from a root shell, then kioskpay check")
     })?;

@@ -6,7 +6,9 @@
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
 //! | [`config`] | `config show\|get\|set\|diff\|apply\|revert`, `confirm` | no: `apply` and `confirm` ask it when it runs |
+//! | [`access`] | `credentials set`, `pin change`, `technician add\|remove\|list` | no: `credentials set` has it check the new credentials when it runs |
 
+pub mod access;
 pub mod config;
 pub mod payments;
 pub mod status;
@@ -14,7 +16,12 @@ pub mod status;
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, config::COMMANDS];
+pub const ALL: &[&[Spec]] = &[
+    status::COMMANDS,
+    payments::COMMANDS,
+    config::COMMANDS,
+    access::COMMANDS,
+];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.
