@@ -668,7 +668,11 @@ fn roll_back(kiosk: &mut Kiosk, source: &mut ConfigSource) -> bool {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     source.state.send_modify(|state| {
-        state.file = source.state_dir.join(rollback::PREVIOUS).display().to_string();
+        state.file = source
+            .state_dir
+            .join(rollback::PREVIOUS)
+            .display()
+            .to_string();
         state.confirm_deadline_unix_ms = None;
         state.rolled_back_at = Some(at);
     });

@@ -86,7 +86,11 @@ mod tests {
     fn every_packaged_key_is_one_the_parser_knows() {
         let keys = known();
         assert!(keys.len() > 20, "{keys:?}");
-        for key in ["kiosk.language", "payment.poll_interval_ms", "metrics.interval_s"] {
+        for key in [
+            "kiosk.language",
+            "payment.poll_interval_ms",
+            "metrics.interval_s",
+        ] {
             assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
         }
         for key in keys {
@@ -105,7 +109,10 @@ mod tests {
                 let text = with(key, &format!("{word:?}"));
                 // Only that key's own complaint counts: other keys may need more with it.
                 if let Err(e) = Config::parse(&text, Path::new("k.toml")) {
-                    assert!(!e.to_string().contains("unknown variant"), "{key} {word}: {e}");
+                    assert!(
+                        !e.to_string().contains("unknown variant"),
+                        "{key} {word}: {e}"
+                    );
                 }
             }
             let e = Config::parse(&with(key, "\"nonsense\""), Path::new("k.toml"))

@@ -78,7 +78,7 @@ impl Client {
         self.writer.write_all(line.as_bytes()).await?;
         loop {
             match self.next_line().await? {
-                Some(ServerLine::Reply(reply)) => return Ok(reply),
+                Some(ServerLine::Reply(reply)) => return Ok(*reply),
                 Some(ServerLine::Event(_)) => continue,
                 None => {
                     return Err(ClientError::Io(io::Error::new(

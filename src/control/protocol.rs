@@ -196,8 +196,8 @@ pub enum Event {
 pub enum ServerLine {
     /// An event (has an `event` field).
     Event(Event),
-    /// A reply (has an `ok` field).
-    Reply(Reply),
+    /// A reply (has an `ok` field). Boxed: a reply with a status is many times an event's size.
+    Reply(Box<Reply>),
 }
 
 /// Reads one request line; the error says what a request looks like.
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(line, r#"{"ok":false,"error":"no"}"#);
         assert_eq!(
             serde_json::from_str::<ServerLine>(&line).unwrap(),
-            ServerLine::Reply(Reply::error("no"))
+            ServerLine::Reply(Box::new(Reply::error("no")))
         );
     }
 }

@@ -90,7 +90,11 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
     let message = "config key payment.poll_interval_ms = \"5\": expected 50 to 10000 milliseconds";
     assert!(check_says.contains(message), "{check_says}");
     assert!(refused.contains(message), "{refused}");
-    assert_eq!(std::fs::read(&config).unwrap(), before, "the config file changed");
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        before,
+        "the config file changed"
+    );
     assert_eq!(state_files(&site), state_before, "a state file changed");
     let refused = console.ask("config set kiosk.language de", PROMPT).await;
     assert!(
@@ -103,9 +107,16 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
     let staged = console
         .ask("config set payment.poll_interval_ms 300", PROMPT)
         .await;
-    assert!(staged.contains("staged: payment.poll_interval_ms = 300"), "{staged}");
+    assert!(
+        staged.contains("staged: payment.poll_interval_ms = 300"),
+        "{staged}"
+    );
     console.ask("config set kiosk.language nb", PROMPT).await;
-    assert_eq!(std::fs::read(&config).unwrap(), before, "set wrote the file");
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        before,
+        "set wrote the file"
+    );
     let diff = console.ask("config diff", PROMPT).await;
     assert!(
         diff.contains("payment.poll_interval_ms: 100 -> 300")
@@ -118,7 +129,10 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
         "{show}"
     );
     let applied = console.ask("config apply", PROMPT).await;
-    assert!(applied.contains("the daemon reloaded it: in force now"), "{applied}");
+    assert!(
+        applied.contains("the daemon reloaded it: in force now"),
+        "{applied}"
+    );
     let expected = String::from_utf8_lossy(&before)
         .replace("poll_interval_ms = 100", "poll_interval_ms = 300")
         .replace("language = \"en\"", "language = \"nb\"");
@@ -132,7 +146,9 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
     assert!(diff.contains("no staged edits"), "{diff}");
 
     // revert drops what is staged and leaves the file.
-    console.ask("config set payment.poll_interval_ms 400", PROMPT).await;
+    console
+        .ask("config set payment.poll_interval_ms 400", PROMPT)
+        .await;
     let reverted = console.ask("config revert", PROMPT).await;
     assert!(reverted.contains("staged edits dropped"), "{reverted}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), expected);
@@ -165,9 +181,7 @@ async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
     console
         .ask("config set payment.poll_interval_ms 400", PROMPT)
         .await;
-    let applied = console
-        .ask("config apply --confirm-within 3", PROMPT)
-        .await;
+    let applied = console.ask("config apply --confirm-within 3", PROMPT).await;
     assert!(
         applied.contains("the daemon reloaded it") && applied.contains("Type confirm within 3 s"),
         "{applied}"
@@ -190,11 +204,12 @@ async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
     console
         .ask("config set payment.poll_interval_ms 500", PROMPT)
         .await;
-    console
-        .ask("config apply --confirm-within 3", PROMPT)
-        .await;
+    console.ask("config apply --confirm-within 3", PROMPT).await;
     let confirmed = console.ask("confirm", PROMPT).await;
-    assert!(confirmed.contains("confirmed: the applied edit stays"), "{confirmed}");
+    assert!(
+        confirmed.contains("confirmed: the applied edit stays"),
+        "{confirmed}"
+    );
     let state = config_state(&site, |s| s.file == config.display().to_string())
         .await
         .unwrap();
@@ -202,7 +217,10 @@ async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
     let confirmed_file = std::fs::read(&config).unwrap();
     assert!(String::from_utf8_lossy(&confirmed_file).contains("poll_interval_ms = 500"));
     let again = console.ask("confirm", PROMPT).await;
-    assert!(again.contains("no applied config edit awaits a confirm"), "{again}");
+    assert!(
+        again.contains("no applied config edit awaits a confirm"),
+        "{again}"
+    );
 
     // The console killed right after apply: the daemon still rolls back, and the next console
     // restores the file.
@@ -291,7 +309,11 @@ async fn credentials_are_written_privately_checked_against_the_api_and_never_sho
         "{accepted}"
     );
     assert_eq!(std::fs::read(&secret_file).unwrap(), good);
-    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(std::fs::read(&config).unwrap(), config_before);
 
@@ -302,14 +324,20 @@ async fn credentials_are_written_privately_checked_against_the_api_and_never_sho
     daemon.stop();
     let mut everything = site.everything_written();
     everything.push_str(&screen);
-    assert!(!everything.contains(BAD_SECRET), "the refused secret was kept somewhere");
+    assert!(
+        !everything.contains(BAD_SECRET),
+        "the refused secret was kept somewhere"
+    );
     for shown in [
         screen,
         std::fs::read_to_string(site.state().join("audit.log")).unwrap(),
         std::fs::read_to_string(site.path().join("daemon.log")).unwrap(),
         std::fs::read_to_string(site.path().join("console.log")).unwrap(),
     ] {
-        assert!(!shown.contains(kioskpay::emulator::CLIENT_SECRET), "{shown}");
+        assert!(
+            !shown.contains(kioskpay::emulator::CLIENT_SECRET),
+            "{shown}"
+        );
     }
     audit_verify(&site);
 }
@@ -358,8 +386,11 @@ async fn a_technician_changes_their_pin_and_an_admin_manages_technicians() {
     console.expect(PROMPT).await;
     let list = console.ask("technician list", PROMPT).await;
     assert!(
-        list.lines().any(|l| l.starts_with("kari") && l.contains("admin"))
-            && list.lines().any(|l| l.starts_with("ola") && l.contains("service")),
+        list.lines()
+            .any(|l| l.starts_with("kari") && l.contains("admin"))
+            && list
+                .lines()
+                .any(|l| l.starts_with("ola") && l.contains("service")),
         "{list}"
     );
     let refused = console.ask("technician remove kari", PROMPT).await;
@@ -375,7 +406,10 @@ async fn a_technician_changes_their_pin_and_an_admin_manages_technicians() {
     assert_no_pin(&site, &[&screen]);
     let everything = format!("{}{screen}", site.everything_written());
     for pin in [KARI_NEW_PIN, OLA_PIN] {
-        assert!(!everything.contains(pin), "a new PIN appears in an output or a file");
+        assert!(
+            !everything.contains(pin),
+            "a new PIN appears in an output or a file"
+        );
     }
     audit_verify(&site);
     console.stop();

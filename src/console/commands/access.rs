@@ -18,7 +18,7 @@
 //! for with [`Echo::Nothing`], they are not in the command line the audit log records, and the
 //! answers never repeat them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -123,9 +123,7 @@ async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
     let secret = ask(job, "API client secret (not shown): ", Echo::Nothing).await?;
     let secret = Secret::new(secret.trim());
     if secret.expose().is_empty() {
-        return Err(Answer::refused(
-            "no secret typed: nothing was changed",
-        ));
+        return Err(Answer::refused("no secret typed: nothing was changed"));
     }
     let previous = Previous {
         secret: std::fs::read(&secret_file)
@@ -183,7 +181,10 @@ fn write_credentials(
         return Ok(());
     }
     let quoted = toml_edit::Value::from(id).to_string();
-    for file in [job.paths.config.clone(), job.paths.state_dir.join(rollback::STAGED)] {
+    for file in [
+        job.paths.config.clone(),
+        job.paths.state_dir.join(rollback::STAGED),
+    ] {
         let Ok(old) = (if file == job.paths.config {
             Ok(text.to_string())
         } else {
@@ -264,8 +265,9 @@ async fn new_pin(job: &Job, whose: &str) -> Result<crate::console::technicians::
         .map_err(|e| Answer::refused(e.to_string()).recorded_as("the new code breaks the rules"))?;
     let again = ask(job, "The same PIN again: ", Echo::Nothing).await?;
     if Pin::entered(again) != pin {
-        return Err(Answer::refused(PinError::Mismatch.to_string())
-            .recorded_as("the two new codes differ"));
+        return Err(
+            Answer::refused(PinError::Mismatch.to_string()).recorded_as("the two new codes differ")
+        );
     }
     hash_pin_async(pin)
         .await
@@ -276,7 +278,7 @@ fn load(file: &Path) -> Result<Technicians, Answer> {
     Technicians::load(file).map_err(|e| Answer::failed(e.to_string()))
 }
 
-fn save(technicians: &Technicians, file: &PathBuf) -> Result<(), Answer> {
+fn save(technicians: &Technicians, file: &Path) -> Result<(), Answer> {
     technicians
         .save(file)
         .map_err(|e| Answer::failed(e.to_string()))
@@ -298,8 +300,9 @@ async fn pin_change(job: &Job) -> Result<Answer, Answer> {
         .await
         .is_none()
     {
-        return Err(Answer::failed("wrong PIN: nothing was changed")
-            .recorded_as("wrong current code"));
+        return Err(
+            Answer::failed("wrong PIN: nothing was changed").recorded_as("wrong current code")
+        );
     }
     let hash = new_pin(job, me.as_str()).await?;
     // Read again: another console may have changed the file while the PINs were typed.
@@ -371,7 +374,10 @@ async fn add(job: &Job, name: &str, role: Role) -> Result<Answer, Answer> {
         .map_err(|e| Answer::refused(e.to_string()))?;
     save(&technicians, file)?;
     Ok(Answer::ok(
-        format!("technician {id} added ({}): they log in with login {id}", role.as_str()),
+        format!(
+            "technician {id} added ({}): they log in with login {id}",
+            role.as_str()
+        ),
         json!({"ok": true, "added": id.as_str(), "role": role.as_str()}),
     ))
 }

@@ -314,7 +314,9 @@ fn show(job: &Job) -> Result<Answer, Answer> {
     let text = read_text(&job.paths.config)?;
     let mut shown = format!("# {}\n{}", job.paths.config.display(), masked(&text));
     if staged(job)?.is_some() {
-        shown.push_str("\nEdits are staged: config diff shows them, config apply puts them in force.");
+        shown.push_str(
+            "\nEdits are staged: config diff shows them, config apply puts them in force.",
+        );
     }
     if let Some(line) = deadline_line(job) {
         shown.push('\n');
@@ -452,7 +454,9 @@ fn diff(job: &Job) -> Result<Answer, Answer> {
     )];
     lines.extend(changes.iter().map(change_line));
     if changes.is_empty() {
-        lines = vec!["the staged file says the same as the file in force (layout or comments only)".into()];
+        lines = vec![
+            "the staged file says the same as the file in force (layout or comments only)".into(),
+        ];
     }
     lines.extend(deadline.clone());
     Ok(Answer::ok(
@@ -546,9 +550,7 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
             Some(state.clone())
         }
         Err(ClientError::NotRunning { .. }) => {
-            lines.push(
-                "the daemon is not running: the edit takes effect at its next start".into(),
-            );
+            lines.push("the daemon is not running: the edit takes effect at its next start".into());
             None
         }
         Err(e) => {
@@ -628,7 +630,10 @@ mod tests {
         let text = set_key(FILE, "payment.poll_interval_ms", "500").unwrap();
         assert_eq!(
             text,
-            FILE.replace("poll_interval_ms = 250 # fast", "poll_interval_ms = 500 # fast")
+            FILE.replace(
+                "poll_interval_ms = 250 # fast",
+                "poll_interval_ms = 500 # fast"
+            )
         );
         // A new key goes to the end of its section's keys, before the comments that follow.
         let text = set_key(FILE, "kiosk.language", "en").unwrap();
@@ -661,8 +666,14 @@ mod tests {
     fn secret_values_are_masked_and_secret_file_paths_are_not() {
         let text = "[dintero]\nclient_secret_file = \"/etc/kioskpay/client_secret\"\nclient_secret = \"s3cr3t-value\" # never here\n[x]\napi_token = \"tok-123\"\n";
         let shown = masked(text);
-        assert!(!shown.contains("s3cr3t-value") && !shown.contains("tok-123"), "{shown}");
-        assert!(shown.contains("client_secret = \"***\" # never here"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t-value") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("client_secret = \"***\" # never here"),
+            "{shown}"
+        );
         assert!(shown.contains("/etc/kioskpay/client_secret"), "{shown}");
         let flat = flatten(text);
         assert_eq!(flat["dintero.client_secret"], "\"***\"");
@@ -691,7 +702,10 @@ mod tests {
     fn completion_offers_subcommands_keys_and_words() {
         assert!(complete_config(&[]).contains(&"apply".to_string()));
         assert!(complete_config(&["set"]).contains(&"payment.poll_interval_ms".to_string()));
-        assert_eq!(complete_config(&["set", "kiosk.language"]), vec!["nb", "en"]);
+        assert_eq!(
+            complete_config(&["set", "kiosk.language"]),
+            vec!["nb", "en"]
+        );
         assert_eq!(complete_config(&["apply"]), vec!["--confirm-within"]);
         assert!(complete_config(&["show", "x"]).is_empty());
     }
