@@ -145,6 +145,21 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
     let diff = console.ask("config diff", PROMPT).await;
     assert!(diff.contains("no staged edits"), "{diff}");
 
+    // A file the daemon cannot load is not left for its next start: the previous one is back.
+    console
+        .ask(
+            "config set dintero.client_secret_file /nonexistent/secret",
+            PROMPT,
+        )
+        .await;
+    let refused = console.ask("config apply", PROMPT).await;
+    assert!(
+        refused.contains("the daemon could not load the edited file: dintero.client_secret_file /nonexistent/secret")
+            && refused.contains("the previous file is back"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), expected);
+
     // revert drops what is staged and leaves the file.
     console
         .ask("config set payment.poll_interval_ms 400", PROMPT)

@@ -8,12 +8,14 @@
 //! with the same message; a refused `set` changes no file. `set` edits the TOML in place
 //! (`toml_edit`): comments, order and layout stay as the installer left them.
 //!
-//! `config apply` checks the staged file as `kioskpay check --offline` does (the secret files
-//! too), keeps the file in force as `config.previous.toml` in the state directory, writes the
-//! staged one over the config file atomically (temporary file, fsync, rename, fsync of the
-//! directory; same mode and owner) and asks the daemon to reload it: the language, the display,
-//! `max_amount` and `[payment]` take effect between payments, and the answer names what waits
-//! for a restart. With `--confirm-within SECONDS` the edit is rolled back by itself unless
+//! `config apply` checks the staged file again, keeps the file in force as
+//! `config.previous.toml` in the state directory, writes the staged one over the config file
+//! atomically (temporary file, fsync, rename, fsync of the directory; same mode and owner) and
+//! asks the daemon to reload it: the language, the display, `max_amount` and `[payment]` take
+//! effect between payments, and the answer names what waits for a restart. The secret files the
+//! file names are judged by that reload, as the daemon's user (root reading a file the service
+//! user owns is refused on purpose); a file the daemon cannot load is replaced by the previous
+//! one at once, so that it cannot keep the daemon from starting next time. With `--confirm-within SECONDS` the edit is rolled back by itself unless
 //! `confirm` comes in time; the daemon keeps that deadline, not this console (see
 //! [`crate::config::rollback`] for why and how), so it holds when the session ends, the line
 //! drops or this process dies. Every command here first restores the config file after such a
@@ -421,13 +423,9 @@ fn set(job: &Job, key: &str, value: &str) -> Result<Answer, Answer> {
     let shown = flatten(&text)
         .remove(key)
         .unwrap_or_else(|| value.to_string());
-    let mut text_out = format!(
+    let text_out = format!(
         "staged: {key} = {shown}; config diff shows the staged edits, config apply puts them in force"
     );
-    // What `kioskpay check --offline` adds: the secret files the file names.
-    if let Err(e) = Config::load_str(&text, &job.paths.config) {
-        text_out.push_str(&format!("\nnote: apply refuses until this is fixed: {e}"));
-    }
     Ok(Answer::ok(
         text_out,
         json!({"ok": true, "staged": {"key": key, "value": shown}}),
@@ -507,8 +505,17 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
             json!({"ok": true, "applied": false}),
         ));
     }
-    // `kioskpay check --offline`: the file and the secret files it names.
-    Config::load_str(&staged, config).map_err(|e| Answer::refused(e.to_string()))?;
+    // The parser `kioskpay check` runs. The secret files it then reads are judged by the
+    // daemon's reload below, as the daemon's user: root reading a file that user owns is
+    // refused on purpose (`crate::config`'s secrets rules).
+    Config::parse(&staged, config).map_err(|e| Answer::refused(e.to_string()))?;
+    if within.is_some() && state_dir_of(&in_force, config) != Some(job.paths.state_dir.clone()) {
+        return Err(Answer::refused(format!(
+            "the daemon keeps the confirm deadline in the state.dir of {}, not in this console's {}: start the console with that --state-dir, or apply without --confirm-within",
+            config.display(),
+            job.paths.state_dir.display()
+        )));
+    }
     let like = std::fs::metadata(config).ok();
     let previous = state_file(job, rollback::PREVIOUS);
     write_like(&previous, in_force.as_bytes(), like.as_ref()).map_err(|e| {
@@ -551,7 +558,16 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
         }
         Err(ClientError::NotRunning { .. }) => {
             lines.push("the daemon is not running: the edit takes effect at its next start".into());
+            if let Err(e) = Config::load_str(&staged, config) {
+                lines.push(format!(
+                    "note: for this console's user the secret files do not check out ({e}); kioskpay check --offline, run as the daemon's user at its start, judges them"
+                ));
+            }
             None
+        }
+        Err(ClientError::Refused(e)) => {
+            // The daemon could not load the file: it must not be left for the next start.
+            return Err(put_back(job, &in_force, like.as_ref(), &e));
         }
         Err(e) => {
             lines.push(format!("the daemon did not put it in force: {e}"));
@@ -573,6 +589,28 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
         "confirm_deadline_unix_ms": deadline.map(|d| d.deadline_unix_ms),
     });
     Ok(Answer::ok(lines.join("\n"), json))
+}
+
+/// The daemon refused the file just written (`why`): the file in force before goes back, and
+/// the deadline with it; the staged edits are gone with the apply, the answer shows them.
+fn put_back(job: &Job, in_force: &str, like: Option<&Metadata>, why: &str) -> Answer {
+    let _ = std::fs::remove_file(state_file(job, rollback::AWAITING));
+    let config = &job.paths.config;
+    match write_like(config, in_force.as_bytes(), like) {
+        Ok(()) => Answer::failed(format!(
+            "the daemon could not load the edited file: {why}; the previous file is back in {} (config set and apply again)",
+            config.display()
+        )),
+        Err(e) => Answer::failed(format!(
+            "the daemon could not load the edited file: {why}; and the previous file could not be put back ({e}): it is in {}",
+            state_file(job, rollback::PREVIOUS).display()
+        )),
+    }
+}
+
+/// The `state.dir` a config text names (the daemon's state directory).
+fn state_dir_of(text: &str, path: &Path) -> Option<std::path::PathBuf> {
+    Config::parse(text, path).ok().map(|c| c.state.dir)
 }
 
 fn reload_line(state: &ConfigState) -> String {
