@@ -464,3 +464,34 @@ async fn a_service_technician_may_change_their_pin_but_not_the_config_or_access(
     console.expect("cancelled: nothing was changed").await;
     console.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_applied_during_a_payment_lets_it_finish_approved() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    // Real time: the customer takes two seconds to present the card, time enough to apply.
+    let emulator = support::emulator(1.0).await;
+    let mut daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    console
+        .ask("config set payment.poll_interval_ms 400", PROMPT)
+        .await;
+    daemon.scan("25.00;RELOAD-1");
+    console.expect("* payment started: kiosk-1-").await;
+    console.line("config apply");
+    console.expect("the daemon reloaded it: in force now").await;
+    // Printed after the answer: the payment was still running when the reload came.
+    let finished = console.expect("* payment finished: kiosk-1-").await;
+    console.expect("\n").await;
+    let listing = console.ask("payments 1", PROMPT).await;
+    assert!(listing.contains("approved"), "{finished}\n{listing}");
+    let ledger = support::ledger(&emulator.base_url()).await;
+    let sessions = ledger["sessions"].as_array().map_or(0, Vec::len);
+    assert_eq!(sessions, 1, "{ledger}");
+    console.stop();
+    daemon.stop();
+}
