@@ -567,7 +567,7 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
         }
         Err(ClientError::Refused(e)) => {
             // The daemon could not load the file: it must not be left for the next start.
-            return Err(put_back(job, &in_force, like.as_ref(), &e));
+            return Err(put_back(job, &in_force, like.as_ref(), e));
         }
         Err(e) => {
             lines.push(format!("the daemon did not put it in force: {e}"));
