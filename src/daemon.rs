@@ -401,7 +401,12 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         state: config_state,
         deadline: None,
     };
-    let config = source.load().map_err(anyhow::Error::msg)?;
+    let config = match source.load() {
+        Ok(config) => config,
+        // A config error keeps its type: it is what makes the exit status 2.
+        Err(LoadError::Config(e)) => return Err(e.into()),
+        Err(LoadError::Deadline(e)) => anyhow::bail!(e),
+    };
     let client = crate::dintero::client::Client::new(
         crate::dintero::client::ClientConfig::from_config(&config.dintero)?,
     );
@@ -550,11 +555,23 @@ struct ConfigSource {
     deadline: Option<Deadline>,
 }
 
+/// Why the config in force could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    /// The file itself.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The confirm deadline's files in the state directory.
+    #[error("{0}")]
+    Deadline(String),
+}
+
 impl ConfigSource {
     /// Loads the file in force: the config file, or the previous one after a rollback.
-    fn load(&mut self) -> Result<Config, String> {
-        let (file, deadline) = rollback::in_force(&self.path, &self.state_dir)?;
-        let config = Config::load(&file).map_err(|e| e.to_string())?;
+    fn load(&mut self) -> Result<Config, LoadError> {
+        let (file, deadline) =
+            rollback::in_force(&self.path, &self.state_dir).map_err(LoadError::Deadline)?;
+        let config = Config::load(&file)?;
         if file != self.path {
             tracing::warn!(
                 file = %file.display(),
@@ -616,6 +633,7 @@ fn reload(kiosk: &mut Kiosk, source: &mut ConfigSource) -> Result<ConfigState, S
     notifier.send(crate::systemd::Message::Reloading);
     let result = source
         .load()
+        .map_err(|e| e.to_string())
         .and_then(|new| kiosk.reload(&new).map_err(|e| e.to_string()));
     notifier.send(crate::systemd::Message::Ready);
     match result {

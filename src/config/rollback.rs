@@ -26,6 +26,12 @@
 //! | [`ROLLED_BACK`] | daemon (a rename of [`AWAITING`]) | the deadline passed: [`PREVIOUS`] is in force |
 //!
 //! The daemon only renames and removes files here (both atomic), never writes their content.
+//!
+//! Most keys an edit changes are put back by the rollback's reload at once. Keys only a start
+//! reads (the Dintero account and client, the store, the input) keep their running values at a
+//! reload; if the daemon had started with the edited ones, the rollback stops it as SIGTERM
+//! would (a payment in flight is journaled and resolved at the next start), and the service
+//! manager starts it again on the previous file.
 
 use std::io;
 use std::path::{Path, PathBuf};

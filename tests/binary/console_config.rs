@@ -102,6 +102,13 @@ async fn an_invalid_value_changes_nothing_and_a_valid_edit_is_applied_and_reload
         "{refused}"
     );
     assert_eq!(std::fs::read(&config).unwrap(), before);
+    let refused = console
+        .ask("config set dintero.client_secret s3cr3t-typed-here", PROMPT)
+        .await;
+    assert!(refused.contains("credentials set"), "{refused}");
+    assert!(!refused.contains("s3cr3t-typed-here"), "{refused}");
+    let audit = std::fs::read_to_string(site.state().join("audit.log")).unwrap();
+    assert!(!audit.contains("s3cr3t-typed-here"), "{audit}");
 
     // Two edits staged, seen, applied: the file keeps its comment and layout.
     let staged = console

@@ -407,6 +407,12 @@ pub(super) fn set_key(text: &str, key: &str, value: &str) -> Result<String, Stri
 }
 
 fn set(job: &Job, key: &str, value: &str) -> Result<Answer, Answer> {
+    if is_secret(key) {
+        // The parser's refusal would quote the line, value and all, on the screen.
+        return Err(Answer::refused(
+            "secrets are not kept in the config file: credentials set writes the client secret to the file dintero.client_secret_file names",
+        ));
+    }
     let in_force = read_text(&job.paths.config)?;
     let base = staged(job)?.unwrap_or_else(|| in_force.clone());
     let text = set_key(&base, key, value).map_err(Answer::refused)?;
