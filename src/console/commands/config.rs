@@ -515,7 +515,11 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
     // daemon's reload below, as the daemon's user: root reading a file that user owns is
     // refused on purpose (`crate::config`'s secrets rules).
     Config::parse(&staged, config).map_err(|e| Answer::refused(e.to_string()))?;
-    if within.is_some() && state_dir_of(&in_force, config) != Some(job.paths.state_dir.clone()) {
+    let same_dir = |dir: &Path| {
+        let real = |d: &Path| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf());
+        real(dir) == real(&job.paths.state_dir)
+    };
+    if within.is_some() && !state_dir_of(&in_force, config).is_some_and(|d| same_dir(&d)) {
         return Err(Answer::refused(format!(
             "the daemon keeps the confirm deadline in the state.dir of {}, not in this console's {}: start the console with that --state-dir, or apply without --confirm-within",
             config.display(),
