@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::callback::{CallbackError, Listener};
+use crate::config::rollback::{self, Deadline, Pending};
 use crate::config::{Config, DisplayKind};
+use crate::control::protocol::ConfigState;
+use crate::control::server::{ConfigControl, ConfigRequest};
 use crate::dintero::Gateway;
 use crate::display;
 use crate::gpio::{self, GpioBackend, GpioError, GpioUnit};
@@ -404,7 +407,22 @@ impl Kiosk {
 pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use tokio::signal::unix::{signal, SignalKind};
-    let config = Config::load(&path)?;
+    // The state directory is where an applied edit's confirm deadline is kept: known before
+    // the config in force is, because that deadline decides which file it is.
+    let state_dir = crate::config::state_dir_of(None, Some(path.clone()))?;
+    let (config_state, config_state_rx) = watch::channel(ConfigState::default());
+    let mut source = ConfigSource {
+        path,
+        state_dir,
+        state: config_state,
+        deadline: None,
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        // A config error keeps its type: it is what makes the exit status 2.
+        Err(LoadError::Config(e)) => return Err(e.into()),
+        Err(LoadError::Deadline(e)) => anyhow::bail!(e),
+    };
     let client = crate::dintero::client::Client::new(
         crate::dintero::client::ClientConfig::from_config(&config.dintero)?,
     );
@@ -433,7 +451,12 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         &mut kiosk.reports,
         tokio::sync::mpsc::unbounded_channel().1,
     ));
-    let control = serve_control(&kiosk, control_reports, desk, token.clone()).await;
+    let (config_requests_tx, mut config_requests) = mpsc::channel(4);
+    let config_control = ConfigControl {
+        requests: config_requests_tx,
+        state: config_state_rx,
+    };
+    let control = serve_control(&kiosk, control_reports, desk, config_control, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -448,11 +471,37 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
             token.clone().cancelled_owned(),
         ))
     });
+    let mut exit = ExitCode::SUCCESS;
     loop {
+        let deadline = source.deadline.as_ref().map(Deadline::remaining);
         tokio::select! {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = hangup.recv() => reload(&mut kiosk, &path),
+            _ = hangup.recv() => {
+                let _ = reload(&mut kiosk, &mut source);
+            }
+            Some(request) = config_requests.recv() => match request {
+                ConfigRequest::Reload(reply) => {
+                    let _ = reply.send(reload(&mut kiosk, &mut source));
+                }
+                ConfigRequest::Confirm(reply) => {
+                    let _ = reply.send(source.confirm());
+                }
+                ConfigRequest::CheckCredentials(reply) => {
+                    // A token request takes up to the call timeout: not in this loop.
+                    let file = PathBuf::from(&source.state.borrow().file);
+                    tokio::spawn(async move {
+                        let _ = reply.send(check_credentials(&file).await);
+                    });
+                }
+            },
+            _ = tokio::time::sleep(deadline.unwrap_or_default()), if deadline.is_some() => {
+                if roll_back(&mut kiosk, &mut source) {
+                    // Restarted by the service manager (Restart=always) on the previous file.
+                    exit = ExitCode::FAILURE;
+                    break;
+                }
+            }
         }
     }
     tracing::info!("stopping: no new carts; a payment in flight is journaled for the next start");
@@ -465,7 +514,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         let _ = control.await;
     }
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }
 
 /// Serves the control socket ([`crate::control::socket_path`]) for the technician console until
@@ -475,6 +524,7 @@ async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
     desk: crate::control::desk::Desk,
+    config: ConfigControl,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let path = crate::control::socket_path();
@@ -496,6 +546,7 @@ async fn serve_control(
                     state_dir: kiosk.config.state.dir.clone(),
                 }),
                 desk: Some(desk),
+                config: Some(config),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))
         }
@@ -524,24 +575,171 @@ fn fan_out(
     (first_rx, second_rx)
 }
 
-/// SIGHUP: re-reads the config file and puts what can change at run time in force. A file that
-/// does not load leaves the running config as it is.
-fn reload(kiosk: &mut Kiosk, path: &std::path::Path) {
+/// The daemon's config file and the confirm deadline of an edit applied to it: which file is
+/// in force, and when an unconfirmed edit is rolled back ([`crate::config::rollback`] says why
+/// the daemon keeps that deadline).
+struct ConfigSource {
+    /// The config file (`--config`).
+    path: PathBuf,
+    /// Where the deadline and the previous file are kept.
+    state_dir: PathBuf,
+    /// The config in force, for `status` on the control socket.
+    state: watch::Sender<ConfigState>,
+    /// The deadline being kept, while an applied edit awaits a confirm.
+    deadline: Option<Deadline>,
+}
+
+/// Why the config in force could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    /// The file itself.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The confirm deadline's files in the state directory.
+    #[error("{0}")]
+    Deadline(String),
+}
+
+impl ConfigSource {
+    /// Loads the file in force: the config file, or the previous one after a rollback.
+    fn load(&mut self) -> Result<Config, LoadError> {
+        let (file, deadline) =
+            rollback::in_force(&self.path, &self.state_dir).map_err(LoadError::Deadline)?;
+        let config = Config::load(&file)?;
+        if file != self.path {
+            tracing::warn!(
+                file = %file.display(),
+                config = %self.path.display(),
+                "an unconfirmed config edit was rolled back: running on the previous file until a technician console restores it over the config file"
+            );
+        }
+        self.state.send_modify(|state| {
+            state.file = file.display().to_string();
+            state.confirm_deadline_unix_ms = deadline.as_ref().map(|d| d.deadline_unix_ms);
+        });
+        self.deadline = deadline;
+        Ok(config)
+    }
+
+    /// `confirm`: the applied edit stays.
+    fn confirm(&mut self) -> Result<ConfigState, String> {
+        match rollback::pending(&self.state_dir)? {
+            Pending::Awaiting(_) => {
+                rollback::confirm(&self.state_dir).map_err(|e| {
+                    format!(
+                        "cannot remove the confirm deadline in {}: {e}; is the state directory writable?",
+                        self.state_dir.display()
+                    )
+                })?;
+                info!("the applied config edit was confirmed; it stays");
+                self.deadline = None;
+                self.state
+                    .send_modify(|state| state.confirm_deadline_unix_ms = None);
+                Ok(self.state.borrow().clone())
+            }
+            Pending::RolledBack(deadline) => Err(format!(
+                "too late: the edit applied at {} was not confirmed in time and has been rolled back; stage it again and apply it",
+                deadline.applied_at
+            )),
+            Pending::Nothing => Err("no applied config edit awaits a confirm".into()),
+        }
+    }
+}
+
+/// `check_credentials`: a token request with the credentials the config file in force names
+/// now, made as the daemon's user, so that it also proves the daemon may read the new secret
+/// file. The running client keeps its credentials until a restart.
+async fn check_credentials(file: &std::path::Path) -> Result<String, String> {
+    let config = Config::load(file).map_err(|e| e.to_string())?;
+    config.dintero.check_credentials().await?;
+    Ok(format!(
+        "{}: token issued to client {}",
+        config.dintero.api_url, config.dintero.client_id
+    ))
+}
+
+/// SIGHUP and `reload`: re-reads the config in force and puts what can change at run time in
+/// force (the flow takes it between payments). A file that does not load leaves the running
+/// config as it is; the error says why.
+fn reload(kiosk: &mut Kiosk, source: &mut ConfigSource) -> Result<ConfigState, String> {
     let mut notifier = crate::systemd::SdNotify::default();
     use crate::systemd::Notifier as _;
     notifier.send(crate::systemd::Message::Reloading);
-    match Config::load(path) {
-        Ok(new) => match kiosk.reload(&new) {
-            Ok(needs_restart) => tracing::info!(
-                path = %path.display(),
+    let result = source
+        .load()
+        .map_err(|e| e.to_string())
+        .and_then(|new| kiosk.reload(&new).map_err(|e| e.to_string()));
+    notifier.send(crate::systemd::Message::Ready);
+    match result {
+        Ok(needs_restart) => {
+            tracing::info!(
+                path = %source.path.display(),
                 needs_restart = ?needs_restart,
                 "config reloaded"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "config reload failed; the running settings stay")
-            }
-        },
-        Err(e) => tracing::error!(error = %e, "config reload failed; the running settings stay"),
+            );
+            source.state.send_modify(|state| {
+                state.needs_restart = needs_restart.iter().map(|k| k.to_string()).collect();
+            });
+            Ok(source.state.borrow().clone())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; the running settings stay");
+            Err(format!("{e}; the running settings stay"))
+        }
     }
-    notifier.send(crate::systemd::Message::Ready);
+}
+
+/// The confirm deadline passed: marks the edit rolled back and puts the previous file in force.
+/// Returns true when the daemon must restart for it: the edit changed keys that only a start
+/// reads (the Dintero account, the store) and the daemon had started with them.
+fn roll_back(kiosk: &mut Kiosk, source: &mut ConfigSource) -> bool {
+    match rollback::roll_back(&source.state_dir) {
+        Ok(Some(deadline)) => tracing::warn!(
+            applied_at = %deadline.applied_at,
+            "the config edit was not confirmed in time: rolling back to the previous file"
+        ),
+        // No longer awaited (the deadline file was removed by hand): nothing to roll back.
+        Ok(None) => {
+            source.deadline = None;
+            source
+                .state
+                .send_modify(|state| state.confirm_deadline_unix_ms = None);
+            return false;
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot mark the unconfirmed config edit rolled back; rolling back in memory only"
+        ),
+    }
+    source.deadline = None;
+    let loaded = match Config::load(&source.state_dir.join(rollback::PREVIOUS)) {
+        Ok(previous) => kiosk.reload(&previous).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    source.state.send_modify(|state| {
+        state.file = source
+            .state_dir
+            .join(rollback::PREVIOUS)
+            .display()
+            .to_string();
+        state.confirm_deadline_unix_ms = None;
+        state.rolled_back_at = Some(at);
+    });
+    match loaded {
+        Ok(needs_restart) if needs_restart.is_empty() => {
+            info!("the previous config is in force again");
+            false
+        }
+        Ok(needs_restart) => {
+            tracing::warn!(keys = ?needs_restart, "the rolled-back edit changed keys only a start reads: restarting on the previous file");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the previous config file does not load: the edited one stays in force; fix it at the console");
+            false
+        }
+    }
 }

@@ -19,6 +19,8 @@
 //! falls back to a default nobody chose.
 
 mod file;
+pub mod keys;
+pub mod rollback;
 mod secrets;
 
 use std::fmt;
@@ -431,6 +433,22 @@ impl ClientConfig {
             connect_timeout: c.connect_timeout,
             call_timeout: c.call_timeout,
         })
+    }
+}
+
+impl DinteroConfig {
+    /// Asks the API for a token with these credentials (the secret read by [`Config::load`]):
+    /// what `credentials set` checks after writing new ones. The error says what the API
+    /// answered, or that it could not be reached.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        use crate::dintero::Gateway as _;
+        let client = crate::dintero::client::Client::new(
+            ClientConfig::from_config(self).map_err(|e| e.to_string())?,
+        );
+        client
+            .ensure_token()
+            .await
+            .map_err(|e| format!("{}: {e}", self.api_url))
     }
 }
 

@@ -135,6 +135,8 @@ pub enum Action {
     Restart,
     /// `factory-reset`.
     FactoryReset,
+    /// `pin change`: every technician may change their own PIN.
+    OwnPin,
 }
 
 impl Role {
@@ -146,7 +148,8 @@ impl Role {
             | Action::Logs
             | Action::Payments
             | Action::Maintenance
-            | Action::Restart => true,
+            | Action::Restart
+            | Action::OwnPin => true,
             Action::Refund | Action::Void => matches!(self, Role::Refund | Role::Admin),
             Action::Config | Action::Credentials | Action::Technicians | Action::FactoryReset => {
                 self == Role::Admin
@@ -164,8 +167,8 @@ impl Role {
     }
 }
 
-/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module.
-/// (Comparable: a new PIN is typed twice.)
+/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module. Two PINs
+/// compare equal when their digits are (a new PIN is typed twice).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
 

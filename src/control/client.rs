@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{Event, Reply, Request, ServerLine, Status, TerminalReport};
+use super::protocol::{ConfigState, Event, Reply, Request, ServerLine, Status, TerminalReport};
 use crate::dintero::TerminalOperation;
 
 /// Why the daemon could not be asked.
@@ -153,6 +153,25 @@ impl Client {
         checked(self.request(&request).await?).map(drop)
     }
 
+    /// Asks the daemon to re-read its config file (as SIGHUP does); the config in force after.
+    pub async fn reload(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Reload {}).await?)?)
+    }
+
+    /// Keeps the edit awaiting a confirm; the config in force after.
+    pub async fn confirm(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Confirm {}).await?)?)
+    }
+
+    /// Asks the daemon to request a token with the credentials its config file names now;
+    /// what the API said.
+    pub async fn check_credentials(&mut self) -> Result<String, ClientError> {
+        let reply = checked(self.request(&Request::CheckCredentials {}).await?)?;
+        reply
+            .credentials
+            .ok_or_else(|| ClientError::Protocol("a credentials reply without an answer".into()))
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;
@@ -195,6 +214,12 @@ fn checked(reply: Reply) -> Result<Reply, ClientError> {
             reply.error.unwrap_or_else(|| "refused".into()),
         ))
     }
+}
+
+fn config_of(reply: Reply) -> Result<ConfigState, ClientError> {
+    reply
+        .config
+        .ok_or_else(|| ClientError::Protocol("a config reply without the config".into()))
 }
 
 /// Events from the daemon.

@@ -10,15 +10,15 @@ use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::desk::Desk;
 use super::health::Sources;
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Problem, Reply, Request, Status,
-    TerminalReport, MAX_LINE,
+    parse_request, ConfigState, Counters, CurrentPayment, Event, LastError, Problem, Reply,
+    Request, Status, TerminalReport, MAX_LINE,
 };
 use crate::messages::Command;
 use crate::payment::flow::PaymentReport;
@@ -38,6 +38,29 @@ pub struct Observed {
     pub desk: Option<Desk>,
     /// Where the parts around the flow report, for `status`; `None` in unit tests.
     pub health: Option<Sources>,
+    /// The config in force and the daemon's reload; `None` where nothing reloads (a kiosk
+    /// started in-process).
+    pub config: Option<ConfigControl>,
+}
+
+/// The daemon's side of `reload` and `confirm`: the daemon owns the running kiosk and the
+/// confirm deadline (`crate::config::rollback`), so the server only passes requests on.
+pub struct ConfigControl {
+    /// Where requests go.
+    pub requests: mpsc::Sender<ConfigRequest>,
+    /// The config in force, for `status`.
+    pub state: watch::Receiver<ConfigState>,
+}
+
+/// A config request for the daemon, with where its answer goes (the error in words for the
+/// operator).
+pub enum ConfigRequest {
+    /// Re-read the config file, as SIGHUP does.
+    Reload(oneshot::Sender<Result<ConfigState, String>>),
+    /// Keep the edit awaiting a confirm.
+    Confirm(oneshot::Sender<Result<ConfigState, String>>),
+    /// A token request with the credentials the config file names now: what the API said.
+    CheckCredentials(oneshot::Sender<Result<String, String>>),
 }
 
 /// Why the socket could not be served.
@@ -104,6 +127,7 @@ impl Server {
             started: Instant::now(),
             desk: observed.desk,
             health: observed.health,
+            config: observed.config,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -200,6 +224,7 @@ struct Context {
     started: Instant,
     desk: Option<Desk>,
     health: Option<Sources>,
+    config: Option<ConfigControl>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -230,6 +255,34 @@ impl Context {
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
             health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
+            config: self
+                .config
+                .as_ref()
+                .map(|c| c.state.borrow().clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Passes a config request to the daemon and waits for its answer, which `reply` turns
+    /// into the reply.
+    async fn config<T>(
+        &self,
+        request: fn(oneshot::Sender<Result<T, String>>) -> ConfigRequest,
+        reply: fn(T) -> Reply,
+    ) -> Reply {
+        let Some(control) = &self.config else {
+            return Reply::error(
+                "this kiosk runs without a config file to reload (a demo or a test)",
+            );
+        };
+        let (tx, rx) = oneshot::channel();
+        if control.requests.send(request(tx)).await.is_err() {
+            return Reply::error("the daemon is stopping; try again once it is back");
+        }
+        match rx.await {
+            Ok(Ok(answer)) => reply(answer),
+            Ok(Err(e)) => Reply::error(e),
+            Err(_) => Reply::error("the daemon is stopping; try again once it is back"),
         }
     }
 
@@ -256,6 +309,15 @@ impl Context {
             Ok(Request::Events {}) => {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
+            }
+            Ok(Request::Reload {}) => self.config(ConfigRequest::Reload, config_reply).await,
+            Ok(Request::Confirm {}) => self.config(ConfigRequest::Confirm, config_reply).await,
+            Ok(Request::CheckCredentials {}) => {
+                let reply = |said| Reply {
+                    credentials: Some(said),
+                    ..Reply::ok()
+                };
+                self.config(ConfigRequest::CheckCredentials, reply).await
             }
             Ok(Request::Terminal {}) => self.at_desk(|d| async move { d.report().await }).await,
             Ok(Request::TerminalSync {}) => self.at_desk(|d| async move { d.sync().await }).await,
@@ -343,6 +405,12 @@ impl Context {
 /// Why a daemon without an API client cannot answer for the terminal.
 const NO_DESK: &str =
     "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
+fn config_reply(state: ConfigState) -> Reply {
+    Reply {
+        config: Some(state),
+        ..Reply::ok()
+    }
+}
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -643,6 +711,7 @@ mod tests {
                 commands: commands_tx,
                 desk: None,
                 health: None,
+                config: None,
             },
             shutdown.clone(),
         ));

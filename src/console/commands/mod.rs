@@ -8,8 +8,12 @@
 //! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
 //! | [`checks`] | `test network` | no: it reads the config file and calls Dintero itself |
 //! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
+//! | [`config`] | `config show\|get\|set\|diff\|apply\|revert`, `confirm` | no: `apply` and `confirm` ask it when it runs |
+//! | [`access`] | `credentials set`, `pin change`, `technician add\|remove\|list` | no: `credentials set` has it check the new credentials when it runs |
 
+pub mod access;
 pub mod checks;
+pub mod config;
 pub mod payments;
 pub mod status;
 pub mod system;
@@ -24,6 +28,8 @@ pub const ALL: &[&[Spec]] = &[
     terminal::COMMANDS,
     checks::COMMANDS,
     system::COMMANDS,
+    config::COMMANDS,
+    access::COMMANDS,
 ];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
