@@ -304,6 +304,23 @@ async fn credentials_are_written_privately_checked_against_the_api_and_never_sho
     assert_eq!(std::fs::read(&secret_file).unwrap(), good);
     assert_eq!(std::fs::read(&config).unwrap(), config_before);
 
+    // A new client id goes into the config file, and back out with the previous secret.
+    console.line("credentials set");
+    console.expect("API client id [kiosk-demo]: ").await;
+    console.line("another-client");
+    console.expect("API client secret (not shown): ").await;
+    console.line(kioskpay::emulator::CLIENT_SECRET);
+    console.expect("written: client id another-client").await;
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("client_id = \"another-client\""));
+    console.expect("Type yes to go on: ").await;
+    console.line("yes");
+    console.expect("the previous ones are back").await;
+    console.expect(PROMPT).await;
+    assert_eq!(std::fs::read(&config).unwrap(), config_before);
+    assert_eq!(std::fs::read(&secret_file).unwrap(), good);
+
     // Refused and kept: the file holds what was typed, private.
     console.line("credentials set");
     console.expect("API client id [kiosk-demo]: ").await;
