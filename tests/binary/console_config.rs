@@ -519,3 +519,58 @@ async fn an_edit_applied_during_a_payment_lets_it_finish_approved() {
     console.stop();
     daemon.stop();
 }
+
+/// `kioskpay run` on the site's config file as it is (`Daemon::start` writes a new one).
+async fn daemon_on(site: &Site, config: &Path, log: &str) -> Daemon {
+    use std::process::Stdio;
+    let log = std::fs::File::create(site.path().join(log)).unwrap();
+    let mut child = support::kioskpay_bin()
+        .unwrap()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("KIOSKPAY_CONTROL_SOCKET", site.socket())
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    assert!(
+        kiosk_state(site, "idle").await,
+        "the daemon never became idle"
+    );
+    Daemon { child, stdin }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_a_missed_deadline_starts_on_the_previous_file() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let before = std::fs::read(&config).unwrap();
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    console
+        .ask("config set payment.poll_interval_ms 700", PROMPT)
+        .await;
+    console.ask("config apply --confirm-within 2", PROMPT).await;
+    // Stopped before the deadline, started after it: nobody was there when it passed.
+    daemon.stop();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let daemon = daemon_on(&site, &config, "daemon-2.log").await;
+    let previous = site.state().join("config.previous.toml");
+    let state = config_state(&site, |_| true).await.unwrap();
+    assert_eq!(state.file, previous.display().to_string(), "{state:?}");
+    let confirmed = console.ask("confirm", PROMPT).await;
+    assert!(
+        confirmed.contains("was not confirmed in time and was rolled back"),
+        "{confirmed}"
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+    console.stop();
+    daemon.stop();
+}
