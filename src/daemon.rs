@@ -112,8 +112,13 @@ pub struct Kiosk {
     pub counters: Arc<Counters>,
     /// Where the callback listener listens (`[callback]`), with the port the OS chose for 0.
     pub callback_addr: Option<SocketAddr>,
+    /// Whether the serial scanner is there (from the input task's reports); `None` without
+    /// one.
+    pub scanner: Option<watch::Receiver<bool>>,
     /// The config in force; [`Kiosk::reload`] replaces its run-time part.
     config: Config,
+    /// Whether the display is a customer-facing panel that reports its health.
+    customer_facing: bool,
     /// New payment settings for the flow after a reload.
     settings: watch::Sender<FlowConfig>,
     /// The display task and its own stop token: a reload restarts it with the new settings.
@@ -199,6 +204,10 @@ impl Kiosk {
         let display = spawn_display(config, state_rx.clone(), &shutdown, &display_health)?;
         let customer_facing = display.as_ref().is_some_and(|d| d.2);
         let display = display.map(|(token, handle, _)| (token, handle));
+        let (scanner_tx, scanner_rx) = watch::channel(true);
+        let scanner = (matches!(inputs, InputWiring::FromConfig)
+            && config.input.kind == crate::config::InputKind::Serial)
+            .then_some(scanner_rx);
         if let InputWiring::FromConfig = inputs {
             let token = shutdown.clone();
             let (tap_tx, mut tap_rx) = mpsc::channel(16);
@@ -217,6 +226,11 @@ impl Kiosk {
                             .scanner_reconnects
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    match event {
+                        InputEvent::ScannerBack => scanner_tx.send_replace(true),
+                        InputEvent::ScannerUnavailable => scanner_tx.send_replace(false),
+                        _ => true,
+                    };
                     if tx.send(event).await.is_err() {
                         break;
                     }
@@ -277,7 +291,9 @@ impl Kiosk {
             liveness,
             counters,
             callback_addr,
+            scanner,
             config: config.clone(),
+            customer_facing,
             settings,
             display,
             display_health,
@@ -414,6 +430,11 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let desk = crate::control::desk::Desk::new(
+        client.clone(),
+        config.store.terminal_id.as_str().to_string(),
+        config.currency(),
+    );
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
         .context("starting the kiosk")?;
     let token = kiosk.shutdown_token();
@@ -435,7 +456,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         requests: config_requests_tx,
         state: config_state_rx,
     };
-    let control = serve_control(&kiosk, control_reports, config_control, token.clone()).await;
+    let control = serve_control(&kiosk, control_reports, desk, config_control, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -502,6 +523,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
+    desk: crate::control::desk::Desk,
     config: ConfigControl,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
@@ -512,6 +534,18 @@ async fn serve_control(
                 state: kiosk.state.clone(),
                 reports,
                 commands: kiosk.commands.clone(),
+                health: Some(crate::control::health::Sources {
+                    client: desk.client().clone(),
+                    scanner: kiosk.scanner.clone(),
+                    input_kind: format!("{:?}", kiosk.config.input.kind).to_lowercase(),
+                    display: kiosk
+                        .customer_facing
+                        .then(|| kiosk.display_health.subscribe()),
+                    display_kind: format!("{:?}", kiosk.config.display.kind).to_lowercase(),
+                    gpio: kiosk.config.gpio_enabled(),
+                    state_dir: kiosk.config.state.dir.clone(),
+                }),
+                desk: Some(desk),
                 config: Some(config),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))

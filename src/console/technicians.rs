@@ -131,6 +131,10 @@ pub enum Action {
     Credentials,
     /// `technician add|remove|list`.
     Technicians,
+    /// `restart`: the daemon, through the service manager.
+    Restart,
+    /// `factory-reset`.
+    FactoryReset,
     /// `pin change`: every technician may change their own PIN.
     OwnPin,
 }
@@ -144,9 +148,12 @@ impl Role {
             | Action::Logs
             | Action::Payments
             | Action::Maintenance
+            | Action::Restart
             | Action::OwnPin => true,
             Action::Refund | Action::Void => matches!(self, Role::Refund | Role::Admin),
-            Action::Config | Action::Credentials | Action::Technicians => self == Role::Admin,
+            Action::Config | Action::Credentials | Action::Technicians | Action::FactoryReset => {
+                self == Role::Admin
+            }
         }
     }
 
@@ -160,8 +167,8 @@ impl Role {
     }
 }
 
-/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module. Two PINs
-/// compare equal when their digits are (a new PIN is typed twice).
+/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module.
+/// (Comparable: a new PIN is typed twice.)
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
 

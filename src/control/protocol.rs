@@ -43,6 +43,27 @@ pub enum Request {
     /// Ask the API for a token with the credentials the config file names now, as the daemon's
     /// user (`credentials set` after writing new ones); the running client is not changed.
     CheckCredentials {},
+    /// The kiosk's terminal as Dintero sees it now, with its newest operation.
+    Terminal {},
+    /// Asks Dintero to retry the terminal's set-up (only a terminal in `ERROR` or `SYNC_ERROR`).
+    TerminalSync {},
+    /// Starts a remote operation on the terminal; refused while a payment runs.
+    TerminalOperation {
+        /// `end_of_day`, `send_logs`, `check_update` or `open_menu`.
+        operation: String,
+        /// Sent to Dintero as `Idempotency-Key`: the same key again gets the same operation.
+        key: String,
+    },
+    /// The terminal's operations, newest first, to follow one until it is done.
+    TerminalOperations {},
+    /// A technician's test payment of `amount` minor units in the kiosk's currency; only while
+    /// maintenance is in force and no payment runs. Follow it with `events`.
+    TestPayment {
+        /// Minor units.
+        amount: u64,
+        /// Who asks, for the log and the cart's reference.
+        technician: String,
+    },
 }
 
 /// The answer to one request.
@@ -66,6 +87,24 @@ pub struct Reply {
     /// The answer to `check_credentials`: what the API said, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
+    /// The answer to `terminal` and `terminal_sync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalReport>,
+    /// The answer to `terminal_operation`: the operation as Dintero answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::dintero::TerminalOperation>,
+    /// The answer to `terminal_operations`, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
+}
+
+/// The kiosk's terminal as Dintero sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalReport {
+    /// The terminal, with why it is in its status when the list says.
+    pub terminal: crate::dintero::ListedTerminal,
+    /// Its newest remote operation, if any.
+    pub last_operation: Option<crate::dintero::TerminalOperation>,
 }
 
 impl Reply {
@@ -104,6 +143,10 @@ pub struct Status {
     pub version: String,
     /// Payments since the daemon started.
     pub counters: Counters,
+    /// The parts around the payment flow and the problems seen in them; `None` from a daemon
+    /// that does not watch them (an older version, or a test without an API client).
+    #[serde(default)]
+    pub health: Option<Health>,
     /// The config in force, and an applied edit's confirm deadline.
     #[serde(default)]
     pub config: ConfigState,
@@ -122,6 +165,43 @@ pub struct ConfigState {
     pub confirm_deadline_unix_ms: Option<i64>,
     /// When an unconfirmed edit was rolled back (RFC 3339), if one was since the daemon started.
     pub rolled_back_at: Option<String>,
+}
+
+/// The kiosk's parts, as the daemon sees them now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The terminal's status at the health gate's newest reading.
+    pub terminal: Option<String>,
+    /// Seconds since that reading.
+    pub terminal_seen_s: Option<u64>,
+    /// Whether Dintero answered the newest call (any HTTP status counts as reachable).
+    pub api_reachable: Option<bool>,
+    /// That call's round-trip time.
+    pub api_rtt_ms: Option<u64>,
+    /// Seconds since that call.
+    pub api_seen_s: Option<u64>,
+    /// Seconds since the access token in use was fetched.
+    pub token_age_s: Option<u64>,
+    /// `present`, `absent`, or `not used (input.kind = …)`.
+    pub scanner: String,
+    /// `working`, `no frame yet`, `broken (E-PANEL-…)` or `none`.
+    pub display: String,
+    /// `in use` or `not configured`.
+    pub gpio: String,
+    /// Free bytes for the daemon in the state directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    /// What is wrong now, each with its short code (`E-NET`, `E-TERM`, …; see README,
+    /// "Troubleshooting"); empty when nothing is.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The short code a kiosk reader shows (`E-NET`).
+    pub code: String,
+    /// What it is, in words.
+    pub message: String,
 }
 
 /// The payment running now.

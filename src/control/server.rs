@@ -14,9 +14,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::desk::Desk;
+use super::health::Sources;
 use super::protocol::{
-    parse_request, ConfigState, Counters, CurrentPayment, Event, LastError, Reply, Request, Status,
-    MAX_LINE,
+    parse_request, ConfigState, Counters, CurrentPayment, Event, LastError, Problem, Reply,
+    Request, Status, TerminalReport, MAX_LINE,
 };
 use crate::messages::Command;
 use crate::payment::flow::PaymentReport;
@@ -32,6 +34,10 @@ pub struct Observed {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// Requests to the flow (maintenance on or off).
     pub commands: mpsc::Sender<Command>,
+    /// The kiosk's terminal at Dintero; `None` where no API client is wired (unit tests).
+    pub desk: Option<Desk>,
+    /// Where the parts around the flow report, for `status`; `None` in unit tests.
+    pub health: Option<Sources>,
     /// The config in force and the daemon's reload; `None` where nothing reloads (a kiosk
     /// started in-process).
     pub config: Option<ConfigControl>,
@@ -120,6 +126,8 @@ impl Server {
             commands: observed.commands,
             started: Instant::now(),
             config: observed.config,
+            desk: observed.desk,
+            health: observed.health,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -215,6 +223,8 @@ struct Context {
     commands: mpsc::Sender<Command>,
     started: Instant,
     config: Option<ConfigControl>,
+    desk: Option<Desk>,
+    health: Option<Sources>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -225,6 +235,8 @@ struct Book {
     payment: Option<CurrentPayment>,
     last_error: Option<LastError>,
     counters: Counters,
+    /// What the flow shows as wrong now (card payment unavailable, out of service).
+    problem: Option<Problem>,
 }
 
 impl Context {
@@ -242,6 +254,7 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
+            health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
             config: self
                 .config
                 .as_ref()
@@ -306,6 +319,85 @@ impl Context {
                 };
                 self.config(ConfigRequest::CheckCredentials, reply).await
             }
+            Ok(Request::Terminal {}) => self.at_desk(|d| async move { d.report().await }).await,
+            Ok(Request::TerminalSync {}) => self.at_desk(|d| async move { d.sync().await }).await,
+            Ok(Request::TerminalOperation { operation, key }) => {
+                let running = self.book().payment.is_some();
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.start(&operation, &key, running).await {
+                    Ok(op) => {
+                        info!(operation = %op.operation, id = %op.id, "terminal operation asked for on the control socket");
+                        Reply {
+                            operation: Some(op),
+                            ..Reply::ok()
+                        }
+                    }
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::TestPayment { amount, technician }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                let (in_force, running) = {
+                    let book = self.book();
+                    (
+                        book.maintenance && book.state == "technician",
+                        book.payment.is_some(),
+                    )
+                };
+                if running {
+                    return Reply::error("a payment is running; the test payment waits for its end: try again when status shows no payment");
+                }
+                if !in_force {
+                    return Reply::error("a test payment needs maintenance in force (no customer can pay beside it): maintenance on, then try again when the technician screen shows");
+                }
+                let cart = desk.test_cart(amount, &technician);
+                info!(amount, %technician, "test payment asked for on the control socket");
+                if self
+                    .commands
+                    .send(Command::TestPayment(cart))
+                    .await
+                    .is_err()
+                {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                Reply::ok()
+            }
+            Ok(Request::TerminalOperations {}) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.operations().await {
+                    Ok(ops) => Reply {
+                        operations: Some(ops),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
+        }
+    }
+
+    /// A terminal report from `call`, or why there is none.
+    async fn at_desk<F, Fut>(&self, call: F) -> Reply
+    where
+        F: FnOnce(Desk) -> Fut,
+        Fut: std::future::Future<Output = Result<TerminalReport, String>>,
+    {
+        let Some(desk) = self.desk.clone() else {
+            return Reply::error(NO_DESK);
+        };
+        match call(desk).await {
+            Ok(report) => Reply {
+                terminal: Some(report),
+                ..Reply::ok()
+            },
+            Err(e) => Reply::error(e),
         }
     }
 }
@@ -316,6 +408,9 @@ fn config_reply(state: ConfigState) -> Reply {
         ..Reply::ok()
     }
 }
+/// Why a daemon without an API client cannot answer for the terminal.
+const NO_DESK: &str =
+    "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -406,6 +501,17 @@ fn note_state(context: &Context, state: &KioskState) {
             }
             None => book.payment = None,
         }
+        book.problem = match state {
+            KioskState::Unavailable { reason } => Some(Problem {
+                code: reason.code().into(),
+                message: format!("card payment unavailable: {reason}"),
+            }),
+            KioskState::OutOfService { code } => Some(Problem {
+                code: code.clone(),
+                message: "out of service".into(),
+            }),
+            _ => None,
+        };
         let problem = match state {
             KioskState::Unavailable { reason } => {
                 Some(format!("card payment unavailable: {reason}"))
@@ -604,6 +710,8 @@ mod tests {
                 reports: reports_rx,
                 commands: commands_tx,
                 config: None,
+                desk: None,
+                health: None,
             },
             shutdown.clone(),
         ));

@@ -5,13 +5,19 @@
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
+//! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
+//! | [`checks`] | `test network` | no: it reads the config file and calls Dintero itself |
+//! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
 //! | [`config`] | `config show\|get\|set\|diff\|apply\|revert`, `confirm` | no: `apply` and `confirm` ask it when it runs |
 //! | [`access`] | `credentials set`, `pin change`, `technician add\|remove\|list` | no: `credentials set` has it check the new credentials when it runs |
 
 pub mod access;
+pub mod checks;
 pub mod config;
 pub mod payments;
 pub mod status;
+pub mod system;
+pub mod terminal;
 
 use super::command::Spec;
 
@@ -19,6 +25,9 @@ use super::command::Spec;
 pub const ALL: &[&[Spec]] = &[
     status::COMMANDS,
     payments::COMMANDS,
+    terminal::COMMANDS,
+    checks::COMMANDS,
+    system::COMMANDS,
     config::COMMANDS,
     access::COMMANDS,
 ];
