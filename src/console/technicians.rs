@@ -167,8 +167,8 @@ impl Role {
     }
 }
 
-/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module. Two PINs
-/// compare equal when their digits are (a new PIN is typed twice).
+/// A PIN as typed. Prints as `***`; the only way to the digits is inside this module.
+/// (Comparable: a new PIN is typed twice.)
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
 

@@ -104,6 +104,25 @@ impl Client {
         checked(self.request(&Request::Maintenance { on }).await?).map(drop)
     }
 
+    /// Asks the daemon to re-read its config file (as SIGHUP does); the config in force after.
+    pub async fn reload(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Reload {}).await?)?)
+    }
+
+    /// Keeps the edit awaiting a confirm; the config in force after.
+    pub async fn confirm(&mut self) -> Result<ConfigState, ClientError> {
+        config_of(checked(self.request(&Request::Confirm {}).await?)?)
+    }
+
+    /// Asks the daemon to request a token with the credentials its config file names now;
+    /// what the API said.
+    pub async fn check_credentials(&mut self) -> Result<String, ClientError> {
+        let reply = checked(self.request(&Request::CheckCredentials {}).await?)?;
+        reply
+            .credentials
+            .ok_or_else(|| ClientError::Protocol("a credentials reply without an answer".into()))
+    }
+
     /// The kiosk's terminal as Dintero sees it now.
     pub async fn terminal(&mut self) -> Result<TerminalReport, ClientError> {
         let reply = checked(self.request(&Request::Terminal {}).await?)?;
@@ -151,25 +170,6 @@ impl Client {
             technician: technician.into(),
         };
         checked(self.request(&request).await?).map(drop)
-    }
-
-    /// Asks the daemon to re-read its config file (as SIGHUP does); the config in force after.
-    pub async fn reload(&mut self) -> Result<ConfigState, ClientError> {
-        config_of(checked(self.request(&Request::Reload {}).await?)?)
-    }
-
-    /// Keeps the edit awaiting a confirm; the config in force after.
-    pub async fn confirm(&mut self) -> Result<ConfigState, ClientError> {
-        config_of(checked(self.request(&Request::Confirm {}).await?)?)
-    }
-
-    /// Asks the daemon to request a token with the credentials its config file names now;
-    /// what the API said.
-    pub async fn check_credentials(&mut self) -> Result<String, ClientError> {
-        let reply = checked(self.request(&Request::CheckCredentials {}).await?)?;
-        reply
-            .credentials
-            .ok_or_else(|| ClientError::Protocol("a credentials reply without an answer".into()))
     }
 
     /// Turns this connection into a stream of events.

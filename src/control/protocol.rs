@@ -35,6 +35,14 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// Re-read the config file and put what can change at run time in force, as SIGHUP does
+    /// (between payments); the reply's `config` says what needs a restart.
+    Reload {},
+    /// Keep the edit applied with a confirm deadline (`config apply --confirm-within`).
+    Confirm {},
+    /// Ask the API for a token with the credentials the config file names now, as the daemon's
+    /// user (`credentials set` after writing new ones); the running client is not changed.
+    CheckCredentials {},
     /// The kiosk's terminal as Dintero sees it now, with its newest operation.
     Terminal {},
     /// Asks Dintero to retry the terminal's set-up (only a terminal in `ERROR` or `SYNC_ERROR`).
@@ -56,14 +64,6 @@ pub enum Request {
         /// Who asks, for the log and the cart's reference.
         technician: String,
     },
-    /// Re-read the config file and put what can change at run time in force, as SIGHUP does
-    /// (between payments); the reply's `config` says what needs a restart.
-    Reload {},
-    /// Keep the edit applied with a confirm deadline (`config apply --confirm-within`).
-    Confirm {},
-    /// Ask the API for a token with the credentials the config file names now, as the daemon's
-    /// user (`credentials set` after writing new ones); the running client is not changed.
-    CheckCredentials {},
 }
 
 /// The answer to one request.
@@ -81,6 +81,12 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `reload` and `confirm`: the config in force now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigState>,
+    /// The answer to `check_credentials`: what the API said, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
     /// The answer to `terminal` and `terminal_sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<TerminalReport>,
@@ -90,12 +96,6 @@ pub struct Reply {
     /// The answer to `terminal_operations`, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
-    /// The answer to `reload` and `confirm`: the config in force now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<ConfigState>,
-    /// The answer to `check_credentials`: what the API said, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<String>,
 }
 
 /// The kiosk's terminal as Dintero sees it.
@@ -152,6 +152,21 @@ pub struct Status {
     pub config: ConfigState,
 }
 
+/// The config file in force, as `status`, `reload` and `confirm` tell it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigState {
+    /// The file loaded last: the config file, or the state directory's
+    /// `config.previous.toml` after an unconfirmed edit was rolled back.
+    pub file: String,
+    /// Keys whose new values in that file wait for a restart (the running ones stay).
+    pub needs_restart: Vec<String>,
+    /// When an applied edit is rolled back unless confirmed (milliseconds since the Unix
+    /// epoch); `None`: no edit awaits a confirm.
+    pub confirm_deadline_unix_ms: Option<i64>,
+    /// When an unconfirmed edit was rolled back (RFC 3339), if one was since the daemon started.
+    pub rolled_back_at: Option<String>,
+}
+
 /// The kiosk's parts, as the daemon sees them now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
@@ -187,21 +202,6 @@ pub struct Problem {
     pub code: String,
     /// What it is, in words.
     pub message: String,
-}
-
-/// The config file in force, as `status`, `reload` and `confirm` tell it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigState {
-    /// The file loaded last: the config file, or the state directory's
-    /// `config.previous.toml` after an unconfirmed edit was rolled back.
-    pub file: String,
-    /// Keys whose new values in that file wait for a restart (the running ones stay).
-    pub needs_restart: Vec<String>,
-    /// When an applied edit is rolled back unless confirmed (milliseconds since the Unix
-    /// epoch); `None`: no edit awaits a confirm.
-    pub confirm_deadline_unix_ms: Option<i64>,
-    /// When an unconfirmed edit was rolled back (RFC 3339), if one was since the daemon started.
-    pub rolled_back_at: Option<String>,
 }
 
 /// The payment running now.

@@ -125,9 +125,9 @@ impl Server {
             events: events.clone(),
             commands: observed.commands,
             started: Instant::now(),
+            config: observed.config,
             desk: observed.desk,
             health: observed.health,
-            config: observed.config,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -222,9 +222,9 @@ struct Context {
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
     started: Instant,
+    config: Option<ConfigControl>,
     desk: Option<Desk>,
     health: Option<Sources>,
-    config: Option<ConfigControl>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -402,15 +402,15 @@ impl Context {
     }
 }
 
-/// Why a daemon without an API client cannot answer for the terminal.
-const NO_DESK: &str =
-    "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
 fn config_reply(state: ConfigState) -> Reply {
     Reply {
         config: Some(state),
         ..Reply::ok()
     }
 }
+/// Why a daemon without an API client cannot answer for the terminal.
+const NO_DESK: &str =
+    "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
@@ -709,9 +709,9 @@ mod tests {
                 state: state_rx,
                 reports: reports_rx,
                 commands: commands_tx,
+                config: None,
                 desk: None,
                 health: None,
-                config: None,
             },
             shutdown.clone(),
         ));

@@ -304,6 +304,23 @@ async fn credentials_are_written_privately_checked_against_the_api_and_never_sho
     assert_eq!(std::fs::read(&secret_file).unwrap(), good);
     assert_eq!(std::fs::read(&config).unwrap(), config_before);
 
+    // A new client id goes into the config file, and back out with the previous secret.
+    console.line("credentials set");
+    console.expect("API client id [kiosk-demo]: ").await;
+    console.line("another-client");
+    console.expect("API client secret (not shown): ").await;
+    console.line(kioskpay::emulator::CLIENT_SECRET);
+    console.expect("written: client id another-client").await;
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("client_id = \"another-client\""));
+    console.expect("Type yes to go on: ").await;
+    console.line("yes");
+    console.expect("the previous ones are back").await;
+    console.expect(PROMPT).await;
+    assert_eq!(std::fs::read(&config).unwrap(), config_before);
+    assert_eq!(std::fs::read(&secret_file).unwrap(), good);
+
     // Refused and kept: the file holds what was typed, private.
     console.line("credentials set");
     console.expect("API client id [kiosk-demo]: ").await;
@@ -499,6 +516,61 @@ async fn an_edit_applied_during_a_payment_lets_it_finish_approved() {
     let ledger = support::ledger(&emulator.base_url()).await;
     let sessions = ledger["sessions"].as_array().map_or(0, Vec::len);
     assert_eq!(sessions, 1, "{ledger}");
+    console.stop();
+    daemon.stop();
+}
+
+/// `kioskpay run` on the site's config file as it is (`Daemon::start` writes a new one).
+async fn daemon_on(site: &Site, config: &Path, log: &str) -> Daemon {
+    use std::process::Stdio;
+    let log = std::fs::File::create(site.path().join(log)).unwrap();
+    let mut child = support::kioskpay_bin()
+        .unwrap()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("KIOSKPAY_CONTROL_SOCKET", site.socket())
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    assert!(
+        kiosk_state(site, "idle").await,
+        "the daemon never became idle"
+    );
+    Daemon { child, stdin }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_a_missed_deadline_starts_on_the_previous_file() {
+    let Some(site) = Site::new("admin") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let config = config_of(&site);
+    let before = std::fs::read(&config).unwrap();
+    let mut console = console_on(&site, "console", &config);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    console
+        .ask("config set payment.poll_interval_ms 700", PROMPT)
+        .await;
+    console.ask("config apply --confirm-within 2", PROMPT).await;
+    // Stopped before the deadline, started after it: nobody was there when it passed.
+    daemon.stop();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let daemon = daemon_on(&site, &config, "daemon-2.log").await;
+    let previous = site.state().join("config.previous.toml");
+    let state = config_state(&site, |_| true).await.unwrap();
+    assert_eq!(state.file, previous.display().to_string(), "{state:?}");
+    let confirmed = console.ask("confirm", PROMPT).await;
+    assert!(
+        confirmed.contains("was not confirmed in time and was rolled back"),
+        "{confirmed}"
+    );
+    assert_eq!(std::fs::read(&config).unwrap(), before);
     console.stop();
     daemon.stop();
 }

@@ -18,11 +18,11 @@
 //! for with [`Echo::Nothing`], they are not in the command line the audit log records, and the
 //! answers never repeat them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::config::{set_key, write_owned};
+use super::config::{set_key, write_like, write_owned};
 use crate::config::{rollback, Config};
 use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::line::Echo;
@@ -91,8 +91,10 @@ async fn credentials(job: Job, words: Vec<String>) -> Answer {
 
 /// The credentials as they were, to put back.
 struct Previous {
+    /// The secret file's content and metadata; `None`: there was none.
     secret: Option<(Vec<u8>, std::fs::Metadata)>,
-    config: String,
+    /// The files whose client id was changed, with their text before.
+    texts: Vec<(PathBuf, String)>,
 }
 
 async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
@@ -125,13 +127,16 @@ async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
     if secret.expose().is_empty() {
         return Err(Answer::refused("no secret typed: nothing was changed"));
     }
-    let previous = Previous {
+    let mut previous = Previous {
         secret: std::fs::read(&secret_file)
             .ok()
             .zip(std::fs::metadata(&secret_file).ok()),
-        config: text.clone(),
+        texts: Vec::new(),
     };
-    write_credentials(job, &secret_file, &secret, &id, &current, &text)?;
+    write_secret(job, &secret_file, &secret)?;
+    if id != current {
+        previous.texts = write_client_id(job, &id)?;
+    }
     let written = format!(
         "written: client id {id}, secret in {} (mode 0600)",
         secret_file.display()
@@ -149,7 +154,7 @@ async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
                     "the new credentials stay written but were not accepted ({why}); credentials set to try again"
                 )));
             }
-            put_back(job, &secret_file, previous)?;
+            put_back(&secret_file, previous)?;
             Ok(Answer::failed(format!(
                 "the new credentials were not accepted ({why}); the previous ones are back"
             )))
@@ -157,16 +162,9 @@ async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
     }
 }
 
-/// Writes the secret file (0600, owned as the file it replaces, else as the state directory:
-/// the daemon's user owns both) and, when it changed, the client id in the config file.
-fn write_credentials(
-    job: &Job,
-    secret_file: &Path,
-    secret: &Secret,
-    id: &str,
-    current: &str,
-    text: &str,
-) -> Result<(), Answer> {
+/// Writes the secret file at 0600, owned as the file it replaces, else as the state directory:
+/// the daemon's user owns both, and must read it.
+fn write_secret(job: &Job, secret_file: &Path, secret: &Secret) -> Result<(), Answer> {
     let owner = std::fs::metadata(secret_file)
         .or_else(|_| std::fs::metadata(&job.paths.state_dir))
         .ok();
@@ -176,42 +174,42 @@ fn write_credentials(
             "cannot write the secret file {}: {e}; nothing was changed (is its directory writable?)",
             secret_file.display()
         ))
-    })?;
-    if id == current {
-        return Ok(());
-    }
+    })
+}
+
+/// Puts the new client id in the config file, and in the staged edits if there are any (or
+/// applying them would take it back); returns the files changed with their text before.
+fn write_client_id(job: &Job, id: &str) -> Result<Vec<(PathBuf, String)>, Answer> {
     let quoted = toml_edit::Value::from(id).to_string();
+    let mut changed = Vec::new();
     for file in [
         job.paths.config.clone(),
         job.paths.state_dir.join(rollback::STAGED),
     ] {
-        let Ok(old) = (if file == job.paths.config {
-            Ok(text.to_string())
-        } else {
-            std::fs::read_to_string(&file)
-        }) else {
+        let Ok(old) = std::fs::read_to_string(&file) else {
             continue;
         };
         let new = set_key(&old, "dintero.client_id", &quoted).map_err(Answer::failed)?;
-        let like = std::fs::metadata(&file).ok();
-        let mode = like.as_ref().map_or(0o640, |m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.permissions().mode() & 0o777
-        });
-        write_owned(&file, new.as_bytes(), mode, like.as_ref()).map_err(|e| {
+        write_like(
+            &file,
+            new.as_bytes(),
+            std::fs::metadata(&file).ok().as_ref(),
+        )
+        .map_err(|e| {
             Answer::failed(format!(
                 "the secret is written, but the client id could not be: cannot write {}: {e}",
                 file.display()
             ))
         })?;
+        changed.push((file, old));
     }
-    Ok(())
+    Ok(changed)
 }
 
-/// Puts the previous secret file (or none) and config file back.
-fn put_back(job: &Job, secret_file: &Path, previous: Previous) -> Result<(), Answer> {
+/// Puts the previous secret file (or none) and client id back.
+fn put_back(secret_file: &Path, previous: Previous) -> Result<(), Answer> {
     use std::os::unix::fs::PermissionsExt;
-    let restored = match &previous.secret {
+    let mut restored = match &previous.secret {
         Some((bytes, meta)) => write_owned(
             secret_file,
             bytes,
@@ -220,20 +218,16 @@ fn put_back(job: &Job, secret_file: &Path, previous: Previous) -> Result<(), Ans
         ),
         None => std::fs::remove_file(secret_file),
     };
-    let config = &job.paths.config;
-    let like = std::fs::metadata(config).ok();
-    restored
-        .and_then(|()| {
-            let mode = like
-                .as_ref()
-                .map_or(0o640, |m| m.permissions().mode() & 0o777);
-            write_owned(config, previous.config.as_bytes(), mode, like.as_ref())
-        })
-        .map_err(|e| {
-            Answer::failed(format!(
-                "the previous credentials could not be put back: {e}; run credentials set again"
-            ))
-        })
+    for (file, text) in &previous.texts {
+        restored = restored.and_then(|()| {
+            write_like(file, text.as_bytes(), std::fs::metadata(file).ok().as_ref())
+        });
+    }
+    restored.map_err(|e| {
+        Answer::failed(format!(
+            "the previous credentials could not be put back: {e}; run credentials set again"
+        ))
+    })
 }
 
 /// A token request with the credentials now written: by the daemon, as its user; by this

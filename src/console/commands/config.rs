@@ -180,7 +180,11 @@ async fn settle(job: &Job) -> Result<(), Answer> {
 /// Writes `bytes` to `path` atomically with the mode, owner and group of `like` (the file it
 /// replaces): the daemon reads the config as its group, and a root console must not take that
 /// away. Without `like`, root-only reading and the group's (0640).
-fn write_like(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> std::io::Result<()> {
+pub(super) fn write_like(
+    path: &Path,
+    bytes: &[u8],
+    like: Option<&Metadata>,
+) -> std::io::Result<()> {
     let mode = like.map_or(0o640, |m| m.permissions().mode() & 0o777);
     write_owned(path, bytes, mode, like)
 }
