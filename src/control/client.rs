@@ -109,6 +109,7 @@ impl Client {
         let reply = checked(self.request(&Request::Terminal {}).await?)?;
         reply
             .terminal
+            .map(|t| *t)
             .ok_or_else(|| ClientError::Protocol("a terminal reply without a terminal".into()))
     }
 
@@ -117,6 +118,7 @@ impl Client {
         let reply = checked(self.request(&Request::TerminalSync {}).await?)?;
         reply
             .terminal
+            .map(|t| *t)
             .ok_or_else(|| ClientError::Protocol("a sync reply without a terminal".into()))
     }
 
@@ -133,6 +135,7 @@ impl Client {
         let reply = checked(self.request(&request).await?)?;
         reply
             .operation
+            .map(|o| *o)
             .ok_or_else(|| ClientError::Protocol("an operation reply without the operation".into()))
     }
 

@@ -75,10 +75,10 @@ pub struct Reply {
     pub maintenance: Option<bool>,
     /// The answer to `terminal` and `terminal_sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub terminal: Option<TerminalReport>,
+    pub terminal: Option<Box<TerminalReport>>,
     /// The answer to `terminal_operation`: the operation as Dintero answered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<crate::dintero::TerminalOperation>,
+    pub operation: Option<Box<crate::dintero::TerminalOperation>>,
     /// The answer to `terminal_operations`, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
@@ -132,7 +132,7 @@ pub struct Status {
     /// The parts around the payment flow and the problems seen in them; `None` from a daemon
     /// that does not watch them (an older version, or a test without an API client).
     #[serde(default)]
-    pub health: Option<Health>,
+    pub health: Option<Box<Health>>,
 }
 
 /// The kiosk's parts, as the daemon sees them now.

@@ -229,7 +229,10 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
-            health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
+            health: self
+                .health
+                .as_ref()
+                .map(|h| Box::new(h.read(book.problem.clone()))),
         }
     }
 
@@ -268,7 +271,7 @@ impl Context {
                     Ok(op) => {
                         info!(operation = %op.operation, id = %op.id, "terminal operation asked for on the control socket");
                         Reply {
-                            operation: Some(op),
+                            operation: Some(Box::new(op)),
                             ..Reply::ok()
                         }
                     }
@@ -332,7 +335,7 @@ impl Context {
         };
         match call(desk).await {
             Ok(report) => Reply {
-                terminal: Some(report),
+                terminal: Some(Box::new(report)),
                 ..Reply::ok()
             },
             Err(e) => Reply::error(e),

@@ -1074,9 +1074,7 @@ async fn an_operation_runs_in_emulated_time_and_keeps_its_terminal_busy() {
         assert_eq!(op["operation"], "check_update");
         let list = c.ok(
             "GET",
-            &format!(
-                "/v1/accounts/T12345678/terminals?device_serial_number=SIMULATED-T12345678-001"
-            ),
+            "/v1/accounts/T12345678/terminals?device_serial_number=SIMULATED-T12345678-001",
             None,
         );
         assert_eq!(list[0]["status_reason"], "CHECK_UPDATE");
