@@ -270,8 +270,24 @@ mod tests {
             parse_request(b"{\"cmd\":\"maintenance\",\"on\":true}"),
             Ok(Request::Maintenance { on: true })
         );
+        assert_eq!(
+            parse_request(br#"{"cmd":"terminal_operation","operation":"end_of_day","key":"k1"}"#),
+            Ok(Request::TerminalOperation {
+                operation: "end_of_day".into(),
+                key: "k1".into()
+            })
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"test_payment","amount":100,"technician":"kari"}"#),
+            Ok(Request::TestPayment {
+                amount: 100,
+                technician: "kari".into()
+            })
+        );
         for garbage in [
             &b"\xff\xfe"[..],
+            b"{\"cmd\":\"terminal_operation\",\"operation\":\"end_of_day\"}",
+            b"{\"cmd\":\"test_payment\",\"amount\":-1,\"technician\":\"kari\"}",
             b"",
             b"status",
             b"{\"cmd\":\"format_disk\"}",
