@@ -128,6 +128,7 @@ impl Client {
         let reply = checked(self.request(&Request::Terminal {}).await?)?;
         reply
             .terminal
+            .map(|t| *t)
             .ok_or_else(|| ClientError::Protocol("a terminal reply without a terminal".into()))
     }
 
@@ -136,6 +137,7 @@ impl Client {
         let reply = checked(self.request(&Request::TerminalSync {}).await?)?;
         reply
             .terminal
+            .map(|t| *t)
             .ok_or_else(|| ClientError::Protocol("a sync reply without a terminal".into()))
     }
 
@@ -152,6 +154,7 @@ impl Client {
         let reply = checked(self.request(&request).await?)?;
         reply
             .operation
+            .map(|o| *o)
             .ok_or_else(|| ClientError::Protocol("an operation reply without the operation".into()))
     }
 

@@ -89,10 +89,10 @@ pub struct Reply {
     pub credentials: Option<String>,
     /// The answer to `terminal` and `terminal_sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub terminal: Option<TerminalReport>,
+    pub terminal: Option<Box<TerminalReport>>,
     /// The answer to `terminal_operation`: the operation as Dintero answered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<crate::dintero::TerminalOperation>,
+    pub operation: Option<Box<crate::dintero::TerminalOperation>>,
     /// The answer to `terminal_operations`, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
@@ -146,7 +146,7 @@ pub struct Status {
     /// The parts around the payment flow and the problems seen in them; `None` from a daemon
     /// that does not watch them (an older version, or a test without an API client).
     #[serde(default)]
-    pub health: Option<Health>,
+    pub health: Option<Box<Health>>,
     /// The config in force, and an applied edit's confirm deadline.
     #[serde(default)]
     pub config: ConfigState,
@@ -302,8 +302,24 @@ mod tests {
             parse_request(b"{\"cmd\":\"maintenance\",\"on\":true}"),
             Ok(Request::Maintenance { on: true })
         );
+        assert_eq!(
+            parse_request(br#"{"cmd":"terminal_operation","operation":"end_of_day","key":"k1"}"#),
+            Ok(Request::TerminalOperation {
+                operation: "end_of_day".into(),
+                key: "k1".into()
+            })
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"test_payment","amount":100,"technician":"kari"}"#),
+            Ok(Request::TestPayment {
+                amount: 100,
+                technician: "kari".into()
+            })
+        );
         for garbage in [
             &b"\xff\xfe"[..],
+            b"{\"cmd\":\"terminal_operation\",\"operation\":\"end_of_day\"}",
+            b"{\"cmd\":\"test_payment\",\"amount\":-1,\"technician\":\"kari\"}",
             b"",
             b"status",
             b"{\"cmd\":\"format_disk\"}",

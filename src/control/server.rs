@@ -254,7 +254,10 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
-            health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
+            health: self
+                .health
+                .as_ref()
+                .map(|h| Box::new(h.read(book.problem.clone()))),
             config: self
                 .config
                 .as_ref()
@@ -330,7 +333,7 @@ impl Context {
                     Ok(op) => {
                         info!(operation = %op.operation, id = %op.id, "terminal operation asked for on the control socket");
                         Reply {
-                            operation: Some(op),
+                            operation: Some(Box::new(op)),
                             ..Reply::ok()
                         }
                     }
@@ -394,7 +397,7 @@ impl Context {
         };
         match call(desk).await {
             Ok(report) => Reply {
-                terminal: Some(report),
+                terminal: Some(Box::new(report)),
                 ..Reply::ok()
             },
             Err(e) => Reply::error(e),

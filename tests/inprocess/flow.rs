@@ -1841,6 +1841,59 @@ async fn carts_are_refused_during_maintenance_before_any_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_technicians_test_payment_is_taken_only_in_maintenance() {
+    let mut h = start(Fake::default(), tempdir(), flow_config());
+    h.idle().await;
+    let test_cart = Cart {
+        amount: nok(100),
+        reference: Some("technician-test-kari".into()),
+        source: CartSource::Console,
+    };
+    // On sale a customer may be about to pay: the test payment is ignored.
+    h.commands
+        .send(Command::TestPayment(test_cart.clone()))
+        .await
+        .unwrap();
+    h.commands.send(Command::Maintenance(true)).await.unwrap();
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    assert_eq!(h.fake.creates(), 0, "ignored on sale");
+    // In maintenance it runs like any payment, journaled, and the technician screen returns.
+    h.commands
+        .send(Command::TestPayment(test_cart))
+        .await
+        .unwrap();
+    let report = h.report().await;
+    assert!(
+        matches!(report.outcome, Final::Approved { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.cart_reference.as_deref(),
+        Some("technician-test-kari")
+    );
+    assert_eq!(h.journal()[0].outcome, Some(Outcome::Approved));
+    h.state
+        .wait_for(|s| *s == KioskState::Technician)
+        .await
+        .unwrap();
+    // A customer's cart is still refused in maintenance.
+    h.inputs.send(cart(1000)).await.unwrap();
+    h.state
+        .wait_for(|s| {
+            *s == KioskState::Refused {
+                reason: RefusalReason::Unavailable,
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.fake.creates(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn maintenance_asked_for_during_a_payment_waits_until_it_has_finished() {
     let mut h = start(Fake::default(), tempdir(), flow_config());
     h.idle().await;
