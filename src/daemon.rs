@@ -24,10 +24,11 @@ use tracing::{error, info};
 
 use crate::callback::{CallbackError, Listener};
 use crate::config::{Config, DisplayKind};
+use crate::control::server::Hardware;
 use crate::dintero::Gateway;
 use crate::display;
 use crate::gpio::{self, GpioBackend, GpioError, GpioUnit};
-use crate::input::{self, InputEvent};
+use crate::input::{self, InputEvent, ScanDiversion};
 use crate::journal::{Journal, JournalError, Outcome};
 use crate::metrics::{Counters, Metered};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
@@ -109,6 +110,8 @@ pub struct Kiosk {
     pub counters: Arc<Counters>,
     /// Where the callback listener listens (`[callback]`), with the port the OS chose for 0.
     pub callback_addr: Option<SocketAddr>,
+    /// What the console's hardware tests reach: the next scan, the panel, the GPIO lines.
+    pub hardware: Hardware,
     /// The config in force; [`Kiosk::reload`] replaces its run-time part.
     config: Config,
     /// New payment settings for the flow after a reload.
@@ -178,6 +181,7 @@ impl Kiosk {
         let (command_tx, command_rx) = mpsc::channel(8);
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let mut helpers = Vec::new();
+        let mut hardware = Hardware::default();
 
         if let Some(backend) = gpio {
             // Claimed before any task starts, so a GPIO error leaves nothing running.
@@ -201,8 +205,19 @@ impl Kiosk {
             let (tap_tx, mut tap_rx) = mpsc::channel(16);
             let input_config = config.input.clone();
             let currency = config.currency();
+            let scans = ScanDiversion::default();
+            if config.input.kind != input::InputKind::Gpio {
+                hardware.scans = Some(scans.clone());
+            }
             helpers.push(tokio::spawn(async move {
-                input::run(input_config, currency, tap_tx, token.cancelled_owned()).await;
+                input::run_diverted(
+                    input_config,
+                    currency,
+                    tap_tx,
+                    scans,
+                    token.cancelled_owned(),
+                )
+                .await;
             }));
             // Counts scanner reconnects on the way to the flow; the tap ends with the input.
             let tx = input_tx.clone();
@@ -274,6 +289,7 @@ impl Kiosk {
             liveness,
             counters,
             callback_addr,
+            hardware,
             config: config.clone(),
             settings,
             display,
@@ -462,6 +478,7 @@ async fn serve_control(
                 state: kiosk.state.clone(),
                 reports,
                 commands: kiosk.commands.clone(),
+                hardware: kiosk.hardware.clone(),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))
         }

@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{Event, Reply, Request, ServerLine, Status};
+use super::protocol::{Event, Reply, Request, Scan, ServerLine, Status};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,15 @@ impl Client {
     /// Asks for maintenance on or off.
     pub async fn maintenance(&mut self, on: bool) -> Result<(), ClientError> {
         checked(self.request(&Request::Maintenance { on }).await?).map(drop)
+    }
+
+    /// Waits for the next scan, which the daemon decodes and does not pay (needs maintenance).
+    pub async fn scan_test(&mut self) -> Result<Scan, ClientError> {
+        let reply = checked(self.request(&Request::ScanTest {}).await?)?;
+        reply
+            .scan
+            .map(|scan| *scan)
+            .ok_or_else(|| ClientError::Protocol("a scan_test reply without a scan".into()))
     }
 
     /// Turns this connection into a stream of events.

@@ -35,7 +35,12 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// The next scan, decoded but not paid (needs maintenance; waits up to [`SCAN_TEST_WAIT_S`]).
+    ScanTest {},
 }
+
+/// How long a `scan_test` waits for a scan, in seconds.
+pub const SCAN_TEST_WAIT_S: u64 = 60;
 
 /// The answer to one request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +57,9 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `scan_test`: what the scan came to (boxed: most replies carry none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<Box<Scan>>,
 }
 
 impl Reply {
@@ -125,6 +133,30 @@ pub struct Counters {
     pub approved: u64,
 }
 
+/// What a scan came to, as `kioskpay decode` says it: the charge, or why the code is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Scan {
+    /// A code the kiosk would charge.
+    Decoded {
+        /// The decoder's name for the format (`gs1`, `digital_link`, `ean13`, `signed`, `plain`).
+        format: String,
+        /// Minor units.
+        amount: u64,
+        /// ISO 4217 code.
+        currency: String,
+        /// The cart's own reference, if the code carried one.
+        reference: Option<String>,
+    },
+    /// A code the kiosk refuses.
+    Refused {
+        /// The decoder's reason.
+        error: String,
+        /// What the customer would be told (`unreadable`, `not_a_payment_code`, …).
+        customer: String,
+    },
+}
+
 /// Something that happened, sent to connections that asked for `events`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
@@ -190,6 +222,10 @@ mod tests {
             parse_request(b"{\"cmd\":\"maintenance\",\"on\":true}"),
             Ok(Request::Maintenance { on: true })
         );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"scan_test\"}"),
+            Ok(Request::ScanTest {})
+        );
         for garbage in [
             &b"\xff\xfe"[..],
             b"",
@@ -201,6 +237,25 @@ mod tests {
         ] {
             let e = parse_request(garbage).unwrap_err();
             assert!(e.contains("{\"cmd\":\"status\"}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_scan_is_a_charge_or_a_refusal_on_the_wire() {
+        for scan in [
+            Scan::Decoded {
+                format: "plain".into(),
+                amount: 2500,
+                currency: "NOK".into(),
+                reference: None,
+            },
+            Scan::Refused {
+                error: "not a code".into(),
+                customer: "unreadable".into(),
+            },
+        ] {
+            let line = serde_json::to_string(&scan).unwrap();
+            assert_eq!(serde_json::from_str::<Scan>(&line).unwrap(), scan, "{line}");
         }
     }
 

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Status, MAX_LINE,
+    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Scan, Status,
+    MAX_LINE, SCAN_TEST_WAIT_S,
 };
-use crate::messages::Command;
+use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
 use crate::state::KioskState;
@@ -31,6 +32,17 @@ pub struct Observed {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// Requests to the flow (maintenance on or off).
     pub commands: mpsc::Sender<Command>,
+    /// What the console's hardware tests reach.
+    pub hardware: Hardware,
+}
+
+/// What the console's hardware tests reach in the daemon; `None` where the kiosk has no such
+/// hardware. Every test needs maintenance in force (the technician screen showing), so a
+/// customer can never pay, or be shown a test, while a technician tests.
+#[derive(Clone, Debug, Default)]
+pub struct Hardware {
+    /// Claims the next scan for `scan_test`, away from the payment flow.
+    pub scans: Option<ScanDiversion>,
 }
 
 /// Why the socket could not be served.
@@ -94,6 +106,7 @@ impl Server {
             book: Mutex::new(Book::default()),
             events: events.clone(),
             commands: observed.commands,
+            hardware: observed.hardware,
             started: Instant::now(),
         });
         let tracker = tokio::spawn(track(
@@ -188,6 +201,7 @@ struct Context {
     book: Mutex<Book>,
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
+    hardware: Hardware,
     started: Instant,
 }
 
@@ -243,6 +257,58 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
+            Ok(Request::ScanTest {}) => self.scan_test().await,
+        }
+    }
+
+    /// Why a hardware test may not run now: it needs the technician screen up, so that no
+    /// customer pays or watches while a technician tests.
+    fn untestable(&self) -> Option<String> {
+        let book = self.book();
+        (!book.maintenance || book.state != KioskState::Technician.name()).then(|| {
+            "maintenance on first: the kiosk must not sell while you test (type: maintenance on; a payment in flight finishes first)".to_string()
+        })
+    }
+
+    /// Waits for the next scan, which the input unit hands here instead of to the flow.
+    async fn scan_test(&self) -> Reply {
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let Some(scans) = &self.hardware.scans else {
+            return Reply::error(
+                "this kiosk has no scanner ([input] kind = \"gpio\"); nothing to test",
+            );
+        };
+        let wait = std::time::Duration::from_secs(SCAN_TEST_WAIT_S);
+        let scan = match tokio::time::timeout(wait, scans.claim()).await {
+            Ok(Ok(ScanReport::Decoded {
+                format,
+                amount,
+                reference,
+            })) => Scan::Decoded {
+                format: format.into(),
+                amount: amount.minor,
+                currency: amount.currency.code().into(),
+                reference,
+            },
+            Ok(Ok(ScanReport::Refused { reason, customer })) => Scan::Refused {
+                error: reason,
+                customer: customer.to_string(),
+            },
+            Ok(Err(_)) => {
+                return Reply::error(
+                    "another scanner test took the next scan; run one test at a time",
+                )
+            }
+            Err(_) => {
+                return Reply::error(format!("no scan within {SCAN_TEST_WAIT_S} s; check the scanner's cable and power, and that its baud rate matches [input] baud"))
+            }
+        };
+        info!(?scan, "scanner test: a scan was decoded and not paid");
+        Reply {
+            scan: Some(Box::new(scan)),
+            ..Reply::ok()
         }
     }
 }
@@ -434,7 +500,11 @@ async fn connection(stream: UnixStream, context: Arc<Context>, shutdown: Cancell
             },
             line = read_line(&mut reader, &mut buf) => match line {
                 Ok(true) => {
-                    let reply = context.answer(&buf, &mut events).await;
+                    // A test waiting for the hardware ends with its client (^C at the console).
+                    let reply = tokio::select! {
+                        reply = context.answer(&buf, &mut events) => reply,
+                        () = peer_gone(&mut reader) => break,
+                    };
                     buf.clear();
                     serde_json::to_string(&reply)
                 }
@@ -451,6 +521,15 @@ async fn connection(stream: UnixStream, context: Arc<Context>, shutdown: Cancell
         line.push('\n');
         if writer.write_all(line.as_bytes()).await.is_err() {
             break;
+        }
+    }
+}
+
+/// Resolves when the peer has closed its side; never while it is there, whatever it sends.
+async fn peer_gone<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) {
+    if let Ok(buffered) = reader.fill_buf().await {
+        if !buffered.is_empty() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -533,6 +612,7 @@ mod tests {
                 state: state_rx,
                 reports: reports_rx,
                 commands: commands_tx,
+                hardware: Hardware::default(),
             },
             shutdown.clone(),
         ));

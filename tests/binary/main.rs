@@ -10,6 +10,7 @@ mod support;
 mod cli;
 mod cli_decode;
 mod console_cli;
+mod console_hardware;
 mod console_harness;
 mod console_session;
 mod sdk;

@@ -5,14 +5,16 @@
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
+//! | [`hardware`] | `test scanner` (and `test network`, `test terminal` from `checks`) | yes, and maintenance on |
 
+pub mod hardware;
 pub mod payments;
 pub mod status;
 
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS];
+pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, hardware::COMMANDS];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.

@@ -1,0 +1,87 @@
+//! `test`: the kiosk's hardware, tried from the console while the kiosk is in maintenance.
+//!
+//! | command | what the technician sees |
+//! |---------|--------------------------|
+//! | `test scanner` | the next scan decoded (format, amount, reference) or why it is refused, as `kioskpay decode` says it; nothing is paid |
+//! | `test network`, `test terminal` | the API and the card terminal, from the `checks` family |
+//!
+//! The daemon owns the scanner, so the console asks it over the control socket and the daemon
+//! does the work: it hands the next scan to the test instead of the payment flow, so a test scan
+//! can never start a payment, then or later.
+//!
+//! Every hardware test needs maintenance on, and the daemon refuses one until the technician
+//! screen shows: the console does not switch maintenance on by itself. A payment in flight
+//! finishes before maintenance takes effect, so a test that switched it on would either wait for
+//! a customer or test beside one; and switching it off afterwards could put the kiosk back on
+//! sale while the technician still has it open. `maintenance on` is one explicit, audited step.
+
+use serde_json::json;
+
+use super::money;
+use crate::console::command::{first_word_of, Answer, Job, Spec};
+use crate::console::technicians::Action;
+use crate::control::protocol::{Scan, SCAN_TEST_WAIT_S};
+
+/// What `test` can test.
+const SUBJECTS: &[&str] = &["display", "scanner", "gpio", "network", "terminal"];
+
+/// The family's commands.
+pub const COMMANDS: &[Spec] = &[Spec {
+    name: "test",
+    usage: "test display|scanner|gpio|network|terminal",
+    about: "tries the kiosk's hardware in maintenance: scanner (the next scan decoded, not paid), network, terminal (needs the daemon)",
+    example: "test scanner",
+    action: Some(Action::Test),
+    complete: |words| first_word_of(words, SUBJECTS),
+    run: Some(|job, words| Box::pin(test(job, words))),
+}];
+
+async fn test(job: Job, words: Vec<String>) -> Answer {
+    match words.first().map(String::as_str) {
+        Some("scanner") if words.len() == 1 => scanner(job).await,
+        Some("network" | "terminal" | "display" | "gpio") => {
+            Answer::failed(format!("test {}: not in this build yet", words[0]))
+        }
+        _ => Answer::refused(
+            "usage: test display|scanner|gpio|network|terminal (help test shows an example)",
+        ),
+    }
+}
+
+/// `test scanner`: waits for one scan (or ^C) and shows what it came to.
+async fn scanner(job: Job) -> Answer {
+    let mut client = match job.daemon().await {
+        Ok(client) => client,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    job.print(format!(
+        "Scan a code now (waiting up to {SCAN_TEST_WAIT_S} s, ^C stops); it is decoded, not paid."
+    ))
+    .await;
+    let scan = tokio::select! {
+        scan = client.scan_test() => scan,
+        () = job.cancelled() => return Answer::failed("test scanner: stopped before a scan"),
+    };
+    match scan {
+        Ok(scan) => Answer::ok(scan_text(&scan), json!({"ok": true, "scan": scan})),
+        Err(e) => Answer::failed(e.to_string()),
+    }
+}
+
+fn scan_text(scan: &Scan) -> String {
+    match scan {
+        Scan::Decoded {
+            format,
+            amount,
+            currency,
+            reference,
+        } => format!(
+            "format     {format}\namount     {}\nreference  {}\nThe kiosk would charge this code (nothing was paid).",
+            money(*amount, currency),
+            reference.as_deref().unwrap_or("none"),
+        ),
+        Scan::Refused { error, customer } => format!(
+            "refused    {error}\ncustomer   is told: {customer}\nThe kiosk would not charge this code."
+        ),
+    }
+}
