@@ -50,6 +50,7 @@ fn spawn_display(
     states: watch::Receiver<KioskState>,
     shutdown: &CancellationToken,
     health: &watch::Sender<display::PanelHealth>,
+    tests: watch::Receiver<Option<display::Override>>,
 ) -> Result<Option<(CancellationToken, JoinHandle<()>, bool)>, StartError> {
     if config.display.kind == DisplayKind::None && config.display.board.is_none() {
         return Ok(None);
@@ -71,7 +72,15 @@ fn spawn_display(
     let stop = token.clone();
     let panel = setup.panel;
     let handle = tokio::spawn(async move {
-        display::run_with(states, panel, settings, health, stop.cancelled_owned()).await;
+        display::run_tested(
+            states,
+            tests,
+            panel,
+            settings,
+            health,
+            stop.cancelled_owned(),
+        )
+        .await;
     });
     Ok(Some((token, handle, customer_facing)))
 }
@@ -120,6 +129,8 @@ pub struct Kiosk {
     display: Option<(CancellationToken, JoinHandle<()>)>,
     /// The display's health channel, shared by every display task the kiosk runs.
     display_health: watch::Sender<display::PanelHealth>,
+    /// What `test display` shows instead of the kiosk's screen, for every display task.
+    display_tests: watch::Sender<Option<display::Override>>,
     shutdown: CancellationToken,
     flow: JoinHandle<Result<(), FlowError>>,
     helpers: Vec<JoinHandle<()>>,
@@ -197,7 +208,17 @@ impl Kiosk {
         // One health channel for the kiosk's life: a display restarted by a reload reports on it
         // too, so the flow's gate keeps working.
         let (display_health, display_health_rx) = watch::channel(display::PanelHealth::Unknown);
-        let display = spawn_display(config, state_rx.clone(), &shutdown, &display_health)?;
+        let (display_tests, _) = watch::channel(None);
+        let display = spawn_display(
+            config,
+            state_rx.clone(),
+            &shutdown,
+            &display_health,
+            display_tests.subscribe(),
+        )?;
+        if display.is_some() {
+            hardware.display = Some(display_tests.clone());
+        }
         let customer_facing = display.as_ref().is_some_and(|d| d.2);
         let display = display.map(|(token, handle, _)| (token, handle));
         if let InputWiring::FromConfig = inputs {
@@ -294,6 +315,7 @@ impl Kiosk {
             settings,
             display,
             display_health,
+            display_tests,
             shutdown,
             flow,
             helpers,
@@ -350,8 +372,10 @@ impl Kiosk {
             || merged.kiosk.language != old.kiosk.language
         {
             let states = self.state.clone();
-            let display = spawn_display(&merged, states, &self.shutdown, &self.display_health)?
-                .map(|(token, handle, _)| (token, handle));
+            let tests = self.display_tests.subscribe();
+            let display =
+                spawn_display(&merged, states, &self.shutdown, &self.display_health, tests)?
+                    .map(|(token, handle, _)| (token, handle));
             if let Some((token, _)) = std::mem::replace(&mut self.display, display) {
                 token.cancel();
             }

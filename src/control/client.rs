@@ -112,6 +112,13 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("a scan_test reply without a scan".into()))
     }
 
+    /// Shows the test pattern or a customer screen (by its `kioskpay render` name) on the panel,
+    /// or with `None` gives the panel back to the kiosk.
+    pub async fn display_test(&mut self, screen: Option<&str>) -> Result<(), ClientError> {
+        let screen = screen.map(str::to_string);
+        checked(self.request(&Request::DisplayTest { screen }).await?).map(drop)
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

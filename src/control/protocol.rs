@@ -37,6 +37,12 @@ pub enum Request {
     Events {},
     /// The next scan, decoded but not paid (needs maintenance; waits up to [`SCAN_TEST_WAIT_S`]).
     ScanTest {},
+    /// The test pattern or a customer screen on the panel by its `kioskpay render` name; `null`
+    /// gives the panel back to the kiosk (needs maintenance).
+    DisplayTest {
+        /// `test-pattern`, a name from `kioskpay render --list`, or `null`.
+        screen: Option<String>,
+    },
 }
 
 /// How long a `scan_test` waits for a scan, in seconds.
@@ -225,6 +231,16 @@ mod tests {
         assert_eq!(
             parse_request(b"{\"cmd\":\"scan_test\"}"),
             Ok(Request::ScanTest {})
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"display_test\",\"screen\":\"idle\"}"),
+            Ok(Request::DisplayTest {
+                screen: Some("idle".into())
+            })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"display_test\",\"screen\":null}"),
+            Ok(Request::DisplayTest { screen: None })
         );
         for garbage in [
             &b"\xff\xfe"[..],

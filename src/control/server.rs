@@ -18,6 +18,7 @@ use super::protocol::{
     parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Scan, Status,
     MAX_LINE, SCAN_TEST_WAIT_S,
 };
+use crate::display::{pattern, sample_states, Override};
 use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
@@ -43,6 +44,8 @@ pub struct Observed {
 pub struct Hardware {
     /// Claims the next scan for `scan_test`, away from the payment flow.
     pub scans: Option<ScanDiversion>,
+    /// What the panel shows instead of the kiosk's screen during `display_test`.
+    pub display: Option<watch::Sender<Option<Override>>>,
 }
 
 /// Why the socket could not be served.
@@ -258,7 +261,42 @@ impl Context {
                 Reply::ok()
             }
             Ok(Request::ScanTest {}) => self.scan_test().await,
+            Ok(Request::DisplayTest { screen }) => self.display_test(screen),
         }
+    }
+
+    /// Puts the test pattern or a customer screen on the panel, or (`None`) the kiosk's own
+    /// screen back.
+    fn display_test(&self, screen: Option<String>) -> Reply {
+        let Some(display) = &self.hardware.display else {
+            return Reply::error(
+                "this kiosk has no display ([display] kind = \"none\"); nothing to test",
+            );
+        };
+        let Some(name) = screen else {
+            display.send_replace(None);
+            return Reply::ok();
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let shown = match name.as_str() {
+            pattern::NAME => Override::Pattern,
+            _ => match sample_states(tokio::time::Instant::now())
+                .into_iter()
+                .find(|(n, _)| *n == name)
+            {
+                Some((_, state)) => Override::State(state),
+                None => {
+                    return Reply::error(format!(
+                        "no screen named {name:?}; kioskpay render --list names them"
+                    ))
+                }
+            },
+        };
+        info!(screen = %name, "display test: a screen on the panel");
+        display.send_replace(Some(shown));
+        Reply::ok()
     }
 
     /// Why a hardware test may not run now: it needs the technician screen up, so that no
@@ -348,6 +386,12 @@ async fn track(
 }
 
 fn note_state(context: &Context, state: &KioskState) {
+    // A display test ends when maintenance does: a customer never sees a test screen.
+    if *state != KioskState::Technician {
+        if let Some(display) = &context.hardware.display {
+            display.send_if_modified(|test| test.take().is_some());
+        }
+    }
     let mut started = None;
     {
         let mut book = context.book();

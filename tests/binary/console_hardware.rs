@@ -91,3 +91,95 @@ async fn test_scanner_shows_the_next_scan_decoded_or_refused_and_never_pays_it()
     console.stop();
     daemon.stop();
 }
+
+/// The newest frame the daemon's PNG panel wrote (`frame-NNNNN.png` in `<site>/frames`).
+fn newest_frame(site: &Site) -> Option<Vec<u8>> {
+    let newest = std::fs::read_dir(site.path().join("frames"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("frame-") && n.ends_with(".png"))
+        .max()?;
+    std::fs::read(site.path().join("frames").join(newest)).ok()
+}
+
+/// `kioskpay render --screen NAME` as the harness daemon's panel draws it (240×320, English).
+fn rendered(site: &Site, name: &str) -> Vec<u8> {
+    let out = site.path().join(format!("render-{name}.png"));
+    let status = support::kioskpay_bin()
+        .unwrap()
+        .args(["render", "--lang", "en", "--screen", name, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+/// Waits until the daemon's panel shows what `kioskpay render` draws for `name`.
+async fn panel_shows(site: &Site, name: &str) {
+    let expected = rendered(site, name);
+    let shown = support::wait_for(ANSWER, async || {
+        (newest_frame(site)? == expected).then_some(())
+    })
+    .await;
+    assert!(shown.is_some(), "the panel never showed {name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_display_puts_the_pattern_then_each_customer_screen_on_the_panel() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let daemon = Daemon::start(&site, &emulator.base_url()).await;
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let refused = console.ask("test display", PROMPT).await;
+    assert!(refused.contains("maintenance on first"), "{refused}");
+    console.line("maintenance on");
+    console.expect("Maintenance on").await;
+    assert!(kiosk_state(&site, "technician").await);
+    panel_shows(&site, "technician").await;
+
+    console.line("test display");
+    console.expect("1/").await;
+    console.expect("test-pattern").await;
+    console.expect("Enter: next screen, q: stop").await;
+    panel_shows(&site, "test-pattern").await;
+    console.line("");
+    console.expect("starting").await;
+    console.expect("Enter: next screen").await;
+    console.line("");
+    console.expect("3/").await;
+    console.expect("idle").await;
+    console.expect("Enter: next screen").await;
+    panel_shows(&site, "idle").await;
+    console.line("q");
+    console
+        .expect("3 of 33 screens shown; the technician screen is back")
+        .await;
+    panel_shows(&site, "technician").await;
+
+    // ^C in the middle gives the panel back too.
+    console.line("test display");
+    console.expect("Enter: next screen").await;
+    panel_shows(&site, "test-pattern").await;
+    console.type_bytes(b"\x03");
+    console.expect("the technician screen is back").await;
+    panel_shows(&site, "technician").await;
+
+    // Maintenance ending (another console, a script) ends a test left on the panel: customers
+    // never see a test screen.
+    console.line("test display");
+    console.expect("Enter: next screen").await;
+    panel_shows(&site, "test-pattern").await;
+    let mut script = kioskpay::control::client::Client::connect(&site.socket())
+        .await
+        .unwrap();
+    script.maintenance(false).await.unwrap();
+    panel_shows(&site, "idle").await;
+    console.stop();
+    daemon.stop();
+}

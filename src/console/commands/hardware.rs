@@ -2,12 +2,14 @@
 //!
 //! | command | what the technician sees |
 //! |---------|--------------------------|
+//! | `test display` | a test pattern (colour order, dead pixels, orientation, size; see [`crate::display::pattern`]), then every screen a customer can see, in the kiosk's language, one per Enter, then the technician screen again |
 //! | `test scanner` | the next scan decoded (format, amount, reference) or why it is refused, as `kioskpay decode` says it; nothing is paid |
 //! | `test network`, `test terminal` | the API and the card terminal, from the `checks` family |
 //!
-//! The daemon owns the scanner, so the console asks it over the control socket and the daemon
-//! does the work: it hands the next scan to the test instead of the payment flow, so a test scan
-//! can never start a payment, then or later.
+//! The daemon owns the panel and the scanner, so the console asks it over the control socket and
+//! the daemon does the work: it draws the test screens on the real panel (and gives the panel
+//! back to the kiosk when the test ends or maintenance does), and it hands the next scan to the
+//! test instead of the payment flow, so a test scan can never start a payment, then or later.
 //!
 //! Every hardware test needs maintenance on, and the daemon refuses one until the technician
 //! screen shows: the console does not switch maintenance on by itself. A payment in flight
@@ -19,8 +21,10 @@ use serde_json::json;
 
 use super::money;
 use crate::console::command::{first_word_of, Answer, Job, Spec};
+use crate::console::line::Echo;
 use crate::console::technicians::Action;
 use crate::control::protocol::{Scan, SCAN_TEST_WAIT_S};
+use crate::display::{pattern, sample_states};
 
 /// What `test` can test.
 const SUBJECTS: &[&str] = &["display", "scanner", "gpio", "network", "terminal"];
@@ -29,7 +33,7 @@ const SUBJECTS: &[&str] = &["display", "scanner", "gpio", "network", "terminal"]
 pub const COMMANDS: &[Spec] = &[Spec {
     name: "test",
     usage: "test display|scanner|gpio|network|terminal",
-    about: "tries the kiosk's hardware in maintenance: scanner (the next scan decoded, not paid), network, terminal (needs the daemon)",
+    about: "tries the kiosk's hardware in maintenance: display (a test pattern, then every customer screen), scanner (the next scan decoded, not paid), network, terminal (needs the daemon)",
     example: "test scanner",
     action: Some(Action::Test),
     complete: |words| first_word_of(words, SUBJECTS),
@@ -39,7 +43,8 @@ pub const COMMANDS: &[Spec] = &[Spec {
 async fn test(job: Job, words: Vec<String>) -> Answer {
     match words.first().map(String::as_str) {
         Some("scanner") if words.len() == 1 => scanner(job).await,
-        Some("network" | "terminal" | "display" | "gpio") => {
+        Some("display") if words.len() == 1 => display(job).await,
+        Some("network" | "terminal" | "gpio") => {
             Answer::failed(format!("test {}: not in this build yet", words[0]))
         }
         _ => Answer::refused(
@@ -84,4 +89,52 @@ fn scan_text(scan: &Scan) -> String {
             "refused    {error}\ncustomer   is told: {customer}\nThe kiosk would not charge this code."
         ),
     }
+}
+
+/// `test display`: the test pattern, then every customer screen, one per Enter, then the
+/// technician screen again.
+async fn display(job: Job) -> Answer {
+    let mut client = match job.daemon().await {
+        Ok(client) => client,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    let screens: Vec<&str> = std::iter::once(pattern::NAME)
+        .chain(
+            sample_states(tokio::time::Instant::now())
+                .into_iter()
+                .map(|(name, _)| name),
+        )
+        .collect();
+    let mut shown = 0;
+    for (i, name) in screens.iter().enumerate() {
+        if let Err(e) = client.display_test(Some(name)).await {
+            // The panel goes back to the kiosk whatever went wrong; a second failure says no
+            // more than the first.
+            let _ = client.display_test(None).await;
+            return Answer::failed(format!("test display: {e}"));
+        }
+        shown = i + 1;
+        job.print(format!("{shown}/{}  {name}", screens.len()))
+            .await;
+        if shown == screens.len() {
+            break;
+        }
+        match job.ask("Enter: next screen, q: stop ", Echo::Visible).await {
+            Some(line) if line.trim() == "q" => break,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    if let Err(e) = client.display_test(None).await {
+        return Answer::failed(format!(
+            "test display: the panel could not be given back ({e}); maintenance off gives it back"
+        ));
+    }
+    Answer::ok(
+        format!(
+            "{shown} of {} screens shown; the technician screen is back",
+            screens.len()
+        ),
+        json!({"ok": true, "shown": screens[..shown], "of": screens.len()}),
+    )
 }
