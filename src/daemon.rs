@@ -197,6 +197,7 @@ impl Kiosk {
         if let Some(backend) = gpio {
             // Claimed before any task starts, so a GPIO error leaves nothing running.
             let unit = GpioUnit::open(&config.gpio, config.currency(), backend)?;
+            hardware.gpio = Some(unit.levels());
             let token = shutdown.clone();
             let (inputs, commands, states) =
                 (input_tx.clone(), command_tx.clone(), state_rx.clone());

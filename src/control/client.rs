@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{Event, Reply, Request, Scan, ServerLine, Status};
+use super::protocol::{Event, Gpio, Reply, Request, Scan, ServerLine, Status};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,16 @@ impl Client {
     pub async fn display_test(&mut self, screen: Option<&str>) -> Result<(), ClientError> {
         let screen = screen.map(str::to_string);
         checked(self.request(&Request::DisplayTest { screen }).await?).map(drop)
+    }
+
+    /// The GPIO lines: at once with `None`, else after the next edge past `seen` (or the
+    /// daemon's wait).
+    pub async fn gpio_test(&mut self, seen: Option<u64>) -> Result<Gpio, ClientError> {
+        let reply = checked(self.request(&Request::GpioTest { seen }).await?)?;
+        reply
+            .gpio
+            .map(|gpio| *gpio)
+            .ok_or_else(|| ClientError::Protocol("a gpio_test reply without the lines".into()))
     }
 
     /// Turns this connection into a stream of events.

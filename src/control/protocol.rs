@@ -43,7 +43,16 @@ pub enum Request {
         /// `test-pattern`, a name from `kioskpay render --list`, or `null`.
         screen: Option<String>,
     },
+    /// The GPIO lines: at once without `seen`, else once more than `seen` edges were seen (or
+    /// after [`GPIO_TEST_WAIT_S`]) (needs maintenance).
+    GpioTest {
+        /// The `changes` of the last answer.
+        seen: Option<u64>,
+    },
 }
+
+/// How long a `gpio_test` with `seen` waits for an edge before it answers the same levels.
+pub const GPIO_TEST_WAIT_S: u64 = 30;
 
 /// How long a `scan_test` waits for a scan, in seconds.
 pub const SCAN_TEST_WAIT_S: u64 = 60;
@@ -66,6 +75,40 @@ pub struct Reply {
     /// The answer to `scan_test`: what the scan came to (boxed: most replies carry none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<Scan>>,
+    /// The answer to `gpio_test`: the lines and their levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio: Option<Box<Gpio>>,
+}
+
+/// The GPIO lines as `gpio_test` answers them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpio {
+    /// Edges seen since the daemon started: pass it as `seen` to wait for the next.
+    pub changes: u64,
+    /// The watched inputs.
+    pub inputs: Vec<GpioInput>,
+    /// The handshake outputs.
+    pub outputs: Vec<GpioOutput>,
+}
+
+/// One input line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioInput {
+    /// BCM number or line offset.
+    pub line: u32,
+    /// What it is for (`preset button NOK 20.00`, `cancel button`, `pulse input, …`).
+    pub role: String,
+    /// Active (pressed, pulse on); `null` until its first edge.
+    pub active: Option<bool>,
+}
+
+/// One output line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioOutput {
+    /// BCM number or line offset.
+    pub line: u32,
+    /// `busy output` or `vend output`.
+    pub role: String,
 }
 
 impl Reply {
@@ -241,6 +284,10 @@ mod tests {
         assert_eq!(
             parse_request(b"{\"cmd\":\"display_test\",\"screen\":null}"),
             Ok(Request::DisplayTest { screen: None })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"gpio_test\",\"seen\":3}"),
+            Ok(Request::GpioTest { seen: Some(3) })
         );
         for garbage in [
             &b"\xff\xfe"[..],

@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, LastError, Reply, Request, Scan, Status,
-    MAX_LINE, SCAN_TEST_WAIT_S,
+    parse_request, Counters, CurrentPayment, Event, Gpio, GpioInput, GpioOutput, LastError, Reply,
+    Request, Scan, Status, GPIO_TEST_WAIT_S, MAX_LINE, SCAN_TEST_WAIT_S,
 };
 use crate::display::{pattern, sample_states, Override};
+use crate::gpio::Levels;
 use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
@@ -46,6 +47,8 @@ pub struct Hardware {
     pub scans: Option<ScanDiversion>,
     /// What the panel shows instead of the kiosk's screen during `display_test`.
     pub display: Option<watch::Sender<Option<Override>>>,
+    /// The GPIO lines' levels for `gpio_test`.
+    pub gpio: Option<watch::Receiver<Levels>>,
 }
 
 /// Why the socket could not be served.
@@ -262,6 +265,49 @@ impl Context {
             }
             Ok(Request::ScanTest {}) => self.scan_test().await,
             Ok(Request::DisplayTest { screen }) => self.display_test(screen),
+            Ok(Request::GpioTest { seen }) => self.gpio_test(seen).await,
+        }
+    }
+
+    /// The GPIO lines, at once or after the next edge past `seen`.
+    async fn gpio_test(&self, seen: Option<u64>) -> Reply {
+        let Some(levels) = &self.hardware.gpio else {
+            return Reply::error(
+                "this kiosk has no GPIO lines ([gpio] is not enabled); nothing to test",
+            );
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let mut levels = levels.clone();
+        if let Some(seen) = seen {
+            let wait = std::time::Duration::from_secs(GPIO_TEST_WAIT_S);
+            // No edge in time, or the GPIO unit gone: the levels as they are.
+            let _ = tokio::time::timeout(wait, levels.wait_for(|l| l.changes > seen)).await;
+        }
+        let now = levels.borrow().clone();
+        Reply {
+            gpio: Some(Box::new(Gpio {
+                changes: now.changes,
+                inputs: now
+                    .inputs
+                    .into_iter()
+                    .map(|i| GpioInput {
+                        line: i.line,
+                        role: i.role,
+                        active: i.active,
+                    })
+                    .collect(),
+                outputs: now
+                    .outputs
+                    .into_iter()
+                    .map(|(line, role)| GpioOutput {
+                        line,
+                        role: role.into(),
+                    })
+                    .collect(),
+            })),
+            ..Reply::ok()
         }
     }
 
@@ -299,11 +345,14 @@ impl Context {
         Reply::ok()
     }
 
-    /// Why a hardware test may not run now: it needs the technician screen up, so that no
-    /// customer pays or watches while a technician tests.
+    /// Why a hardware test may not run now: it needs maintenance in force, so that no customer
+    /// pays or watches while a technician tests. In force means the technician screen shows, or
+    /// the refusal of a cart scanned or pressed during maintenance does (a GPIO button pressed
+    /// in `test gpio` is such a cart).
     fn untestable(&self) -> Option<String> {
         let book = self.book();
-        (!book.maintenance || book.state != KioskState::Technician.name()).then(|| {
+        let shown = [KioskState::Technician.name(), "refused"].contains(&book.state.as_str());
+        (!book.maintenance || book.payment.is_some() || !shown).then(|| {
             "maintenance on first: the kiosk must not sell while you test (type: maintenance on; a payment in flight finishes first)".to_string()
         })
     }

@@ -183,3 +183,131 @@ async fn test_display_puts_the_pattern_then_each_customer_screen_on_the_panel() 
     console.stop();
     daemon.stop();
 }
+
+/// GPIO lines for a kiosk without GPIO hardware: the daemon's own seam
+/// ([`kioskpay::gpio::GpioBackend`]), with edges the test sends and levels it records.
+#[derive(Clone, Default)]
+struct SimulatedPins {
+    edges:
+        std::sync::Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<kioskpay::gpio::Edge>>>>,
+    levels: std::sync::Arc<std::sync::Mutex<Vec<(u32, bool)>>>,
+}
+
+struct SimulatedOutput {
+    line: u32,
+    levels: std::sync::Arc<std::sync::Mutex<Vec<(u32, bool)>>>,
+}
+
+impl kioskpay::gpio::OutputLine for SimulatedOutput {
+    fn set_high(&mut self, high: bool) -> Result<(), kioskpay::gpio::GpioError> {
+        self.levels.lock().unwrap().push((self.line, high));
+        Ok(())
+    }
+}
+
+impl kioskpay::gpio::GpioBackend for SimulatedPins {
+    fn watch(
+        &mut self,
+        _: &[kioskpay::gpio::InputRequest],
+    ) -> Result<tokio::sync::mpsc::Receiver<kioskpay::gpio::Edge>, kioskpay::gpio::GpioError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        *self.edges.lock().unwrap() = Some(tx);
+        Ok(rx)
+    }
+
+    fn output(
+        &mut self,
+        line: u32,
+        high: bool,
+    ) -> Result<Box<dyn kioskpay::gpio::OutputLine>, kioskpay::gpio::GpioError> {
+        self.levels.lock().unwrap().push((line, high));
+        Ok(Box::new(SimulatedOutput {
+            line,
+            levels: self.levels.clone(),
+        }))
+    }
+}
+
+impl SimulatedPins {
+    async fn edge(&self, line: u32, rising: bool, at_ms: u64) {
+        let tx = self.edges.lock().unwrap().clone().expect("inputs watched");
+        let at = std::time::Duration::from_millis(at_ms);
+        tx.send(kioskpay::gpio::Edge { line, rising, at })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_gpio_shows_the_input_lines_change_live() {
+    use kioskpay::control::server::{Observed, Server};
+    use kioskpay::daemon::{InputWiring, Kiosk};
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let config = support::write_config(
+        site.path(),
+        &emulator.base_url(),
+        "[gpio]\nenabled = true\n[[gpio.buttons]]\npin = 5\namount = 2000\nactive_low = true\n\
+         [gpio.busy]\npin = 27\n",
+    );
+    let config = kioskpay::config::Config::load(&config).unwrap();
+    let client = kioskpay::dintero::client::Client::new(
+        kioskpay::dintero::client::ClientConfig::from_config(&config.dintero).unwrap(),
+    );
+    let pins = SimulatedPins::default();
+    let mut kiosk = Kiosk::start_with_gpio(
+        &config,
+        std::sync::Arc::new(client),
+        InputWiring::External,
+        Some(Box::new(pins.clone())),
+    )
+    .unwrap();
+    let server = Server::bind(&site.socket()).await.unwrap();
+    let reports = std::mem::replace(&mut kiosk.reports, tokio::sync::mpsc::unbounded_channel().1);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(server.serve(
+        Observed {
+            state: kiosk.state.clone(),
+            reports,
+            commands: kiosk.commands.clone(),
+            hardware: kiosk.hardware.clone(),
+        },
+        stop.clone(),
+    ));
+    assert!(kiosk_state(&site, "idle").await);
+
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let refused = console.ask("test gpio", PROMPT).await;
+    assert!(refused.contains("maintenance on first"), "{refused}");
+    console.line("maintenance on");
+    console.expect("Maintenance on").await;
+    assert!(kiosk_state(&site, "technician").await);
+
+    console.line("test gpio");
+    let listed = console.expect("Enter (or ^C) stops watching").await;
+    assert!(
+        listed.contains("line 5") && listed.contains("preset button NOK 20.00"),
+        "{listed}"
+    );
+    // Pressed: an active-low line falls.
+    pins.edge(5, false, 1_000).await;
+    console.expect(" active").await;
+    pins.edge(5, true, 1_100).await;
+    console.expect("inactive").await;
+    console.line("");
+    let done = console.expect(PROMPT).await;
+    assert!(
+        done.contains("2 change(s) seen") && done.contains("line 27 busy output"),
+        "{done}"
+    );
+    // The press was a cart too, which the flow refused in maintenance: nothing was paid.
+    assert!(sessions(&emulator.base_url()).await.is_empty());
+    console.stop();
+    stop.cancel();
+    served.await.unwrap();
+    kiosk.stop().await.unwrap();
+}

@@ -3,6 +3,7 @@
 //! | command | what the technician sees |
 //! |---------|--------------------------|
 //! | `test display` | a test pattern (colour order, dead pixels, orientation, size; see [`crate::display::pattern`]), then every screen a customer can see, in the kiosk's language, one per Enter, then the technician screen again |
+//! | `test gpio` | the input lines (preset buttons, cancel, pulse input) and each change of their level as it happens, until Enter or ^C; the outputs it has |
 //! | `test scanner` | the next scan decoded (format, amount, reference) or why it is refused, as `kioskpay decode` says it; nothing is paid |
 //! | `test network`, `test terminal` | the API and the card terminal, from the `checks` family |
 //!
@@ -23,7 +24,7 @@ use super::money;
 use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::line::Echo;
 use crate::console::technicians::Action;
-use crate::control::protocol::{Scan, SCAN_TEST_WAIT_S};
+use crate::control::protocol::{GpioInput, Scan, SCAN_TEST_WAIT_S};
 use crate::display::{pattern, sample_states};
 
 /// What `test` can test.
@@ -33,7 +34,7 @@ const SUBJECTS: &[&str] = &["display", "scanner", "gpio", "network", "terminal"]
 pub const COMMANDS: &[Spec] = &[Spec {
     name: "test",
     usage: "test display|scanner|gpio|network|terminal",
-    about: "tries the kiosk's hardware in maintenance: display (a test pattern, then every customer screen), scanner (the next scan decoded, not paid), network, terminal (needs the daemon)",
+    about: "tries the kiosk's hardware in maintenance: display (a test pattern, then every customer screen), scanner (the next scan decoded, not paid), gpio (input levels live), network, terminal (needs the daemon)",
     example: "test scanner",
     action: Some(Action::Test),
     complete: |words| first_word_of(words, SUBJECTS),
@@ -44,7 +45,8 @@ async fn test(job: Job, words: Vec<String>) -> Answer {
     match words.first().map(String::as_str) {
         Some("scanner") if words.len() == 1 => scanner(job).await,
         Some("display") if words.len() == 1 => display(job).await,
-        Some("network" | "terminal" | "gpio") => {
+        Some("gpio") if words.len() == 1 => gpio(job).await,
+        Some("network" | "terminal") => {
             Answer::failed(format!("test {}: not in this build yet", words[0]))
         }
         _ => Answer::refused(
@@ -137,4 +139,63 @@ async fn display(job: Job) -> Answer {
         ),
         json!({"ok": true, "shown": screens[..shown], "of": screens.len()}),
     )
+}
+
+/// `test gpio`: the input lines, then each change as it happens until Enter or ^C.
+async fn gpio(job: Job) -> Answer {
+    let mut client = match job.daemon().await {
+        Ok(client) => client,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    let mut now = match client.gpio_test(None).await {
+        Ok(gpio) => gpio,
+        Err(e) => return Answer::failed(format!("test gpio: {e}")),
+    };
+    for input in &now.inputs {
+        job.print(input_text(input)).await;
+    }
+    let stop = job.ask("Enter (or ^C) stops watching ", Echo::Visible);
+    tokio::pin!(stop);
+    let mut changes = 0;
+    loop {
+        let next = tokio::select! {
+            _ = &mut stop => break,
+            next = client.gpio_test(Some(now.changes)) => next,
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => return Answer::failed(format!("test gpio: {e}")),
+        };
+        for (input, before) in next.inputs.iter().zip(&now.inputs) {
+            if input.active != before.active {
+                changes += 1;
+                job.print(input_text(input)).await;
+            }
+        }
+        now = next;
+    }
+    let outputs = match now.outputs.as_slice() {
+        [] => "this kiosk's [gpio] has no outputs to toggle".to_string(),
+        outputs => format!(
+            "outputs (not toggled from the console in this build): {}",
+            outputs
+                .iter()
+                .map(|o| format!("line {} {}", o.line, o.role))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Answer::ok(
+        format!("{changes} change(s) seen; {outputs}"),
+        json!({"ok": true, "changes": changes, "gpio": now}),
+    )
+}
+
+fn input_text(input: &GpioInput) -> String {
+    let level = match input.active {
+        Some(true) => "active",
+        Some(false) => "inactive",
+        None => "not known until it changes",
+    };
+    format!("line {:<3} {:<32} {level}", input.line, input.role)
 }
