@@ -198,6 +198,7 @@ impl Kiosk {
             // Claimed before any task starts, so a GPIO error leaves nothing running.
             let unit = GpioUnit::open(&config.gpio, config.currency(), backend)?;
             hardware.gpio = Some(unit.levels());
+            hardware.gpio_toggles = Some(unit.toggles());
             let token = shutdown.clone();
             let (inputs, commands, states) =
                 (input_tx.clone(), command_tx.clone(), state_rx.clone());

@@ -129,6 +129,14 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("a gpio_test reply without the lines".into()))
     }
 
+    /// Flips the GPIO output on `line` for a second; whether it was asserted meanwhile.
+    pub async fn gpio_toggle(&mut self, line: u32) -> Result<bool, ClientError> {
+        let reply = checked(self.request(&Request::GpioToggle { line }).await?)?;
+        reply
+            .toggled
+            .ok_or_else(|| ClientError::Protocol("a gpio_toggle reply without the level".into()))
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

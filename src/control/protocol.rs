@@ -49,6 +49,12 @@ pub enum Request {
         /// The `changes` of the last answer.
         seen: Option<u64>,
     },
+    /// Flips the GPIO output on `line` for a second, then the kiosk's state drives it again
+    /// (needs maintenance).
+    GpioToggle {
+        /// The output's line.
+        line: u32,
+    },
 }
 
 /// How long a `gpio_test` with `seen` waits for an edge before it answers the same levels.
@@ -78,6 +84,9 @@ pub struct Reply {
     /// The answer to `gpio_test`: the lines and their levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpio: Option<Box<Gpio>>,
+    /// The answer to `gpio_toggle`: whether the output was asserted during the toggle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toggled: Option<bool>,
 }
 
 /// The GPIO lines as `gpio_test` answers them.
@@ -288,6 +297,10 @@ mod tests {
         assert_eq!(
             parse_request(b"{\"cmd\":\"gpio_test\",\"seen\":3}"),
             Ok(Request::GpioTest { seen: Some(3) })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"gpio_toggle\",\"line\":23}"),
+            Ok(Request::GpioToggle { line: 23 })
         );
         for garbage in [
             &b"\xff\xfe"[..],

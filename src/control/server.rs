@@ -19,6 +19,7 @@ use super::protocol::{
     Request, Scan, Status, GPIO_TEST_WAIT_S, MAX_LINE, SCAN_TEST_WAIT_S,
 };
 use crate::display::{pattern, sample_states, Override};
+use crate::gpio::outputs::Toggle;
 use crate::gpio::Levels;
 use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
@@ -49,6 +50,8 @@ pub struct Hardware {
     pub display: Option<watch::Sender<Option<Override>>>,
     /// The GPIO lines' levels for `gpio_test`.
     pub gpio: Option<watch::Receiver<Levels>>,
+    /// Where `gpio_toggle` asks the GPIO unit to flip an output.
+    pub gpio_toggles: Option<mpsc::Sender<Toggle>>,
 }
 
 /// Why the socket could not be served.
@@ -266,6 +269,37 @@ impl Context {
             Ok(Request::ScanTest {}) => self.scan_test().await,
             Ok(Request::DisplayTest { screen }) => self.display_test(screen),
             Ok(Request::GpioTest { seen }) => self.gpio_test(seen).await,
+            Ok(Request::GpioToggle { line }) => self.gpio_toggle(line).await,
+        }
+    }
+
+    /// Flips one output for [`crate::gpio::outputs::TOGGLE_FOR`] and answers when it is back.
+    async fn gpio_toggle(&self, line: u32) -> Reply {
+        let Some(toggles) = &self.hardware.gpio_toggles else {
+            return Reply::error(
+                "this kiosk has no GPIO lines ([gpio] is not enabled); nothing to toggle",
+            );
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let (done, toggled) = tokio::sync::oneshot::channel();
+        if toggles.send(Toggle { line, done }).await.is_err() {
+            return Reply::error(
+                "the GPIO unit has stopped; restart the daemon: systemctl restart kioskpay",
+            );
+        }
+        match toggled.await {
+            Ok(Some(asserted)) => Reply {
+                toggled: Some(asserted),
+                ..Reply::ok()
+            },
+            Ok(None) => Reply::error(format!(
+                "line {line} is not one of this kiosk's GPIO outputs; test gpio lists them"
+            )),
+            Err(_) => Reply::error(
+                "the GPIO unit has stopped; restart the daemon: systemctl restart kioskpay",
+            ),
         }
     }
 

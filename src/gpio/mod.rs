@@ -100,7 +100,7 @@ pub mod rppal;
 pub use lines::{Edge, GpioBackend, GpioError, InputRequest, OutputLine};
 
 use buttons::Debouncer;
-use outputs::{Output, Vend};
+use outputs::{Output, Toggle, Vend};
 use pulse::{Decoded, PulseDecoder, PulseTiming};
 
 /// Opens the driver `gpio.backend` names.
@@ -216,6 +216,7 @@ pub struct GpioUnit {
     edges: Option<mpsc::Receiver<Edge>>,
     watched: Vec<Watched>,
     levels: watch::Sender<Levels>,
+    toggles: (mpsc::Sender<Toggle>, mpsc::Receiver<Toggle>),
     busy: Option<Output>,
     vend: Option<Vend>,
     currency: Currency,
@@ -339,6 +340,7 @@ impl GpioUnit {
             edges,
             watched,
             levels,
+            toggles: mpsc::channel(1),
             busy,
             vend,
             currency,
@@ -349,6 +351,11 @@ impl GpioUnit {
     /// The input lines' levels as they change, for a technician's `test gpio`.
     pub fn levels(&self) -> watch::Receiver<Levels> {
         self.levels.subscribe()
+    }
+
+    /// Where a technician's `test gpio` asks to flip an output.
+    pub fn toggles(&self) -> mpsc::Sender<Toggle> {
+        self.toggles.0.clone()
     }
 
     /// Runs until `shutdown` completes: input lines become carts on `inputs` and cancels on
@@ -364,13 +371,14 @@ impl GpioUnit {
             edges,
             watched,
             levels,
+            toggles: (_, toggles),
             busy,
             vend,
             currency,
             _backend,
         } = self;
         let stop = CancellationToken::new();
-        let drive = outputs::run(states, busy, vend, stop.clone().cancelled_owned());
+        let drive = outputs::run(states, busy, vend, toggles, stop.clone().cancelled_owned());
         let read = async {
             if let Some(edges) = edges {
                 read_inputs(edges, watched, currency, &levels, &inputs, &commands).await;

@@ -299,10 +299,23 @@ async fn test_gpio_shows_the_input_lines_change_live() {
     pins.edge(5, true, 1_100).await;
     console.expect("inactive").await;
     console.line("");
+    console
+        .expect("Toggle an output for 1 s? Its line (27 busy output), or Enter to skip: ")
+        .await;
+    console.line("27");
+    console.expect("Flip it for 1 s? Type yes to go on: ").await;
+    let before = pins.levels.lock().unwrap().len();
+    console.line("yes");
     let done = console.expect(PROMPT).await;
     assert!(
-        done.contains("2 change(s) seen") && done.contains("line 27 busy output"),
+        done.contains("2 change(s) seen")
+            && done.contains("line 27 was released for 1 s, then back"),
         "{done}"
+    );
+    // Busy is asserted (high) in maintenance: released for the toggle, then asserted again.
+    assert_eq!(
+        pins.levels.lock().unwrap()[before..],
+        [(27, false), (27, true)]
     );
     // The press was a cart too, which the flow refused in maintenance: nothing was paid.
     assert!(sessions(&emulator.base_url()).await.is_empty());

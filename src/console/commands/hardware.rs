@@ -3,7 +3,7 @@
 //! | command | what the technician sees |
 //! |---------|--------------------------|
 //! | `test display` | a test pattern (colour order, dead pixels, orientation, size; see [`crate::display::pattern`]), then every screen a customer can see, in the kiosk's language, one per Enter, then the technician screen again |
-//! | `test gpio` | the input lines (preset buttons, cancel, pulse input) and each change of their level as it happens, until Enter or ^C; the outputs it has |
+//! | `test gpio` | the input lines (preset buttons, cancel, pulse input) and each change of their level as it happens, until Enter or ^C; after Enter, one output (busy, vend) flipped for a second after a typed confirmation |
 //! | `test scanner` | the next scan decoded (format, amount, reference) or why it is refused, as `kioskpay decode` says it; nothing is paid |
 //! | `test network`, `test terminal` | the API and the card terminal, from the `checks` family |
 //!
@@ -24,7 +24,8 @@ use super::money;
 use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::line::Echo;
 use crate::console::technicians::Action;
-use crate::control::protocol::{GpioInput, Scan, SCAN_TEST_WAIT_S};
+use crate::control::client::ClientError;
+use crate::control::protocol::{GpioInput, GpioOutput, Scan, SCAN_TEST_WAIT_S};
 use crate::display::{pattern, sample_states};
 
 /// What `test` can test.
@@ -157,9 +158,9 @@ async fn gpio(job: Job) -> Answer {
     let stop = job.ask("Enter (or ^C) stops watching ", Echo::Visible);
     tokio::pin!(stop);
     let mut changes = 0;
-    loop {
+    let stopped_by_enter = loop {
         let next = tokio::select! {
-            _ = &mut stop => break,
+            line = &mut stop => break line.is_some(),
             next = client.gpio_test(Some(now.changes)) => next,
         };
         let next = match next {
@@ -173,22 +174,62 @@ async fn gpio(job: Job) -> Answer {
             }
         }
         now = next;
-    }
-    let outputs = match now.outputs.as_slice() {
+    };
+    // The watch may have left a request waiting on this connection: its late answer must not
+    // be read as another's, so the connection goes, and the daemon stops waiting with it.
+    drop(client);
+    let seen = format!("{changes} change(s) seen");
+    let toggled = match now.outputs.as_slice() {
         [] => "this kiosk's [gpio] has no outputs to toggle".to_string(),
-        outputs => format!(
-            "outputs (not toggled from the console in this build): {}",
-            outputs
-                .iter()
-                .map(|o| format!("line {} {}", o.line, o.role))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ if !stopped_by_enter => "no output toggled".to_string(),
+        outputs => match toggle(&job, outputs).await {
+            Ok(done) => done,
+            Err(e) => return Answer::failed(format!("{seen}; test gpio: {e}")),
+        },
     };
     Answer::ok(
-        format!("{changes} change(s) seen; {outputs}"),
-        json!({"ok": true, "changes": changes, "gpio": now}),
+        format!("{seen}; {toggled}"),
+        json!({"ok": true, "changes": changes, "gpio": now, "toggled": toggled}),
     )
+}
+
+/// Offers to flip one of `outputs` for a second, after a typed confirmation; says what was done.
+async fn toggle(job: &Job, outputs: &[GpioOutput]) -> Result<String, ClientError> {
+    let listed = outputs
+        .iter()
+        .map(|o| format!("{} {}", o.line, o.role))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(answer) = job
+        .ask(
+            format!("Toggle an output for 1 s? Its line ({listed}), or Enter to skip: "),
+            Echo::Visible,
+        )
+        .await
+    else {
+        return Ok("no output toggled".into());
+    };
+    let Some(output) = outputs.iter().find(|o| answer.trim().parse() == Ok(o.line)) else {
+        return Ok("no output toggled".into());
+    };
+    let warning = if output.role.starts_with("vend") {
+        " The machine may take it as a paid sale and hand out goods."
+    } else {
+        ""
+    };
+    let question = format!(
+        "Line {} is the {}.{warning} Flip it for 1 s?",
+        output.line, output.role
+    );
+    if !job.confirm(&question).await {
+        return Ok("no output toggled (not confirmed)".into());
+    }
+    let asserted = job.daemon().await?.gpio_toggle(output.line).await?;
+    Ok(format!(
+        "line {} was {} for 1 s, then back to what the kiosk's state says",
+        output.line,
+        if asserted { "asserted" } else { "released" }
+    ))
 }
 
 fn input_text(input: &GpioInput) -> String {
