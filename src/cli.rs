@@ -320,7 +320,10 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "emulator")]
         Command::Soak { .. } => "warn",
         // The console's terminal is often its stderr too: only what needs attention.
-        Command::Console { .. } => "warn",
+        // On a serial line the audit trail goes to the system journal too (see
+        // console::session); with --stdio, stderr is the technician's own terminal.
+        Command::Console { stdio: true, .. } => "warn",
+        Command::Console { .. } => "warn,kioskpay::audit=info",
         _ => "info",
     };
     crate::logging::init_logging(cli.log.as_deref().unwrap_or(default_log));
@@ -447,6 +450,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 technicians,
                 socket: crate::control::socket_path(),
                 config,
+                tools: Default::default(),
                 idle_timeout: std::time::Duration::from_secs(idle_timeout_s),
             })
             .await

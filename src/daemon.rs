@@ -119,10 +119,15 @@ pub struct Kiosk {
     pub counters: Arc<Counters>,
     /// Where the callback listener listens (`[callback]`), with the port the OS chose for 0.
     pub callback_addr: Option<SocketAddr>,
+    /// Whether the serial scanner is there (from the input task's reports); `None` without
+    /// one.
+    pub scanner: Option<watch::Receiver<bool>>,
     /// What the console's hardware tests reach: the next scan, the panel, the GPIO lines.
     pub hardware: Hardware,
     /// The config in force; [`Kiosk::reload`] replaces its run-time part.
     config: Config,
+    /// Whether the display is a customer-facing panel that reports its health.
+    customer_facing: bool,
     /// New payment settings for the flow after a reload.
     settings: watch::Sender<FlowConfig>,
     /// The display task and its own stop token: a reload restarts it with the new settings.
@@ -223,6 +228,10 @@ impl Kiosk {
         }
         let customer_facing = display.as_ref().is_some_and(|d| d.2);
         let display = display.map(|(token, handle, _)| (token, handle));
+        let (scanner_tx, scanner_rx) = watch::channel(true);
+        let scanner = (matches!(inputs, InputWiring::FromConfig)
+            && config.input.kind == crate::config::InputKind::Serial)
+            .then_some(scanner_rx);
         if let InputWiring::FromConfig = inputs {
             let token = shutdown.clone();
             let (tap_tx, mut tap_rx) = mpsc::channel(16);
@@ -252,6 +261,11 @@ impl Kiosk {
                             .scanner_reconnects
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    match event {
+                        InputEvent::ScannerBack => scanner_tx.send_replace(true),
+                        InputEvent::ScannerUnavailable => scanner_tx.send_replace(false),
+                        _ => true,
+                    };
                     if tx.send(event).await.is_err() {
                         break;
                     }
@@ -312,8 +326,10 @@ impl Kiosk {
             liveness,
             counters,
             callback_addr,
+            scanner,
             hardware,
             config: config.clone(),
+            customer_facing,
             settings,
             display,
             display_health,
@@ -438,6 +454,11 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let desk = crate::control::desk::Desk::new(
+        client.clone(),
+        config.store.terminal_id.as_str().to_string(),
+        config.currency(),
+    );
     let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
         .context("starting the kiosk")?;
     let token = kiosk.shutdown_token();
@@ -454,7 +475,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         &mut kiosk.reports,
         tokio::sync::mpsc::unbounded_channel().1,
     ));
-    let control = serve_control(&kiosk, control_reports, token.clone()).await;
+    let control = serve_control(&kiosk, control_reports, desk, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -495,6 +516,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
+    desk: crate::control::desk::Desk,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let path = crate::control::socket_path();
@@ -504,6 +526,18 @@ async fn serve_control(
                 state: kiosk.state.clone(),
                 reports,
                 commands: kiosk.commands.clone(),
+                health: Some(crate::control::health::Sources {
+                    client: desk.client().clone(),
+                    scanner: kiosk.scanner.clone(),
+                    input_kind: format!("{:?}", kiosk.config.input.kind).to_lowercase(),
+                    display: kiosk
+                        .customer_facing
+                        .then(|| kiosk.display_health.subscribe()),
+                    display_kind: format!("{:?}", kiosk.config.display.kind).to_lowercase(),
+                    gpio: kiosk.config.gpio_enabled(),
+                    state_dir: kiosk.config.state.dir.clone(),
+                }),
+                desk: Some(desk),
                 hardware: kiosk.hardware.clone(),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))

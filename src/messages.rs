@@ -116,6 +116,11 @@ pub enum Command {
     /// the technician screen and refuses new carts. A payment in flight always finishes first;
     /// maintenance takes effect after it.
     Maintenance(bool),
+    /// A technician's test payment: a cart from [`crate::cart::CartSource::Console`]. Taken only
+    /// while maintenance is in force and nothing else runs — the technician is at the kiosk and
+    /// no customer can start a payment — and refused otherwise. It is journaled and followed
+    /// like any payment.
+    TestPayment(Cart),
 }
 
 /// A signed callback from Dintero named a payment: the flow reads that payment again now

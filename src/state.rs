@@ -195,6 +195,40 @@ pub enum RefusalReason {
     },
 }
 
+/// The short problem codes a technician reads on the customer display's footer and in the
+/// console's `status`, defined once here (the display's own panel codes, `E-PANEL-*`, live in
+/// [`crate::messages::PanelHealth`] because the display reports them). README's
+/// "Troubleshooting" section lists each with what to check.
+pub mod code {
+    /// Dintero (or the network to it) cannot be reached.
+    pub const NET: &str = "E-NET";
+    /// Dintero refuses the API client's credentials.
+    pub const AUTH: &str = "E-AUTH";
+    /// The terminal is not `ACTIVE`, or did not pick the last payment up.
+    pub const TERM: &str = "E-TERM";
+    /// The barcode scanner is not there.
+    pub const SCANNER: &str = "E-SCANNER";
+    /// The journal cannot be written.
+    pub const JOURNAL: &str = "E-JOURNAL";
+    /// The state directory's file system is nearly full.
+    pub const DISK: &str = "E-DISK";
+}
+
+impl UnavailableReason {
+    /// The problem's short code ([`code`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            UnavailableReason::ApiUnreachable => code::NET,
+            UnavailableReason::Credentials => code::AUTH,
+            UnavailableReason::TerminalNotActive(_) | UnavailableReason::TerminalOffline => {
+                code::TERM
+            }
+            UnavailableReason::Storage => code::JOURNAL,
+            UnavailableReason::Scanner => code::SCANNER,
+        }
+    }
+}
+
 /// What an operator reads in the log, e.g. `reason=Dintero cannot be reached`.
 impl std::fmt::Display for UnavailableReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

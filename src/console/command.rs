@@ -89,6 +89,27 @@ pub struct Paths {
     pub socket: PathBuf,
     /// The daemon's config file.
     pub config: PathBuf,
+    /// The service manager's tools.
+    pub tools: ServiceTools,
+}
+
+/// The programs `logs`, `restart` and `factory-reset` run: `journalctl` and `systemctl`, found
+/// on `PATH` unless a test names stand-ins.
+#[derive(Clone, Debug)]
+pub struct ServiceTools {
+    /// Reads the system journal.
+    pub journalctl: PathBuf,
+    /// Restarts the daemon.
+    pub systemctl: PathBuf,
+}
+
+impl Default for ServiceTools {
+    fn default() -> ServiceTools {
+        ServiceTools {
+            journalctl: "journalctl".into(),
+            systemctl: "systemctl".into(),
+        }
+    }
 }
 
 /// A command's running future.

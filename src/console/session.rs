@@ -31,11 +31,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditLog, Outcome};
-use super::command::{first_word_of, no_words, Answer, Job, Paths, Request, Running, Spec};
+use super::command::{
+    first_word_of, no_words, Answer, Job, Paths, Request, Running, ServiceTools, Spec,
+};
 use super::commands::{self, money};
 use super::line::{Completer, Echo, Event, LineEditor};
 use super::lockout::{Admission, Lockout, LockoutError, SystemClock};
-use super::technicians::{authenticate_async, Action, Login, Pin, Technicians};
+use super::technicians::{
+    authenticate_async, hash_pin_async, Action, Login, Pin, Role, TechnicianId, Technicians,
+    PIN_MIN_DIGITS,
+};
 use super::wake::WakeDetector;
 use crate::control::client::{Client, ClientError, Events};
 use crate::control::protocol::Event as DaemonEvent;
@@ -70,6 +75,8 @@ pub struct ConsoleOptions {
     pub socket: PathBuf,
     /// The daemon's config file.
     pub config: PathBuf,
+    /// `journalctl` and `systemctl`.
+    pub tools: ServiceTools,
     /// Idle logout after this long without a key.
     pub idle_timeout: Duration,
 }
@@ -228,6 +235,7 @@ pub async fn session(
             technicians: options.technicians.clone(),
             socket: options.socket.clone(),
             config: options.config.clone(),
+            tools: options.tools.clone(),
         }),
         job: None,
     };
@@ -284,6 +292,18 @@ enum Phase {
     Pin(String),
     /// A technician is logged in.
     LoggedIn(Login),
+    /// First-boot setup: the first administrator is being created.
+    Setup(SetupStep),
+}
+
+/// First-boot setup, on a kiosk without technicians: an id, then a PIN twice.
+enum SetupStep {
+    /// Asking for the new administrator's id.
+    Id,
+    /// Asking for their PIN.
+    Pin(TechnicianId),
+    /// Asking for it again.
+    Again(TechnicianId, Pin),
 }
 
 struct Console<'a> {
@@ -346,6 +366,15 @@ const SESSION_FIRST: &[Spec] = &[
         usage: "help [COMMAND]",
         about: "lists the commands, or explains one",
         example: "help payments",
+        action: None,
+        complete: no_words,
+        run: None,
+    },
+    Spec {
+        name: "setup",
+        usage: "setup",
+        about: "first-boot setup, only while the kiosk has no technician: creates the first administrator (an id, then a PIN twice, not shown)",
+        example: "setup",
         action: None,
         complete: no_words,
         run: None,
@@ -432,6 +461,12 @@ impl Console<'_> {
             Phase::Dormant => return None,
             Phase::Awake => ("kioskpay> ".to_string(), Echo::Visible),
             Phase::Pin(_) => ("PIN: ".to_string(), Echo::Nothing),
+            Phase::Setup(SetupStep::Id) => ("New administrator's id: ".to_string(), Echo::Visible),
+            Phase::Setup(SetupStep::Pin(_)) => (
+                format!("PIN ({PIN_MIN_DIGITS} or more digits, not shown): "),
+                Echo::Nothing,
+            ),
+            Phase::Setup(SetupStep::Again(..)) => ("Same PIN again: ".to_string(), Echo::Nothing),
             Phase::LoggedIn(login) => (format!("kioskpay {}> ", login.id), Echo::Visible),
         };
         self.editor.start(&prompt, echo, &mut self.out)
@@ -461,6 +496,9 @@ impl Console<'_> {
                     "kioskpay {} technician console. Type help, or login YOUR-ID.",
                     env!("CARGO_PKG_VERSION")
                 ));
+                if Technicians::load(&self.options.technicians).is_ok_and(|t| t.list.is_empty()) {
+                    self.say("No technician yet: type setup to create the first administrator.");
+                }
                 if let Some(event) = self.prompt() {
                     self.handle(event).await;
                 }
@@ -496,7 +534,7 @@ impl Console<'_> {
             }
             match event {
                 Event::Cancelled => {
-                    if let Phase::Pin(_) = self.phase {
+                    if let Phase::Pin(_) | Phase::Setup(_) = self.phase {
                         self.phase = Phase::Awake;
                     }
                 }
@@ -504,13 +542,15 @@ impl Console<'_> {
                     self.end_session("logout").await;
                     return;
                 }
-                Event::Secret(pin) => {
-                    if let Phase::Pin(id) = std::mem::replace(&mut self.phase, Phase::Awake) {
-                        self.attempt(&id, Pin::entered(pin.expose())).await;
-                    }
-                }
+                Event::Secret(pin) => match std::mem::replace(&mut self.phase, Phase::Awake) {
+                    Phase::Pin(id) => self.attempt(&id, Pin::entered(pin.expose())).await,
+                    Phase::Setup(step) => self.setup_secret(step, pin.expose()).await,
+                    _ => {}
+                },
                 Event::Line(line) => {
-                    if self.command_line(&line).await {
+                    if let Phase::Setup(SetupStep::Id) = self.phase {
+                        self.setup_id(&line);
+                    } else if self.command_line(&line).await {
                         return;
                     }
                 }
@@ -570,6 +610,13 @@ impl Console<'_> {
                 return true;
             }
             ("help", _) => self.help(words.get(1).copied()),
+            ("setup", _) if logged_in => {
+                Answer::refused("setup is for a kiosk without technicians; logout first")
+            }
+            ("setup", _) => match self.begin_setup() {
+                Ok(()) => return false,
+                Err(answer) => answer,
+            },
             (_, None) => Answer::refused(format!(
                 "unknown command {}: type help for the list",
                 printable_word(name)
@@ -603,10 +650,31 @@ impl Console<'_> {
 
     /// [`Console::answer`] for a login attempt, recorded with the id typed.
     fn answer_as(&mut self, technician: Option<&str>, line: &str, answer: Answer) {
-        if let Err(e) = self.audit.record(technician, line, &answer.outcome) {
-            let e = e.to_string();
-            self.show(&Answer::failed(e));
-            return;
+        match self.audit.record(technician, line, &answer.outcome) {
+            Ok(sha256) => {
+                // The same line in the system journal, with the chain's hash: a copy outside the
+                // state directory that `audit verify`'s last hash can be compared with.
+                let (result, reason) = match &answer.outcome {
+                    Outcome::Ok => ("ok", String::new()),
+                    Outcome::Failed(r) => ("failed", super::audit::mask_words(r)),
+                    Outcome::Refused(r) => ("refused", super::audit::mask_words(r)),
+                };
+                tracing::info!(
+                    target: "kioskpay::audit",
+                    technician = technician.unwrap_or("-"),
+                    command = %super::audit::mask_words(line),
+                    result,
+                    reason,
+                    sha256,
+                    "console audit"
+                );
+            }
+            Err(e) => {
+                let e = e.to_string();
+                tracing::error!(error = %e, "the console could not write its audit log; commands are refused until it can");
+                self.show(&Answer::failed(e));
+                return;
+            }
         }
         self.show(&answer);
     }
@@ -650,6 +718,82 @@ impl Console<'_> {
                     printable_word(name)
                 )),
             },
+        }
+    }
+
+    /// `setup`: starts the first-boot setup when the technicians file has nobody in it.
+    fn begin_setup(&mut self) -> Result<(), Answer> {
+        let technicians = Technicians::load(&self.options.technicians)
+            .map_err(|e| Answer::failed(e.to_string()))?;
+        if !technicians.list.is_empty() {
+            return Err(Answer::refused(
+                "this kiosk has technicians: login YOUR-ID (an administrator adds more with technician add)",
+            ));
+        }
+        self.say("First-boot setup: creates the first administrator. ^C stops.");
+        self.phase = Phase::Setup(SetupStep::Id);
+        Ok(())
+    }
+
+    fn setup_id(&mut self, line: &str) {
+        match TechnicianId::new(line.trim()) {
+            Ok(id) => self.phase = Phase::Setup(SetupStep::Pin(id)),
+            Err(e) => {
+                self.phase = Phase::Awake;
+                self.answer(
+                    "setup",
+                    Answer::refused(format!("{e}; type setup to try again")),
+                );
+            }
+        }
+    }
+
+    async fn setup_secret(&mut self, step: SetupStep, typed: &str) {
+        match step {
+            SetupStep::Id => {}
+            SetupStep::Pin(id) => match Pin::new(typed) {
+                Ok(pin) => self.phase = Phase::Setup(SetupStep::Again(id, pin)),
+                Err(e) => {
+                    let answer = Answer::refused(format!("{e}; type setup to try again"))
+                        .recorded_as("the code was refused by the rules");
+                    self.answer_as(Some(id.as_str()), "setup", answer);
+                }
+            },
+            SetupStep::Again(id, pin) => {
+                let answer = if Pin::entered(typed) == pin {
+                    self.create_first_admin(&id, pin).await
+                } else {
+                    Answer::refused("the two entries differ; type setup to try again")
+                        .recorded_as("the two entries differ")
+                };
+                self.answer_as(Some(id.as_str()), "setup", answer);
+            }
+        }
+    }
+
+    async fn create_first_admin(&mut self, id: &TechnicianId, pin: Pin) -> Answer {
+        let hash = match hash_pin_async(pin).await {
+            Ok(hash) => hash,
+            Err(e) => return Answer::failed(e.to_string()),
+        };
+        let file = &self.options.technicians;
+        let result = Technicians::load(file).and_then(|mut technicians| {
+            // Checked again: another console may have finished a setup meanwhile.
+            if !technicians.list.is_empty() {
+                return Ok(false);
+            }
+            technicians.add(id.clone(), Role::Admin, hash)?;
+            technicians.save(file).map(|()| true)
+        });
+        match result {
+            Ok(true) => Answer::ok(
+                format!("Administrator {id} created. Type login {id}."),
+                json!({"ok": true, "technician": id.as_str(), "role": "admin"}),
+            ),
+            Ok(false) => {
+                Answer::refused("another console created a technician meanwhile: login YOUR-ID")
+            }
+            Err(e) => Answer::failed(e.to_string()),
         }
     }
 
@@ -697,7 +841,7 @@ impl Console<'_> {
             .map_err(|e| Answer::failed(e.to_string()))?;
         if technicians.list.is_empty() {
             return Err(Answer::failed(format!(
-                "no technician may log in yet: add one from a root shell: sudo kioskpay technician add NAME --role admin (file {})",
+                "no technician may log in yet: type setup, or add one from a root shell: sudo kioskpay technician add NAME --role admin (file {})",
                 self.options.technicians.display()
             )));
         }
@@ -786,7 +930,7 @@ impl Console<'_> {
                 );
                 self.end_session("logout (idle)").await;
             }
-            Phase::Awake | Phase::Pin(_) => {
+            Phase::Awake | Phase::Pin(_) | Phase::Setup(_) => {
                 self.editor.print_above("console asleep", &mut self.out);
                 self.sleep();
             }

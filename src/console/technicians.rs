@@ -131,6 +131,10 @@ pub enum Action {
     Credentials,
     /// `technician add|remove|list`.
     Technicians,
+    /// `restart`: the daemon, through the service manager.
+    Restart,
+    /// `factory-reset`.
+    FactoryReset,
 }
 
 impl Role {
@@ -141,9 +145,12 @@ impl Role {
             | Action::Test
             | Action::Logs
             | Action::Payments
-            | Action::Maintenance => true,
+            | Action::Maintenance
+            | Action::Restart => true,
             Action::Refund | Action::Void => matches!(self, Role::Refund | Role::Admin),
-            Action::Config | Action::Credentials | Action::Technicians => self == Role::Admin,
+            Action::Config | Action::Credentials | Action::Technicians | Action::FactoryReset => {
+                self == Role::Admin
+            }
         }
     }
 
@@ -158,7 +165,8 @@ impl Role {
 }
 
 /// A PIN as typed. Prints as `***`; the only way to the digits is inside this module.
-#[derive(Clone)]
+/// (Comparable: a new PIN is typed twice.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct Pin(String);
 
 impl Pin {

@@ -7,7 +7,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{Event, Gpio, Reply, Request, Scan, ServerLine, Status};
+use super::protocol::{Event, Gpio, Reply, Request, Scan, ServerLine, Status, TerminalReport};
+use crate::dintero::TerminalOperation;
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +79,7 @@ impl Client {
         self.writer.write_all(line.as_bytes()).await?;
         loop {
             match self.next_line().await? {
-                Some(ServerLine::Reply(reply)) => return Ok(reply),
+                Some(ServerLine::Reply(reply)) => return Ok(*reply),
                 Some(ServerLine::Event(_)) => continue,
                 None => {
                     return Err(ClientError::Io(io::Error::new(
@@ -101,6 +102,55 @@ impl Client {
     /// Asks for maintenance on or off.
     pub async fn maintenance(&mut self, on: bool) -> Result<(), ClientError> {
         checked(self.request(&Request::Maintenance { on }).await?).map(drop)
+    }
+
+    /// The kiosk's terminal as Dintero sees it now.
+    pub async fn terminal(&mut self) -> Result<TerminalReport, ClientError> {
+        let reply = checked(self.request(&Request::Terminal {}).await?)?;
+        reply
+            .terminal
+            .ok_or_else(|| ClientError::Protocol("a terminal reply without a terminal".into()))
+    }
+
+    /// Asks Dintero to retry the terminal's set-up; the terminal as it is afterwards.
+    pub async fn terminal_sync(&mut self) -> Result<TerminalReport, ClientError> {
+        let reply = checked(self.request(&Request::TerminalSync {}).await?)?;
+        reply
+            .terminal
+            .ok_or_else(|| ClientError::Protocol("a sync reply without a terminal".into()))
+    }
+
+    /// Starts `operation` on the terminal; `key` makes a repeated request the same operation.
+    pub async fn terminal_operation(
+        &mut self,
+        operation: &str,
+        key: &str,
+    ) -> Result<TerminalOperation, ClientError> {
+        let request = Request::TerminalOperation {
+            operation: operation.into(),
+            key: key.into(),
+        };
+        let reply = checked(self.request(&request).await?)?;
+        reply
+            .operation
+            .ok_or_else(|| ClientError::Protocol("an operation reply without the operation".into()))
+    }
+
+    /// The terminal's operations, newest first.
+    pub async fn terminal_operations(&mut self) -> Result<Vec<TerminalOperation>, ClientError> {
+        let reply = checked(self.request(&Request::TerminalOperations {}).await?)?;
+        reply
+            .operations
+            .ok_or_else(|| ClientError::Protocol("an operations reply without operations".into()))
+    }
+
+    /// Asks for a technician's test payment of `amount` minor units (follow it with events).
+    pub async fn test_payment(&mut self, amount: u64, technician: &str) -> Result<(), ClientError> {
+        let request = Request::TestPayment {
+            amount,
+            technician: technician.into(),
+        };
+        checked(self.request(&request).await?).map(drop)
     }
 
     /// Waits for the next scan, which the daemon decodes and does not pay (needs maintenance).
@@ -151,6 +201,23 @@ impl Client {
         serde_json::from_str(&line)
             .map(Some)
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// Waits until a daemon answers `status` on `path` (after a restart), for at most `limit`;
+/// its status, or `None` when none answered in time.
+pub async fn wait_until_answering(path: &Path, limit: std::time::Duration) -> Option<Status> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(mut client) = Client::connect(path).await {
+            if let Ok(status) = client.status().await {
+                return Some(status);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

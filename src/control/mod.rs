@@ -8,8 +8,11 @@
 //!
 //! The control server is an observer like the display and the metrics: it reads the flow's
 //! published [`crate::state::KioskState`] and its payment reports, and it may only *ask* the flow
-//! through a [`crate::messages::Command`] (maintenance on or off). It never calls Dintero and
-//! never writes the journal, so nothing typed at a console can drive a payment.
+//! through a [`crate::messages::Command`] (maintenance on or off, a technician's test payment,
+//! which the flow takes only in maintenance and runs like any other). It never writes the
+//! journal and never calls Dintero about a payment, so nothing typed at a console can drive
+//! one; its only calls to Dintero are about the terminal itself ([`desk`]: status, sync, remote
+//! operations), with the daemon's own client.
 //!
 //! Who may connect: the file mode keeps out everyone but the daemon's user and group; the server
 //! also checks each peer's credentials (`SO_PEERCRED`) and accepts only root, the daemon's own
@@ -17,6 +20,8 @@
 //! refuses strangers.
 
 pub mod client;
+pub mod desk;
+pub mod health;
 pub mod protocol;
 pub mod server;
 

@@ -35,6 +35,27 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// The kiosk's terminal as Dintero sees it now, with its newest operation.
+    Terminal {},
+    /// Asks Dintero to retry the terminal's set-up (only a terminal in `ERROR` or `SYNC_ERROR`).
+    TerminalSync {},
+    /// Starts a remote operation on the terminal; refused while a payment runs.
+    TerminalOperation {
+        /// `end_of_day`, `send_logs`, `check_update` or `open_menu`.
+        operation: String,
+        /// Sent to Dintero as `Idempotency-Key`: the same key again gets the same operation.
+        key: String,
+    },
+    /// The terminal's operations, newest first, to follow one until it is done.
+    TerminalOperations {},
+    /// A technician's test payment of `amount` minor units in the kiosk's currency; only while
+    /// maintenance is in force and no payment runs. Follow it with `events`.
+    TestPayment {
+        /// Minor units.
+        amount: u64,
+        /// Who asks, for the log and the cart's reference.
+        technician: String,
+    },
     /// The next scan, decoded but not paid (needs maintenance; waits up to [`SCAN_TEST_WAIT_S`]).
     ScanTest {},
     /// The test pattern or a customer screen on the panel by its `kioskpay render` name; `null`
@@ -78,6 +99,15 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `terminal` and `terminal_sync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalReport>,
+    /// The answer to `terminal_operation`: the operation as Dintero answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::dintero::TerminalOperation>,
+    /// The answer to `terminal_operations`, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
     /// The answer to `scan_test`: what the scan came to (boxed: most replies carry none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<Box<Scan>>,
@@ -87,6 +117,15 @@ pub struct Reply {
     /// The answer to `gpio_toggle`: whether the output was asserted during the toggle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toggled: Option<bool>,
+}
+
+/// The kiosk's terminal as Dintero sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalReport {
+    /// The terminal, with why it is in its status when the list says.
+    pub terminal: crate::dintero::ListedTerminal,
+    /// Its newest remote operation, if any.
+    pub last_operation: Option<crate::dintero::TerminalOperation>,
 }
 
 /// The GPIO lines as `gpio_test` answers them.
@@ -156,6 +195,47 @@ pub struct Status {
     pub version: String,
     /// Payments since the daemon started.
     pub counters: Counters,
+    /// The parts around the payment flow and the problems seen in them; `None` from a daemon
+    /// that does not watch them (an older version, or a test without an API client).
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// The kiosk's parts, as the daemon sees them now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// The terminal's status at the health gate's newest reading.
+    pub terminal: Option<String>,
+    /// Seconds since that reading.
+    pub terminal_seen_s: Option<u64>,
+    /// Whether Dintero answered the newest call (any HTTP status counts as reachable).
+    pub api_reachable: Option<bool>,
+    /// That call's round-trip time.
+    pub api_rtt_ms: Option<u64>,
+    /// Seconds since that call.
+    pub api_seen_s: Option<u64>,
+    /// Seconds since the access token in use was fetched.
+    pub token_age_s: Option<u64>,
+    /// `present`, `absent`, or `not used (input.kind = …)`.
+    pub scanner: String,
+    /// `working`, `no frame yet`, `broken (E-PANEL-…)` or `none`.
+    pub display: String,
+    /// `in use` or `not configured`.
+    pub gpio: String,
+    /// Free bytes for the daemon in the state directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    /// What is wrong now, each with its short code (`E-NET`, `E-TERM`, …; see README,
+    /// "Troubleshooting"); empty when nothing is.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The short code a kiosk reader shows (`E-NET`).
+    pub code: String,
+    /// What it is, in words.
+    pub message: String,
 }
 
 /// The payment running now.
@@ -254,8 +334,8 @@ pub enum Event {
 pub enum ServerLine {
     /// An event (has an `event` field).
     Event(Event),
-    /// A reply (has an `ok` field).
-    Reply(Reply),
+    /// A reply (has an `ok` field). Boxed: a reply with a status is many times an event's size.
+    Reply(Box<Reply>),
 }
 
 /// Reads one request line; the error says what a request looks like.
@@ -350,7 +430,7 @@ mod tests {
         assert_eq!(line, r#"{"ok":false,"error":"no"}"#);
         assert_eq!(
             serde_json::from_str::<ServerLine>(&line).unwrap(),
-            ServerLine::Reply(Reply::error("no"))
+            ServerLine::Reply(Box::new(Reply::error("no")))
         );
     }
 }

@@ -14,9 +14,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::desk::Desk;
+use super::health::Sources;
 use super::protocol::{
-    parse_request, Counters, CurrentPayment, Event, Gpio, GpioInput, GpioOutput, LastError, Reply,
-    Request, Scan, Status, GPIO_TEST_WAIT_S, MAX_LINE, SCAN_TEST_WAIT_S,
+    parse_request, Counters, CurrentPayment, Event, Gpio, GpioInput, GpioOutput, LastError,
+    Problem, Reply, Request, Scan, Status, TerminalReport, GPIO_TEST_WAIT_S, MAX_LINE,
+    SCAN_TEST_WAIT_S,
 };
 use crate::display::{pattern, sample_states, Override};
 use crate::gpio::outputs::Toggle;
@@ -35,6 +38,10 @@ pub struct Observed {
     pub reports: mpsc::UnboundedReceiver<PaymentReport>,
     /// Requests to the flow (maintenance on or off).
     pub commands: mpsc::Sender<Command>,
+    /// The kiosk's terminal at Dintero; `None` where no API client is wired (unit tests).
+    pub desk: Option<Desk>,
+    /// Where the parts around the flow report, for `status`; `None` in unit tests.
+    pub health: Option<Sources>,
     /// What the console's hardware tests reach.
     pub hardware: Hardware,
 }
@@ -117,6 +124,8 @@ impl Server {
             commands: observed.commands,
             hardware: observed.hardware,
             started: Instant::now(),
+            desk: observed.desk,
+            health: observed.health,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -212,6 +221,8 @@ struct Context {
     commands: mpsc::Sender<Command>,
     hardware: Hardware,
     started: Instant,
+    desk: Option<Desk>,
+    health: Option<Sources>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -222,6 +233,8 @@ struct Book {
     payment: Option<CurrentPayment>,
     last_error: Option<LastError>,
     counters: Counters,
+    /// What the flow shows as wrong now (card payment unavailable, out of service).
+    problem: Option<Problem>,
 }
 
 impl Context {
@@ -239,6 +252,7 @@ impl Context {
             uptime_s: self.started.elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             counters: book.counters.clone(),
+            health: self.health.as_ref().map(|h| h.read(book.problem.clone())),
         }
     }
 
@@ -266,10 +280,89 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
+            Ok(Request::Terminal {}) => self.at_desk(|d| async move { d.report().await }).await,
+            Ok(Request::TerminalSync {}) => self.at_desk(|d| async move { d.sync().await }).await,
+            Ok(Request::TerminalOperation { operation, key }) => {
+                let running = self.book().payment.is_some();
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.start(&operation, &key, running).await {
+                    Ok(op) => {
+                        info!(operation = %op.operation, id = %op.id, "terminal operation asked for on the control socket");
+                        Reply {
+                            operation: Some(op),
+                            ..Reply::ok()
+                        }
+                    }
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::TestPayment { amount, technician }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                let (in_force, running) = {
+                    let book = self.book();
+                    (
+                        book.maintenance && book.state == "technician",
+                        book.payment.is_some(),
+                    )
+                };
+                if running {
+                    return Reply::error("a payment is running; the test payment waits for its end: try again when status shows no payment");
+                }
+                if !in_force {
+                    return Reply::error("a test payment needs maintenance in force (no customer can pay beside it): maintenance on, then try again when the technician screen shows");
+                }
+                let cart = desk.test_cart(amount, &technician);
+                info!(amount, %technician, "test payment asked for on the control socket");
+                if self
+                    .commands
+                    .send(Command::TestPayment(cart))
+                    .await
+                    .is_err()
+                {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                Reply::ok()
+            }
+            Ok(Request::TerminalOperations {}) => {
+                let Some(desk) = self.desk.clone() else {
+                    return Reply::error(NO_DESK);
+                };
+                match desk.operations().await {
+                    Ok(ops) => Reply {
+                        operations: Some(ops),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
             Ok(Request::ScanTest {}) => self.scan_test().await,
             Ok(Request::DisplayTest { screen }) => self.display_test(screen),
             Ok(Request::GpioTest { seen }) => self.gpio_test(seen).await,
             Ok(Request::GpioToggle { line }) => self.gpio_toggle(line).await,
+        }
+    }
+
+    /// A terminal report from `call`, or why there is none.
+    async fn at_desk<F, Fut>(&self, call: F) -> Reply
+    where
+        F: FnOnce(Desk) -> Fut,
+        Fut: std::future::Future<Output = Result<TerminalReport, String>>,
+    {
+        let Some(desk) = self.desk.clone() else {
+            return Reply::error(NO_DESK);
+        };
+        match call(desk).await {
+            Ok(report) => Reply {
+                terminal: Some(report),
+                ..Reply::ok()
+            },
+            Err(e) => Reply::error(e),
         }
     }
 
@@ -434,6 +527,10 @@ impl Context {
     }
 }
 
+/// Why a daemon without an API client cannot answer for the terminal.
+const NO_DESK: &str =
+    "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
+
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -529,6 +626,17 @@ fn note_state(context: &Context, state: &KioskState) {
             }
             None => book.payment = None,
         }
+        book.problem = match state {
+            KioskState::Unavailable { reason } => Some(Problem {
+                code: reason.code().into(),
+                message: format!("card payment unavailable: {reason}"),
+            }),
+            KioskState::OutOfService { code } => Some(Problem {
+                code: code.clone(),
+                message: "out of service".into(),
+            }),
+            _ => None,
+        };
         let problem = match state {
             KioskState::Unavailable { reason } => {
                 Some(format!("card payment unavailable: {reason}"))
@@ -739,6 +847,8 @@ mod tests {
                 state: state_rx,
                 reports: reports_rx,
                 commands: commands_tx,
+                desk: None,
+                health: None,
                 hardware: Hardware::default(),
             },
             shutdown.clone(),

@@ -61,8 +61,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::dintero::{
-    ApiError, CreatedSession, ErrorBody, Gateway, RefundOutcome, RefundRequest, Session,
-    SessionProfileRequest, Terminal, TokenResponse, Transaction, TransactionQuery,
+    ApiError, CreatedSession, ErrorBody, Gateway, ListedTerminal, OperationKind, RefundOutcome,
+    RefundRequest, Session, SessionProfileRequest, Terminal, TerminalFilter, TerminalOperation,
+    TerminalStatus, TokenResponse, Transaction, TransactionQuery,
 };
 use crate::secret::Secret;
 
@@ -124,6 +125,33 @@ struct Inner {
     /// Held across a token fetch: concurrent callers wait for that one fetch instead of each
     /// starting their own.
     token: Mutex<TokenSlot>,
+    /// What the calls so far showed, for the daemon's `status`.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// What this client's calls have shown so far: the newest exchange, the token's age and the
+/// terminal's status at its last reading (the payment flow's health gate reads it every
+/// health interval). Clones of a client share it.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// The newest HTTP exchange.
+    pub last_call: Option<LastCall>,
+    /// When the token in use was fetched.
+    pub token_fetched: Option<std::time::Instant>,
+    /// The terminal's status at the newest `GET …/terminals/{id}`, and when.
+    pub terminal: Option<(TerminalStatus, std::time::Instant)>,
+}
+
+/// One HTTP exchange, as `status` shows it.
+#[derive(Clone, Debug)]
+pub struct LastCall {
+    /// When it ended.
+    pub at: std::time::Instant,
+    /// From sending to the end of the answer (or the failure).
+    pub round_trip: Duration,
+    /// `None`: Dintero answered (any status: the API is reachable); else what failed on the
+    /// way.
+    pub failure: Option<String>,
 }
 
 #[derive(Default)]
@@ -179,6 +207,8 @@ struct Request {
     url: String,
     /// JSON body of a POST; `None` sends an empty body.
     body: Option<String>,
+    /// `Idempotency-Key`, on the calls that take one.
+    idempotency_key: Option<String>,
 }
 
 /// What came back, reduced to what the callers use, so the ureq response does not leave the
@@ -217,8 +247,18 @@ impl Client {
                 agent,
                 config,
                 token: Mutex::new(TokenSlot::default()),
+                seen: std::sync::Mutex::new(Seen::default()),
             }),
         }
+    }
+
+    /// What the calls so far have shown.
+    pub fn seen(&self) -> Seen {
+        self.seen_mut().clone()
+    }
+
+    fn seen_mut(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.inner.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn checkout(&self, method: Method, path: String, query: &[(&str, &str)]) -> Request {
@@ -226,11 +266,15 @@ impl Client {
     }
 
     fn management(&self, method: Method, path: &str) -> Request {
+        self.management_query(method, path, &[])
+    }
+
+    fn management_query(&self, method: Method, path: &str, query: &[(&str, &str)]) -> Request {
         let path = format!(
             "/v1/accounts/{}{path}",
             segment(&self.inner.config.account_id)
         );
-        Request::new(method, &self.inner.config.api_url, path, &[])
+        Request::new(method, &self.inner.config.api_url, path, query)
     }
 
     /// Sends an authorized call, refreshing the token and retrying once on a 401. Returns only
@@ -277,6 +321,7 @@ impl Client {
         );
         let result = (token.authorization.clone(), token.generation);
         slot.current = Some(token);
+        self.seen_mut().token_fetched = Some(std::time::Instant::now());
         Ok(result)
     }
 
@@ -324,7 +369,17 @@ impl Client {
         let outcome =
             tokio::task::spawn_blocking(move || exchange(&inner.agent, &prepared, &authorization))
                 .await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let round_trip = started.elapsed();
+        let elapsed_ms = u64::try_from(round_trip.as_millis()).unwrap_or(u64::MAX);
+        self.seen_mut().last_call = Some(LastCall {
+            at: std::time::Instant::now(),
+            round_trip,
+            failure: match &outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(transport_error(e).to_string()),
+                Err(join) => Some(join.to_string()),
+            },
+        });
         let method = request.method.as_str();
         let path = request.path.as_str();
         match outcome {
@@ -370,6 +425,7 @@ impl Request {
             path,
             url,
             body: None,
+            idempotency_key: None,
         }
     }
 
@@ -404,12 +460,14 @@ fn exchange(
     authorization: &Secret,
 ) -> Result<Answer, ureq::Error> {
     let mut response = match (request.method, &request.body) {
-        (Method::Get, _) => with_headers(agent.get(&request.url), authorization).call()?,
-        (Method::Post, Some(body)) => with_headers(agent.post(&request.url), authorization)
-            .header("Content-Type", "application/json")
-            .send(body.as_str())?,
+        (Method::Get, _) => with_headers(agent.get(&request.url), request, authorization).call()?,
+        (Method::Post, Some(body)) => {
+            with_headers(agent.post(&request.url), request, authorization)
+                .header("Content-Type", "application/json")
+                .send(body.as_str())?
+        }
         (Method::Post, None) => {
-            with_headers(agent.post(&request.url), authorization).send_empty()?
+            with_headers(agent.post(&request.url), request, authorization).send_empty()?
         }
     };
     let header = |name: &str| {
@@ -440,8 +498,13 @@ fn exchange(
 
 fn with_headers<B>(
     builder: ureq::RequestBuilder<B>,
+    request: &Request,
     authorization: &Secret,
 ) -> ureq::RequestBuilder<B> {
+    let builder = match &request.idempotency_key {
+        Some(key) => builder.header("Idempotency-Key", key.as_str()),
+        None => builder,
+    };
     builder
         .header("Authorization", authorization.expose())
         .header("Dintero-System-Name", SYSTEM_NAME)
@@ -593,6 +656,67 @@ fn parse_list<T: DeserializeOwned>(answer: &Answer, key: &str) -> Result<Vec<T>,
     serde_json::from_value(list).map_err(|e| unexpected(format!("has an unreadable item: {e}")))
 }
 
+/// Terminal management: what a technician asks for through the daemon, never the payment flow,
+/// so these are not part of [`Gateway`] (the flow's fakes need not pretend to have them).
+impl Client {
+    /// `GET {api}/v1/accounts/{aid}/terminals` with `filter`.
+    pub async fn terminals(
+        &self,
+        filter: &TerminalFilter,
+    ) -> Result<Vec<ListedTerminal>, ApiError> {
+        let pairs: Vec<(&str, &str)> = [
+            ("status", filter.status.as_ref().map(TerminalStatus::as_str)),
+            ("device_model", filter.device_model.as_deref()),
+            (
+                "device_serial_number",
+                filter.device_serial_number.as_deref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        let call = self.management_query(Method::Get, "/terminals", &pairs);
+        parse_list(&self.call(call).await?, "terminals")
+    }
+
+    /// `POST {api}/v1/accounts/{aid}/terminals/{terminal_id}/sync`: retries a terminal in
+    /// `ERROR` or `SYNC_ERROR`; any other status is refused with `409 TERMINAL_NOT_RETRYABLE`.
+    /// The answer's body is not relied on: read the terminal again for its status.
+    pub async fn sync_terminal(&self, terminal_id: &str) -> Result<(), ApiError> {
+        let path = format!(
+            "/terminals/{}/sync",
+            id_segment("terminal id", terminal_id)?
+        );
+        self.call(self.management(Method::Post, &path)).await?;
+        Ok(())
+    }
+
+    /// `POST {checkout}/v1/admin/terminals/operations`. The same `idempotency_key` sent again
+    /// (after a timeout, say) gets the same operation instead of a second one.
+    pub async fn start_operation(
+        &self,
+        terminal_id: &str,
+        kind: OperationKind,
+        idempotency_key: &str,
+    ) -> Result<TerminalOperation, ApiError> {
+        let mut call = self
+            .checkout(Method::Post, "/v1/admin/terminals/operations".into(), &[])
+            .with_json(&serde_json::json!({"terminal_id": terminal_id, "operation": kind}))?;
+        call.idempotency_key = Some(idempotency_key.to_string());
+        parse(&self.call(call).await?)
+    }
+
+    /// `GET {checkout}/v1/admin/terminals/operations?terminal_id=…`: newest first.
+    pub async fn operations(&self, terminal_id: &str) -> Result<Vec<TerminalOperation>, ApiError> {
+        let call = self.checkout(
+            Method::Get,
+            "/v1/admin/terminals/operations".into(),
+            &[("terminal_id", terminal_id)],
+        );
+        parse_list(&self.call(call).await?, "operations")
+    }
+}
+
 impl Gateway for Client {
     async fn create_session(
         &self,
@@ -664,7 +788,9 @@ impl Gateway for Client {
 
     async fn terminal(&self, terminal_id: &str) -> Result<Terminal, ApiError> {
         let path = format!("/terminals/{}", id_segment("terminal id", terminal_id)?);
-        parse(&self.call(self.management(Method::Get, &path)).await?)
+        let terminal: Terminal = parse(&self.call(self.management(Method::Get, &path)).await?)?;
+        self.seen_mut().terminal = Some((terminal.status.clone(), std::time::Instant::now()));
+        Ok(terminal)
     }
 
     async fn ensure_token(&self) -> Result<(), ApiError> {

@@ -448,6 +448,10 @@ pub enum TerminalStatus {
     Inactive,
     /// Removed.
     Deleted,
+    /// Failed to set up or to sync; `POST …/terminals/{id}/sync` retries it.
+    Error,
+    /// Its last sync failed; `POST …/terminals/{id}/sync` retries it.
+    SyncError,
     /// A status this version does not know: treated as not active.
     Other(String),
 }
@@ -461,6 +465,8 @@ impl TerminalStatus {
             TerminalStatus::ActionRequired => "ACTION_REQUIRED",
             TerminalStatus::Inactive => "INACTIVE",
             TerminalStatus::Deleted => "DELETED",
+            TerminalStatus::Error => "ERROR",
+            TerminalStatus::SyncError => "SYNC_ERROR",
             TerminalStatus::Other(s) => s,
         }
     }
@@ -481,6 +487,8 @@ impl<'de> Deserialize<'de> for TerminalStatus {
             "ACTION_REQUIRED" => TerminalStatus::ActionRequired,
             "INACTIVE" => TerminalStatus::Inactive,
             "DELETED" => TerminalStatus::Deleted,
+            "ERROR" => TerminalStatus::Error,
+            "SYNC_ERROR" => TerminalStatus::SyncError,
             _ => TerminalStatus::Other(s),
         })
     }
@@ -502,6 +510,143 @@ pub struct Terminal {
     pub store_id: Option<String>,
     /// Whether it takes payments.
     pub status: TerminalStatus,
+}
+
+/// One terminal of `GET {api}/v1/accounts/{aid}/terminals`: the terminal and why it is in its
+/// status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListedTerminal {
+    /// The terminal.
+    #[serde(flatten)]
+    pub terminal: Terminal,
+    /// Why it is in that status, when the list says (e.g. `CHECK_UPDATE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+}
+
+/// Filters of `GET {api}/v1/accounts/{aid}/terminals` (all exact; none lists every terminal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TerminalFilter {
+    /// Only terminals in this status.
+    pub status: Option<TerminalStatus>,
+    /// Only this hardware model.
+    pub device_model: Option<String>,
+    /// Only this serial number.
+    pub device_serial_number: Option<String>,
+}
+
+/// A remote operation on a terminal (`POST {checkout}/v1/admin/terminals/operations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Close the day's batch and print its report.
+    EndOfDay,
+    /// Upload the terminal's logs to its vendor.
+    SendLogs,
+    /// Look for a software update and install it.
+    CheckUpdate,
+    /// Open the terminal's own menu on its screen.
+    OpenMenu,
+}
+
+impl OperationKind {
+    /// Every operation, in the order the console lists them.
+    pub const ALL: [OperationKind; 4] = [
+        OperationKind::EndOfDay,
+        OperationKind::SendLogs,
+        OperationKind::CheckUpdate,
+        OperationKind::OpenMenu,
+    ];
+
+    /// The wire spelling (`end_of_day`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::EndOfDay => "end_of_day",
+            OperationKind::SendLogs => "send_logs",
+            OperationKind::CheckUpdate => "check_update",
+            OperationKind::OpenMenu => "open_menu",
+        }
+    }
+
+    /// Reads the wire spelling.
+    pub fn parse(text: &str) -> Option<OperationKind> {
+        OperationKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl Serialize for OperationKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Where a terminal operation is. Dintero documents only `PENDING`; the rest is what the
+/// emulator answers, and anything else is read as "not done yet".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperationStatus {
+    /// Sent to the terminal, not done.
+    Pending,
+    /// The terminal is working on it.
+    InProgress,
+    /// Done.
+    Completed,
+    /// The terminal could not do it.
+    Failed,
+    /// A status this version does not know: waited on like `PENDING`.
+    Other(String),
+}
+
+impl OperationStatus {
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OperationStatus::Pending => "PENDING",
+            OperationStatus::InProgress => "IN_PROGRESS",
+            OperationStatus::Completed => "COMPLETED",
+            OperationStatus::Failed => "FAILED",
+            OperationStatus::Other(s) => s,
+        }
+    }
+
+    /// Whether waiting longer can change it.
+    pub fn is_final(&self) -> bool {
+        matches!(self, OperationStatus::Completed | OperationStatus::Failed)
+    }
+}
+
+impl Serialize for OperationStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OperationStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "PENDING" => OperationStatus::Pending,
+            "IN_PROGRESS" => OperationStatus::InProgress,
+            "COMPLETED" => OperationStatus::Completed,
+            "FAILED" => OperationStatus::Failed,
+            _ => OperationStatus::Other(s),
+        })
+    }
+}
+
+/// One terminal operation, as created or listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TerminalOperation {
+    /// Dintero's id for it.
+    pub id: String,
+    /// The terminal it runs on.
+    pub terminal_id: String,
+    /// What it does, in the wire spelling (an operation this version does not know is shown
+    /// as Dintero names it).
+    pub operation: String,
+    /// Where it is.
+    pub status: OperationStatus,
+    /// When it was asked for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 /// Answer of the token endpoint.
@@ -554,6 +699,21 @@ mod tests {
         assert_eq!(tx.failure_types(), vec!["DECLINED".to_string()]);
         let t: Terminal = serde_json::from_str(r#"{"terminal_id":"a","status":"BROKEN"}"#).unwrap();
         assert_eq!(t.status, TerminalStatus::Other("BROKEN".into()));
+        let t: ListedTerminal = serde_json::from_str(
+            r#"{"terminal_id":"a","status":"SYNC_ERROR","status_reason":"CHECK_UPDATE"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.terminal.status, TerminalStatus::SyncError);
+        assert_eq!(t.status_reason.as_deref(), Some("CHECK_UPDATE"));
+        let op: TerminalOperation = serde_json::from_str(
+            r#"{"id":"o1","terminal_id":"a","operation":"reboot","status":"QUEUED","x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(op.status, OperationStatus::Other("QUEUED".into()));
+        assert!(!op.status.is_final());
+        for kind in OperationKind::ALL {
+            assert_eq!(OperationKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

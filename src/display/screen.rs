@@ -208,13 +208,13 @@ pub fn screen_for(state: &KioskState, lang: Language, now: Instant) -> Screen {
                         Screen::new(Tone::Warning, Icon::Exclamation, ScannerTitle, lang)
                             .line(ScannerBroken, lang)
                             .line(ContactStaff, lang);
-                    screen.footer = Some(text::error_code(lang, "E-SCANNER"));
+                    screen.footer = Some(text::error_code(lang, reason.code()));
                     screen
                 }
                 UnavailableReason::Storage => {
                     let mut screen = screen.line(NeedsStaffSetup, lang).line(ContactStaff, lang);
                     // A short code a technician can look up; the customer only needs "staff".
-                    screen.footer = Some("E-JOURNAL".into());
+                    screen.footer = Some(reason.code().into());
                     screen
                 }
             }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::error::ApiErr;
-use super::ledger::{NewSession, RefundReq, TxFilter};
+use super::ledger::{NewSession, RefundReq, TerminalListFilter, TxFilter};
 use super::server::Shared;
 use super::terminal::{scaled, Outcome, REFUND_S};
 use super::{ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, PROFILE_ID};
@@ -34,7 +34,12 @@ pub(super) type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v1/accounts/{aid}/auth/token", post(token))
+        .route("/v1/accounts/{aid}/terminals", get(list_terminals))
         .route("/v1/accounts/{aid}/terminals/{terminal_id}", get(terminal))
+        .route(
+            "/v1/accounts/{aid}/terminals/{terminal_id}/sync",
+            post(sync_terminal),
+        )
         .route("/v1/sessions-profile", post(create_session))
         .route("/v1/sessions", get(search_sessions))
         .route("/v1/sessions/{id}", get(get_session))
@@ -180,6 +185,41 @@ async fn terminal(
     found.map(Json).ok_or_else(|| {
         ApiErr::not_found(format!("terminal {terminal_id} not found on account {aid}"))
     })
+}
+
+/// `GET /v1/accounts/{aid}/terminals?status=&device_model=&device_serial_number=`.
+async fn list_terminals(
+    _caller: Caller,
+    State(shared): State<Arc<Shared>>,
+    Path(aid): Path<String>,
+    query: Params,
+) -> Result<Json<Value>, ApiErr> {
+    if aid != ACCOUNT_ID {
+        return Err(ApiErr::not_found(format!("account {aid} not found")));
+    }
+    let mut p = params(query)?;
+    let filter = TerminalListFilter {
+        status: p.remove("status"),
+        device_model: p.remove("device_model"),
+        device_serial_number: p.remove("device_serial_number"),
+    };
+    Ok(Json(Value::Array(
+        shared.ledger().terminals(&filter, Instant::now()),
+    )))
+}
+
+/// `POST /v1/accounts/{aid}/terminals/{terminal_id}/sync`.
+async fn sync_terminal(
+    _caller: Caller,
+    State(shared): State<Arc<Shared>>,
+    Path((aid, terminal_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiErr> {
+    if aid != ACCOUNT_ID {
+        return Err(ApiErr::not_found(format!(
+            "terminal {terminal_id} not found on account {aid}"
+        )));
+    }
+    shared.ledger().sync_terminal(&terminal_id).map(Json)
 }
 
 fn req_str<'a>(v: &'a Value, key: &str, path: &str) -> Result<&'a str, ApiErr> {
@@ -466,7 +506,7 @@ async fn refund(
     Ok(Json(tx))
 }
 
-const OPERATIONS: [&str; 3] = ["end_of_day", "send_logs", "check_update"];
+const OPERATIONS: [&str; 4] = ["end_of_day", "send_logs", "check_update", "open_menu"];
 
 /// `POST /v1/admin/terminals/operations`.
 async fn create_operation(

@@ -76,14 +76,20 @@ async fn status(
         "PENDING" => TerminalStatus::Pending,
         "ACTION_REQUIRED" => TerminalStatus::ActionRequired,
         "DELETED" => TerminalStatus::Deleted,
+        "ERROR" => TerminalStatus::Error,
+        "SYNC_ERROR" => TerminalStatus::SyncError,
         other => {
             return Err(ApiErr::bad_request(format!(
-            "status: {other:?} is not one of ACTIVE, INACTIVE, PENDING, ACTION_REQUIRED, DELETED"
+            "status: {other:?} is not one of ACTIVE, INACTIVE, PENDING, ACTION_REQUIRED, DELETED, ERROR, SYNC_ERROR"
         )))
         }
     };
+    let reason = body
+        .get("status_reason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let name = status.as_str().to_string();
-    if !shared.ledger().set_terminal_status(&id, status) {
+    if !shared.ledger().set_terminal_status(&id, status, reason) {
         return Err(ApiErr::not_found(format!("terminal {id} not found")));
     }
     tracing::info!(terminal = %id, status = %name, "terminal status set");

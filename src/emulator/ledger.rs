@@ -60,6 +60,20 @@ impl Clock {
     }
 }
 
+/// `device_model` of every simulated terminal.
+const DEVICE_MODEL: &str = "SIMULATED";
+
+/// Filters of `GET /v1/accounts/{aid}/terminals`, all exact.
+#[derive(Clone, Debug, Default)]
+pub struct TerminalListFilter {
+    /// `status`.
+    pub status: Option<String>,
+    /// `device_model`.
+    pub device_model: Option<String>,
+    /// `device_serial_number`.
+    pub device_serial_number: Option<String>,
+}
+
 /// What a terminal is doing, for `TERMINAL_BUSY`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Busy {
@@ -79,6 +93,9 @@ struct TerminalRec {
     busy: Option<Busy>,
     next_outcome: Option<Outcome>,
     receipts: u32,
+    /// Why it is in its status, as the control API set it (a running operation's name
+    /// overrides it in the list).
+    status_reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -245,6 +262,7 @@ impl Ledger {
                 busy: None,
                 next_outcome: None,
                 receipts: 0,
+                status_reason: None,
             })
             .collect();
         self.sessions.clear();
@@ -509,6 +527,17 @@ impl Ledger {
                 ))
             }
             None => {}
+        }
+        let operation_due = scaled(OPERATION_S, self.time_scale);
+        if let Some(op) = self
+            .operations
+            .iter()
+            .find(|o| o.terminal_id == new.terminal_id && now < o.created + operation_due)
+        {
+            return Err(ApiErr::terminal_busy(
+                &new.terminal_id,
+                &format!("operation {} ({})", op.id, op.operation),
+            ));
         }
         let outcome = forced
             .or_else(|| terminal.next_outcome.take())
@@ -783,11 +812,81 @@ impl Ledger {
             json!({
                 "terminal_id": t.id,
                 "device_serial_number": t.serial,
-                "device_model": "SIMULATED",
+                "device_model": DEVICE_MODEL,
                 "store_id": t.store_id,
                 "status": t.status.as_str(),
             })
         })
+    }
+
+    /// `GET /v1/accounts/{aid}/terminals`: every terminal matching `filter`, each with its
+    /// `status_reason` (the running operation's name in capitals, e.g. `CHECK_UPDATE`, else
+    /// what the control API set, else `null`).
+    pub fn terminals(&self, filter: &TerminalListFilter, now: Instant) -> Vec<Value> {
+        let due = scaled(OPERATION_S, self.time_scale);
+        self.terminals
+            .iter()
+            .filter(|t| {
+                filter
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| t.status.as_str() == s)
+            })
+            .filter(|_| {
+                filter
+                    .device_model
+                    .as_deref()
+                    .is_none_or(|m| m == DEVICE_MODEL)
+            })
+            .filter(|t| {
+                filter
+                    .device_serial_number
+                    .as_deref()
+                    .is_none_or(|n| n == t.serial)
+            })
+            .map(|t| {
+                let running = self
+                    .operations
+                    .iter()
+                    .find(|o| o.terminal_id == t.id && now < o.created + due)
+                    .map(|o| o.operation.to_ascii_uppercase());
+                json!({
+                    "terminal_id": t.id,
+                    "device_serial_number": t.serial,
+                    "device_model": DEVICE_MODEL,
+                    "store_id": t.store_id,
+                    "status": t.status.as_str(),
+                    "status_reason": running.or_else(|| t.status_reason.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /v1/accounts/{aid}/terminals/{id}/sync`: a terminal in `ERROR` or `SYNC_ERROR` is
+    /// synced at once and is `ACTIVE` again; any other status is `409 TERMINAL_NOT_RETRYABLE`;
+    /// an unknown terminal `404`.
+    pub fn sync_terminal(&mut self, id: &str) -> Result<Value, ApiErr> {
+        let terminal = self.terminal_mut(id).ok_or_else(|| {
+            ApiErr::not_found(format!("terminal {id} not found on account {ACCOUNT_ID}"))
+        })?;
+        if !matches!(
+            terminal.status,
+            TerminalStatus::Error | TerminalStatus::SyncError
+        ) {
+            return Err(ApiErr::with_status(
+                axum::http::StatusCode::CONFLICT,
+                "TERMINAL_NOT_RETRYABLE",
+                format!(
+                    "terminal {id} is {} and has nothing to retry; only a terminal in ERROR or SYNC_ERROR can be synced",
+                    terminal.status.as_str()
+                ),
+            ));
+        }
+        terminal.status = TerminalStatus::Active;
+        terminal.status_reason = None;
+        tracing::info!(terminal = %id, "terminal synced");
+        self.terminal(id)
+            .ok_or_else(|| ApiErr::not_found(format!("terminal {id} not found")))
     }
 
     /// Control API: the next payment on `terminal_id` gets `outcome` whatever its amount.
@@ -798,9 +897,17 @@ impl Ledger {
     }
 
     /// Control API: switch a terminal on or off in the management API.
-    pub fn set_terminal_status(&mut self, terminal_id: &str, status: TerminalStatus) -> bool {
+    pub fn set_terminal_status(
+        &mut self,
+        terminal_id: &str,
+        status: TerminalStatus,
+        reason: Option<String>,
+    ) -> bool {
         self.terminal_mut(terminal_id)
-            .map(|t| t.status = status)
+            .map(|t| {
+                t.status = status;
+                t.status_reason = reason;
+            })
             .is_some()
     }
 
@@ -815,10 +922,36 @@ impl Ledger {
         if let Some(&o) = idempotency_key.and_then(|k| self.idempotency.get(k)) {
             return Ok(self.operation_json(o, now));
         }
-        if !self.terminals.iter().any(|t| t.id == terminal_id) {
-            return Err(ApiErr::bad_request(format!(
+        let Some(terminal) = self.terminals.iter().find(|t| t.id == terminal_id) else {
+            return Err(ApiErr::not_found(format!(
                 "terminal_id: terminal {terminal_id} is not enrolled on account {ACCOUNT_ID}"
             )));
+        };
+        match &terminal.busy {
+            Some(Busy::Session(session)) => {
+                return Err(ApiErr::terminal_busy(
+                    terminal_id,
+                    &format!("session {session}"),
+                ))
+            }
+            Some(Busy::Refund(tx)) => {
+                return Err(ApiErr::terminal_busy(
+                    terminal_id,
+                    &format!("a refund of transaction {tx}"),
+                ))
+            }
+            None => {}
+        }
+        let due = scaled(OPERATION_S, self.time_scale);
+        if let Some(running) = self
+            .operations
+            .iter()
+            .find(|o| o.terminal_id == terminal_id && now < o.created + due)
+        {
+            return Err(ApiErr::terminal_busy(
+                terminal_id,
+                &format!("operation {} ({})", running.id, running.operation),
+            ));
         }
         let o = self.operations.len();
         self.operations.push(OperationRec {
@@ -844,12 +977,20 @@ impl Ledger {
 
     fn operation_json(&self, o: usize, now: Instant) -> Value {
         let op = &self.operations[o];
-        let done = now >= op.created + scaled(OPERATION_S, self.time_scale);
+        let took = now.saturating_duration_since(op.created);
+        let due = scaled(OPERATION_S, self.time_scale);
+        let status = if took >= due {
+            "COMPLETED"
+        } else if took >= due / 2 {
+            "IN_PROGRESS"
+        } else {
+            "PENDING"
+        };
         json!({
             "id": op.id,
             "terminal_id": op.terminal_id,
             "operation": op.operation,
-            "status": if done { "COMPLETED" } else { "PENDING" },
+            "status": status,
             "created_at": self.clock.rfc3339(op.created),
         })
     }

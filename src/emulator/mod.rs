@@ -37,7 +37,9 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/accounts/{aid}/auth/token` | HTTP Basic `client_id:secret` (or `client_id`/`client_secret` in the body, as an older Node SDK sends), body `{"grant_type":"client_credentials","audience":"…/v1/accounts/{aid}"}`; any audience ending in `/v1/accounts/{aid}` is accepted because the SDKs build it from their own base URL. Answers `{"access_token","token_type":"Bearer","expires_in"}`. |
-//! | `GET /v1/accounts/{aid}/terminals/{id}` | `{terminal_id, device_serial_number, device_model, store_id, status}` |
+//! | `GET /v1/accounts/{aid}/terminals?status=&device_model=&device_serial_number=` | array of terminals, each with `status_reason` (see *Terminal operations*) |
+//! | `GET /v1/accounts/{aid}/terminals/{id}` | `{terminal_id, device_serial_number, device_model, store_id, status}`; 404 for an unknown terminal |
+//! | `POST /v1/accounts/{aid}/terminals/{id}/sync` | a terminal in `ERROR` or `SYNC_ERROR` is `ACTIVE` again at once and is answered; any other status `409 TERMINAL_NOT_RETRYABLE`; 404 for an unknown terminal |
 //! | `POST /v1/sessions-profile[?include_session=true]` | starts the payment; `{"id":"T12345678.<base58>","url"}`. 400 naming the field (profile, `url.return_url`, `order.amount` not an integer or not the sum of the items, currency, merchant reference, store/terminal/payout destination missing, unknown, not matching or not `ACTIVE`); 409 `TERMINAL_BUSY`. |
 //! | `GET /v1/sessions/{id}` | the session: `order`, `url`, `created_at`, `expires_at`, `transaction_id` (absent until pickup), `events[]`, `cancelled_at`, `cancelled_by` |
 //! | `GET /v1/sessions?search=&limit=` | array, newest first; `search` matches `merchant_reference` or `merchant_reference_2` (case-insensitive substring) or the id |
@@ -45,7 +47,7 @@
 //! | `GET /v1/transactions?merchant_reference=&terminal_id=&store_id=&status=&created_at.gte=&starting_after=&limit=` | array, newest first; all filters exact |
 //! | `GET /v1/transactions/{id}` | the transaction (`status`, `amount`, `currency`, references, `session_id`, `payment_product` `seitatech`, `payment_product_type` `seitatech.in_person`, `store`, `card`, `events[]`, `created_at`) |
 //! | `POST /v1/transactions/{id}/refund` | `{"amount", "terminal_id", "refund_reference"?}`; see *Refunds* |
-//! | `POST /v1/admin/terminals/operations` | `{"terminal_id","operation":"end_of_day"\|"send_logs"\|"check_update"}`, optional `Idempotency-Key`; `PENDING`, `COMPLETED` 2 s later |
+//! | `POST /v1/admin/terminals/operations` | `{"terminal_id","operation":"end_of_day"\|"send_logs"\|"check_update"\|"open_menu"}`, optional `Idempotency-Key`; see *Terminal operations* |
 //! | `GET /v1/admin/terminals/operations?terminal_id=` | array, newest first |
 //!
 //! # The simulated terminal
@@ -91,6 +93,17 @@
 //! the transaction `REFUNDED` or `PARTIALLY_REFUNDED` and a `REFUND` event. Only `CAPTURED` or
 //! `PARTIALLY_REFUNDED` transactions refund, up to what is left.
 //!
+//! **Terminal operations** (ours, where Dintero is silent): an operation is `PENDING` for the
+//! first half of **2 s**, `IN_PROGRESS` for the second, then `COMPLETED`. While it runs the
+//! terminal is busy: a session or a second operation for it gets `409 TERMINAL_BUSY`, and the
+//! terminal list shows the operation's name in capitals as its `status_reason`
+//! (`CHECK_UPDATE`). An operation on a terminal running a payment or a refund is refused with
+//! `409 TERMINAL_BUSY` rather than queued (a queued `end_of_day` would close the batch under a
+//! payment). An unknown terminal is `404`. The same `Idempotency-Key` again answers the first
+//! operation as it is now, whatever the body, and creates nothing. `PUT
+//! /_emulator/terminals/{id}/status` with `{"status":"ERROR","status_reason":"…"}` puts a
+//! terminal where `sync` can retry it.
+//!
 //! # Time
 //! All time is tokio's (`tokio::time`), so tests may pause it. Terminal delays (pickup, outcome
 //! table, refund approval, operations) are multiplied by [`EmulatorConfig::time_scale`]
@@ -116,7 +129,8 @@
 //!   # (offline_mid_payment: picked up, then the terminal drops off the network; the
 //!   # transaction stays INITIATED and the terminal busy until the session is cancelled)
 //! curl -s -X PUT localhost:PORT/_emulator/terminals/T12345678-T0001/status -d '{"status":"INACTIVE"}'
-//!   # a non-ACTIVE terminal refuses new sessions with 400 naming it
+//!   # a non-ACTIVE terminal refuses new sessions with 400 naming it; also ERROR and
+//!   # SYNC_ERROR (for sync), with an optional "status_reason" shown by the terminal list
 //! curl -s -X POST localhost:PORT/_emulator/reset
 //!   # seeded sandbox again, and the fault plan the emulator started with; tokens survive
 //! curl -s -X POST localhost:PORT/_emulator/faults -d '{"seed":1,"rules":[

@@ -144,7 +144,8 @@ pub const PICKUP_S: f64 = 0.5;
 /// Seconds the cardholder takes to approve a refund on the terminal.
 pub const REFUND_S: f64 = 2.0;
 
-/// Seconds a terminal operation (`end_of_day`, …) stays `PENDING`.
+/// Seconds a terminal operation (`end_of_day`, …) runs: `PENDING` for the first half, `IN_PROGRESS` for the
+/// second, then `COMPLETED`.
 pub const OPERATION_S: f64 = 2.0;
 
 /// `secs` of emulated time at `time_scale` as a tokio duration. The scale was checked to be

@@ -62,7 +62,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::cart::Cart;
+use crate::cart::{Cart, CartSource};
 use crate::dintero::{
     ApiError, Gateway, Order, OrderItem, Session, SessionProfileRequest, SessionUrl, Store,
     TerminalId, TerminalStatus, Transaction, TransactionQuery,
@@ -441,6 +441,16 @@ impl<G: Gateway> Flow<G> {
                         self.show_idle_unless_held();
                     }
                     Some(Command::Cancel) => info!("cancel asked for, but no payment is running"),
+                    Some(Command::TestPayment(cart)) => {
+                        if self.maintenance && cart.source == CartSource::Console {
+                            info!(amount = %cart.amount, "a technician's test payment");
+                            if let Driven::ShutDown = self.take_cart(cart, shutdown.as_mut()).await {
+                                return Ok(());
+                            }
+                        } else {
+                            warn!(amount = %cart.amount, "a test payment is taken only from the console in maintenance; ignored");
+                        }
+                    }
                     Some(Command::Maintenance(on)) => {
                         self.set_maintenance(on);
                         // A refusal on screen gives way at once: the technician sees the change.

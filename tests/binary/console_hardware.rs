@@ -273,6 +273,8 @@ async fn test_gpio_shows_the_input_lines_change_live() {
             reports,
             commands: kiosk.commands.clone(),
             hardware: kiosk.hardware.clone(),
+            desk: None,
+            health: None,
         },
         stop.clone(),
     ));

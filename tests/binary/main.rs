@@ -13,6 +13,8 @@ mod console_cli;
 mod console_hardware;
 mod console_harness;
 mod console_session;
+mod console_system;
+mod console_terminal;
 mod sdk;
 mod service;
 mod soak;

@@ -969,7 +969,6 @@ async fn terminal_operations_are_idempotent_by_key() {
         assert_eq!(status, 200, "{op}");
         assert_eq!(op["status"], "PENDING");
         assert_eq!(send("eod-1").1["id"], op["id"]);
-        assert_ne!(send("eod-2").1["id"], op["id"]);
         c.wait_for("the operation to complete", |c| {
             let ops = c.ok(
                 "GET",
@@ -983,6 +982,15 @@ async fn terminal_operations_are_idempotent_by_key() {
                 .clone();
             (mine["status"] == "COMPLETED").then_some(())
         });
+        let (status, again) = send("eod-1");
+        assert_eq!((status, &again["id"]), (200, &op["id"]));
+        assert_eq!(
+            again["status"], "COMPLETED",
+            "the same operation as it is now"
+        );
+        let (status, second) = send("eod-2");
+        assert_eq!(status, 200, "{second}");
+        assert_ne!(second["id"], op["id"]);
         let (status, _) = c.post(
             "/v1/admin/terminals/operations",
             json!({"terminal_id": T1, "operation": "reboot"}),
@@ -990,6 +998,133 @@ async fn terminal_operations_are_idempotent_by_key() {
         assert_eq!(status, 400);
     })
     .await;
+}
+
+#[tokio::test]
+async fn terminal_list_filters_and_sync_retries_only_a_terminal_in_error() {
+    scenario(fast(), |c, _| {
+        let all = c.ok("GET", "/v1/accounts/T12345678/terminals", None);
+        let ids: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["terminal_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [T1, T2]);
+        assert!(all[0]["status_reason"].is_null(), "{all}");
+        let one = c.ok(
+            "GET",
+            "/v1/accounts/T12345678/terminals?device_serial_number=SIMULATED-T12345678-002",
+            None,
+        );
+        assert_eq!(one.as_array().unwrap().len(), 1);
+        assert_eq!(one[0]["terminal_id"], T2);
+        let none = c.ok("GET", "/v1/accounts/T12345678/terminals?status=ERROR", None);
+        assert!(none.as_array().unwrap().is_empty(), "{none}");
+
+        let sync = format!("/v1/accounts/T12345678/terminals/{T1}/sync");
+        let (status, body) = c.call("POST", &sync, None);
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "TERMINAL_NOT_RETRYABLE");
+        let (status, body) = c.call(
+            "POST",
+            "/v1/accounts/T12345678/terminals/T12345678-T9999/sync",
+            None,
+        );
+        assert_eq!((status, &body["error"]["code"]), (404, &json!("NOT_FOUND")));
+
+        c.ok(
+            "PUT",
+            &format!("/_emulator/terminals/{T1}/status"),
+            Some(json!({"status": "ERROR", "status_reason": "SYNC_FAILED"})),
+        );
+        let broken = c.ok("GET", "/v1/accounts/T12345678/terminals?status=ERROR", None);
+        assert_eq!(broken[0]["terminal_id"], T1);
+        assert_eq!(broken[0]["status_reason"], "SYNC_FAILED");
+        let synced = c.ok("POST", &sync, None);
+        assert_eq!(synced["status"], "ACTIVE", "{synced}");
+        let t = c.ok(
+            "GET",
+            &format!("/v1/accounts/T12345678/terminals/{T1}"),
+            None,
+        );
+        assert_eq!(t["status"], "ACTIVE");
+        let (status, _) = c.call("POST", &sync, None);
+        assert_eq!(status, 409, "synced once, nothing left to retry");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operation_runs_in_emulated_time_and_keeps_its_terminal_busy() {
+    let (emulator, c) = paused_emulator(EmulatorConfig::default()).await;
+    let ops = "/v1/admin/terminals/operations";
+    let op = blocking(&c, move |c| {
+        let (status, body) = c.post(
+            ops,
+            json!({"terminal_id": "T12345678-T9999", "operation": "end_of_day"}),
+        );
+        assert_eq!(status, 404, "unknown terminal: {body}");
+        let op = c.ok(
+            "POST",
+            ops,
+            Some(json!({"terminal_id": T1, "operation": "check_update"})),
+        );
+        assert_eq!(op["status"], "PENDING");
+        assert_eq!(op["operation"], "check_update");
+        let list = c.ok(
+            "GET",
+            "/v1/accounts/T12345678/terminals?device_serial_number=SIMULATED-T12345678-001",
+            None,
+        );
+        assert_eq!(list[0]["status_reason"], "CHECK_UPDATE");
+        let (status, body) = c.post(ops, json!({"terminal_id": T1, "operation": "send_logs"}));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("TERMINAL_BUSY")),
+            "{body}"
+        );
+        let (status, body) = c.post("/v1/sessions-profile", order(39900, "kiosk-1-op", T1));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("TERMINAL_BUSY")),
+            "{body}"
+        );
+        op
+    })
+    .await;
+    sleep_s(1.1).await;
+    let list = format!("{ops}?terminal_id={T1}");
+    let now = blocking(&c, move |c| c.ok("GET", &list, None)).await;
+    assert_eq!(now[0]["id"], op["id"]);
+    assert_eq!(now[0]["status"], "IN_PROGRESS");
+    sleep_s(1.0).await;
+    blocking(&c, move |c| {
+        let list = c.ok("GET", &format!("{ops}?terminal_id={T1}"), None);
+        assert_eq!(list[0]["status"], "COMPLETED");
+        let t = c.ok(
+            "GET",
+            "/v1/accounts/T12345678/terminals?device_serial_number=SIMULATED-T12345678-001",
+            None,
+        );
+        assert!(t[0]["status_reason"].is_null(), "{t}");
+        // A payment now holds the terminal: the operation is refused, not queued.
+        c.create(order(39900, "kiosk-1-op", T1));
+        let (status, body) = c.post(ops, json!({"terminal_id": T1, "operation": "open_menu"}));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("TERMINAL_BUSY")),
+            "{body}"
+        );
+        let menu = c.ok(
+            "POST",
+            ops,
+            Some(json!({"terminal_id": T2, "operation": "open_menu"})),
+        );
+        assert_eq!(menu["status"], "PENDING");
+    })
+    .await;
+    emulator.shutdown().await;
 }
 
 fn raw_request(

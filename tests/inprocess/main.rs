@@ -13,6 +13,7 @@ mod support;
 mod callback;
 mod client;
 mod codes;
+mod console_stream;
 mod daemon;
 mod display;
 mod emulator;

@@ -5,7 +5,7 @@
 //! | `test display` | a test pattern (colour order, dead pixels, orientation, size; see [`crate::display::pattern`]), then every screen a customer can see, in the kiosk's language, one per Enter, then the technician screen again |
 //! | `test gpio` | the input lines (preset buttons, cancel, pulse input) and each change of their level as it happens, until Enter or ^C; after Enter, one output (busy, vend) flipped for a second after a typed confirmation |
 //! | `test scanner` | the next scan decoded (format, amount, reference) or why it is refused, as `kioskpay decode` says it; nothing is paid |
-//! | `test network`, `test terminal` | the API and the card terminal, from the `checks` family |
+//! | `test network`, `test terminal` | the way to Dintero and the card terminal: run by [`super::checks`] |
 //!
 //! The daemon owns the panel and the scanner, so the console asks it over the control socket and
 //! the daemon does the work: it draws the test screens on the real panel (and gives the panel
@@ -35,7 +35,7 @@ const SUBJECTS: &[&str] = &["display", "scanner", "gpio", "network", "terminal"]
 pub const COMMANDS: &[Spec] = &[Spec {
     name: "test",
     usage: "test display|scanner|gpio|network|terminal",
-    about: "tries the kiosk's hardware in maintenance: display (a test pattern, then every customer screen), scanner (the next scan decoded, not paid), gpio (input levels live), network, terminal (needs the daemon)",
+    about: "tries the kiosk: display (a test pattern, then every customer screen), scanner (the next scan decoded, not paid), gpio (input levels live, an output toggled), all in maintenance; network (DNS, TCP, TLS, token, round trips, without the daemon); terminal (its status, then a confirmed test payment in maintenance)",
     example: "test scanner",
     action: Some(Action::Test),
     complete: |words| first_word_of(words, SUBJECTS),
@@ -47,9 +47,8 @@ async fn test(job: Job, words: Vec<String>) -> Answer {
         Some("scanner") if words.len() == 1 => scanner(job).await,
         Some("display") if words.len() == 1 => display(job).await,
         Some("gpio") if words.len() == 1 => gpio(job).await,
-        Some("network" | "terminal") => {
-            Answer::failed(format!("test {}: not in this build yet", words[0]))
-        }
+        Some("network") => super::checks::run_network(job, words).await,
+        Some("terminal") => super::checks::run_terminal(job, words).await,
         _ => Answer::refused(
             "usage: test display|scanner|gpio|network|terminal (help test shows an example)",
         ),

@@ -5,16 +5,28 @@
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
-//! | [`hardware`] | `test scanner` (and `test network`, `test terminal` from `checks`) | yes, and maintenance on |
+//! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
+//! | [`checks`] | `test network`, `test terminal` (run by `test` in [`hardware`]) | network: no, it reads the config file and calls Dintero itself; terminal: yes |
+//! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
+//! | [`hardware`] | `test display\|scanner\|gpio` (and `test network\|terminal` through [`checks`]) | yes, and maintenance on |
 
+pub mod checks;
 pub mod hardware;
 pub mod payments;
 pub mod status;
+pub mod system;
+pub mod terminal;
 
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, hardware::COMMANDS];
+pub const ALL: &[&[Spec]] = &[
+    status::COMMANDS,
+    payments::COMMANDS,
+    terminal::COMMANDS,
+    hardware::COMMANDS,
+    system::COMMANDS,
+];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.

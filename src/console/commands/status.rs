@@ -1,34 +1,73 @@
-//! `status`: the kiosk at a glance, from the running daemon.
+//! `status`: the kiosk at a glance, from the running daemon — its state and payment, the
+//! terminal, the API's reachability and round-trip time, the token's age, scanner, display,
+//! GPIO, disk, version, uptime, the last error, and each problem now with its short code (the
+//! codes the customer display shows; README, "Troubleshooting", says what to check for each).
+//!
+//! `status --watch` prints a new block every 2 s until ^C. It prints rather than redraws in
+//! place: clearing a screen needs the terminal to do as told, and a block per refresh also
+//! leaves a history a technician can scroll back through.
+
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::money;
-use crate::console::command::{no_words, Answer, Job, Spec};
+use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::technicians::Action;
 use crate::control::protocol::Status;
 
 /// The family's commands.
 pub const COMMANDS: &[Spec] = &[Spec {
     name: "status",
-    usage: "status",
-    about: "the kiosk's state, the payment running, the last error, uptime, version and counts (needs the daemon)",
-    example: "status",
+    usage: "status [--watch]",
+    about: "the kiosk's state, payment, terminal, API round trip, token, scanner, display, GPIO, disk, last error and problem codes (needs the daemon); --watch repeats it every 2 s until ^C",
+    example: "status --watch",
     action: Some(Action::Status),
-    complete: no_words,
+    complete: |words| first_word_of(words, &["--watch"]),
     run: Some(|job, words| Box::pin(status(job, words))),
 }];
 
+/// How often `status --watch` refreshes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
 async fn status(job: Job, words: Vec<String>) -> Answer {
-    if !words.is_empty() {
-        return Answer::refused("usage: status (help status shows an example)");
-    }
-    let status = match job.daemon().await {
-        Ok(mut client) => client.status().await,
-        Err(e) => Err(e),
+    let watch = match words.as_slice() {
+        [] => false,
+        [flag] if flag == "--watch" => true,
+        _ => return Answer::refused("usage: status [--watch] (help status shows an example)"),
     };
-    match status {
-        Ok(status) => Answer::ok(status_text(&status), json!({"ok": true, "status": status})),
-        Err(e) => Answer::failed(e.to_string()),
+    let mut client = match job.daemon().await {
+        Ok(client) => client,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    if !watch {
+        return match client.status().await {
+            Ok(status) => Answer::ok(status_text(&status), json!({"ok": true, "status": status})),
+            Err(e) => Answer::failed(e.to_string()),
+        };
+    }
+    let mut shown = 0u64;
+    loop {
+        let status = match client.status().await {
+            Ok(status) => status,
+            Err(e) => return Answer::failed(e.to_string()),
+        };
+        shown += 1;
+        job.print(format!(
+            "--- status {shown} (every {} s; ^C stops) ---\n{}",
+            WATCH_EVERY.as_secs(),
+            status_text(&status)
+        ))
+        .await;
+        tokio::select! {
+            _ = job.cancelled() => {
+                return Answer::ok(
+                    format!("stopped watching after {shown} refreshes"),
+                    json!({"ok": true, "refreshes": shown, "status": status}),
+                );
+            }
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
     }
 }
 
@@ -50,16 +89,72 @@ fn status_text(status: &Status) -> String {
         None => "none".into(),
     };
     let up = status.uptime_s;
-    format!(
-        "state        {}\nmaintenance  {}\npayment      {payment}\nlast error   {last_error}\nuptime       {}h {:02}m {:02}s\nversion      {}\npayments     {} started, {} finished, {} approved",
+    let mut text = format!(
+        "state        {}\nmaintenance  {}\npayment      {payment}\n",
         status.state,
         if status.maintenance { "on" } else { "off" },
-        up / 3600,
-        up / 60 % 60,
-        up % 60,
+    );
+    if let Some(health) = &status.health {
+        text.push_str(&health_text(health));
+    }
+    text.push_str(&format!(
+        "last error   {last_error}\nuptime       {}\nversion      {}\npayments     {} started, {} finished, {} approved",
+        duration(up),
         status.version,
         status.counters.payments_started,
         status.counters.payments_finished,
         status.counters.approved,
+    ));
+    if let Some(health) = &status.health {
+        if health.problems.is_empty() {
+            text.push_str("\nproblems     none");
+        }
+        for problem in &health.problems {
+            text.push_str(&format!(
+                "\nPROBLEM      {}  {}",
+                problem.code, problem.message
+            ));
+        }
+    }
+    text
+}
+
+fn health_text(h: &crate::control::protocol::Health) -> String {
+    let terminal = match (&h.terminal, h.terminal_seen_s) {
+        (Some(status), Some(ago)) => format!("{status} (checked {} ago)", duration(ago)),
+        _ => "not checked yet".into(),
+    };
+    let api = match (h.api_reachable, h.api_rtt_ms, h.api_seen_s) {
+        (Some(reachable), Some(rtt), Some(ago)) => format!(
+            "{}, round trip {rtt} ms ({} ago)",
+            if reachable {
+                "reachable"
+            } else {
+                "NOT reachable"
+            },
+            duration(ago)
+        ),
+        _ => "no call yet".into(),
+    };
+    let token = match h.token_age_s {
+        Some(age) => format!("fetched {} ago", duration(age)),
+        None => "none yet".into(),
+    };
+    let disk = match h.disk_free_bytes {
+        Some(free) => format!("{} MiB free in the state directory", free / (1024 * 1024)),
+        None => "unknown (the state directory cannot be read)".into(),
+    };
+    format!(
+        "terminal     {terminal}\napi          {api}\ntoken        {token}\nscanner      {}\ndisplay      {}\ngpio         {}\ndisk         {disk}\n",
+        h.scanner, h.display, h.gpio
     )
+}
+
+/// `1h 02m 03s`, `2m 03s` or `3s`.
+fn duration(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m {:02}s", s / 3600, s / 60 % 60, s % 60),
+    }
 }

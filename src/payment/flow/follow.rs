@@ -178,6 +178,9 @@ impl<G: Gateway> Flow<G> {
                         }
                     }
                     Some(Command::CheckHealth) => {}
+                    Some(Command::TestPayment(cart)) => {
+                        info!(amount = %cart.amount, "a test payment asked for while a payment runs; ignored");
+                    }
                     // Noted now, shown after the payment: a payment in flight always finishes.
                     Some(Command::Maintenance(on)) => self.set_maintenance(on),
                     None => self.commands_open = false,
