@@ -26,11 +26,12 @@ use crate::callback::{CallbackError, Listener};
 use crate::config::rollback::{self, Deadline, Pending};
 use crate::config::{Config, DisplayKind};
 use crate::control::protocol::ConfigState;
+use crate::control::server::Hardware;
 use crate::control::server::{ConfigControl, ConfigRequest};
 use crate::dintero::Gateway;
 use crate::display;
 use crate::gpio::{self, GpioBackend, GpioError, GpioUnit};
-use crate::input::{self, InputEvent};
+use crate::input::{self, InputEvent, ScanDiversion};
 use crate::journal::{Journal, JournalError, Outcome};
 use crate::metrics::{Counters, Metered};
 use crate::payment::flow::{Command, Flow, FlowChannels, FlowConfig, FlowError, PaymentReport};
@@ -52,6 +53,7 @@ fn spawn_display(
     states: watch::Receiver<KioskState>,
     shutdown: &CancellationToken,
     health: &watch::Sender<display::PanelHealth>,
+    tests: watch::Receiver<Option<display::Override>>,
 ) -> Result<Option<(CancellationToken, JoinHandle<()>, bool)>, StartError> {
     if config.display.kind == DisplayKind::None && config.display.board.is_none() {
         return Ok(None);
@@ -73,7 +75,15 @@ fn spawn_display(
     let stop = token.clone();
     let panel = setup.panel;
     let handle = tokio::spawn(async move {
-        display::run_with(states, panel, settings, health, stop.cancelled_owned()).await;
+        display::run_tested(
+            states,
+            tests,
+            panel,
+            settings,
+            health,
+            stop.cancelled_owned(),
+        )
+        .await;
     });
     Ok(Some((token, handle, customer_facing)))
 }
@@ -115,6 +125,8 @@ pub struct Kiosk {
     /// Whether the serial scanner is there (from the input task's reports); `None` without
     /// one.
     pub scanner: Option<watch::Receiver<bool>>,
+    /// What the console's hardware tests reach: the next scan, the panel, the GPIO lines.
+    pub hardware: Hardware,
     /// The config in force; [`Kiosk::reload`] replaces its run-time part.
     config: Config,
     /// Whether the display is a customer-facing panel that reports its health.
@@ -125,6 +137,8 @@ pub struct Kiosk {
     display: Option<(CancellationToken, JoinHandle<()>)>,
     /// The display's health channel, shared by every display task the kiosk runs.
     display_health: watch::Sender<display::PanelHealth>,
+    /// What `test display` shows instead of the kiosk's screen, for every display task.
+    display_tests: watch::Sender<Option<display::Override>>,
     shutdown: CancellationToken,
     flow: JoinHandle<Result<(), FlowError>>,
     helpers: Vec<JoinHandle<()>>,
@@ -186,10 +200,13 @@ impl Kiosk {
         let (command_tx, command_rx) = mpsc::channel(8);
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let mut helpers = Vec::new();
+        let mut hardware = Hardware::default();
 
         if let Some(backend) = gpio {
             // Claimed before any task starts, so a GPIO error leaves nothing running.
             let unit = GpioUnit::open(&config.gpio, config.currency(), backend)?;
+            hardware.gpio = Some(unit.levels());
+            hardware.gpio_toggles = Some(unit.toggles());
             let token = shutdown.clone();
             let (inputs, commands, states) =
                 (input_tx.clone(), command_tx.clone(), state_rx.clone());
@@ -201,7 +218,17 @@ impl Kiosk {
         // One health channel for the kiosk's life: a display restarted by a reload reports on it
         // too, so the flow's gate keeps working.
         let (display_health, display_health_rx) = watch::channel(display::PanelHealth::Unknown);
-        let display = spawn_display(config, state_rx.clone(), &shutdown, &display_health)?;
+        let (display_tests, _) = watch::channel(None);
+        let display = spawn_display(
+            config,
+            state_rx.clone(),
+            &shutdown,
+            &display_health,
+            display_tests.subscribe(),
+        )?;
+        if display.is_some() {
+            hardware.display = Some(display_tests.clone());
+        }
         let customer_facing = display.as_ref().is_some_and(|d| d.2);
         let display = display.map(|(token, handle, _)| (token, handle));
         let (scanner_tx, scanner_rx) = watch::channel(true);
@@ -213,8 +240,19 @@ impl Kiosk {
             let (tap_tx, mut tap_rx) = mpsc::channel(16);
             let input_config = config.input.clone();
             let currency = config.currency();
+            let scans = ScanDiversion::default();
+            if config.input.kind != input::InputKind::Gpio {
+                hardware.scans = Some(scans.clone());
+            }
             helpers.push(tokio::spawn(async move {
-                input::run(input_config, currency, tap_tx, token.cancelled_owned()).await;
+                input::run_diverted(
+                    input_config,
+                    currency,
+                    tap_tx,
+                    scans,
+                    token.cancelled_owned(),
+                )
+                .await;
             }));
             // Counts scanner reconnects on the way to the flow; the tap ends with the input.
             let tx = input_tx.clone();
@@ -292,11 +330,13 @@ impl Kiosk {
             counters,
             callback_addr,
             scanner,
+            hardware,
             config: config.clone(),
             customer_facing,
             settings,
             display,
             display_health,
+            display_tests,
             shutdown,
             flow,
             helpers,
@@ -353,8 +393,10 @@ impl Kiosk {
             || merged.kiosk.language != old.kiosk.language
         {
             let states = self.state.clone();
-            let display = spawn_display(&merged, states, &self.shutdown, &self.display_health)?
-                .map(|(token, handle, _)| (token, handle));
+            let tests = self.display_tests.subscribe();
+            let display =
+                spawn_display(&merged, states, &self.shutdown, &self.display_health, tests)?
+                    .map(|(token, handle, _)| (token, handle));
             if let Some((token, _)) = std::mem::replace(&mut self.display, display) {
                 token.cancel();
             }
@@ -547,6 +589,7 @@ async fn serve_control(
                 }),
                 desk: Some(desk),
                 config: Some(config),
+                hardware: kiosk.hardware.clone(),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))
         }

@@ -6,12 +6,18 @@
 //! not depend on the payment flow to send it a [`Command`], and the flow does not depend on the
 //! display to read its [`PanelHealth`], nor on the callback listener to be told to read a payment
 //! again ([`CallbackNudge`]). This module imports nothing above [`crate::cart`].
+//!
+//! A technician's scanner test is told about a scan here too ([`ScanDiversion`]): the input
+//! unit hands the scan over without knowing who tests it.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::cart::Cart;
+use crate::money::Money;
 
 /// What the input unit tells the payment flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,9 +147,92 @@ impl CallbackNudge {
     }
 }
 
+/// What one scan came to, told to a technician's scanner test instead of the payment flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanReport {
+    /// A code the kiosk would charge.
+    Decoded {
+        /// The decoder's name for the format (`gs1`, `plain`, …), as `kioskpay decode` prints it.
+        format: &'static str,
+        /// What would be charged.
+        amount: Money,
+        /// The cart's own reference, when the code carried one.
+        reference: Option<String>,
+    },
+    /// A code the kiosk refuses.
+    Refused {
+        /// The decoder's precise reason, as `kioskpay decode` prints it.
+        reason: String,
+        /// What the customer would be told.
+        customer: CustomerReason,
+    },
+}
+
+/// The one seam through which a scan can go anywhere but the payment flow: a technician's
+/// `test scanner` claims the next scan, and the input unit hands that scan to the test instead
+/// of the flow, so a test scan can never become a payment, now or later.
+///
+/// Clones share one claim. A claim whose test is gone (cancelled, timed out) catches nothing:
+/// the scan goes to the flow as usual, which refuses carts while in maintenance.
+#[derive(Clone, Debug, Default)]
+pub struct ScanDiversion {
+    claim: Arc<Mutex<Option<oneshot::Sender<ScanReport>>>>,
+}
+
+impl ScanDiversion {
+    /// Claims the next scan, replacing an earlier claim (whose test then sees no scan).
+    pub fn claim(&self) -> oneshot::Receiver<ScanReport> {
+        let (tx, rx) = oneshot::channel();
+        *self.lock() = Some(tx);
+        rx
+    }
+
+    /// Hands `report` to a waiting test; `false` when no test waits, so the scan goes to the flow.
+    pub fn divert(&self, report: impl FnOnce() -> ScanReport) -> bool {
+        match self.lock().take() {
+            Some(tx) if !tx.is_closed() => tx.send(report()).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<oneshot::Sender<ScanReport>>> {
+        self.claim.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused() -> ScanReport {
+        ScanReport::Refused {
+            reason: "noise".into(),
+            customer: CustomerReason::Unreadable,
+        }
+    }
+
+    #[test]
+    fn a_scan_is_diverted_only_to_a_test_still_waiting_and_only_once() {
+        let diversion = ScanDiversion::default();
+        assert!(!diversion.divert(refused), "no test: the flow gets it");
+        let mut waiting = diversion.clone().claim();
+        assert!(diversion.divert(refused));
+        assert_eq!(waiting.try_recv(), Ok(refused()));
+        assert!(!diversion.divert(refused), "a claim takes one scan");
+        drop(diversion.claim());
+        assert!(
+            !diversion.divert(refused),
+            "a test that gave up catches nothing"
+        );
+        let mut first = diversion.claim();
+        let mut second = diversion.claim();
+        assert!(
+            first.try_recv().is_err(),
+            "a later test replaces an earlier one"
+        );
+        assert!(diversion.divert(refused));
+        assert_eq!(second.try_recv(), Ok(refused()));
+    }
 
     #[test]
     fn a_nudge_names_a_payment_by_its_session_or_its_transaction() {

@@ -1,5 +1,5 @@
 //! `kioskpay render`: one customer screen as a PNG, to review a translation or a layout without a
-//! panel.
+//! panel, or the test pattern `test display` starts with (`--screen test-pattern`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,14 +24,19 @@ pub fn render(
         for (name, _) in &samples {
             println!("{name}");
         }
+        println!("{}", crate::display::pattern::NAME);
         return Ok(ExitCode::SUCCESS);
     }
     let name = screen.unwrap_or_default();
-    let Some((_, screen)) = samples.iter().find(|(n, _)| *n == name) else {
-        eprintln!("kioskpay: no screen named {name:?}; `kioskpay render --list` names them");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+    let size = crate::display::Size::new(size.0, size.1);
+    let png = match samples.iter().find(|(n, _)| *n == name) {
+        Some((_, screen)) => crate::display::render_screen_png(screen, size),
+        None if name == crate::display::pattern::NAME => crate::display::render_pattern_png(size),
+        None => {
+            eprintln!("kioskpay: no screen named {name:?}; `kioskpay render --list` names them");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
     };
-    let png = crate::display::render_screen_png(screen, crate::display::Size::new(size.0, size.1));
     let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.png")));
     std::fs::write(&out, png).with_context(|| format!("writing {}", out.display()))?;
     println!("{}", out.display());

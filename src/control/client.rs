@@ -7,7 +7,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::protocol::{ConfigState, Event, Reply, Request, ServerLine, Status, TerminalReport};
+use super::protocol::{
+    ConfigState, Event, Gpio, Reply, Request, Scan, ServerLine, Status, TerminalReport,
+};
 use crate::dintero::TerminalOperation;
 
 /// Why the daemon could not be asked.
@@ -173,6 +175,40 @@ impl Client {
             technician: technician.into(),
         };
         checked(self.request(&request).await?).map(drop)
+    }
+
+    /// Waits for the next scan, which the daemon decodes and does not pay (needs maintenance).
+    pub async fn scan_test(&mut self) -> Result<Scan, ClientError> {
+        let reply = checked(self.request(&Request::ScanTest {}).await?)?;
+        reply
+            .scan
+            .map(|scan| *scan)
+            .ok_or_else(|| ClientError::Protocol("a scan_test reply without a scan".into()))
+    }
+
+    /// Shows the test pattern or a customer screen (by its `kioskpay render` name) on the panel,
+    /// or with `None` gives the panel back to the kiosk.
+    pub async fn display_test(&mut self, screen: Option<&str>) -> Result<(), ClientError> {
+        let screen = screen.map(str::to_string);
+        checked(self.request(&Request::DisplayTest { screen }).await?).map(drop)
+    }
+
+    /// The GPIO lines: at once with `None`, else after the next edge past `seen` (or the
+    /// daemon's wait).
+    pub async fn gpio_test(&mut self, seen: Option<u64>) -> Result<Gpio, ClientError> {
+        let reply = checked(self.request(&Request::GpioTest { seen }).await?)?;
+        reply
+            .gpio
+            .map(|gpio| *gpio)
+            .ok_or_else(|| ClientError::Protocol("a gpio_test reply without the lines".into()))
+    }
+
+    /// Flips the GPIO output on `line` for a second; whether it was asserted meanwhile.
+    pub async fn gpio_toggle(&mut self, line: u32) -> Result<bool, ClientError> {
+        let reply = checked(self.request(&Request::GpioToggle { line }).await?)?;
+        reply
+            .toggled
+            .ok_or_else(|| ClientError::Protocol("a gpio_toggle reply without the level".into()))
     }
 
     /// Turns this connection into a stream of events.

@@ -64,7 +64,33 @@ pub enum Request {
         /// Who asks, for the log and the cart's reference.
         technician: String,
     },
+    /// The next scan, decoded but not paid (needs maintenance; waits up to [`SCAN_TEST_WAIT_S`]).
+    ScanTest {},
+    /// The test pattern or a customer screen on the panel by its `kioskpay render` name; `null`
+    /// gives the panel back to the kiosk (needs maintenance).
+    DisplayTest {
+        /// `test-pattern`, a name from `kioskpay render --list`, or `null`.
+        screen: Option<String>,
+    },
+    /// The GPIO lines: at once without `seen`, else once more than `seen` edges were seen (or
+    /// after [`GPIO_TEST_WAIT_S`]) (needs maintenance).
+    GpioTest {
+        /// The `changes` of the last answer.
+        seen: Option<u64>,
+    },
+    /// Flips the GPIO output on `line` for a second, then the kiosk's state drives it again
+    /// (needs maintenance).
+    GpioToggle {
+        /// The output's line.
+        line: u32,
+    },
 }
+
+/// How long a `gpio_test` with `seen` waits for an edge before it answers the same levels.
+pub const GPIO_TEST_WAIT_S: u64 = 30;
+
+/// How long a `scan_test` waits for a scan, in seconds.
+pub const SCAN_TEST_WAIT_S: u64 = 60;
 
 /// The answer to one request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -96,6 +122,15 @@ pub struct Reply {
     /// The answer to `terminal_operations`, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<crate::dintero::TerminalOperation>>,
+    /// The answer to `scan_test`: what the scan came to (boxed: most replies carry none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<Box<Scan>>,
+    /// The answer to `gpio_test`: the lines and their levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio: Option<Box<Gpio>>,
+    /// The answer to `gpio_toggle`: whether the output was asserted during the toggle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toggled: Option<bool>,
 }
 
 /// The kiosk's terminal as Dintero sees it.
@@ -105,6 +140,37 @@ pub struct TerminalReport {
     pub terminal: crate::dintero::ListedTerminal,
     /// Its newest remote operation, if any.
     pub last_operation: Option<crate::dintero::TerminalOperation>,
+}
+
+/// The GPIO lines as `gpio_test` answers them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpio {
+    /// Edges seen since the daemon started: pass it as `seen` to wait for the next.
+    pub changes: u64,
+    /// The watched inputs.
+    pub inputs: Vec<GpioInput>,
+    /// The handshake outputs.
+    pub outputs: Vec<GpioOutput>,
+}
+
+/// One input line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioInput {
+    /// BCM number or line offset.
+    pub line: u32,
+    /// What it is for (`preset button NOK 20.00`, `cancel button`, `pulse input, …`).
+    pub role: String,
+    /// Active (pressed, pulse on); `null` until its first edge.
+    pub active: Option<bool>,
+}
+
+/// One output line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpioOutput {
+    /// BCM number or line offset.
+    pub line: u32,
+    /// `busy output` or `vend output`.
+    pub role: String,
 }
 
 impl Reply {
@@ -237,6 +303,30 @@ pub struct Counters {
     pub approved: u64,
 }
 
+/// What a scan came to, as `kioskpay decode` says it: the charge, or why the code is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Scan {
+    /// A code the kiosk would charge.
+    Decoded {
+        /// The decoder's name for the format (`gs1`, `digital_link`, `ean13`, `signed`, `plain`).
+        format: String,
+        /// Minor units.
+        amount: u64,
+        /// ISO 4217 code.
+        currency: String,
+        /// The cart's own reference, if the code carried one.
+        reference: Option<String>,
+    },
+    /// A code the kiosk refuses.
+    Refused {
+        /// The decoder's reason.
+        error: String,
+        /// What the customer would be told (`unreadable`, `not_a_payment_code`, …).
+        customer: String,
+    },
+}
+
 /// Something that happened, sent to connections that asked for `events`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
@@ -316,6 +406,28 @@ mod tests {
                 technician: "kari".into()
             })
         );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"scan_test\"}"),
+            Ok(Request::ScanTest {})
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"display_test\",\"screen\":\"idle\"}"),
+            Ok(Request::DisplayTest {
+                screen: Some("idle".into())
+            })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"display_test\",\"screen\":null}"),
+            Ok(Request::DisplayTest { screen: None })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"gpio_test\",\"seen\":3}"),
+            Ok(Request::GpioTest { seen: Some(3) })
+        );
+        assert_eq!(
+            parse_request(b"{\"cmd\":\"gpio_toggle\",\"line\":23}"),
+            Ok(Request::GpioToggle { line: 23 })
+        );
         for garbage in [
             &b"\xff\xfe"[..],
             b"{\"cmd\":\"terminal_operation\",\"operation\":\"end_of_day\"}",
@@ -329,6 +441,25 @@ mod tests {
         ] {
             let e = parse_request(garbage).unwrap_err();
             assert!(e.contains("{\"cmd\":\"status\"}"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_scan_is_a_charge_or_a_refusal_on_the_wire() {
+        for scan in [
+            Scan::Decoded {
+                format: "plain".into(),
+                amount: 2500,
+                currency: "NOK".into(),
+                reference: None,
+            },
+            Scan::Refused {
+                error: "not a code".into(),
+                customer: "unreadable".into(),
+            },
+        ] {
+            let line = serde_json::to_string(&scan).unwrap();
+            assert_eq!(serde_json::from_str::<Scan>(&line).unwrap(), scan, "{line}");
         }
     }
 

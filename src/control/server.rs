@@ -17,10 +17,14 @@ use tracing::{debug, info, warn};
 use super::desk::Desk;
 use super::health::Sources;
 use super::protocol::{
-    parse_request, ConfigState, Counters, CurrentPayment, Event, LastError, Problem, Reply,
-    Request, Status, TerminalReport, MAX_LINE,
+    parse_request, ConfigState, Counters, CurrentPayment, Event, Gpio, GpioInput, GpioOutput,
+    LastError, Problem, Reply, Request, Scan, Status, TerminalReport, GPIO_TEST_WAIT_S, MAX_LINE,
+    SCAN_TEST_WAIT_S,
 };
-use crate::messages::Command;
+use crate::display::{pattern, sample_states, Override};
+use crate::gpio::outputs::Toggle;
+use crate::gpio::Levels;
+use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
 use crate::state::KioskState;
@@ -41,6 +45,8 @@ pub struct Observed {
     /// The config in force and the daemon's reload; `None` where nothing reloads (a kiosk
     /// started in-process).
     pub config: Option<ConfigControl>,
+    /// What the console's hardware tests reach.
+    pub hardware: Hardware,
 }
 
 /// The daemon's side of `reload` and `confirm`: the daemon owns the running kiosk and the
@@ -61,6 +67,21 @@ pub enum ConfigRequest {
     Confirm(oneshot::Sender<Result<ConfigState, String>>),
     /// A token request with the credentials the config file names now: what the API said.
     CheckCredentials(oneshot::Sender<Result<String, String>>),
+}
+
+/// What the console's hardware tests reach in the daemon; `None` where the kiosk has no such
+/// hardware. Every test needs maintenance in force (the technician screen showing), so a
+/// customer can never pay, or be shown a test, while a technician tests.
+#[derive(Clone, Debug, Default)]
+pub struct Hardware {
+    /// Claims the next scan for `scan_test`, away from the payment flow.
+    pub scans: Option<ScanDiversion>,
+    /// What the panel shows instead of the kiosk's screen during `display_test`.
+    pub display: Option<watch::Sender<Option<Override>>>,
+    /// The GPIO lines' levels for `gpio_test`.
+    pub gpio: Option<watch::Receiver<Levels>>,
+    /// Where `gpio_toggle` asks the GPIO unit to flip an output.
+    pub gpio_toggles: Option<mpsc::Sender<Toggle>>,
 }
 
 /// Why the socket could not be served.
@@ -124,6 +145,7 @@ impl Server {
             book: Mutex::new(Book::default()),
             events: events.clone(),
             commands: observed.commands,
+            hardware: observed.hardware,
             started: Instant::now(),
             config: observed.config,
             desk: observed.desk,
@@ -221,6 +243,7 @@ struct Context {
     book: Mutex<Book>,
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
+    hardware: Hardware,
     started: Instant,
     config: Option<ConfigControl>,
     desk: Option<Desk>,
@@ -383,6 +406,10 @@ impl Context {
                     Err(e) => Reply::error(e),
                 }
             }
+            Ok(Request::ScanTest {}) => self.scan_test().await,
+            Ok(Request::DisplayTest { screen }) => self.display_test(screen),
+            Ok(Request::GpioTest { seen }) => self.gpio_test(seen).await,
+            Ok(Request::GpioToggle { line }) => self.gpio_toggle(line).await,
         }
     }
 
@@ -401,6 +428,166 @@ impl Context {
                 ..Reply::ok()
             },
             Err(e) => Reply::error(e),
+        }
+    }
+
+    /// Flips one output for [`crate::gpio::outputs::TOGGLE_FOR`] and answers when it is back.
+    async fn gpio_toggle(&self, line: u32) -> Reply {
+        let Some(toggles) = &self.hardware.gpio_toggles else {
+            return Reply::error(
+                "this kiosk has no GPIO lines ([gpio] is not enabled); nothing to toggle",
+            );
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let (done, toggled) = tokio::sync::oneshot::channel();
+        if toggles.send(Toggle { line, done }).await.is_err() {
+            return Reply::error(
+                "the GPIO unit has stopped; restart the daemon: systemctl restart kioskpay",
+            );
+        }
+        match toggled.await {
+            Ok(Some(asserted)) => Reply {
+                toggled: Some(asserted),
+                ..Reply::ok()
+            },
+            Ok(None) => Reply::error(format!(
+                "line {line} is not one of this kiosk's GPIO outputs; test gpio lists them"
+            )),
+            Err(_) => Reply::error(
+                "the GPIO unit has stopped; restart the daemon: systemctl restart kioskpay",
+            ),
+        }
+    }
+
+    /// The GPIO lines, at once or after the next edge past `seen`.
+    async fn gpio_test(&self, seen: Option<u64>) -> Reply {
+        let Some(levels) = &self.hardware.gpio else {
+            return Reply::error(
+                "this kiosk has no GPIO lines ([gpio] is not enabled); nothing to test",
+            );
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let mut levels = levels.clone();
+        if let Some(seen) = seen {
+            let wait = std::time::Duration::from_secs(GPIO_TEST_WAIT_S);
+            // No edge in time, or the GPIO unit gone: the levels as they are.
+            let _ = tokio::time::timeout(wait, levels.wait_for(|l| l.changes > seen)).await;
+        }
+        let now = levels.borrow().clone();
+        Reply {
+            gpio: Some(Box::new(Gpio {
+                changes: now.changes,
+                inputs: now
+                    .inputs
+                    .into_iter()
+                    .map(|i| GpioInput {
+                        line: i.line,
+                        role: i.role,
+                        active: i.active,
+                    })
+                    .collect(),
+                outputs: now
+                    .outputs
+                    .into_iter()
+                    .map(|(line, role)| GpioOutput {
+                        line,
+                        role: role.into(),
+                    })
+                    .collect(),
+            })),
+            ..Reply::ok()
+        }
+    }
+
+    /// Puts the test pattern or a customer screen on the panel, or (`None`) the kiosk's own
+    /// screen back.
+    fn display_test(&self, screen: Option<String>) -> Reply {
+        let Some(display) = &self.hardware.display else {
+            return Reply::error(
+                "this kiosk has no display ([display] kind = \"none\"); nothing to test",
+            );
+        };
+        let Some(name) = screen else {
+            display.send_replace(None);
+            return Reply::ok();
+        };
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let shown = match name.as_str() {
+            pattern::NAME => Override::Pattern,
+            _ => match sample_states(tokio::time::Instant::now())
+                .into_iter()
+                .find(|(n, _)| *n == name)
+            {
+                Some((_, state)) => Override::State(state),
+                None => {
+                    return Reply::error(format!(
+                        "no screen named {name:?}; kioskpay render --list names them"
+                    ))
+                }
+            },
+        };
+        info!(screen = %name, "display test: a screen on the panel");
+        display.send_replace(Some(shown));
+        Reply::ok()
+    }
+
+    /// Why a hardware test may not run now: it needs maintenance in force, so that no customer
+    /// pays or watches while a technician tests. In force means the technician screen shows, or
+    /// the refusal of a cart scanned or pressed during maintenance does (a GPIO button pressed
+    /// in `test gpio` is such a cart).
+    fn untestable(&self) -> Option<String> {
+        let book = self.book();
+        let shown = [KioskState::Technician.name(), "refused"].contains(&book.state.as_str());
+        (!book.maintenance || book.payment.is_some() || !shown).then(|| {
+            "maintenance on first: the kiosk must not sell while you test (type: maintenance on; a payment in flight finishes first)".to_string()
+        })
+    }
+
+    /// Waits for the next scan, which the input unit hands here instead of to the flow.
+    async fn scan_test(&self) -> Reply {
+        if let Some(why) = self.untestable() {
+            return Reply::error(why);
+        }
+        let Some(scans) = &self.hardware.scans else {
+            return Reply::error(
+                "this kiosk has no scanner ([input] kind = \"gpio\"); nothing to test",
+            );
+        };
+        let wait = std::time::Duration::from_secs(SCAN_TEST_WAIT_S);
+        let scan = match tokio::time::timeout(wait, scans.claim()).await {
+            Ok(Ok(ScanReport::Decoded {
+                format,
+                amount,
+                reference,
+            })) => Scan::Decoded {
+                format: format.into(),
+                amount: amount.minor,
+                currency: amount.currency.code().into(),
+                reference,
+            },
+            Ok(Ok(ScanReport::Refused { reason, customer })) => Scan::Refused {
+                error: reason,
+                customer: customer.to_string(),
+            },
+            Ok(Err(_)) => {
+                return Reply::error(
+                    "another scanner test took the next scan; run one test at a time",
+                )
+            }
+            Err(_) => {
+                return Reply::error(format!("no scan within {SCAN_TEST_WAIT_S} s; check the scanner's cable and power, and that its baud rate matches [input] baud"))
+            }
+        };
+        info!(?scan, "scanner test: a scan was decoded and not paid");
+        Reply {
+            scan: Some(Box::new(scan)),
+            ..Reply::ok()
         }
     }
 }
@@ -450,6 +637,12 @@ async fn track(
 }
 
 fn note_state(context: &Context, state: &KioskState) {
+    // A display test ends when maintenance does: a customer never sees a test screen.
+    if *state != KioskState::Technician {
+        if let Some(display) = &context.hardware.display {
+            display.send_if_modified(|test| test.take().is_some());
+        }
+    }
     let mut started = None;
     {
         let mut book = context.book();
@@ -613,7 +806,11 @@ async fn connection(stream: UnixStream, context: Arc<Context>, shutdown: Cancell
             },
             line = read_line(&mut reader, &mut buf) => match line {
                 Ok(true) => {
-                    let reply = context.answer(&buf, &mut events).await;
+                    // A test waiting for the hardware ends with its client (^C at the console).
+                    let reply = tokio::select! {
+                        reply = context.answer(&buf, &mut events) => reply,
+                        () = peer_gone(&mut reader) => break,
+                    };
                     buf.clear();
                     serde_json::to_string(&reply)
                 }
@@ -630,6 +827,15 @@ async fn connection(stream: UnixStream, context: Arc<Context>, shutdown: Cancell
         line.push('\n');
         if writer.write_all(line.as_bytes()).await.is_err() {
             break;
+        }
+    }
+}
+
+/// Resolves when the peer has closed its side; never while it is there, whatever it sends.
+async fn peer_gone<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) {
+    if let Ok(buffered) = reader.fill_buf().await {
+        if !buffered.is_empty() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -715,6 +921,7 @@ mod tests {
                 config: None,
                 desk: None,
                 health: None,
+                hardware: Hardware::default(),
             },
             shutdown.clone(),
         ));

@@ -76,10 +76,17 @@
 //! | `E-PANEL-GONE`, `E-PANEL-PANIC` | the display task stopped | restart kioskpay; report the log |
 //! | `E-PANEL-FILE`, `E-PANEL-TERM` | PNG or terminal output failed (development backends; these never stop payments) | disk space, permissions, stdout |
 //!
+//! # Testing a panel
+//!
+//! While the kiosk is in maintenance, a technician's `test display` (through the daemon's control
+//! socket) puts the [`pattern`] and then each customer screen on the panel in turn ([`Override`],
+//! [`run_tested`]); the kiosk's own screen comes back when the test ends or maintenance does.
+//!
 //! # Looking at the screens without hardware
 //!
 //! [`render_png`] draws any state at any size; [`sample_states`] names one state per screen, so
-//! `kioskpay render` can write them all to PNG files for review. The [`PngPanel`] writes the
+//! `kioskpay render` can write them all to PNG files for review (and `--screen test-pattern`
+//! the test pattern). The [`PngPanel`] writes the
 //! frames a running kiosk shows, numbered, one file per change.
 //!
 //! # Errors and their fixes
@@ -92,6 +99,7 @@ pub mod diff;
 pub mod draw;
 pub mod frame;
 pub mod panel;
+pub mod pattern;
 pub mod screen;
 pub mod text;
 
@@ -217,13 +225,39 @@ pub async fn run(
 /// Runs the customer display until `shutdown` completes or the state sender is dropped,
 /// reporting the panel's health on `health` after every frame that changes it.
 pub async fn run_with(
+    states: watch::Receiver<KioskState>,
+    panel: Box<dyn Panel>,
+    settings: Settings,
+    health: Option<watch::Sender<PanelHealth>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (_, no_tests) = watch::channel(None);
+    run_tested(states, no_tests, panel, settings, health, shutdown).await;
+}
+
+/// What a technician's `test display` puts on the panel instead of the kiosk's own screen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Override {
+    /// The test pattern ([`pattern`]).
+    Pattern,
+    /// The screen of this state, as a customer would see it.
+    State(KioskState),
+}
+
+/// [`run_with`], showing what `tests` holds instead of the kiosk's state while it holds
+/// something: the daemon's control server sets it for `test display` and clears it when the
+/// test ends or the kiosk leaves maintenance.
+pub async fn run_tested(
     mut states: watch::Receiver<KioskState>,
+    mut tests: watch::Receiver<Option<Override>>,
     panel: Box<dyn Panel>,
     settings: Settings,
     health: Option<watch::Sender<PanelHealth>>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut test = tests.borrow_and_update().clone();
+    let mut tests_open = true;
     let lang = settings.lang;
     let mut painter = Painter {
         panel,
@@ -253,15 +287,23 @@ pub async fn run_with(
                 }
             }
         }
-        let mut screen = settings.screen(&state, now);
+        let pattern = test == Some(Override::Pattern);
+        let showing = match &test {
+            Some(Override::State(tested)) => tested,
+            _ => &state,
+        };
+        let mut screen = match pattern {
+            true => pattern::screen(settings.size),
+            false => settings.screen(showing, now),
+        };
         if let Some(activity) = screen.activity.as_mut() {
             *activity = phase % ACTIVITY_PHASES;
         }
-        let mut wake = next_change(&state, lang, now);
+        let mut wake = next_change(showing, lang, now).filter(|_| !pattern);
         if shown.as_ref() != Some(&screen) {
             let result;
             last_show = Some(now);
-            (painter, result) = match show(painter, screen.clone()).await {
+            (painter, result) = match show(painter, screen.clone(), pattern).await {
                 Some(done) => done,
                 None => {
                     tracing::error!(
@@ -308,6 +350,18 @@ pub async fn run_with(
             () = sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
                 phase = phase.wrapping_add(1);
             }
+            changed = tests.changed(), if tests_open => match changed {
+                Ok(()) => {
+                    test = tests.borrow_and_update().clone();
+                    phase = 0;
+                }
+                // Nobody can start a test any more: what is shown stays until it is cleared,
+                // which now cannot happen, so the kiosk's own screen comes back.
+                Err(_) => {
+                    tests_open = false;
+                    test = None;
+                }
+            },
         }
     }
 }
@@ -332,11 +386,18 @@ struct Painter {
     frame: Frame,
 }
 
-/// Draws `screen` and hands it to the panel on the blocking pool. `None` if the panel panicked
-/// (and took itself with it).
-async fn show(mut painter: Painter, screen: Screen) -> Option<(Painter, Result<(), PanelError>)> {
+/// Draws `screen` (or the test pattern) and hands it to the panel on the blocking pool. `None`
+/// if the panel panicked (and took itself with it).
+async fn show(
+    mut painter: Painter,
+    screen: Screen,
+    pattern: bool,
+) -> Option<(Painter, Result<(), PanelError>)> {
     tokio::task::spawn_blocking(move || {
-        let Ok(()) = draw(&screen, &mut painter.frame);
+        let Ok(()) = match pattern {
+            true => pattern::draw(&mut painter.frame),
+            false => draw(&screen, &mut painter.frame),
+        };
         let result = painter.panel.show(&screen, &painter.frame);
         (painter, result)
     })
@@ -643,6 +704,13 @@ pub fn sample_screens(lang: Language, now: Instant) -> Vec<(&'static str, Screen
 pub fn render_screen_png(screen: &Screen, size: Size) -> Vec<u8> {
     let mut frame = Frame::new(size.width, size.height);
     let Ok(()) = draw(screen, &mut frame);
+    frame.to_png()
+}
+
+/// Draws the test pattern ([`pattern`]) on a panel of `size`, as PNG bytes.
+pub fn render_pattern_png(size: Size) -> Vec<u8> {
+    let mut frame = Frame::new(size.width, size.height);
+    let Ok(()) = pattern::draw(&mut frame);
     frame.to_png()
 }
 

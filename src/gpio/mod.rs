@@ -62,6 +62,12 @@
 //! when the chip is missing, a line does not exist, a line is held by another program or kernel
 //! driver, or the rppal backend runs on something other than a Raspberry Pi ([`GpioError`]).
 //!
+//! ## Testing the lines
+//!
+//! A technician's `test gpio` (through the daemon's control socket) follows the input lines'
+//! [`Levels`] as edges arrive. Without GPIO hardware, [`crate::daemon::Kiosk::start_with_gpio`]
+//! takes any [`GpioBackend`], which is how the tests simulate pins.
+//!
 //! ## Logs
 //!
 //! Each button press and decoded train at info, each refused train at warn with the reason, each
@@ -94,7 +100,7 @@ pub mod rppal;
 pub use lines::{Edge, GpioBackend, GpioError, InputRequest, OutputLine};
 
 use buttons::Debouncer;
-use outputs::{Output, Vend};
+use outputs::{Output, Toggle, Vend};
 use pulse::{Decoded, PulseDecoder, PulseTiming};
 
 /// Opens the driver `gpio.backend` names.
@@ -182,10 +188,35 @@ impl Watched {
     }
 }
 
+/// One input line as a technician's `test gpio` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputLevel {
+    /// The line (BCM number or line offset).
+    pub line: u32,
+    /// What it is for, in words (`preset button NOK 20.00`, `cancel button`, `pulse input`).
+    pub role: String,
+    /// Whether it is active (pressed, pulse on), after `active_low`; `None` until its first edge:
+    /// the drivers report edges, not levels.
+    pub active: Option<bool>,
+}
+
+/// The input lines as last seen, for `test gpio`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Edges seen since the unit started: a reader that saw `changes` waits for more.
+    pub changes: u64,
+    /// Every watched input, in the config's order.
+    pub inputs: Vec<InputLevel>,
+    /// The handshake outputs, as `(line, role)`.
+    pub outputs: Vec<(u32, &'static str)>,
+}
+
 /// The GPIO unit with its lines claimed, ready to run.
 pub struct GpioUnit {
     edges: Option<mpsc::Receiver<Edge>>,
     watched: Vec<Watched>,
+    levels: watch::Sender<Levels>,
+    toggles: (mpsc::Sender<Toggle>, mpsc::Receiver<Toggle>),
     busy: Option<Output>,
     vend: Option<Vend>,
     currency: Currency,
@@ -277,14 +308,54 @@ impl GpioUnit {
             vend = vend.is_some(),
             "GPIO lines claimed"
         );
+        let inputs = watched
+            .iter()
+            .map(|w| InputLevel {
+                line: w.line,
+                role: match &w.role {
+                    Role::Preset(_, amount) => {
+                        format!("preset button {}", Money::new(*amount, currency))
+                    }
+                    Role::Cancel(_) => "cancel button".into(),
+                    Role::Pulse(_, unit) => {
+                        format!("pulse input, {} a pulse", Money::new(*unit, currency))
+                    }
+                },
+                active: None,
+            })
+            .collect();
+        let outputs = [
+            config.busy.as_ref().map(|b| (b.pin, "busy output")),
+            config.vend.as_ref().map(|v| (v.pin, "vend output")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let (levels, _) = watch::channel(Levels {
+            changes: 0,
+            inputs,
+            outputs,
+        });
         Ok(GpioUnit {
             edges,
             watched,
+            levels,
+            toggles: mpsc::channel(1),
             busy,
             vend,
             currency,
             _backend: backend,
         })
+    }
+
+    /// The input lines' levels as they change, for a technician's `test gpio`.
+    pub fn levels(&self) -> watch::Receiver<Levels> {
+        self.levels.subscribe()
+    }
+
+    /// Where a technician's `test gpio` asks to flip an output.
+    pub fn toggles(&self) -> mpsc::Sender<Toggle> {
+        self.toggles.0.clone()
     }
 
     /// Runs until `shutdown` completes: input lines become carts on `inputs` and cancels on
@@ -299,16 +370,18 @@ impl GpioUnit {
         let GpioUnit {
             edges,
             watched,
+            levels,
+            toggles: (_, toggles),
             busy,
             vend,
             currency,
             _backend,
         } = self;
         let stop = CancellationToken::new();
-        let drive = outputs::run(states, busy, vend, stop.clone().cancelled_owned());
+        let drive = outputs::run(states, busy, vend, toggles, stop.clone().cancelled_owned());
         let read = async {
             if let Some(edges) = edges {
-                read_inputs(edges, watched, currency, &inputs, &commands).await;
+                read_inputs(edges, watched, currency, &levels, &inputs, &commands).await;
             }
         };
         let until_shutdown = async {
@@ -330,6 +403,7 @@ async fn read_inputs(
     mut edges: mpsc::Receiver<Edge>,
     mut watched: Vec<Watched>,
     currency: Currency,
+    levels: &watch::Sender<Levels>,
     inputs: &mpsc::Sender<InputEvent>,
     commands: &mpsc::Sender<Command>,
 ) {
@@ -351,6 +425,12 @@ async fn read_inputs(
                 for w in watched.iter_mut().filter(|w| w.line == edge.line) {
                     let active = edge.rising != w.active_low;
                     happened.extend(w.feed(Some(active), edge.at));
+                    levels.send_modify(|levels| {
+                        levels.changes += 1;
+                        for input in levels.inputs.iter_mut().filter(|i| i.line == edge.line) {
+                            input.active = Some(active);
+                        }
+                    });
                 }
             }
             () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {

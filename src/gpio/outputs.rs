@@ -12,11 +12,14 @@
 //!   not glitch the line. At shutdown it is asserted and left so.
 //! - **vend** is pulsed for `pulse_ms` once per captured payment: a republished `Approved`
 //!   state with the same transaction id does not pulse again.
+//!
+//! A technician's `test gpio` may flip either line for [`TOGGLE_FOR`] ([`Toggle`]), after a
+//! typed confirmation at the console; the state decides the level again right after.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
@@ -69,6 +72,16 @@ impl Output {
         asserted != active_low
     }
 
+    /// The line.
+    pub fn pin(&self) -> u32 {
+        self.pin
+    }
+
+    /// Whether it is asserted, as last written; `None` before a write succeeded.
+    pub fn asserted(&self) -> Option<bool> {
+        self.asserted
+    }
+
     /// Asserts or releases the line. A driver error is logged: a handshake line that cannot be
     /// written must not stop payments, and the next change tries again.
     pub fn set(&mut self, asserted: bool) {
@@ -85,6 +98,19 @@ impl Output {
     }
 }
 
+/// How long a technician's toggle holds an output at the other level.
+pub const TOGGLE_FOR: Duration = Duration::from_secs(1);
+
+/// A technician's `test gpio` asks to flip the output on `line` for [`TOGGLE_FOR`]; then the
+/// state decides its level again.
+#[derive(Debug)]
+pub struct Toggle {
+    /// The output's line.
+    pub line: u32,
+    /// Whether the line was asserted during the toggle; `None`: no output on that line.
+    pub done: oneshot::Sender<Option<bool>>,
+}
+
 /// The vend-approved output and its pulse length.
 pub struct Vend {
     /// The line.
@@ -99,8 +125,10 @@ pub async fn run(
     mut states: watch::Receiver<KioskState>,
     mut busy: Option<Output>,
     mut vend: Option<Vend>,
+    mut toggles: mpsc::Receiver<Toggle>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut toggles_open = true;
     let mut last_vended: Option<String> = None;
     let mut vend_until: Option<Instant> = None;
     tokio::pin!(shutdown);
@@ -129,6 +157,29 @@ pub async fn run(
                     v.output.set(false);
                 }
             }
+            toggle = toggles.recv(), if toggles_open => match toggle {
+                Some(Toggle { line, done }) => {
+                    let output = busy
+                        .iter_mut()
+                        .chain(vend.iter_mut().map(|v| &mut v.output))
+                        .find(|o| o.pin() == line);
+                    let Some(output) = output else {
+                        let _ = done.send(None);
+                        continue;
+                    };
+                    let flipped = !output.asserted().unwrap_or(false);
+                    info!(line, asserted = flipped, "output toggled by a technician's test");
+                    output.set(flipped);
+                    // The machine reads the line while the loop waits: a second is long
+                    // enough to see, and the state is applied again right after.
+                    tokio::time::sleep(TOGGLE_FOR).await;
+                    output.set(!flipped);
+                    let state = states.borrow_and_update().clone();
+                    apply(&state, &mut busy, &mut vend, &mut last_vended, &mut vend_until);
+                    let _ = done.send(Some(flipped));
+                }
+                None => toggles_open = false,
+            },
         }
     }
     if let Some(v) = vend.as_mut() {

@@ -66,7 +66,7 @@ pub mod scanner;
 pub mod serial;
 mod stdin;
 
-pub use crate::messages::{CustomerReason, InputEvent};
+pub use crate::messages::{CustomerReason, InputEvent, ScanDiversion, ScanReport};
 pub use scanner::{read_carts, ScanConfig};
 
 /// Runs the configured input until `shutdown` completes or the flow drops its receiver.
@@ -80,7 +80,19 @@ pub async fn run(
     tx: mpsc::Sender<InputEvent>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let scan = ScanConfig::from_config(&config, currency);
+    run_diverted(config, currency, tx, ScanDiversion::default(), shutdown).await
+}
+
+/// [`run`], handing a scan to a technician's scanner test while `diversion` holds a claim.
+pub async fn run_diverted(
+    config: InputConfig,
+    currency: Currency,
+    tx: mpsc::Sender<InputEvent>,
+    diversion: ScanDiversion,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut scan = ScanConfig::from_config(&config, currency);
+    scan.diversion = diversion;
     let work = async {
         match config.kind {
             InputKind::Serial => {

@@ -37,6 +37,10 @@
 //! only once: the payment flow checks that against its journal). Anything else
 //! becomes [`InputEvent::Unreadable`] with the decoder's precise reason for the log and the
 //! customer reason for the display; nothing about a refused code ever reaches Dintero.
+//!
+//! While a technician runs `test scanner`, the next code judged after the duplicate window goes
+//! to the test instead, as a [`ScanReport`] through [`ScanConfig::diversion`]: the flow never
+//! sees it, so a test scan cannot start a payment.
 
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +53,7 @@ use super::codes::{self, DecodeConfig, Format};
 use super::InputEvent;
 use crate::cart::{Cart, CartSource};
 use crate::input::InputConfig;
+use crate::messages::{ScanDiversion, ScanReport};
 use crate::money::Currency;
 
 /// Size of one read: a few scanned codes, small enough to live on the stack.
@@ -117,6 +122,8 @@ pub struct ScanConfig {
     pub duplicate_window: Duration,
     /// Formats, currency, EAN-13 rules and signing key for [`codes::decode`].
     pub decode: DecodeConfig,
+    /// Where a scan goes instead of the flow while a technician tests the scanner.
+    pub diversion: ScanDiversion,
 }
 
 impl ScanConfig {
@@ -129,6 +136,7 @@ impl ScanConfig {
             max_line: input.max_line,
             duplicate_window: input.duplicate_window(),
             decode: input.decode_config(currency),
+            diversion: ScanDiversion::default(),
         }
     }
 
@@ -144,6 +152,7 @@ impl ScanConfig {
             max_line: 512,
             duplicate_window: Duration::ZERO,
             decode,
+            diversion: ScanDiversion::default(),
         }
     }
 }
@@ -265,6 +274,7 @@ pub(crate) async fn frame<R: AsyncRead + Unpin>(
 /// Turns framed codes into events: the duplicate window, then [`codes::decode`].
 struct Judge {
     decode: DecodeConfig,
+    diversion: ScanDiversion,
     source: CartSource,
     window: Duration,
     /// The last code judged and when it was last seen, for the duplicate window.
@@ -335,6 +345,7 @@ impl Judge {
     fn new(config: &ScanConfig, source: CartSource) -> Judge {
         Judge {
             decode: config.decode.clone(),
+            diversion: config.diversion.clone(),
             source,
             window: config.duplicate_window,
             last: None,
@@ -359,7 +370,23 @@ impl Judge {
         self.decode.now_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let event = match codes::decode(code, &self.decode) {
+        let decoded = codes::decode(code, &self.decode);
+        let diverted = self.diversion.divert(|| match &decoded {
+            Ok(d) => ScanReport::Decoded {
+                format: d.format.name(),
+                amount: d.amount,
+                reference: d.reference.clone(),
+            },
+            Err(e) => ScanReport::Refused {
+                reason: e.to_string(),
+                customer: e.customer_reason(),
+            },
+        });
+        if diverted {
+            tracing::info!(%source, "scan handed to the scanner test, not to the payment flow");
+            return true;
+        }
+        let event = match decoded {
             Ok(decoded) => {
                 tracing::info!(
                     %source,

@@ -11,6 +11,7 @@ mod cli;
 mod cli_decode;
 mod console_cli;
 mod console_config;
+mod console_hardware;
 mod console_harness;
 mod console_session;
 mod console_system;

@@ -32,27 +32,25 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::console::command::{first_word_of, Answer, Job, Spec};
+use crate::console::command::{Answer, Job};
 use crate::console::technicians::Action;
 use crate::dintero::client::{Client, ClientConfig};
 use crate::dintero::{Gateway, TransactionQuery};
 
-/// The family's commands.
-pub const COMMANDS: &[Spec] = &[Spec {
-    name: "test",
-    usage: "test network|terminal",
-    about: "network: the way to Dintero step by step (DNS, TCP, TLS, token, round trips) with times, without the daemon; terminal: its status, then a confirmed test payment in maintenance",
-    example: "test network",
-    action: Some(Action::Test),
-    complete: |words| first_word_of(words, &["network", "terminal"]),
-    run: Some(|job, words| Box::pin(test(job, words))),
-}];
-
-async fn test(job: Job, words: Vec<String>) -> Answer {
+/// `test network`, run by the `test` command ([`super::hardware`] owns the name): `words` are
+/// all its words, `network` first.
+pub async fn run_network(job: Job, words: Vec<String>) -> Answer {
     match words.as_slice() {
-        [what] if what == "network" => network(&job).await,
-        [what] if what == "terminal" => terminal(&job).await,
-        _ => Answer::refused("usage: test network|terminal (help test shows an example)"),
+        [_] => network(&job).await,
+        _ => Answer::refused("usage: test network (help test shows an example)"),
+    }
+}
+
+/// `test terminal`, run by the `test` command like [`run_network`].
+pub async fn run_terminal(job: Job, words: Vec<String>) -> Answer {
+    match words.as_slice() {
+        [_] => terminal(&job).await,
+        _ => Answer::refused("usage: test terminal (help test shows an example)"),
     }
 }
 

@@ -6,14 +6,16 @@
 //! | [`status`] | `status` | yes |
 //! | [`payments`] | `payments`, `pending` | no: they read the journal |
 //! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
-//! | [`checks`] | `test network` | no: it reads the config file and calls Dintero itself |
+//! | [`checks`] | `test network`, `test terminal` (run by `test` in [`hardware`]) | network: no, it reads the config file and calls Dintero itself; terminal: yes |
 //! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
 //! | [`config`] | `config show\|get\|set\|diff\|apply\|revert`, `confirm` | no: `apply` and `confirm` ask it when it runs |
 //! | [`access`] | `credentials set`, `pin change`, `technician add\|remove\|list` | no: `credentials set` has it check the new credentials when it runs |
+//! | [`hardware`] | `test display\|scanner\|gpio` (and `test network\|terminal` through [`checks`]) | yes, and maintenance on |
 
 pub mod access;
 pub mod checks;
 pub mod config;
+pub mod hardware;
 pub mod payments;
 pub mod status;
 pub mod system;
@@ -26,7 +28,7 @@ pub const ALL: &[&[Spec]] = &[
     status::COMMANDS,
     payments::COMMANDS,
     terminal::COMMANDS,
-    checks::COMMANDS,
+    hardware::COMMANDS,
     system::COMMANDS,
     config::COMMANDS,
     access::COMMANDS,
