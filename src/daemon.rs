@@ -396,8 +396,10 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
+    let client = Arc::new(client);
+    let mut kiosk = Kiosk::start(&config, client.clone(), InputWiring::FromConfig)
         .context("starting the kiosk")?;
+    let desk = open_refund_desk(&config, client, &kiosk);
     let token = kiosk.shutdown_token();
     let watchdog = crate::systemd::watchdog_from_env();
     let supervisor = tokio::spawn(crate::systemd::supervise(
@@ -412,7 +414,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         &mut kiosk.reports,
         tokio::sync::mpsc::unbounded_channel().1,
     ));
-    let control = serve_control(&kiosk, control_reports, token.clone()).await;
+    let control = serve_control(&kiosk, control_reports, desk, token.clone()).await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -453,11 +455,16 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
 async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
+    desk: Option<Arc<crate::refund::Desk>>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let path = crate::control::socket_path();
     match crate::control::server::Server::bind(&path).await {
         Ok(server) => {
+            let server = match desk {
+                Some(desk) => server.with_refund_desk(desk),
+                None => server,
+            };
             let observed = crate::control::server::Observed {
                 state: kiosk.state.clone(),
                 reports,
@@ -467,6 +474,43 @@ async fn serve_control(
         }
         Err(e) => {
             error!(error = %e, "no control socket");
+            None
+        }
+    }
+}
+
+/// Opens the refund desk and settles, in the background, the refunds a crash left open (they
+/// need Dintero, not the terminal, so carts need not wait for them). A refund journal that
+/// cannot be opened is logged and the kiosk runs without refunds: taking payments matters more.
+fn open_refund_desk<G: Gateway>(
+    config: &Config,
+    gateway: Arc<G>,
+    kiosk: &Kiosk,
+) -> Option<Arc<crate::refund::Desk>> {
+    let side = crate::refund::KioskSide {
+        terminal_id: config.store.terminal_id.to_string(),
+        commands: kiosk.commands.clone(),
+        state: kiosk.state.clone(),
+    };
+    match crate::refund::Desk::open(
+        &config.state.dir,
+        gateway,
+        side,
+        crate::refund::Timing::default(),
+    ) {
+        Ok(desk) => {
+            let desk = Arc::new(desk);
+            let recovering = desk.clone();
+            tokio::spawn(async move {
+                let open = recovering.recover().await;
+                if open > 0 {
+                    tracing::warn!(open, "refunds still open: Dintero could not be read for them; they are looked up again before the next refund");
+                }
+            });
+            Some(desk)
+        }
+        Err(e) => {
+            error!(error = %e, "no refund desk: the console cannot refund or void");
             None
         }
     }

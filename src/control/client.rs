@@ -8,6 +8,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::protocol::{Event, Reply, Request, ServerLine, Status};
+use crate::refund::journal::Refund;
+use crate::refund::PaymentView;
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,49 @@ impl Client {
     /// Asks for maintenance on or off.
     pub async fn maintenance(&mut self, on: bool) -> Result<(), ClientError> {
         checked(self.request(&Request::Maintenance { on }).await?).map(drop)
+    }
+
+    /// The payment behind `transaction_id` as Dintero shows it now.
+    pub async fn payment(&mut self, transaction_id: &str) -> Result<PaymentView, ClientError> {
+        let request = Request::Payment {
+            transaction_id: transaction_id.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .payment
+            .ok_or_else(|| ClientError::Protocol("a payment reply without a payment".into()))
+    }
+
+    /// Refunds `amount` minor units of `transaction_id` (everything refundable when `None`);
+    /// answers once the refund has its result.
+    pub async fn refund(
+        &mut self,
+        transaction_id: &str,
+        amount: Option<u64>,
+        technician: &str,
+    ) -> Result<Refund, ClientError> {
+        let request = Request::Refund {
+            transaction_id: transaction_id.to_string(),
+            amount,
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .refund
+            .ok_or_else(|| ClientError::Protocol("a refund reply without a refund".into()))
+    }
+
+    /// Voids the authorized payment of `session_id`; answers the payment as it is after.
+    pub async fn void(
+        &mut self,
+        session_id: &str,
+        technician: &str,
+    ) -> Result<PaymentView, ClientError> {
+        let request = Request::Void {
+            session_id: session_id.to_string(),
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .payment
+            .ok_or_else(|| ClientError::Protocol("a void reply without a payment".into()))
     }
 
     /// Turns this connection into a stream of events.

@@ -35,6 +35,30 @@ pub enum Request {
     },
     /// From now on, also send [`Event`]s on this connection.
     Events {},
+    /// The payment behind a transaction as Dintero shows it now (the daemon reads it).
+    Payment {
+        /// Dintero's transaction id.
+        transaction_id: String,
+    },
+    /// Refund a captured payment on the kiosk's terminal (journaled before the call; see
+    /// [`crate::refund`]). Answered when the refund has its result.
+    Refund {
+        /// Dintero's transaction id.
+        transaction_id: String,
+        /// Minor units; everything still refundable when absent.
+        #[serde(default)]
+        amount: Option<u64>,
+        /// Who asks, for the refund journal.
+        technician: String,
+    },
+    /// Void an authorized payment that is not captured (`POST /v1/sessions/{id}/cancel`), then
+    /// read it again: the answer is what Dintero shows after the cancel.
+    Void {
+        /// Dintero's session id.
+        session_id: String,
+        /// Who asks, for the daemon's log.
+        technician: String,
+    },
 }
 
 /// The answer to one request.
@@ -52,6 +76,12 @@ pub struct Reply {
     /// The answer to `maintenance`: maintenance as now asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<bool>,
+    /// The answer to `payment` and `void`: the payment as Dintero shows it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<crate::refund::PaymentView>,
+    /// The answer to `refund`: the refund as journaled, with its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<crate::refund::journal::Refund>,
 }
 
 impl Reply {

@@ -20,6 +20,7 @@ use super::protocol::{
 use crate::messages::Command;
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
+use crate::refund::Desk;
 use crate::state::KioskState;
 
 /// What the control server may see and ask: the flow's state and reports, and its command
@@ -46,6 +47,7 @@ pub struct ControlError {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    desk: Option<Arc<Desk>>,
 }
 
 impl Server {
@@ -83,18 +85,31 @@ impl Server {
         Ok(Server {
             listener,
             path: path.to_path_buf(),
+            desk: None,
         })
+    }
+
+    /// Answers `payment`, `refund` and `void` with `desk`; without one they say the daemon
+    /// cannot refund.
+    pub fn with_refund_desk(mut self, desk: Arc<Desk>) -> Server {
+        self.desk = Some(desk);
+        self
     }
 
     /// Serves until `shutdown`, then removes the socket file.
     pub async fn serve(self, observed: Observed, shutdown: CancellationToken) {
-        let Server { listener, path } = self;
+        let Server {
+            listener,
+            path,
+            desk,
+        } = self;
         let (events, _) = broadcast::channel(64);
         let context = Arc::new(Context {
             book: Mutex::new(Book::default()),
             events: events.clone(),
             commands: observed.commands,
             started: Instant::now(),
+            desk,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -189,6 +204,7 @@ struct Context {
     events: broadcast::Sender<Event>,
     commands: mpsc::Sender<Command>,
     started: Instant,
+    desk: Option<Arc<Desk>>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -243,8 +259,75 @@ impl Context {
                 *events = Some(self.events.subscribe());
                 Reply::ok()
             }
+            Ok(Request::Payment { transaction_id }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return no_desk();
+                };
+                match desk.payment(&transaction_id).await {
+                    Ok(view) => Reply {
+                        payment: Some(view),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::Refund {
+                transaction_id,
+                amount,
+                technician,
+            }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return no_desk();
+                };
+                let keep_maintenance = self.book().maintenance;
+                info!(%transaction_id, ?amount, %technician, "refund asked for on the control socket");
+                // A task of its own: a console that stops waiting (^C, a cut cable) must not
+                // cancel a refund half-way.
+                let refund = tokio::spawn(async move {
+                    desk.refund(&transaction_id, amount, &technician, keep_maintenance)
+                        .await
+                });
+                match refund.await {
+                    Ok(Ok(refund)) => Reply {
+                        refund: Some(refund),
+                        ..Reply::ok()
+                    },
+                    Ok(Err(e)) => Reply::error(e),
+                    Err(_) => Reply::error(
+                        "the refund stopped abnormally; its state is in the refund journal: payment REF shows it",
+                    ),
+                }
+            }
+            Ok(Request::Void {
+                session_id,
+                technician,
+            }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return no_desk();
+                };
+                info!(%session_id, %technician, "void asked for on the control socket");
+                let void = tokio::spawn(async move { desk.void(&session_id).await });
+                match void.await {
+                    Ok(Ok(view)) => Reply {
+                        payment: Some(view),
+                        ..Reply::ok()
+                    },
+                    Ok(Err(e)) => Reply::error(e),
+                    Err(_) => Reply::error(
+                        "the void stopped abnormally; payment REF shows what Dintero says now",
+                    ),
+                }
+            }
         }
     }
+
+}
+
+/// The answer to a refund request when the daemon has no refund desk.
+fn no_desk() -> Reply {
+    Reply::error(
+        "this daemon cannot refund: its refund journal could not be opened (see its log: journalctl -u kioskpay)",
+    )
 }
 
 fn now_rfc3339() -> String {

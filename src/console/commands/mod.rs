@@ -4,15 +4,17 @@
 //! | family | commands | needs the daemon |
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
-//! | [`payments`] | `payments`, `pending` | no: they read the journal |
+//! | [`payments`] | `payments`, `pending`, `payment` | no: they read the journal (`payment` adds what Dintero says when the daemon runs) |
+//! | [`refunds`] | `refund`, `void` | yes: the daemon's refund desk calls Dintero |
 
 pub mod payments;
+pub mod refunds;
 pub mod status;
 
 use super::command::Spec;
 
 /// Every family's commands, in the order `help` lists them.
-pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS];
+pub const ALL: &[&[Spec]] = &[status::COMMANDS, payments::COMMANDS, refunds::COMMANDS];
 
 /// Formats minor units as the kiosk shows money (`399,00 NOK`), or says what it is when the
 /// currency is not one the kiosk knows.

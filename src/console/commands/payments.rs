@@ -1,5 +1,7 @@
-//! `payments` and `pending`: what the journal in the state directory says. They read it
-//! without the daemon, so they work when it is stopped or cannot start.
+//! `payments`, `pending` and `payment REF`: what the journal in the state directory says. They
+//! read it without the daemon, so they work when it is stopped or cannot start; `payment REF`
+//! adds what Dintero says now when the daemon runs (the daemon reads it: the console holds no
+//! credentials).
 
 use std::path::Path;
 
@@ -32,7 +34,190 @@ pub const COMMANDS: &[Spec] = &[
         complete: no_words,
         run: Some(|job, words| Box::pin(pending_command(job, words))),
     },
+    Spec {
+        name: "payment",
+        usage: "payment REF|TXN",
+        about: "everything the journal knows about one payment (records, outcome, refunds) and, when the daemon runs, what Dintero says now",
+        example: "payment kiosk-1-7KQ2FX-20261205-000042",
+        action: Some(Action::Payments),
+        complete: no_words,
+        run: Some(|job, words| Box::pin(payment_command(job, words))),
+    },
 ];
+
+/// A payment named on the command line: one in the journal (by merchant reference or
+/// transaction id), or a transaction id the journal does not know.
+pub enum Found {
+    /// In the journal.
+    Journal(Box<crate::journal::PaymentRecord>),
+    /// Not in the journal: taken for a Dintero transaction id.
+    Transaction(String),
+}
+
+impl Found {
+    /// The transaction, when one is known.
+    pub fn transaction_id(&self) -> Option<String> {
+        match self {
+            Found::Journal(p) => p.transaction_id.clone(),
+            Found::Transaction(id) => Some(id.clone()),
+        }
+    }
+
+    /// The session, when the journal has it.
+    pub fn session_id(&self) -> Option<String> {
+        match self {
+            Found::Journal(p) => p.session_id.clone(),
+            Found::Transaction(_) => None,
+        }
+    }
+}
+
+/// Finds `word` in the journal as a merchant reference or a transaction id; anything else is
+/// taken for a transaction id for Dintero to know.
+pub fn find_payment(state_dir: &Path, word: &str) -> Result<Found, Answer> {
+    let all = read_journal(state_dir)?;
+    let known = all
+        .iter()
+        .rev()
+        .find(|p| p.merchant_reference == word)
+        .or_else(|| {
+            all.iter()
+                .rev()
+                .find(|p| p.transaction_id.as_deref() == Some(word))
+        });
+    Ok(match known {
+        Some(p) => Found::Journal(Box::new(p.clone())),
+        None => Found::Transaction(word.to_string()),
+    })
+}
+
+async fn payment_command(job: Job, words: Vec<String>) -> Answer {
+    let [target] = words.as_slice() else {
+        return Answer::refused(
+            "usage: payment REF|TXN, e.g. payment kiosk-1-7KQ2FX-20261205-000042",
+        );
+    };
+    let found = match find_payment(&job.paths.state_dir, target) {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let refunds = match crate::refund::journal::read_only(&job.paths.state_dir) {
+        Ok(replayed) => replayed,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    let mut text = Vec::new();
+    let journal = match &found {
+        Found::Journal(p) => {
+            text.push(format!("payment      {}", p.merchant_reference));
+            text.push(format!("amount       {}", money(p.amount, &p.currency)));
+            text.push(format!(
+                "state        {}{}",
+                p.state,
+                if p.outcome.is_none() {
+                    " (pending: no outcome yet)"
+                } else {
+                    ""
+                }
+            ));
+            text.push(format!("started      {}", p.started_at));
+            if let Some(at) = &p.finished_at {
+                text.push(format!("finished     {at}"));
+            }
+            if let Some(at) = &p.reopened_at {
+                text.push(format!("reopened     {at}"));
+            }
+            text.push(format!("terminal     {}", p.terminal_id));
+            if let Some(cart) = &p.cart_reference {
+                text.push(format!("cart         {cart}"));
+            }
+            text.push(format!(
+                "session      {}",
+                p.session_id.as_deref().unwrap_or("-")
+            ));
+            text.push(format!(
+                "transaction  {}{}",
+                p.transaction_id.as_deref().unwrap_or("-"),
+                p.status
+                    .as_deref()
+                    .map(|s| format!(" ({s} when it ended)"))
+                    .unwrap_or_default()
+            ));
+            crate::journal::summary_json(p)
+        }
+        Found::Transaction(id) => {
+            text.push(format!(
+                "{id} is not in the journal; taken for a Dintero transaction id"
+            ));
+            serde_json::Value::Null
+        }
+    };
+    let transaction_id = found.transaction_id();
+    let mine: Vec<_> = refunds
+        .refunds
+        .iter()
+        .filter(|r| {
+            Some(&r.transaction_id) == transaction_id.as_ref() || r.merchant_reference == *target
+        })
+        .collect();
+    for r in &mine {
+        let not_done = match r.state {
+            crate::refund::RefundState::NotDone => {
+                " (not done: no trace at Dintero after a restart; refund again if the customer is owed)"
+            }
+            _ => "",
+        };
+        text.push(format!(
+            "refund       {}  {}  {}  by {} at {}{}{not_done}",
+            r.refund_reference,
+            money(r.amount, &r.currency),
+            r.state,
+            r.technician,
+            r.updated_at,
+            r.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+        ));
+    }
+    let dintero = match &transaction_id {
+        None => {
+            text.push("dintero      - (no transaction: the terminal never took it)".into());
+            None
+        }
+        Some(id) => match job.daemon().await {
+            Ok(mut daemon) => match daemon.payment(id).await {
+                Ok(view) => {
+                    text.push(format!(
+                        "dintero      {}  captured {}  refunded {}  refundable {}  card {}",
+                        view.status,
+                        money(view.captured, &view.currency),
+                        money(view.refunded, &view.currency),
+                        money(view.refundable, &view.currency),
+                        view.card.as_deref().unwrap_or("-")
+                    ));
+                    Some(view)
+                }
+                Err(e) => {
+                    text.push(format!("dintero      not read: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                text.push(format!("dintero      not asked: {e}"));
+                None
+            }
+        },
+    };
+    if matches!(found, Found::Transaction(_)) && dintero.is_none() {
+        return Answer::failed(format!(
+            "{target} is neither a payment in the journal nor a transaction Dintero could be asked about; payments lists the journal"
+        ));
+    }
+    Answer::ok(
+        text.join("\n"),
+        json!({"ok": true, "journal": journal, "refunds": mine, "dintero": dintero}),
+    )
+}
 
 async fn payments_command(job: Job, words: Vec<String>) -> Answer {
     let n = match words.as_slice() {
