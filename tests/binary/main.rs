@@ -11,6 +11,7 @@ mod cli;
 mod cli_decode;
 mod console_cli;
 mod console_harness;
+mod console_refunds;
 mod console_session;
 mod sdk;
 mod service;

@@ -125,10 +125,9 @@ async fn refund_command(job: Job, words: Vec<String>) -> Answer {
         ));
     }
     job.print(describe(&reference, &view)).await;
-    let question = format!(
-        "Refund {} to the card on terminal, payment {reference}?",
-        money(amount, &view.currency)
-    );
+    // The prompt stays short: a line editor on an 80-column terminal leaves the answer only
+    // what the prompt does not take.
+    let question = format!("Refund {}?", money(amount, &view.currency));
     if !job.confirm(&question).await {
         return Answer::refused("refund not confirmed; nothing was sent");
     }
@@ -214,10 +213,9 @@ async fn void_command(job: Job, words: Vec<String>) -> Answer {
         ));
     };
     job.print(describe(&reference, &view)).await;
-    let question = format!(
-        "Void the authorization of {} on payment {reference}? The customer is not charged.",
-        money(view.amount, &view.currency)
-    );
+    job.print("A void lets the authorization go: the customer is not charged.")
+        .await;
+    let question = format!("Void {}?", money(view.amount, &view.currency));
     if !job.confirm(&question).await {
         return Answer::refused("void not confirmed; nothing was sent");
     }
