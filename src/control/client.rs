@@ -112,6 +112,7 @@ impl Client {
         };
         checked(self.request(&request).await?)?
             .payment
+            .map(|p| *p)
             .ok_or_else(|| ClientError::Protocol("a payment reply without a payment".into()))
     }
 
@@ -130,6 +131,7 @@ impl Client {
         };
         checked(self.request(&request).await?)?
             .refund
+            .map(|r| *r)
             .ok_or_else(|| ClientError::Protocol("a refund reply without a refund".into()))
     }
 
@@ -145,6 +147,7 @@ impl Client {
         };
         checked(self.request(&request).await?)?
             .payment
+            .map(|p| *p)
             .ok_or_else(|| ClientError::Protocol("a void reply without a payment".into()))
     }
 

@@ -7,6 +7,8 @@
 //! ← {"ok":true,"maintenance":true}
 //! → {"cmd":"events"}
 //! ← {"ok":true}
+//! → {"cmd":"refund","transaction_id":"T12345678.2ed…","amount":10000,"technician":"kari"}
+//! ← {"ok":true,"refund":{"refund_reference":"kiosk-1-…-000042-R1","state":"refunded",...}}
 //! ← {"event":"payment_started","reference":"kiosk-1-…-000042","amount":39900,"currency":"NOK"}
 //! → nonsense
 //! ← {"ok":false,"error":"not a request: …"}
@@ -78,10 +80,10 @@ pub struct Reply {
     pub maintenance: Option<bool>,
     /// The answer to `payment` and `void`: the payment as Dintero shows it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment: Option<crate::refund::PaymentView>,
+    pub payment: Option<Box<crate::refund::PaymentView>>,
     /// The answer to `refund`: the refund as journaled, with its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refund: Option<crate::refund::journal::Refund>,
+    pub refund: Option<Box<crate::refund::journal::Refund>>,
 }
 
 impl Reply {
@@ -220,6 +222,24 @@ mod tests {
             parse_request(b"{\"cmd\":\"maintenance\",\"on\":true}"),
             Ok(Request::Maintenance { on: true })
         );
+        assert_eq!(
+            parse_request(br#"{"cmd":"refund","transaction_id":"T1","technician":"kari"}"#),
+            Ok(Request::Refund {
+                transaction_id: "T1".into(),
+                amount: None,
+                technician: "kari".into()
+            })
+        );
+        assert_eq!(
+            parse_request(
+                br#"{"cmd":"refund","transaction_id":"T1","amount":100,"technician":"kari"}"#
+            ),
+            Ok(Request::Refund {
+                transaction_id: "T1".into(),
+                amount: Some(100),
+                technician: "kari".into()
+            })
+        );
         for garbage in [
             &b"\xff\xfe"[..],
             b"",
@@ -227,6 +247,9 @@ mod tests {
             b"{\"cmd\":\"format_disk\"}",
             b"{\"cmd\":\"maintenance\"}",
             b"{\"cmd\":\"status\",\"extra\":1}",
+            br#"{"cmd":"refund","transaction_id":"T1","amount":-5,"technician":"kari"}"#,
+            br#"{"cmd":"refund","transaction_id":"T1","amount":1.5,"technician":"kari"}"#,
+            br#"{"cmd":"void","technician":"kari"}"#,
             b"[1,2,3]",
         ] {
             let e = parse_request(garbage).unwrap_err();

@@ -265,7 +265,7 @@ impl Context {
                 };
                 match desk.payment(&transaction_id).await {
                     Ok(view) => Reply {
-                        payment: Some(view),
+                        payment: Some(Box::new(view)),
                         ..Reply::ok()
                     },
                     Err(e) => Reply::error(e),
@@ -289,7 +289,7 @@ impl Context {
                 });
                 match refund.await {
                     Ok(Ok(refund)) => Reply {
-                        refund: Some(refund),
+                        refund: Some(Box::new(refund)),
                         ..Reply::ok()
                     },
                     Ok(Err(e)) => Reply::error(e),
@@ -309,7 +309,7 @@ impl Context {
                 let void = tokio::spawn(async move { desk.void(&session_id).await });
                 match void.await {
                     Ok(Ok(view)) => Reply {
-                        payment: Some(view),
+                        payment: Some(Box::new(view)),
                         ..Reply::ok()
                     },
                     Ok(Err(e)) => Reply::error(e),
@@ -320,7 +320,6 @@ impl Context {
             }
         }
     }
-
 }
 
 /// The answer to a refund request when the daemon has no refund desk.

@@ -584,11 +584,9 @@ impl Desk {
     /// Voids the authorized, not captured payment of `session_id`, then reads it again and
     /// answers what Dintero shows: a payment captured first stays captured.
     pub async fn void(&self, session_id: &str) -> Result<PaymentView, String> {
-        let session = self
-            .api
-            .session(session_id)
-            .await
-            .map_err(|e| format!("cannot read session {session_id} from Dintero: {e}; try again"))?;
+        let session = self.api.session(session_id).await.map_err(|e| {
+            format!("cannot read session {session_id} from Dintero: {e}; try again")
+        })?;
         let Some(transaction_id) = session.transaction_id else {
             return Err(format!(
                 "session {session_id} has no transaction: the terminal never took the payment, so nothing is authorized to void"
@@ -726,7 +724,10 @@ mod tests {
             {"event": "REFUND", "success": true, "amount": 10000,
              "metadata": {"refund_reference": "kiosk-1-X-20261205-000001-R1"}},
         ]));
-        assert!(shows_on(&refund("kiosk-1-X-20261205-000001-R1", 0, 10000), &tx));
+        assert!(shows_on(
+            &refund("kiosk-1-X-20261205-000001-R1", 0, 10000),
+            &tx
+        ));
         // Not echoed, but the total grew by exactly its amount since it was asked for.
         assert!(shows_on(&refund("other-R1", 0, 10000), &tx));
         assert!(!shows_on(&refund("other-R2", 10000, 10000), &tx));

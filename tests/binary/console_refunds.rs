@@ -77,7 +77,9 @@ async fn a_refund_technician_refunds_part_then_the_rest_and_never_more_than_was_
         "{shown}"
     );
     console.line("no");
-    console.expect("refund not confirmed; nothing was sent").await;
+    console
+        .expect("refund not confirmed; nothing was sent")
+        .await;
     assert_eq!(refunded(&base, &reference).await, 0);
 
     let answer = refund(&mut console, &format!("{reference} 100,00")).await;
@@ -91,13 +93,17 @@ async fn a_refund_technician_refunds_part_then_the_rest_and_never_more_than_was_
     assert_eq!(refunded(&base, &reference).await, 10000);
 
     // More than is left: refused before anything is asked or sent.
-    let refused = console.ask(&format!("refund {reference} 300"), PROMPT).await;
+    let refused = console
+        .ask(&format!("refund {reference} 300"), PROMPT)
+        .await;
     assert!(
         refused.contains("NOK 300.00 is more than the NOK 299.00 still refundable")
             && !refused.contains(CONFIRM),
         "{refused}"
     );
-    let refused = console.ask(&format!("refund {reference} 1.001"), PROMPT).await;
+    let refused = console
+        .ask(&format!("refund {reference} 1.001"), PROMPT)
+        .await;
     assert!(refused.contains("AMOUNT:"), "{refused}");
     assert_eq!(refunded(&base, &reference).await, 10000);
 
@@ -129,7 +135,10 @@ async fn a_refund_technician_refunds_part_then_the_rest_and_never_more_than_was_
     assert!(kiosk_state(&site, "idle").await);
 
     let audit = std::fs::read_to_string(site.state().join("audit.log")).unwrap();
-    assert!(audit.contains(&format!("refund {reference} 100,00")), "{audit}");
+    assert!(
+        audit.contains(&format!("refund {reference} 100,00")),
+        "{audit}"
+    );
     audit_verify(&site);
     assert_no_pin(&site, &[&console.screen()]);
     console.stop();
@@ -154,7 +163,10 @@ async fn a_service_technician_may_look_at_a_payment_but_not_refund_it() {
         "{refused}"
     );
     let refused = console.ask(&format!("void {reference}"), PROMPT).await;
-    assert!(refused.contains("void: the service role may not"), "{refused}");
+    assert!(
+        refused.contains("void: the service role may not"),
+        "{refused}"
+    );
     let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
     assert!(
         shown.contains("dintero      CAPTURED") && shown.contains("refundable NOK 25.00"),
@@ -305,17 +317,16 @@ async fn an_authorized_payment_not_yet_captured_is_voided() {
     console.line("yes");
     let answer = console.expect(PROMPT).await;
     assert!(
-        answer.contains(&format!("Voided: payment {reference} is AUTHORIZATION_VOIDED")),
+        answer.contains(&format!(
+            "Voided: payment {reference} is AUTHORIZATION_VOIDED"
+        )),
         "{answer}"
     );
     let ledger = support::ledger(&base).await;
     let txs = support::transactions_for(&ledger, &reference);
     assert_eq!(txs[0]["status"], "AUTHORIZATION_VOIDED", "{ledger}");
     let refused = console.ask(&format!("void {reference}"), PROMPT).await;
-    assert!(
-        refused.contains("not an open authorization"),
-        "{refused}"
-    );
+    assert!(refused.contains("not an open authorization"), "{refused}");
     console.stop();
     daemon.stop();
 }

@@ -201,7 +201,10 @@ async fn void_command(job: Job, words: Vec<String>) -> Answer {
         .unwrap_or_else(|| target.clone());
     if view.status != "AUTHORIZED" {
         let why = if view.captured > 0 {
-            format!("it is captured ({}): refund it instead: refund {reference}", view.status)
+            format!(
+                "it is captured ({}): refund it instead: refund {reference}",
+                view.status
+            )
         } else {
             format!("it is {}, not an open authorization", view.status)
         };
