@@ -177,15 +177,19 @@ async fn a_service_technician_may_look_at_a_payment_but_not_refund_it() {
     daemon.stop();
 }
 
-/// A daemon killed by the crash hook `env` during `refund REF 100,00`; returns the reference.
-async fn refund_with_a_crash(
+/// `refund REF 100,00` with the daemon killed by the crash hook `env`: the first refund is
+/// left `sent` with `booked` refunded in the ledger; then the daemon starts again and its
+/// recovery settles the refund as `settled` without sending anything. Returns the payment's
+/// reference, the console (logged in) and the restarted daemon.
+async fn crash_and_restart(
     site: &Site,
     base: &str,
     env: (&str, &str),
-    cart: &str,
-) -> (String, Console) {
+    booked: u64,
+    settled: &str,
+) -> (String, Console, Daemon) {
     let mut daemon = Daemon::start_with(site, base, &[env]).await;
-    let reference = approved_payment(site, &mut daemon, "399.00", cart).await;
+    let reference = approved_payment(site, &mut daemon, "399.00", "CRASH-1").await;
     let mut console = site.console("console", &[], &[]);
     console.wake().await;
     console.login(KARI_PIN).await;
@@ -196,7 +200,24 @@ async fn refund_with_a_crash(
     console.expect(PROMPT).await;
     let status = daemon.child.wait().unwrap();
     assert!(!status.success(), "the crash hook did not kill the daemon");
-    (reference, console)
+    let first = format!("{reference}-R1");
+    assert_eq!(refund_state(site, &first).as_deref(), Some("sent"));
+    assert_eq!(refunded(base, &reference).await, booked);
+
+    let daemon = Daemon::start(site, base).await;
+    assert!(
+        support::wait_until(Duration::from_secs(30), || {
+            refund_state(site, &first).as_deref() == Some(settled)
+        })
+        .await,
+        "recovery never settled the refund as {settled}"
+    );
+    assert_eq!(
+        refunded(base, &reference).await,
+        booked,
+        "recovery refunded"
+    );
+    (reference, console, daemon)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,29 +228,12 @@ async fn a_crash_before_the_refund_call_leaves_it_not_done_and_it_can_be_refunde
     let emulator = support::emulator(0.01).await;
     let base = emulator.base_url();
     // The second refund journal append is `sent`, written just before the call.
-    let (reference, mut console) = refund_with_a_crash(
-        &site,
-        &base,
-        ("KIOSKPAY_CRASH_AFTER_REFUND_JOURNAL", "2"),
-        "CRASH-BEFORE",
-    )
-    .await;
-    let first = format!("{reference}-R1");
-    assert_eq!(refund_state(&site, &first).as_deref(), Some("sent"));
-    assert_eq!(refunded(&base, &reference).await, 0);
-
-    let daemon = Daemon::start(&site, &base).await;
-    assert!(
-        support::wait_until(Duration::from_secs(30), || {
-            refund_state(&site, &first).as_deref() == Some("not_done")
-        })
-        .await,
-        "recovery never settled the refund"
-    );
-    assert_eq!(refunded(&base, &reference).await, 0, "recovery sent it");
+    let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_JOURNAL", "2");
+    let (reference, mut console, daemon) =
+        crash_and_restart(&site, &base, hook, 0, "not_done").await;
     let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
     assert!(
-        shown.contains(&format!("{first}  NOK 100.00  not_done"))
+        shown.contains(&format!("{reference}-R1  NOK 100.00  not_done"))
             && shown.contains("refund again if the customer is owed"),
         "{shown}"
     );
@@ -250,32 +254,15 @@ async fn a_crash_after_the_refund_call_is_recovered_as_refunded_without_a_second
     };
     let emulator = support::emulator(0.01).await;
     let base = emulator.base_url();
-    let (reference, mut console) = refund_with_a_crash(
-        &site,
-        &base,
-        ("KIOSKPAY_CRASH_AFTER_REFUND_CALL", "1"),
-        "CRASH-AFTER",
-    )
-    .await;
-    let first = format!("{reference}-R1");
-    assert_eq!(refund_state(&site, &first).as_deref(), Some("sent"));
-    assert_eq!(refunded(&base, &reference).await, 10000);
-
-    let daemon = Daemon::start(&site, &base).await;
-    assert!(
-        support::wait_until(Duration::from_secs(30), || {
-            refund_state(&site, &first).as_deref() == Some("refunded")
-        })
-        .await,
-        "recovery never found the refund"
-    );
+    let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_CALL", "1");
+    let (reference, mut console, daemon) =
+        crash_and_restart(&site, &base, hook, 10000, "refunded").await;
     let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
     assert!(
-        shown.contains(&format!("{first}  NOK 100.00  refunded"))
+        shown.contains(&format!("{reference}-R1  NOK 100.00  refunded"))
             && shown.contains("refundable NOK 299.00"),
         "{shown}"
     );
-    assert_eq!(refunded(&base, &reference).await, 10000);
     console.stop();
     daemon.stop();
 }

@@ -10,9 +10,10 @@
 use serde_json::json;
 
 use super::money;
-use super::payments::find_payment;
+use super::payments::{find_payment, Found};
 use crate::console::command::{no_words, Answer, Job, Spec};
 use crate::console::technicians::Action;
+use crate::control::client::Client;
 use crate::money::{Currency, Money};
 use crate::refund::{PaymentView, RefundState};
 
@@ -74,33 +75,63 @@ fn parse_amount(text: &str, currency: &str) -> Result<u64, Answer> {
     }
 }
 
+/// A payment found for `refund` or `void`: in the journal or by transaction id, and as Dintero
+/// shows it now.
+struct Looked {
+    found: Found,
+    daemon: Client,
+    transaction_id: String,
+    view: PaymentView,
+    /// The merchant reference, or what was typed when Dintero has none.
+    reference: String,
+}
+
+/// Finds `target` and reads it through the daemon; `nothing` ends the refusal for a payment
+/// without a transaction.
+async fn look_up(job: &Job, target: &str, nothing: &str) -> Result<Looked, Answer> {
+    let found = find_payment(&job.paths.state_dir, target)?;
+    let Some(transaction_id) = found.transaction_id() else {
+        return Err(Answer::refused(format!(
+            "payment {target} has no transaction: the terminal never took it, so {nothing}"
+        )));
+    };
+    let mut daemon = job
+        .daemon()
+        .await
+        .map_err(|e| Answer::failed(e.to_string()))?;
+    let view = daemon
+        .payment(&transaction_id)
+        .await
+        .map_err(|e| Answer::failed(e.to_string()))?;
+    let reference = view
+        .merchant_reference
+        .clone()
+        .unwrap_or_else(|| target.to_string());
+    Ok(Looked {
+        found,
+        daemon,
+        transaction_id,
+        view,
+        reference,
+    })
+}
+
 async fn refund_command(job: Job, words: Vec<String>) -> Answer {
     let (target, amount_text) = match words.as_slice() {
         [target] => (target, None),
         [target, amount] => (target, Some(amount)),
         _ => return Answer::refused(REFUND_USAGE),
     };
-    let found = match find_payment(&job.paths.state_dir, target) {
-        Ok(found) => found,
+    let Looked {
+        found: _,
+        mut daemon,
+        transaction_id,
+        view,
+        reference,
+    } = match look_up(&job, target, "nothing was paid to refund").await {
+        Ok(looked) => looked,
         Err(answer) => return answer,
     };
-    let Some(transaction_id) = found.transaction_id() else {
-        return Answer::refused(format!(
-            "payment {target} has no transaction: the terminal never took it, so nothing was paid to refund"
-        ));
-    };
-    let mut daemon = match job.daemon().await {
-        Ok(daemon) => daemon,
-        Err(e) => return Answer::failed(e.to_string()),
-    };
-    let view = match daemon.payment(&transaction_id).await {
-        Ok(view) => view,
-        Err(e) => return Answer::failed(e.to_string()),
-    };
-    let reference = view
-        .merchant_reference
-        .clone()
-        .unwrap_or_else(|| target.clone());
     let amount = match amount_text {
         Some(text) => match parse_amount(text, &view.currency) {
             Ok(minor) => minor,
@@ -178,27 +209,16 @@ async fn void_command(job: Job, words: Vec<String>) -> Answer {
     let [target] = words.as_slice() else {
         return Answer::refused("usage: void REF, e.g. void kiosk-1-7KQ2FX-20261205-000042");
     };
-    let found = match find_payment(&job.paths.state_dir, target) {
-        Ok(found) => found,
+    let Looked {
+        found,
+        mut daemon,
+        transaction_id: _,
+        view,
+        reference,
+    } = match look_up(&job, target, "nothing is authorized to void").await {
+        Ok(looked) => looked,
         Err(answer) => return answer,
     };
-    let mut daemon = match job.daemon().await {
-        Ok(daemon) => daemon,
-        Err(e) => return Answer::failed(e.to_string()),
-    };
-    let Some(transaction_id) = found.transaction_id() else {
-        return Answer::refused(format!(
-            "payment {target} has no transaction: the terminal never took it, so nothing is authorized to void"
-        ));
-    };
-    let view = match daemon.payment(&transaction_id).await {
-        Ok(view) => view,
-        Err(e) => return Answer::failed(e.to_string()),
-    };
-    let reference = view
-        .merchant_reference
-        .clone()
-        .unwrap_or_else(|| target.clone());
     if view.status != "AUTHORIZED" {
         let why = if view.captured > 0 {
             format!(
