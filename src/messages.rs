@@ -110,6 +110,10 @@ pub enum Command {
     /// the technician screen and refuses new carts. A payment in flight always finishes first;
     /// maintenance takes effect after it.
     Maintenance(bool),
+    /// A technician asks the flow to settle the unfinished payment with this merchant
+    /// reference now, from what Dintero says, as it does at start-up (`resolve REF`). Heard
+    /// only while no payment runs; a payment that already has its outcome is left as it is.
+    Resolve(String),
 }
 
 /// A signed callback from Dintero named a payment: the flow reads that payment again now

@@ -151,6 +151,19 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("a void reply without a payment".into()))
     }
 
+    /// Asks the daemon to settle what is open for the payment `merchant_reference`.
+    pub async fn resolve(
+        &mut self,
+        merchant_reference: &str,
+        technician: &str,
+    ) -> Result<(), ClientError> {
+        let request = Request::Resolve {
+            merchant_reference: merchant_reference.to_string(),
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?).map(drop)
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

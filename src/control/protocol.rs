@@ -61,6 +61,16 @@ pub enum Request {
         /// Who asks, for the daemon's log.
         technician: String,
     },
+    /// Settle what a crash or an unanswered call left open for one payment: the payment flow
+    /// reads an unfinished payment from Dintero and writes its outcome (as at start-up), and the
+    /// refund desk looks up its open refunds. The reply comes at once; the journals show the
+    /// result.
+    Resolve {
+        /// Our `merchant_reference`.
+        merchant_reference: String,
+        /// Who asks, for the daemon's log.
+        technician: String,
+    },
 }
 
 /// The answer to one request.

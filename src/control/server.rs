@@ -318,6 +318,28 @@ impl Context {
                     ),
                 }
             }
+            Ok(Request::Resolve {
+                merchant_reference,
+                technician,
+            }) => {
+                info!(%merchant_reference, %technician, "resolve asked for on the control socket");
+                if self
+                    .commands
+                    .send(Command::Resolve(merchant_reference))
+                    .await
+                    .is_err()
+                {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                if let Some(desk) = self.desk.clone() {
+                    // Its own task: the lookups take as long as Dintero does, and a console
+                    // that stops waiting must not cut them short.
+                    tokio::spawn(async move { desk.recover().await });
+                }
+                Reply::ok()
+            }
         }
     }
 }

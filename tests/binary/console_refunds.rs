@@ -178,16 +178,14 @@ async fn a_service_technician_may_look_at_a_payment_but_not_refund_it() {
 }
 
 /// `refund REF 100,00` with the daemon killed by the crash hook `env`: the first refund is
-/// left `sent` with `booked` refunded in the ledger; then the daemon starts again and its
-/// recovery settles the refund as `settled` without sending anything. Returns the payment's
-/// reference, the console (logged in) and the restarted daemon.
-async fn crash_and_restart(
+/// left `sent` with `booked` refunded in the ledger. Returns the payment's reference and the
+/// console (logged in).
+async fn crash_during_refund(
     site: &Site,
     base: &str,
     env: (&str, &str),
     booked: u64,
-    settled: &str,
-) -> (String, Console, Daemon) {
+) -> (String, Console) {
     let mut daemon = Daemon::start_with(site, base, &[env]).await;
     let reference = approved_payment(site, &mut daemon, "399.00", "CRASH-1").await;
     let mut console = site.console("console", &[], &[]);
@@ -203,7 +201,20 @@ async fn crash_and_restart(
     let first = format!("{reference}-R1");
     assert_eq!(refund_state(site, &first).as_deref(), Some("sent"));
     assert_eq!(refunded(base, &reference).await, booked);
+    (reference, console)
+}
 
+/// [`crash_during_refund`], then the daemon starts again and its recovery settles the refund
+/// as `settled` without sending anything. Returns the reference, the console and the daemon.
+async fn crash_and_restart(
+    site: &Site,
+    base: &str,
+    env: (&str, &str),
+    booked: u64,
+    settled: &str,
+) -> (String, Console, Daemon) {
+    let (reference, console) = crash_during_refund(site, base, env, booked).await;
+    let first = format!("{reference}-R1");
     let daemon = Daemon::start(site, base).await;
     assert!(
         support::wait_until(Duration::from_secs(30), || {
@@ -263,6 +274,56 @@ async fn a_crash_after_the_refund_call_is_recovered_as_refunded_without_a_second
             && shown.contains("refundable NOK 299.00"),
         "{shown}"
     );
+    console.stop();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_left_open_because_dintero_could_not_be_read_is_resolved_by_a_technician() {
+    let Some(site) = Site::new("refund") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_CALL", "1");
+    let (reference, mut console) = crash_during_refund(&site, &base, hook, 10000).await;
+    // The restarted daemon cannot read the transaction: its recovery leaves the refund open.
+    let faults = serde_json::json!({"rules": [
+        {"route": "GET /v1/transactions/{id}", "kind": "status", "status": 503}
+    ]});
+    support::request("POST", &format!("{base}/_emulator/faults"), Some(faults)).await;
+    let daemon = Daemon::start(&site, &base).await;
+    let log = site.path().join("daemon.log");
+    assert!(
+        support::wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("an open refund cannot be looked up yet")
+        })
+        .await,
+        "the restarted daemon never tried the open refund"
+    );
+    let first = format!("{reference}-R1");
+    assert_eq!(refund_state(&site, &first).as_deref(), Some("sent"));
+    support::request("DELETE", &format!("{base}/_emulator/faults"), None).await;
+
+    console.line(&format!("resolve {reference}"));
+    let plan = console.expect(CONFIRM).await;
+    assert!(
+        plan.contains(&format!("refund {first} of NOK 100.00 is sent"))
+            && plan.contains("never sent again"),
+        "{plan}"
+    );
+    console.line("yes");
+    let answer = console.expect(PROMPT).await;
+    assert!(
+        answer.contains(&format!("Resolved: payment {reference} is approved"))
+            && answer.contains(&format!("refund {first} is refunded")),
+        "{answer}"
+    );
+    assert_eq!(refunded(&base, &reference).await, 10000);
+    let again = console.ask(&format!("resolve {reference}"), PROMPT).await;
+    assert!(again.contains("nothing to resolve"), "{again}");
     console.stop();
     daemon.stop();
 }

@@ -43,7 +43,22 @@ pub const COMMANDS: &[Spec] = &[
         complete: no_words,
         run: Some(|job, words| Box::pin(payment_command(job, words))),
     },
+    // Role service: resolving writes down what Dintero already says and moves no money, and a
+    // service technician must be able to unstick a kiosk; the daemon stays the journals' only
+    // writer.
+    Spec {
+        name: "resolve",
+        usage: "resolve REF",
+        about: "settle what a crash left open for one payment: the daemon reads it from Dintero and writes its outcome, and looks up its open refunds; shows what it will do and asks first",
+        example: "resolve kiosk-1-7KQ2FX-20261205-000042",
+        action: Some(Action::Payments),
+        complete: no_words,
+        run: Some(|job, words| Box::pin(resolve_command(job, words))),
+    },
 ];
+
+/// How long `resolve` waits for the journals to show the result.
+const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A payment named on the command line: one in the journal (by merchant reference or
 /// transaction id), or a transaction id the journal does not know.
@@ -296,4 +311,164 @@ fn pending(state_dir: &Path) -> Answer {
         .map(|p| crate::journal::summary_json(p))
         .collect();
     Answer::ok(text, json!({"ok": true, "pending": json}))
+}
+
+/// What is open for `reference`: whether the payment lacks its outcome, and its open refunds.
+fn open_for(
+    state_dir: &Path,
+    reference: &str,
+) -> Result<
+    (
+        crate::journal::PaymentRecord,
+        Vec<crate::refund::journal::Refund>,
+    ),
+    Answer,
+> {
+    let payment = match find_payment(state_dir, reference)? {
+        Found::Journal(p) => *p,
+        Found::Transaction(_) => {
+            return Err(Answer::refused(format!(
+                "{reference} is not a payment in the journal; resolve settles journal records (payments lists them)"
+            )))
+        }
+    };
+    let refunds = crate::refund::journal::read_only(state_dir)
+        .map_err(|e| Answer::failed(e.to_string()))?
+        .of(&payment.merchant_reference)
+        .filter(|r| !r.state.is_final())
+        .cloned()
+        .collect();
+    Ok((payment, refunds))
+}
+
+async fn resolve_command(job: Job, words: Vec<String>) -> Answer {
+    let [target] = words.as_slice() else {
+        return Answer::refused("usage: resolve REF, e.g. resolve kiosk-1-7KQ2FX-20261205-000042");
+    };
+    let (payment, open_refunds) = match open_for(&job.paths.state_dir, target) {
+        Ok(open) => open,
+        Err(answer) => return answer,
+    };
+    let reference = payment.merchant_reference.clone();
+    if payment.outcome.is_some() && open_refunds.is_empty() {
+        return Answer::ok(
+            format!(
+                "nothing to resolve: payment {reference} is {} and none of its refunds is open",
+                payment.state
+            ),
+            json!({"ok": true, "changed": false, "payment": crate::journal::summary_json(&payment)}),
+        );
+    }
+    let mut daemon = match job.daemon().await {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            return Answer::failed(format!(
+                "{e}; the daemon resolves what is open when it starts"
+            ))
+        }
+    };
+    if payment.outcome.is_none() {
+        match daemon.status().await {
+            Ok(status) => match status.payment {
+                Some(running) if running.reference == reference => {
+                    return Answer::refused(format!(
+                        "payment {reference} is being followed by the kiosk now; it gets its outcome by itself"
+                    ))
+                }
+                Some(running) => {
+                    return Answer::refused(format!(
+                        "payment {} is in flight; resolve {reference} once the kiosk is idle",
+                        running.reference
+                    ))
+                }
+                None => {}
+            },
+            Err(e) => return Answer::failed(e.to_string()),
+        }
+    }
+    let mut plan = Vec::new();
+    if let Some(txn) = &payment.transaction_id {
+        match daemon.payment(txn).await {
+            Ok(view) => plan.push(format!(
+                "Dintero shows transaction {txn} as {} (captured {}, refunded {})",
+                view.status,
+                money(view.captured, &view.currency),
+                money(view.refunded, &view.currency)
+            )),
+            Err(e) => plan.push(format!("Dintero cannot be read now: {e}")),
+        }
+    }
+    if payment.outcome.is_none() {
+        plan.push(format!(
+            "payment {reference} has no outcome in the journal (state {}): the daemon reads it from Dintero and writes its outcome, as at start-up",
+            payment.state
+        ));
+    }
+    for r in &open_refunds {
+        plan.push(format!(
+            "refund {} of {} is {}: the daemon looks it up; refunded if it shows on the transaction, else not_done (never sent again)",
+            r.refund_reference,
+            money(r.amount, &r.currency),
+            r.state
+        ));
+    }
+    job.print(plan.join("\n")).await;
+    if !job.confirm("Resolve it?").await {
+        return Answer::refused("resolve not confirmed; nothing was changed");
+    }
+    let technician = job.login.id.to_string();
+    if let Err(e) = daemon.resolve(&reference, &technician).await {
+        return Answer::failed(e.to_string());
+    }
+    let state_dir = job.paths.state_dir.clone();
+    let settled = async {
+        loop {
+            if let Ok((p, open)) = open_for(&state_dir, &reference) {
+                if p.outcome.is_some() && open.is_empty() {
+                    return (p, open);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    };
+    let (after, still_open) = tokio::select! {
+        done = tokio::time::timeout(RESOLVE_WAIT, settled) => match done {
+            Ok(done) => done,
+            Err(_) => match open_for(&state_dir, &reference) {
+                Ok(now) => now,
+                Err(answer) => return answer,
+            },
+        },
+        _ = job.cancelled() => {
+            return Answer::failed(format!(
+                "stopped waiting; the daemon goes on: payment {reference} shows the result"
+            ));
+        }
+    };
+    let refunds = crate::refund::journal::read_only(&state_dir)
+        .map(|r| r.of(&reference).cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let refund_lines: Vec<String> = refunds
+        .iter()
+        .map(|r| format!("refund {} is {}", r.refund_reference, r.state))
+        .collect();
+    let json = json!({
+        "ok": after.outcome.is_some() && still_open.is_empty(),
+        "changed": true,
+        "payment": crate::journal::summary_json(&after),
+        "refunds": refunds,
+    });
+    if after.outcome.is_some() && still_open.is_empty() {
+        let mut text = vec![format!("Resolved: payment {reference} is {}", after.state)];
+        text.extend(refund_lines);
+        Answer::ok(text.join("\n"), json)
+    } else {
+        Answer {
+            json,
+            ..Answer::failed(format!(
+                "payment {reference} is still open after {} s (Dintero unreachable?); the daemon tries again at its next start; payment {reference} shows where it stands",
+                RESOLVE_WAIT.as_secs()
+            ))
+        }
+    }
 }
