@@ -164,6 +164,22 @@ impl Client {
         checked(self.request(&request).await?).map(drop)
     }
 
+    /// The transactions on the kiosk's terminal since `since` (RFC 3339), newest first, and
+    /// whether the oldest are missing (the daemon's page limit).
+    pub async fn transactions(
+        &mut self,
+        since: Option<&str>,
+    ) -> Result<(Vec<PaymentView>, bool), ClientError> {
+        let request = Request::Transactions {
+            since: since.map(str::to_string),
+        };
+        let reply = checked(self.request(&request).await?)?;
+        let transactions = reply.transactions.ok_or_else(|| {
+            ClientError::Protocol("a transactions reply without transactions".into())
+        })?;
+        Ok((transactions, reply.truncated.unwrap_or(false)))
+    }
+
     /// Turns this connection into a stream of events.
     pub async fn subscribe(mut self) -> Result<Events, ClientError> {
         checked(self.request(&Request::Events {}).await?)?;

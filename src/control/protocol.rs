@@ -71,6 +71,13 @@ pub enum Request {
         /// Who asks, for the daemon's log.
         technician: String,
     },
+    /// Every transaction on the kiosk's terminal since a time, as Dintero lists them (for
+    /// `reconcile`, which sets them against the journal).
+    Transactions {
+        /// RFC 3339; all when absent.
+        #[serde(default)]
+        since: Option<String>,
+    },
 }
 
 /// The answer to one request.
@@ -94,6 +101,12 @@ pub struct Reply {
     /// The answer to `refund`: the refund as journaled, with its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund: Option<Box<crate::refund::journal::Refund>>,
+    /// The answer to `transactions`, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<crate::refund::PaymentView>>,
+    /// With `transactions`: the list stopped at its page limit, so the oldest are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
 }
 
 impl Reply {

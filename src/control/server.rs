@@ -340,6 +340,19 @@ impl Context {
                 }
                 Reply::ok()
             }
+            Ok(Request::Transactions { since }) => {
+                let Some(desk) = self.desk.clone() else {
+                    return no_desk();
+                };
+                match desk.transactions(since).await {
+                    Ok((transactions, truncated)) => Reply {
+                        transactions: Some(transactions),
+                        truncated: Some(truncated),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
         }
     }
 }

@@ -44,7 +44,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::dintero::{
-    ApiError, Gateway, RefundOutcome, RefundRequest, Session, Transaction, TransactionStatus,
+    ApiError, Gateway, RefundOutcome, RefundRequest, Session, Transaction, TransactionQuery,
+    TransactionStatus,
 };
 use crate::journal::JournalError;
 use crate::messages::Command;
@@ -171,6 +172,9 @@ pub struct PaymentView {
     pub refundable: u64,
     /// Card brand and last digits, when presented.
     pub card: Option<String>,
+    /// When Dintero created the transaction (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 impl PaymentView {
@@ -204,6 +208,7 @@ impl PaymentView {
                 0
             },
             card: tx.card_summary(),
+            created_at: tx.created_at.clone(),
         }
     }
 }
@@ -239,6 +244,7 @@ trait Api: Send + Sync {
     fn session<'a>(&'a self, id: &'a str) -> Call<'a, Session>;
     fn refund<'a>(&'a self, id: &'a str, request: &'a RefundRequest) -> Call<'a, RefundOutcome>;
     fn cancel<'a>(&'a self, session_id: &'a str) -> Call<'a, ()>;
+    fn list<'a>(&'a self, query: &'a TransactionQuery) -> Call<'a, Vec<Transaction>>;
 }
 
 type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
@@ -255,6 +261,9 @@ impl<G: Gateway> Api for G {
     }
     fn cancel<'a>(&'a self, session_id: &'a str) -> Call<'a, ()> {
         Box::pin(self.cancel_session(session_id))
+    }
+    fn list<'a>(&'a self, query: &'a TransactionQuery) -> Call<'a, Vec<Transaction>> {
+        Box::pin(self.list_transactions(query))
     }
 }
 
@@ -617,6 +626,41 @@ impl Desk {
         }
         info!(session = session_id, "void asked for");
         self.payment(&transaction_id).await
+    }
+}
+
+/// Transactions `reconcile` reads per page.
+const PAGE: u32 = 100;
+/// Pages `reconcile` reads at most: a kiosk's weeks of payments, not a year's at once.
+const MAX_PAGES: usize = 50;
+
+impl Desk {
+    /// Every transaction on the kiosk's terminal created at or after `since` (RFC 3339; all
+    /// when `None`), newest first, read page by page. `true` with them when [`MAX_PAGES`] were
+    /// not enough: the oldest are missing.
+    pub async fn transactions(
+        &self,
+        since: Option<String>,
+    ) -> Result<(Vec<PaymentView>, bool), String> {
+        let mut all = Vec::new();
+        let mut query = TransactionQuery {
+            terminal_id: Some(self.kiosk.terminal_id.clone()),
+            limit: Some(PAGE),
+            created_at_gte: since,
+            ..TransactionQuery::default()
+        };
+        for _ in 0..MAX_PAGES {
+            let page = self.api.list(&query).await.map_err(|e| {
+                format!("cannot list the terminal's transactions at Dintero: {e}; try again")
+            })?;
+            let full = page.len() >= PAGE as usize;
+            query.starting_after = page.last().map(|tx| tx.id.clone());
+            all.extend(page.iter().map(PaymentView::of));
+            if !full || query.starting_after.is_none() {
+                return Ok((all, false));
+            }
+        }
+        Ok((all, true))
     }
 }
 

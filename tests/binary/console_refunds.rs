@@ -378,3 +378,51 @@ async fn an_authorized_payment_not_yet_captured_is_voided() {
     console.stop();
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_a_capture_the_journal_lost() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    let mut daemon = Daemon::start(&site, &base).await;
+    let lost = approved_payment(&site, &mut daemon, "10.00", "RECONCILE-1").await;
+    let kept = approved_payment(&site, &mut daemon, "20.00", "RECONCILE-2").await;
+    // The journal loses the first payment's outcome, as a card that dropped a page would.
+    let path = site.state().join(kioskpay::journal::FILE_NAME);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited: String = text
+        .lines()
+        .filter(|l| !(l.contains("\"type\":\"final\"") && l.contains(&lost)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(edited, text, "the final record was not found");
+    std::fs::write(&path, edited).unwrap();
+
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    let report = console.ask("reconcile", PROMPT).await;
+    assert!(
+        report.contains(&format!("captured, not approved {lost}"))
+            && report.contains("dintero CAPTURED")
+            && !report.contains(&kept)
+            && report.contains(
+                "1 captured but not approved in the journal, 0 approved without a capture, 0 authorizations open"
+            ),
+        "{report}"
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    let report = console
+        .ask(&format!("reconcile --since {today}"), PROMPT)
+        .await;
+    assert!(
+        report.contains(&format!("since {today}T00:00:00Z")),
+        "{report}"
+    );
+    let refused = console.ask("reconcile --since yesterday", PROMPT).await;
+    assert!(refused.contains("not a date"), "{refused}");
+    console.stop();
+    daemon.stop();
+}

@@ -4,7 +4,7 @@
 //! | family | commands | needs the daemon |
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
-//! | [`payments`] | `payments`, `pending`, `payment`, `resolve` | no for `payments`, `pending` and `payment` (they read the journal; `payment` adds what Dintero says when the daemon runs); `resolve` asks the daemon, the journals' writer |
+//! | [`payments`] | `payments`, `pending`, `payment`, `resolve`, `reconcile` | no for `payments`, `pending` and `payment` (they read the journal; `payment` adds what Dintero says when the daemon runs); `resolve` asks the daemon, the journals' writer; `reconcile` asks the daemon for Dintero's list |
 //! | [`refunds`] | `refund`, `void` | yes: the daemon's refund desk calls Dintero |
 
 pub mod payments;

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::money;
-use crate::console::command::{no_words, Answer, Job, Spec};
+use crate::console::command::{first_word_of, no_words, Answer, Job, Spec};
 use crate::console::technicians::Action;
 
 /// Payments listed by `payments` without a count.
@@ -54,6 +54,15 @@ pub const COMMANDS: &[Spec] = &[
         action: Some(Action::Payments),
         complete: no_words,
         run: Some(|job, words| Box::pin(resolve_command(job, words))),
+    },
+    Spec {
+        name: "reconcile",
+        usage: "reconcile [--since DATE]",
+        about: "the journal against Dintero's transactions on the kiosk's terminal: captures the journal does not show as approved, approvals without a capture, authorizations left open (DATE as 2026-12-01; default: everything)",
+        example: "reconcile --since 2026-12-01",
+        action: Some(Action::Payments),
+        complete: |words| first_word_of(words, &["--since"]),
+        run: Some(|job, words| Box::pin(reconcile_command(job, words))),
     },
 ];
 
@@ -471,4 +480,163 @@ async fn resolve_command(job: Job, words: Vec<String>) -> Answer {
             ))
         }
     }
+}
+
+const RECONCILE_USAGE: &str =
+    "usage: reconcile [--since DATE], DATE as 2026-12-01, e.g. reconcile --since 2026-12-01";
+
+/// `--since DATE` as the RFC 3339 start of that day (UTC).
+fn parse_since(words: &[String]) -> Result<Option<String>, Answer> {
+    match words {
+        [] => Ok(None),
+        [flag, date] if flag == "--since" => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(date, &format)
+                .map(|d| Some(format!("{d}T00:00:00Z")))
+                .map_err(|_| {
+                    Answer::refused(format!("--since {date}: not a date; {RECONCILE_USAGE}"))
+                })
+        }
+        _ => Err(Answer::refused(RECONCILE_USAGE)),
+    }
+}
+
+/// One finding of `reconcile`.
+#[derive(serde::Serialize)]
+struct Finding {
+    reference: String,
+    transaction_id: Option<String>,
+    dintero: Option<String>,
+    journal: Option<String>,
+    amount: u64,
+    currency: String,
+}
+
+impl Finding {
+    fn line(&self, kind: &str) -> String {
+        format!(
+            "{kind:<22} {}  {}  dintero {}  journal {}  {}",
+            self.reference,
+            self.transaction_id.as_deref().unwrap_or("-"),
+            self.dintero.as_deref().unwrap_or("-"),
+            self.journal.as_deref().unwrap_or("-"),
+            money(self.amount, &self.currency)
+        )
+    }
+}
+
+async fn reconcile_command(job: Job, words: Vec<String>) -> Answer {
+    let since = match parse_since(&words) {
+        Ok(since) => since,
+        Err(answer) => return answer,
+    };
+    let journal = match read_journal(&job.paths.state_dir) {
+        Ok(all) => all,
+        Err(answer) => return answer,
+    };
+    let mut daemon = match job.daemon().await {
+        Ok(daemon) => daemon,
+        Err(e) => return Answer::failed(format!("{e}; reconcile needs it to ask Dintero")),
+    };
+    let (transactions, truncated) = match daemon.transactions(since.as_deref()).await {
+        Ok(listed) => listed,
+        Err(e) => return Answer::failed(e.to_string()),
+    };
+    // RFC 3339 UTC times of one format compare as text.
+    let in_window = |p: &&crate::journal::PaymentRecord| {
+        since.as_deref().is_none_or(|s| p.started_at.as_str() >= s)
+    };
+    let journal_of = |tx: &crate::refund::PaymentView| {
+        journal.iter().rev().find(|p| {
+            p.transaction_id.as_deref() == Some(tx.transaction_id.as_str())
+                || Some(&p.merchant_reference) == tx.merchant_reference.as_ref()
+        })
+    };
+    let approved = Some(crate::journal::Outcome::Approved);
+    let mut captured_not_approved = Vec::new();
+    let mut open_authorizations = Vec::new();
+    for tx in &transactions {
+        let record = journal_of(tx);
+        let finding = || Finding {
+            reference: tx.merchant_reference.clone().unwrap_or_default(),
+            transaction_id: Some(tx.transaction_id.clone()),
+            dintero: Some(tx.status.clone()),
+            journal: record.map(|p| p.state.clone()),
+            amount: tx.amount,
+            currency: tx.currency.clone(),
+        };
+        if tx.captured > 0 && record.is_none_or(|p| p.outcome != approved) {
+            captured_not_approved.push(finding());
+        }
+        if tx.status == "AUTHORIZED" {
+            open_authorizations.push(finding());
+        }
+    }
+    let mut approved_not_captured = Vec::new();
+    for p in journal
+        .iter()
+        .filter(in_window)
+        .filter(|p| p.outcome == approved)
+    {
+        let at_dintero = transactions.iter().find(|tx| {
+            p.transaction_id.as_deref() == Some(tx.transaction_id.as_str())
+                || tx.merchant_reference.as_ref() == Some(&p.merchant_reference)
+        });
+        if at_dintero.is_none_or(|tx| tx.captured == 0) {
+            approved_not_captured.push(Finding {
+                reference: p.merchant_reference.clone(),
+                transaction_id: p.transaction_id.clone(),
+                dintero: at_dintero.map(|tx| tx.status.clone()),
+                journal: Some(p.state.clone()),
+                amount: p.amount,
+                currency: p.currency.clone(),
+            });
+        }
+    }
+    let mut text = Vec::new();
+    text.extend(
+        captured_not_approved
+            .iter()
+            .map(|f| f.line("captured, not approved")),
+    );
+    text.extend(
+        approved_not_captured
+            .iter()
+            .map(|f| f.line("approved, no capture")),
+    );
+    text.extend(
+        open_authorizations
+            .iter()
+            .map(|f| f.line("authorization open")),
+    );
+    text.push(format!(
+        "{} transactions at Dintero{}, {} payments in the journal: {} captured but not approved in the journal, {} approved without a capture, {} authorizations open",
+        transactions.len(),
+        since.as_deref().map(|s| format!(" since {s}")).unwrap_or_default(),
+        journal.iter().filter(in_window).count(),
+        captured_not_approved.len(),
+        approved_not_captured.len(),
+        open_authorizations.len(),
+    ));
+    if truncated {
+        text.push("the list stopped at the daemon's page limit: the oldest transactions were not compared; narrow it with --since".into());
+    }
+    if !captured_not_approved.is_empty() || !approved_not_captured.is_empty() {
+        text.push(
+            "payment REF shows one in full; resolve REF settles one the journal left unfinished"
+                .into(),
+        );
+    }
+    Answer::ok(
+        text.join("\n"),
+        json!({
+            "ok": true,
+            "since": since,
+            "transactions": transactions.len(),
+            "truncated": truncated,
+            "captured_not_approved": captured_not_approved,
+            "approved_not_captured": approved_not_captured,
+            "open_authorizations": open_authorizations,
+        }),
+    )
 }
