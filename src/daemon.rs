@@ -477,8 +477,10 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         config.store.terminal_id.as_str().to_string(),
         config.currency(),
     );
-    let mut kiosk = Kiosk::start(&config, Arc::new(client), InputWiring::FromConfig)
+    let client = Arc::new(client);
+    let mut kiosk = Kiosk::start(&config, client.clone(), InputWiring::FromConfig)
         .context("starting the kiosk")?;
+    let refunds = open_refund_desk(&config, client, &kiosk);
     let token = kiosk.shutdown_token();
     let watchdog = crate::systemd::watchdog_from_env();
     let supervisor = tokio::spawn(crate::systemd::supervise(
@@ -498,7 +500,15 @@ pub async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         requests: config_requests_tx,
         state: config_state_rx,
     };
-    let control = serve_control(&kiosk, control_reports, desk, config_control, token.clone()).await;
+    let control = serve_control(
+        &kiosk,
+        control_reports,
+        desk,
+        refunds,
+        config_control,
+        token.clone(),
+    )
+    .await;
     let metrics = config.metrics.textfile.clone().map(|textfile| {
         tokio::spawn(crate::metrics::run(
             crate::metrics::MetricsOptions {
@@ -566,12 +576,17 @@ async fn serve_control(
     kiosk: &Kiosk,
     reports: mpsc::UnboundedReceiver<PaymentReport>,
     desk: crate::control::desk::Desk,
+    refunds: Option<Arc<crate::refund::Desk>>,
     config: ConfigControl,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let path = crate::control::socket_path();
     match crate::control::server::Server::bind(&path).await {
         Ok(server) => {
+            let server = match refunds {
+                Some(refunds) => server.with_refund_desk(refunds),
+                None => server,
+            };
             let observed = crate::control::server::Observed {
                 state: kiosk.state.clone(),
                 reports,
@@ -595,6 +610,43 @@ async fn serve_control(
         }
         Err(e) => {
             error!(error = %e, "no control socket");
+            None
+        }
+    }
+}
+
+/// Opens the refund desk and settles, in the background, the refunds a crash left open (they
+/// need Dintero, not the terminal, so carts need not wait for them). A refund journal that
+/// cannot be opened is logged and the kiosk runs without refunds: taking payments matters more.
+fn open_refund_desk<G: Gateway>(
+    config: &Config,
+    gateway: Arc<G>,
+    kiosk: &Kiosk,
+) -> Option<Arc<crate::refund::Desk>> {
+    let side = crate::refund::KioskSide {
+        terminal_id: config.store.terminal_id.to_string(),
+        commands: kiosk.commands.clone(),
+        state: kiosk.state.clone(),
+    };
+    match crate::refund::Desk::open(
+        &config.state.dir,
+        gateway,
+        side,
+        crate::refund::Timing::default(),
+    ) {
+        Ok(desk) => {
+            let desk = Arc::new(desk);
+            let recovering = desk.clone();
+            tokio::spawn(async move {
+                let open = recovering.recover().await;
+                if open > 0 {
+                    tracing::warn!(open, "refunds still open: Dintero could not be read for them; they are looked up again before the next refund");
+                }
+            });
+            Some(desk)
+        }
+        Err(e) => {
+            error!(error = %e, "no refund desk: the console cannot refund or void");
             None
         }
     }

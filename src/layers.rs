@@ -25,8 +25,10 @@ const LAYERS: &[&[&str]] = &[
     // callback listener is an input too: it tells the flow to read a payment again, through a
     // nudge defined in `messages`, so the flow and the listener share only that.
     &["input", "gpio", "display", "emulator", "callback"],
-    // The one task that owns payments.
-    &["payment"],
+    // The one task that owns payments, and the refund desk beside it: it takes the terminal
+    // from the flow only through a `Command` and the published state, so neither imports the
+    // other.
+    &["payment", "refund"],
     // Observers of the flow, and the config file that composes every section. The control
     // socket observes the flow like the metrics and only asks it through a `Command`; the daemon
     // serves it and the console is its client, both above it.

@@ -34,7 +34,8 @@
 //!                                  technician console; where logs go
 //!  metrics, config, control        observers; config parses every section into typed values;
 //!                                  the control socket the console talks to the daemon over
-//!  payment                         the flow, its phases, identity checks, the late watch
+//!  payment, refund                 the flow, its phases, identity checks, the late watch; the
+//!                                 refund desk (refunds and voids, journaled like payments)
 //!  input, gpio, display, emulator, where carts come from, where the customer looks, and the
 //!  callback                        listener for Dintero's signed callbacks (a nudge to re-read)
 //!  systemd, dintero                the watchdog heartbeat, the API client and its ids
@@ -81,6 +82,7 @@ pub mod messages;
 pub mod metrics;
 pub mod money;
 pub mod payment;
+pub mod refund;
 pub mod secret;
 pub mod setting;
 #[cfg(feature = "emulator")]

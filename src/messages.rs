@@ -121,6 +121,10 @@ pub enum Command {
     /// no customer can start a payment — and refused otherwise. It is journaled and followed
     /// like any payment.
     TestPayment(Cart),
+    /// A technician asks the flow to settle the unfinished payment with this merchant
+    /// reference now, from what Dintero says, as it does at start-up (`resolve REF`). Heard
+    /// only while no payment runs; a payment that already has its outcome is left as it is.
+    Resolve(String),
 }
 
 /// A signed callback from Dintero named a payment: the flow reads that payment again now

@@ -11,6 +11,8 @@ use super::protocol::{
     ConfigState, Event, Gpio, Reply, Request, Scan, ServerLine, Status, TerminalReport,
 };
 use crate::dintero::TerminalOperation;
+use crate::refund::journal::Refund;
+use crate::refund::PaymentView;
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,81 @@ impl Client {
         reply
             .toggled
             .ok_or_else(|| ClientError::Protocol("a gpio_toggle reply without the level".into()))
+    }
+
+    /// The payment behind `transaction_id` as Dintero shows it now.
+    pub async fn payment(&mut self, transaction_id: &str) -> Result<PaymentView, ClientError> {
+        let request = Request::Payment {
+            transaction_id: transaction_id.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .payment
+            .map(|p| *p)
+            .ok_or_else(|| ClientError::Protocol("a payment reply without a payment".into()))
+    }
+
+    /// Refunds `amount` minor units of `transaction_id` (everything refundable when `None`);
+    /// answers once the refund has its result.
+    pub async fn refund(
+        &mut self,
+        transaction_id: &str,
+        amount: Option<u64>,
+        technician: &str,
+    ) -> Result<Refund, ClientError> {
+        let request = Request::Refund {
+            transaction_id: transaction_id.to_string(),
+            amount,
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .refund
+            .map(|r| *r)
+            .ok_or_else(|| ClientError::Protocol("a refund reply without a refund".into()))
+    }
+
+    /// Voids the authorized payment of `session_id`; answers the payment as it is after.
+    pub async fn void(
+        &mut self,
+        session_id: &str,
+        technician: &str,
+    ) -> Result<PaymentView, ClientError> {
+        let request = Request::Void {
+            session_id: session_id.to_string(),
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?)?
+            .payment
+            .map(|p| *p)
+            .ok_or_else(|| ClientError::Protocol("a void reply without a payment".into()))
+    }
+
+    /// Asks the daemon to settle what is open for the payment `merchant_reference`.
+    pub async fn resolve(
+        &mut self,
+        merchant_reference: &str,
+        technician: &str,
+    ) -> Result<(), ClientError> {
+        let request = Request::Resolve {
+            merchant_reference: merchant_reference.to_string(),
+            technician: technician.to_string(),
+        };
+        checked(self.request(&request).await?).map(drop)
+    }
+
+    /// The transactions on the kiosk's terminal since `since` (RFC 3339), newest first, and
+    /// whether the oldest are missing (the daemon's page limit).
+    pub async fn transactions(
+        &mut self,
+        since: Option<&str>,
+    ) -> Result<(Vec<PaymentView>, bool), ClientError> {
+        let request = Request::Transactions {
+            since: since.map(str::to_string),
+        };
+        let reply = checked(self.request(&request).await?)?;
+        let transactions = reply.transactions.ok_or_else(|| {
+            ClientError::Protocol("a transactions reply without transactions".into())
+        })?;
+        Ok((transactions, reply.truncated.unwrap_or(false)))
     }
 
     /// Turns this connection into a stream of events.

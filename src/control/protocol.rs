@@ -7,6 +7,8 @@
 //! ← {"ok":true,"maintenance":true}
 //! → {"cmd":"events"}
 //! ← {"ok":true}
+//! → {"cmd":"refund","transaction_id":"T12345678.2ed…","amount":10000,"technician":"kari"}
+//! ← {"ok":true,"refund":{"refund_reference":"kiosk-1-…-000042-R1","state":"refunded",...}}
 //! ← {"event":"payment_started","reference":"kiosk-1-…-000042","amount":39900,"currency":"NOK"}
 //! → nonsense
 //! ← {"ok":false,"error":"not a request: …"}
@@ -84,6 +86,47 @@ pub enum Request {
         /// The output's line.
         line: u32,
     },
+    /// The payment behind a transaction as Dintero shows it now (the daemon reads it).
+    Payment {
+        /// Dintero's transaction id.
+        transaction_id: String,
+    },
+    /// Refund a captured payment on the kiosk's terminal (journaled before the call; see
+    /// [`crate::refund`]). Answered when the refund has its result.
+    Refund {
+        /// Dintero's transaction id.
+        transaction_id: String,
+        /// Minor units; everything still refundable when absent.
+        #[serde(default)]
+        amount: Option<u64>,
+        /// Who asks, for the refund journal.
+        technician: String,
+    },
+    /// Void an authorized payment that is not captured (`POST /v1/sessions/{id}/cancel`), then
+    /// read it again: the answer is what Dintero shows after the cancel.
+    Void {
+        /// Dintero's session id.
+        session_id: String,
+        /// Who asks, for the daemon's log.
+        technician: String,
+    },
+    /// Settle what a crash or an unanswered call left open for one payment: the payment flow
+    /// reads an unfinished payment from Dintero and writes its outcome (as at start-up), and the
+    /// refund desk looks up its open refunds. The reply comes at once; the journals show the
+    /// result.
+    Resolve {
+        /// Our `merchant_reference`.
+        merchant_reference: String,
+        /// Who asks, for the daemon's log.
+        technician: String,
+    },
+    /// Every transaction on the kiosk's terminal since a time, as Dintero lists them (for
+    /// `reconcile`, which sets them against the journal).
+    Transactions {
+        /// RFC 3339; all when absent.
+        #[serde(default)]
+        since: Option<String>,
+    },
 }
 
 /// How long a `gpio_test` with `seen` waits for an edge before it answers the same levels.
@@ -131,6 +174,18 @@ pub struct Reply {
     /// The answer to `gpio_toggle`: whether the output was asserted during the toggle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toggled: Option<bool>,
+    /// The answer to `payment` and `void`: the payment as Dintero shows it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<Box<crate::refund::PaymentView>>,
+    /// The answer to `refund`: the refund as journaled, with its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Box<crate::refund::journal::Refund>>,
+    /// The answer to `transactions`, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<crate::refund::PaymentView>>,
+    /// With `transactions`: the list stopped at its page limit, so the oldest are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
 }
 
 /// The kiosk's terminal as Dintero sees it.
@@ -407,6 +462,14 @@ mod tests {
             })
         );
         assert_eq!(
+            parse_request(br#"{"cmd":"refund","transaction_id":"T1","technician":"kari"}"#),
+            Ok(Request::Refund {
+                transaction_id: "T1".into(),
+                amount: None,
+                technician: "kari".into()
+            })
+        );
+        assert_eq!(
             parse_request(b"{\"cmd\":\"scan_test\"}"),
             Ok(Request::ScanTest {})
         );
@@ -428,6 +491,16 @@ mod tests {
             parse_request(b"{\"cmd\":\"gpio_toggle\",\"line\":23}"),
             Ok(Request::GpioToggle { line: 23 })
         );
+        assert_eq!(
+            parse_request(
+                br#"{"cmd":"refund","transaction_id":"T1","amount":100,"technician":"kari"}"#
+            ),
+            Ok(Request::Refund {
+                transaction_id: "T1".into(),
+                amount: Some(100),
+                technician: "kari".into()
+            })
+        );
         for garbage in [
             &b"\xff\xfe"[..],
             b"{\"cmd\":\"terminal_operation\",\"operation\":\"end_of_day\"}",
@@ -437,6 +510,9 @@ mod tests {
             b"{\"cmd\":\"format_disk\"}",
             b"{\"cmd\":\"maintenance\"}",
             b"{\"cmd\":\"status\",\"extra\":1}",
+            br#"{"cmd":"refund","transaction_id":"T1","amount":-5,"technician":"kari"}"#,
+            br#"{"cmd":"refund","transaction_id":"T1","amount":1.5,"technician":"kari"}"#,
+            br#"{"cmd":"void","technician":"kari"}"#,
             b"[1,2,3]",
         ] {
             let e = parse_request(garbage).unwrap_err();

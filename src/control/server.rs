@@ -27,6 +27,7 @@ use crate::gpio::Levels;
 use crate::messages::{Command, ScanDiversion, ScanReport};
 use crate::payment::flow::PaymentReport;
 use crate::payment::Final;
+use crate::refund::Desk as RefundDesk;
 use crate::state::KioskState;
 
 /// What the control server may see and ask: the flow's state and reports, and its command
@@ -97,6 +98,7 @@ pub struct ControlError {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
+    refunds: Option<Arc<RefundDesk>>,
 }
 
 impl Server {
@@ -134,12 +136,24 @@ impl Server {
         Ok(Server {
             listener,
             path: path.to_path_buf(),
+            refunds: None,
         })
+    }
+
+    /// Answers `payment`, `refund` and `void` with `refunds`; without one they say the daemon
+    /// cannot refund.
+    pub fn with_refund_desk(mut self, refunds: Arc<RefundDesk>) -> Server {
+        self.refunds = Some(refunds);
+        self
     }
 
     /// Serves until `shutdown`, then removes the socket file.
     pub async fn serve(self, observed: Observed, shutdown: CancellationToken) {
-        let Server { listener, path } = self;
+        let Server {
+            listener,
+            path,
+            refunds,
+        } = self;
         let (events, _) = broadcast::channel(64);
         let context = Arc::new(Context {
             book: Mutex::new(Book::default()),
@@ -150,6 +164,7 @@ impl Server {
             config: observed.config,
             desk: observed.desk,
             health: observed.health,
+            refunds,
         });
         let tracker = tokio::spawn(track(
             context.clone(),
@@ -248,6 +263,7 @@ struct Context {
     config: Option<ConfigControl>,
     desk: Option<Desk>,
     health: Option<Sources>,
+    refunds: Option<Arc<RefundDesk>>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -401,6 +417,100 @@ impl Context {
                 match desk.operations().await {
                     Ok(ops) => Reply {
                         operations: Some(ops),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::Payment { transaction_id }) => {
+                let Some(desk) = self.refunds.clone() else {
+                    return no_desk();
+                };
+                match desk.payment(&transaction_id).await {
+                    Ok(view) => Reply {
+                        payment: Some(Box::new(view)),
+                        ..Reply::ok()
+                    },
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Ok(Request::Refund {
+                transaction_id,
+                amount,
+                technician,
+            }) => {
+                let Some(desk) = self.refunds.clone() else {
+                    return no_desk();
+                };
+                let keep_maintenance = self.book().maintenance;
+                info!(%transaction_id, ?amount, %technician, "refund asked for on the control socket");
+                // A task of its own: a console that stops waiting (^C, a cut cable) must not
+                // cancel a refund half-way.
+                let refund = tokio::spawn(async move {
+                    desk.refund(&transaction_id, amount, &technician, keep_maintenance)
+                        .await
+                });
+                match refund.await {
+                    Ok(Ok(refund)) => Reply {
+                        refund: Some(Box::new(refund)),
+                        ..Reply::ok()
+                    },
+                    Ok(Err(e)) => Reply::error(e),
+                    Err(_) => Reply::error(
+                        "the refund stopped abnormally; its state is in the refund journal: payment REF shows it",
+                    ),
+                }
+            }
+            Ok(Request::Void {
+                session_id,
+                technician,
+            }) => {
+                let Some(desk) = self.refunds.clone() else {
+                    return no_desk();
+                };
+                info!(%session_id, %technician, "void asked for on the control socket");
+                let void = tokio::spawn(async move { desk.void(&session_id).await });
+                match void.await {
+                    Ok(Ok(view)) => Reply {
+                        payment: Some(Box::new(view)),
+                        ..Reply::ok()
+                    },
+                    Ok(Err(e)) => Reply::error(e),
+                    Err(_) => Reply::error(
+                        "the void stopped abnormally; payment REF shows what Dintero says now",
+                    ),
+                }
+            }
+            Ok(Request::Resolve {
+                merchant_reference,
+                technician,
+            }) => {
+                info!(%merchant_reference, %technician, "resolve asked for on the control socket");
+                if self
+                    .commands
+                    .send(Command::Resolve(merchant_reference))
+                    .await
+                    .is_err()
+                {
+                    return Reply::error(
+                        "the payment flow has stopped; restart the daemon: systemctl restart kioskpay",
+                    );
+                }
+                if let Some(desk) = self.refunds.clone() {
+                    // Its own task: the lookups take as long as Dintero does, and a console
+                    // that stops waiting must not cut them short.
+                    tokio::spawn(async move { desk.recover().await });
+                }
+                Reply::ok()
+            }
+            Ok(Request::Transactions { since }) => {
+                let Some(desk) = self.refunds.clone() else {
+                    return no_desk();
+                };
+                match desk.transactions(since).await {
+                    Ok((transactions, truncated)) => Reply {
+                        transactions: Some(transactions),
+                        truncated: Some(truncated),
                         ..Reply::ok()
                     },
                     Err(e) => Reply::error(e),
@@ -601,6 +711,12 @@ fn config_reply(state: ConfigState) -> Reply {
 /// Why a daemon without an API client cannot answer for the terminal.
 const NO_DESK: &str =
     "this daemon has no Dintero client to ask about the terminal; run the kiosk with kioskpay run";
+/// The answer to a refund request when the daemon has no refund desk.
+fn no_desk() -> Reply {
+    Reply::error(
+        "this daemon cannot refund: its refund journal could not be opened (see its log: journalctl -u kioskpay)",
+    )
+}
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

@@ -752,6 +752,8 @@ impl Gateway for Client {
             ("merchant_reference", query.merchant_reference.as_deref()),
             ("terminal_id", query.terminal_id.as_deref()),
             ("limit", limit.as_deref()),
+            ("starting_after", query.starting_after.as_deref()),
+            ("created_at.gte", query.created_at_gte.as_deref()),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))

@@ -404,6 +404,10 @@ pub struct TransactionQuery {
     pub terminal_id: Option<String>,
     /// Page size.
     pub limit: Option<u32>,
+    /// The next page: transactions after this id, in the list's newest-first order.
+    pub starting_after: Option<String>,
+    /// Only transactions created at or after this time (RFC 3339), `created_at.gte`.
+    pub created_at_gte: Option<String>,
 }
 
 /// Body of `POST /v1/transactions/{id}/refund`.

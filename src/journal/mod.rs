@@ -71,6 +71,8 @@
 //!   have left the file in an unknown state, the journal refuses further appends until kioskpay
 //!   restarts and re-reads it from disk ([`JournalError::Poisoned`]).
 
+#[cfg(feature = "emulator")]
+pub mod crash;
 pub mod identity;
 mod record;
 mod replay;
@@ -84,7 +86,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 pub use identity::Installation;
-pub use record::{Outcome, Record};
+pub use record::{frame_line, unframe_line, Outcome, Record};
 pub use replay::{PaymentRecord, Problem, ProblemKind, Replay, DAMAGE_GAP, INITIAL_STATE};
 
 /// The journal's file name inside `state.dir`.
@@ -664,8 +666,9 @@ pub fn reference_sequence(reference: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Takes the journal's single-writer lock, without waiting.
-fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+/// Takes a log's single-writer lock, without waiting (the payment journal's, and the refund
+/// journal's in `crate::refund`).
+pub fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock only reads the descriptor number; `file` keeps it open for the call.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -683,7 +686,7 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
 }
 
 /// Makes a created or renamed directory entry durable.
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error("sync the directory", dir))

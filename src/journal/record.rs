@@ -183,12 +183,43 @@ impl Record {
 
 /// Frames a record as one journal line, newline included.
 pub(crate) fn encode_line(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
-    let json = serde_json::to_vec(record)?;
+    Ok(frame_line(&serde_json::to_vec(record)?))
+}
+
+/// Frames compact JSON as one checked line, newline included: the payment journal's framing,
+/// shared with the other append-only logs in the state directory (the refund journal), so one
+/// reader's checks hold for all of them.
+pub fn frame_line(json: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(json.len() + 10);
-    line.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
-    line.extend_from_slice(&json);
+    line.extend_from_slice(format!("{:08x} ", crc32fast::hash(json)).as_bytes());
+    line.extend_from_slice(json);
     line.push(b'\n');
-    Ok(line)
+    line
+}
+
+/// Checks the frame and checksum of one line (without its newline) and returns its JSON bytes,
+/// or why the line is not a whole record.
+pub fn unframe_line(line: &[u8]) -> Result<&[u8], String> {
+    let Some((sum, json)) = line.split_at_checked(9) else {
+        return Err(format!("line too short ({} bytes)", line.len()));
+    };
+    if sum[8] != b' ' {
+        return Err("no space after the checksum".into());
+    }
+    let Some(expected) = std::str::from_utf8(&sum[..8])
+        .ok()
+        .filter(|s| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
+    else {
+        return Err("checksum is not 8 lowercase hex digits".into());
+    };
+    let actual = crc32fast::hash(json);
+    if actual != expected {
+        return Err(format!(
+            "checksum mismatch (line says {expected:08x}, content has {actual:08x})"
+        ));
+    }
+    Ok(json)
 }
 
 /// What one line (without its newline) turned out to be.
@@ -207,25 +238,10 @@ pub(crate) enum Decoded {
 
 /// Checks the frame and checksum of one line and parses its JSON.
 pub(crate) fn decode_line(line: &[u8]) -> Decoded {
-    let Some((sum, json)) = line.split_at_checked(9) else {
-        return Decoded::Bad(format!("line too short ({} bytes)", line.len()));
+    let json = match unframe_line(line) {
+        Ok(json) => json,
+        Err(why) => return Decoded::Bad(why),
     };
-    if sum[8] != b' ' {
-        return Decoded::Bad("no space after the checksum".into());
-    }
-    let Some(expected) = std::str::from_utf8(&sum[..8])
-        .ok()
-        .filter(|s| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .and_then(|s| u32::from_str_radix(s, 16).ok())
-    else {
-        return Decoded::Bad("checksum is not 8 lowercase hex digits".into());
-    };
-    let actual = crc32fast::hash(json);
-    if actual != expected {
-        return Decoded::Bad(format!(
-            "checksum mismatch (line says {expected:08x}, content has {actual:08x})"
-        ));
-    }
     let value: serde_json::Value = match serde_json::from_slice(json) {
         Ok(v) => v,
         Err(e) => return Decoded::Bad(format!("checksum matches but JSON is invalid: {e}")),

@@ -457,6 +457,12 @@ impl<G: Gateway> Flow<G> {
                         self.hold_until = None;
                         self.show_idle();
                     }
+                    Some(Command::Resolve(reference)) => {
+                        if self.resolve(&reference, shutdown.as_mut()).await.is_break() {
+                            return Ok(());
+                        }
+                        self.show_idle();
+                    }
                     None => self.commands_open = false,
                 },
                 _ = sleep_until(self.next_health) => {

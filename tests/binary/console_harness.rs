@@ -230,17 +230,28 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) async fn start(site: &Site, base: &str) -> Daemon {
+        Daemon::start_with(site, base, &[]).await
+    }
+
+    /// [`Daemon::start`] with `env` set for it (the crash hooks of the `emulator` feature).
+    pub(crate) async fn start_with(site: &Site, base: &str, env: &[(&str, &str)]) -> Daemon {
         let config = support::write_config(
             site.path(),
             base,
             "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[payment]\npoll_interval_ms = 100\n",
         );
-        let log = std::fs::File::create(site.path().join("daemon.log")).unwrap();
+        // Appended to: a daemon restarted after a crash keeps the first one's lines.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(site.path().join("daemon.log"))
+            .unwrap();
         let mut child = support::kioskpay_bin()
             .expect("checked by Site::new")
             .args(["run", "--config"])
             .arg(&config)
             .env("KIOSKPAY_CONTROL_SOCKET", site.socket())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

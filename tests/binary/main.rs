@@ -13,6 +13,7 @@ mod console_cli;
 mod console_config;
 mod console_hardware;
 mod console_harness;
+mod console_refunds;
 mod console_session;
 mod console_system;
 mod console_terminal;

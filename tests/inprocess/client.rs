@@ -816,6 +816,7 @@ async fn queries_and_path_ids_are_encoded() {
             merchant_reference: Some("kiosk-1 #7&more".into()),
             terminal_id: Some("T12345678-T0001".into()),
             limit: Some(10),
+            ..TransactionQuery::default()
         })
         .await
         .unwrap();

@@ -4,19 +4,21 @@
 //! | family | commands | needs the daemon |
 //! |--------|----------|------------------|
 //! | [`status`] | `status` | yes |
-//! | [`payments`] | `payments`, `pending` | no: they read the journal |
+//! | [`payments`] | `payments`, `pending`, `payment`, `resolve`, `reconcile` | no for `payments`, `pending` and `payment` (they read the journal; `payment` adds what Dintero says when the daemon runs); `resolve` asks the daemon, the journals' writer; `reconcile` asks the daemon for Dintero's list |
 //! | [`system`] | `logs`, `restart`, `factory-reset` | no: they use journalctl and systemctl |
 //! | [`checks`] | `test network`, `test terminal` (run by `test` in [`hardware`]) | network: no, it reads the config file and calls Dintero itself; terminal: yes |
 //! | [`terminal`] | `terminal status\|sync\|end-of-day\|send-logs\|check-update\|open-menu` | yes: the daemon holds the API client |
 //! | [`config`] | `config show\|get\|set\|diff\|apply\|revert`, `confirm` | no: `apply` and `confirm` ask it when it runs |
 //! | [`access`] | `credentials set`, `pin change`, `technician add\|remove\|list` | no: `credentials set` has it check the new credentials when it runs |
 //! | [`hardware`] | `test display\|scanner\|gpio` (and `test network\|terminal` through [`checks`]) | yes, and maintenance on |
+//! | [`refunds`] | `refund`, `void` | yes: the daemon's refund desk calls Dintero |
 
 pub mod access;
 pub mod checks;
 pub mod config;
 pub mod hardware;
 pub mod payments;
+pub mod refunds;
 pub mod status;
 pub mod system;
 pub mod terminal;
@@ -27,6 +29,7 @@ use super::command::Spec;
 pub const ALL: &[&[Spec]] = &[
     status::COMMANDS,
     payments::COMMANDS,
+    refunds::COMMANDS,
     terminal::COMMANDS,
     hardware::COMMANDS,
     system::COMMANDS,

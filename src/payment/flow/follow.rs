@@ -183,6 +183,11 @@ impl<G: Gateway> Flow<G> {
                     }
                     // Noted now, shown after the payment: a payment in flight always finishes.
                     Some(Command::Maintenance(on)) => self.set_maintenance(on),
+                    // The console checks that the kiosk is idle first; one that raced a new
+                    // payment is asked again by the technician.
+                    Some(Command::Resolve(reference)) => {
+                        info!(%reference, "resolve asked for while a payment runs; not done: ask again when the kiosk is idle");
+                    }
                     None => self.commands_open = false,
                 },
                 _ = sleep_until(hold_end), if self.hold_until.is_some() => {

@@ -14,26 +14,9 @@ pub const CRASH_AFTER_JOURNAL_ENV: &str = "KIOSKPAY_CRASH_AFTER_JOURNAL";
 
 #[cfg(feature = "emulator")]
 pub(super) fn crash_hook() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
-    static APPENDS: AtomicU64 = AtomicU64::new(0);
-    let Some(at) = *AT.get_or_init(|| {
-        std::env::var(CRASH_AFTER_JOURNAL_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-    }) else {
-        return;
-    };
-    if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == at {
-        error!("{CRASH_AFTER_JOURNAL_ENV}={at}: killing the process after this journal append (test hook)");
-        // SAFETY: kill(2) on our own pid takes no pointers; SIGKILL cannot be caught, so nothing
-        // after the append runs, exactly like a power cut.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-        std::process::abort();
-    }
+    static HOOK: crate::journal::crash::Hook =
+        crate::journal::crash::Hook::new(CRASH_AFTER_JOURNAL_ENV);
+    HOOK.hit();
 }
 
 impl<G: Gateway> Flow<G> {

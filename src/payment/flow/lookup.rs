@@ -49,6 +49,7 @@ impl<G: Gateway> Flow<G> {
             merchant_reference: Some(reference.to_string()),
             terminal_id: Some(self.config.terminal_id().to_string()),
             limit: Some(10),
+            ..TransactionQuery::default()
         };
         let txs = self.gateway.list_transactions(&query).await?;
         let mut ours = Vec::new();

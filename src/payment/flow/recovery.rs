@@ -21,6 +21,48 @@ impl<G: Gateway> Flow<G> {
             .await
     }
 
+    /// `resolve REF` from the console: settles the payment `reference` if the journal shows it
+    /// unfinished, exactly as recovery at start-up would; anything else is left as it is.
+    pub(super) async fn resolve(
+        &mut self,
+        reference: &str,
+        shutdown: Shutdown<'_>,
+    ) -> ControlFlow<()> {
+        let dir = lock(&self.journal)
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let replay = tokio::task::spawn_blocking(move || crate::journal::read_only(&dir)).await;
+        let record = match replay {
+            Ok(Ok(replay)) => replay.get(reference).cloned(),
+            Ok(Err(e)) => {
+                warn!(%reference, error = %e, "resolve: the journal cannot be read");
+                None
+            }
+            Err(e) => {
+                warn!(%reference, error = %e, "resolve: the journal read did not run");
+                None
+            }
+        };
+        match record {
+            Some(record) if record.outcome.is_none() => {
+                match self.recover(record, shutdown).await {
+                    Driven::ShutDown => ControlFlow::Break(()),
+                    Driven::Finished(_) => ControlFlow::Continue(()),
+                }
+            }
+            Some(record) => {
+                info!(%reference, outcome = ?record.outcome, "resolve: the payment already has its outcome");
+                ControlFlow::Continue(())
+            }
+            None => {
+                info!(%reference, "resolve: no such payment in the journal");
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
     /// Drives a payment whose state the kiosk does not know to its outcome, and reports it as
     /// recovered.
     pub(super) async fn settle(
