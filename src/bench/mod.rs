@@ -25,6 +25,8 @@
 //!   count the requests between a scan's last byte and the create and time kioskpay's part, then
 //!   payments after more than 15 s idle (ureq's default idle-connection age) count the
 //!   connections opened.
+//! - **Start-up** ([`startup`]): exec of `kioskpay run` (this binary, as a child) to its
+//!   `READY=1` on a fake `NOTIFY_SOCKET`, with an empty journal and with 50,000 records.
 //! - **Display** ([`display`]): the real `mipidsi` ST7789 driver on a counting SPI device, as
 //!   `cargo bench --bench display` does: bytes per update against a full frame, render time, and
 //!   the bus time at 62.5 MHz.
@@ -52,6 +54,7 @@ mod create;
 mod display;
 mod kiosk;
 mod outcome;
+mod startup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -167,6 +170,14 @@ pub async fn run(options: BenchOptions) -> Result<ExitCode> {
     progress("display: rendering every screen change on a counting SPI bus");
     let display = display::measure();
     rows.extend(display.rows());
+
+    // Alone, before the rest: a start-up is CPU-bound and the other figures would slow it.
+    progress("start-up: kioskpay run until READY=1, with an empty journal and a big one");
+    rows.extend(
+        startup::measure(if options.quick { 2 } else { 5 })
+            .await
+            .context("the start-up figure")?,
+    );
 
     let outcome_plan = outcome::Plan::new(options.quick, options.payments);
     let create_plan = create::Plan::new(options.quick);

@@ -99,6 +99,14 @@
 //! start and advanced by tokio's clock. Payment steps are applied lazily on the next request
 //! once due, so there are no background tasks.
 //!
+//! Three settings exist for benchmarks and are off by default
+//! ([`EmulatorConfig::connection_cost`], [`EmulatorConfig::record_traffic`],
+//! [`EmulatorConfig::card_jitter`]): a delay before a new connection's first answer (what a
+//! handshake costs off loopback), a record of every API request with its connection and times
+//! ([`EmulatorHandle::traffic`]), and a seeded random delay added to each card step, so that a
+//! client's poll period cannot line up with the table's whole seconds. `kioskpay bench` uses
+//! them, with [`EmulatorHandle::captures`] for when each capture happened.
+//!
 //! With paused time, note that a *blocking* client call (ureq in `spawn_blocking`) stops tokio
 //! from auto-advancing; a request that waits inside the emulator (a refund, a `delay` fault)
 //! would then never finish. Use real time with a small time scale for those.
