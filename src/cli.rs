@@ -17,7 +17,7 @@ use crate::money::Language;
 
 /// The examples under `kioskpay --help`: the test tooling's commands only where they exist.
 #[cfg(feature = "emulator")]
-const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay console --device /dev/serial0\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
+const EXAMPLES: &str = "Examples:\n  kioskpay demo                                  # the whole loop on the embedded emulator\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay emulator --listen 127.0.0.1:8787\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode '399.00;ORDER-17'\n  kioskpay soak --payments 200 --fault-rate 0.2 --kills 20 --seed 7\n  kioskpay bench --quick\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay console --device /dev/serial0\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 #[cfg(not(feature = "emulator"))]
 const EXAMPLES: &str = "Examples:\n  kioskpay check --config /etc/kioskpay/kioskpay.toml\n  kioskpay run --config /etc/kioskpay/kioskpay.toml\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json\n  kioskpay decode ']C141570800038243498020KID12345\\x1D390200039900'\n  sudo kioskpay technician add kari --role admin\n  sudo kioskpay console --device /dev/serial0\n  kioskpay audit verify --config /etc/kioskpay/kioskpay.toml";
 
@@ -182,6 +182,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[cfg(feature = "emulator")]
+    /// Measure the end-to-end figures (outcome → screen, requests, scan → create, warm path,
+    /// display) against in-process emulators and print one table.
+    #[command(
+        after_help = "Examples:\n  kioskpay bench                     # the full run, about 2.5 minutes\n  kioskpay bench --quick             # a smoke run, under 30 s\n  kioskpay bench --payments 80 --json /tmp/bench.json\n\nPrints a table (figure | target | measured | verdict) on stdout, progress on stderr,\nand writes the same rows as JSON. Every polling policy runs side by side in real time\n(adaptive, fixed 0.5/1/5 s, adaptive with signed callbacks, with callbacks lost).\nExit 0: every judged figure meets its target; 1: one does not (its row says FAIL);\n2: bad arguments. Numbers depend on the machine: compare runs on the same one."
+    )]
+    Bench {
+        /// Payments per polling policy in the outcome figure (default: 40, or 6 with --quick).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        payments: Option<u64>,
+        /// A short run with fewer kiosks and samples (under 30 s).
+        #[arg(long)]
+        quick: bool,
+        /// Where the table is written as JSON.
+        #[arg(long, value_name = "PATH", default_value = "target/bench.json")]
+        json: PathBuf,
+    },
     /// Show the payment journal (one line per payment, or JSON objects with --json).
     #[command(
         after_help = "Example:\n  kioskpay journal --config /etc/kioskpay/kioskpay.toml --json | jq 'select(.state != \"approved\")'"
@@ -319,6 +336,9 @@ pub fn main() -> ExitCode {
     let default_log = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Soak { .. } => "warn",
+        // Two dozen kiosks at info would bury the progress lines.
+        #[cfg(feature = "emulator")]
+        Command::Bench { .. } => "warn",
         // The console's terminal is often its stderr too: only what needs attention.
         // On a serial line the audit trail goes to the system journal too (see
         // console::session); with --stdio, stderr is the technician's own terminal.
@@ -417,6 +437,19 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
             crate::soak::run(options).await
+        }
+        #[cfg(feature = "emulator")]
+        Command::Bench {
+            payments,
+            quick,
+            json,
+        } => {
+            crate::bench::run(crate::bench::BenchOptions {
+                payments: payments.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                quick,
+                json,
+            })
+            .await
         }
         Command::Journal { config, json } => journal(config, json),
         Command::Technician(TechnicianCommand::Add { name, role, file }) => {

@@ -36,8 +36,8 @@ const LAYERS: &[&[&str]] = &[
     // Wiring: starts the tasks. The technician console's pieces (technicians, lockout, audit,
     // line discipline) read the config file's state directory like the wiring does.
     &["daemon", "console", "logging", "commands"],
-    // What runs the wiring: the demo, the soak.
-    &["demo", "soak"],
+    // What runs the wiring: the demo, the soak, the bench.
+    &["demo", "soak", "bench"],
     &["cli"],
 ];
 

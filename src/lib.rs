@@ -28,7 +28,7 @@
 //!
 //! ```text
 //!  cli                             clap definitions and dispatch only
-//!  demo, soak                      test tooling (feature `emulator`)
+//!  demo, soak, bench               test tooling (feature `emulator`)
 //!  daemon, commands, console,      wiring: `run` starts the tasks and handles signals; the
 //!  logging                         one-shot commands (check, journal, decode, render); the
 //!                                  technician console; where logs go
@@ -57,6 +57,8 @@
 //! tasks are wired).
 #![deny(missing_docs)]
 
+#[cfg(feature = "emulator")]
+pub mod bench;
 pub mod board;
 pub mod callback;
 pub mod cart;

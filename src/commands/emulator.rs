@@ -81,6 +81,7 @@ pub async fn emulator(
         token_ttl: std::time::Duration::from_secs(token_ttl),
         faults,
         signature_secret,
+        ..Default::default()
     };
     crate::emulator::serve(listener, config, wait_for_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 //! moment are therefore ordered exactly as tokio's clock says, never by task scheduling.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -223,6 +224,10 @@ pub struct Ledger {
     idempotency: HashMap<String, usize>,
     /// Callbacks due to be sent, taken by the courier ([`Ledger::take_callbacks`]).
     outbox: Vec<CallbackJob>,
+    /// Upper bound of the random time added to each payment's card step
+    /// ([`super::EmulatorConfig::card_jitter`]), and its dice.
+    card_jitter: Duration,
+    jitter_rng: fastrand::Rng,
 }
 
 impl Ledger {
@@ -242,9 +247,17 @@ impl Ledger {
             operations: Vec::new(),
             idempotency: HashMap::new(),
             outbox: Vec::new(),
+            card_jitter: Duration::ZERO,
+            jitter_rng: fastrand::Rng::with_seed(13),
         };
         ledger.reset();
         ledger
+    }
+
+    /// Adds a uniformly random `[0, jitter)` to every later payment's steps after the pickup.
+    pub fn with_card_jitter(mut self, jitter: Duration) -> Ledger {
+        self.card_jitter = jitter;
+        self
     }
 
     /// Back to the seeded sandbox: no sessions, transactions or operations; both terminals
@@ -563,7 +576,13 @@ impl Ledger {
             cancelled: None,
         });
         self.session_index.insert(id.clone(), s);
+        let jitter = self.card_jitter.mul_f64(self.jitter_rng.f64());
         for (delay, step) in outcome.script(self.time_scale) {
+            let delay = if step == Step::Pickup {
+                delay
+            } else {
+                delay + jitter
+            };
             self.seq += 1;
             self.queue.insert((now + delay, self.seq), (s, step));
         }
@@ -993,6 +1012,17 @@ impl Ledger {
             "status": status,
             "created_at": self.clock.rfc3339(op.created),
         })
+    }
+
+    /// `(merchant_reference, when it was captured)` for every captured transaction.
+    pub fn captures(&self) -> Vec<(String, Instant)> {
+        self.transactions
+            .iter()
+            .filter_map(|tx| {
+                let at = tx.events.iter().find(|e| e.event == "CAPTURE")?.at;
+                Some((self.sessions[tx.session].merchant_reference.clone(), at))
+            })
+            .collect()
     }
 
     /// Control API: every session and transaction in a fixed, flat shape for test assertions.

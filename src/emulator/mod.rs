@@ -112,6 +112,14 @@
 //! start and advanced by tokio's clock. Payment steps are applied lazily on the next request
 //! once due, so there are no background tasks.
 //!
+//! Three settings exist for benchmarks and are off by default
+//! ([`EmulatorConfig::connection_cost`], [`EmulatorConfig::record_traffic`],
+//! [`EmulatorConfig::card_jitter`]): a delay before a new connection's first answer (what a
+//! handshake costs off loopback), a record of every API request with its connection and times
+//! ([`EmulatorHandle::traffic`]), and a seeded random delay added to each card step, so that a
+//! client's poll period cannot line up with the table's whole seconds. `kioskpay bench` uses
+//! them, with [`EmulatorHandle::captures`] for when each capture happened.
+//!
 //! With paused time, note that a *blocking* client call (ureq in `spawn_blocking`) stops tokio
 //! from auto-advancing; a request that waits inside the emulator (a refund, a `delay` fault)
 //! would then never finish. Use real time with a small time scale for those.
@@ -184,6 +192,7 @@ use tokio::task::JoinHandle;
 use crate::secret::Secret;
 
 pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultRule, CALLBACK_ROUTE};
+pub use server::{RequestRec, Traffic};
 pub use terminal::{Outcome, OUTCOME_TABLE};
 
 /// The seeded sandbox account.
@@ -214,6 +223,20 @@ pub struct EmulatorConfig {
     pub faults: Option<FaultPlan>,
     /// The account's signature secret: when set, every callback carries `Dintero-Signature`.
     pub signature_secret: Option<Secret>,
+    /// Held before a new connection's first answer, in (unscaled) tokio time: what DNS, TCP
+    /// and TLS cost a kiosk on a real network and loopback hides, so that a benchmark sees a
+    /// client that opens connections where it could have kept one. Zero by default.
+    pub connection_cost: Duration,
+    /// Keeps every API request's method, path, connection and times for
+    /// [`EmulatorHandle::traffic`] (the benchmark counts and times with it). Off by default:
+    /// a long-running emulator would grow without end.
+    pub record_traffic: bool,
+    /// Up to this much (uniformly drawn, seeded, unscaled) is added to each payment's card
+    /// step and everything after it: customers take varying time to present a card, so a
+    /// kiosk's reads should fall anywhere in a step. Without it the table's whole-second
+    /// delays and a poll period that divides them line up the same way on every payment.
+    /// Zero by default, so tests see the table's exact times.
+    pub card_jitter: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -223,6 +246,9 @@ impl Default for EmulatorConfig {
             token_ttl: Duration::from_secs(14400),
             faults: None,
             signature_secret: None,
+            connection_cost: Duration::ZERO,
+            record_traffic: false,
+            card_jitter: Duration::ZERO,
         }
     }
 }
@@ -285,6 +311,19 @@ impl EmulatorHandle {
     /// reached a log. The HTTP control API never shows them: they are secrets like the client's.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.live_tokens()
+    }
+
+    /// The connections accepted so far and, with [`EmulatorConfig::record_traffic`], every API
+    /// request (the control API's are left out: they are the observer's, not the client's).
+    pub fn traffic(&self) -> Traffic {
+        self.shared.traffic()
+    }
+
+    /// Every captured payment's `merchant_reference` and the tokio instant of its capture (the
+    /// moment it became due, not the moment a read noticed it): where a customer's wait for the
+    /// approved screen starts.
+    pub fn captures(&self) -> Vec<(String, tokio::time::Instant)> {
+        self.shared.ledger().captures()
     }
 
     /// Stops accepting, closes open connections and waits for the server task to end.

@@ -65,6 +65,37 @@ pub struct Shared {
     pub signature_secret: Option<Secret>,
     /// Wakes the callback courier after a request that may have queued a callback.
     pub courier_wake: Notify,
+    /// Held before a new connection is served ([`EmulatorConfig::connection_cost`]).
+    connection_cost: Duration,
+    traffic: Mutex<Traffic>,
+    /// Whether `traffic` keeps requests ([`EmulatorConfig::record_traffic`]).
+    record_traffic: bool,
+}
+
+/// What clients did to the emulator: see [`super::EmulatorHandle::traffic`].
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    /// Connections accepted.
+    pub connections: u64,
+    /// API requests in arrival order (empty unless recording).
+    pub requests: Vec<RequestRec>,
+}
+
+/// One API request as the emulator saw it.
+#[derive(Clone, Debug)]
+pub struct RequestRec {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// Which accepted connection it came on (1 is the first), so a reader can tell a request
+    /// on a fresh connection from one on a kept one.
+    pub connection: u64,
+    /// When its head had been read, in tokio time.
+    pub arrived: Instant,
+    /// When its answer was ready (after any connection cost); `None` for a request a fault
+    /// answered, closed or delayed.
+    pub answered: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,12 +120,17 @@ impl Shared {
         Ok(Shared {
             time_scale: config.time_scale,
             token_ttl: config.token_ttl,
-            ledger: Mutex::new(Ledger::new(Clock::start(), config.time_scale)),
+            ledger: Mutex::new(
+                Ledger::new(Clock::start(), config.time_scale).with_card_jitter(config.card_jitter),
+            ),
             tokens: Mutex::new(Tokens::default()),
             faults: Mutex::new(config.faults.clone().map(FaultState::new)),
             configured_faults: config.faults,
             signature_secret: config.signature_secret,
             courier_wake: Notify::new(),
+            connection_cost: config.connection_cost,
+            traffic: Mutex::new(Traffic::default()),
+            record_traffic: config.record_traffic,
         })
     }
 
@@ -157,6 +193,42 @@ impl Shared {
         lock(&self.faults).as_mut()?.decide_callback()
     }
 
+    /// A copy of the traffic so far.
+    pub fn traffic(&self) -> Traffic {
+        lock(&self.traffic).clone()
+    }
+
+    /// Counts an accepted connection and returns its number.
+    fn accepted(&self) -> u64 {
+        let mut traffic = lock(&self.traffic);
+        traffic.connections += 1;
+        traffic.connections
+    }
+
+    /// Records a request's arrival (when recording) and returns its index for [`Self::answered`].
+    fn arrived(&self, method: &str, path: &str, connection: u64) -> Option<usize> {
+        if !self.record_traffic {
+            return None;
+        }
+        let mut traffic = lock(&self.traffic);
+        traffic.requests.push(RequestRec {
+            method: method.to_string(),
+            path: path.to_string(),
+            connection,
+            arrived: Instant::now(),
+            answered: None,
+        });
+        Some(traffic.requests.len() - 1)
+    }
+
+    fn answered(&self, index: Option<usize>) {
+        if let Some(index) = index {
+            if let Some(request) = lock(&self.traffic).requests.get_mut(index) {
+                request.answered = Some(Instant::now());
+            }
+        }
+    }
+
     /// The installed fault plan and what it has fired so far (`null` without a plan).
     pub fn fault_report(&self) -> serde_json::Value {
         lock(&self.faults)
@@ -206,7 +278,8 @@ pub async fn run(
                 Ok((stream, _peer)) => {
                     // Small JSON answers: don't let Nagle hold them back.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, shared.clone(), router.clone()));
+                    let number = shared.accepted();
+                    connections.spawn(connection(stream, shared.clone(), router.clone(), number));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -280,7 +353,12 @@ impl KillSwitch {
     }
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>, router: Router) {
+async fn connection(stream: TcpStream, shared: Arc<Shared>, router: Router, number: u64) {
+    if !shared.connection_cost.is_zero() {
+        // The client has connected and may already have sent its request: it waits for the
+        // answer as it would for a handshake.
+        tokio::time::sleep(shared.connection_cost).await;
+    }
     let kill = KillSwitch {
         fired: Arc::new(Notify::new()),
         reset: Arc::new(AtomicBool::new(false)),
@@ -291,7 +369,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, router: Router) {
     });
     let fired = kill.fired.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(req, shared.clone(), router.clone(), kill.clone())
+        handle(req, shared.clone(), router.clone(), kill.clone(), number)
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     tokio::select! {
@@ -323,20 +401,28 @@ async fn handle(
     shared: Arc<Shared>,
     router: Router,
     kill: KillSwitch,
+    connection: u64,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let method = req.method().as_str().to_string();
     tracing::debug!(%method, %path, "emulator request");
-    let fault = if path.starts_with("/_emulator/") {
-        None
+    let (fault, recorded) = if path.starts_with("/_emulator/") {
+        (None, None)
     } else {
-        shared.fault_for(&method, &path)
+        (
+            shared.fault_for(&method, &path),
+            shared.arrived(&method, &path, connection),
+        )
     };
     let req = req.map(Body::new);
     // Whatever the request did may have queued a callback or moved the next step's due time.
     let _wake = WakeCourier(&shared);
     match fault {
-        None => Ok(router.oneshot(req).await.into_response()),
+        None => {
+            let response = router.oneshot(req).await.into_response();
+            shared.answered(recorded);
+            Ok(response)
+        }
         Some(FaultAction::Status(status, retry_after)) => {
             tracing::info!(%method, %path, status, "fault: answering an error without doing the work");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bench;
 mod cli;
 mod cli_decode;
 mod console_cli;
