@@ -1,11 +1,9 @@
 //! `kioskpay bench --quick` as a user runs it: the table's rows and the JSON file. Never its
 //! numbers: a benchmark's figures depend on the machine, so only the shape is checked.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kioskpay");
+use crate::support;
 
 /// The figures every run has, by the start of their row.
 const FIGURES: &[&str] = &[
@@ -27,7 +25,10 @@ const FIGURES: &[&str] = &[
 fn a_quick_bench_prints_its_table_and_writes_the_same_rows_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("out/bench.json");
-    let out = Command::new(BIN)
+    let Some(mut bench) = support::kioskpay_bin() else {
+        return;
+    };
+    let out = bench
         .args(["bench", "--quick", "--json"])
         .arg(&json)
         .output()
@@ -77,7 +78,10 @@ fn a_quick_bench_prints_its_table_and_writes_the_same_rows_as_json() {
 
 #[test]
 fn bench_help_has_an_example() {
-    let out = Command::new(BIN)
+    let Some(mut bench) = support::kioskpay_bin() else {
+        return;
+    };
+    let out = bench
         .args(["bench", "--help"])
         .output()
         .expect("the binary runs");
