@@ -165,11 +165,11 @@ async fn the_first_administrator_is_created_at_first_boot_and_a_reset_needs_the_
     assert!(dir.path().join("technicians.toml").exists());
 
     // The right id: secrets and technicians gone, the packaged config back, journal and audit
-    // log kept. (No systemctl here: the answer says the daemon was not restarted.)
+    // log kept. (No systemctl here: the answer says the daemon was not restarted; natively it
+    // says systemctl is missing, under qemu-user the failed exec looks like a failed run.)
     line.type_text("factory-reset\r").await;
     line.expect("Type the kiosk's id (kiosk-7)").await;
     line.type_text("kiosk-7\r").await;
-    line.expect("systemctl is not installed here").await;
     line.expect("Factory reset done (kioskpay.service not restarted)")
         .await;
     line.expect("kioskpay kari> ").await;

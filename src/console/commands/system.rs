@@ -206,8 +206,9 @@ async fn systemctl(job: &Job, args: &[&str]) -> Result<(), Answer> {
     match output {
         Ok(output) if output.status.success() => Ok(()),
         Ok(output) => Err(Answer::failed(format!(
-            "systemctl {} failed: {}",
+            "systemctl {} failed ({}): {}",
             args.join(" "),
+            output.status,
             first_line(&String::from_utf8_lossy(&output.stderr))
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Answer::failed(
