@@ -84,6 +84,41 @@ enum Busy {
     Refund(String),
 }
 
+impl Busy {
+    /// What the terminal is doing, as `TERMINAL_BUSY` says it.
+    fn doing(&self) -> String {
+        match self {
+            Busy::Session(s) => format!("session {s}"),
+            Busy::Refund(t) => format!("a refund of transaction {t}"),
+        }
+    }
+}
+
+/// Refuses with `TERMINAL_BUSY` while the terminal runs a payment or a refund, or an operation
+/// started less than `due` ago: a terminal runs one thing at a time. A free function over the
+/// fields it reads, so that a caller may hold the terminal mutably meanwhile.
+fn check_free(
+    terminal_id: &str,
+    busy: Option<&Busy>,
+    operations: &[OperationRec],
+    due: Duration,
+    now: Instant,
+) -> Result<(), ApiErr> {
+    if let Some(busy) = busy {
+        return Err(ApiErr::terminal_busy(terminal_id, &busy.doing()));
+    }
+    match operations
+        .iter()
+        .find(|o| o.terminal_id == terminal_id && now < o.created + due)
+    {
+        Some(op) => Err(ApiErr::terminal_busy(
+            terminal_id,
+            &format!("operation {} ({})", op.id, op.operation),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug)]
 struct TerminalRec {
     id: String,
@@ -526,32 +561,13 @@ impl Ledger {
                 terminal.store_id, terminal.payout_destination_id, new.payout_destination_id
             )));
         }
-        match &terminal.busy {
-            Some(Busy::Session(other)) => {
-                return Err(ApiErr::terminal_busy(
-                    &terminal.id,
-                    &format!("session {other}"),
-                ))
-            }
-            Some(Busy::Refund(tx)) => {
-                return Err(ApiErr::terminal_busy(
-                    &terminal.id,
-                    &format!("a refund of transaction {tx}"),
-                ))
-            }
-            None => {}
-        }
-        let operation_due = scaled(OPERATION_S, self.time_scale);
-        if let Some(op) = self
-            .operations
-            .iter()
-            .find(|o| o.terminal_id == new.terminal_id && now < o.created + operation_due)
-        {
-            return Err(ApiErr::terminal_busy(
-                &new.terminal_id,
-                &format!("operation {} ({})", op.id, op.operation),
-            ));
-        }
+        check_free(
+            &new.terminal_id,
+            terminal.busy.as_ref(),
+            &self.operations,
+            scaled(OPERATION_S, self.time_scale),
+            now,
+        )?;
         let outcome = forced
             .or_else(|| terminal.next_outcome.take())
             .unwrap_or_else(|| Outcome::from_amount(new.amount));
@@ -686,11 +702,7 @@ impl Ledger {
             )));
         }
         if let Some(busy) = &terminal.busy {
-            let what = match busy {
-                Busy::Session(s) => format!("session {s}"),
-                Busy::Refund(t) => format!("a refund of transaction {t}"),
-            };
-            return Err(ApiErr::terminal_busy(&terminal.id, &what));
+            return Err(ApiErr::terminal_busy(&terminal.id, &busy.doing()));
         }
         terminal.busy = Some(Busy::Refund(tx_id.to_string()));
         Ok(())
@@ -946,32 +958,13 @@ impl Ledger {
                 "terminal_id: terminal {terminal_id} is not enrolled on account {ACCOUNT_ID}"
             )));
         };
-        match &terminal.busy {
-            Some(Busy::Session(session)) => {
-                return Err(ApiErr::terminal_busy(
-                    terminal_id,
-                    &format!("session {session}"),
-                ))
-            }
-            Some(Busy::Refund(tx)) => {
-                return Err(ApiErr::terminal_busy(
-                    terminal_id,
-                    &format!("a refund of transaction {tx}"),
-                ))
-            }
-            None => {}
-        }
-        let due = scaled(OPERATION_S, self.time_scale);
-        if let Some(running) = self
-            .operations
-            .iter()
-            .find(|o| o.terminal_id == terminal_id && now < o.created + due)
-        {
-            return Err(ApiErr::terminal_busy(
-                terminal_id,
-                &format!("operation {} ({})", running.id, running.operation),
-            ));
-        }
+        check_free(
+            terminal_id,
+            terminal.busy.as_ref(),
+            &self.operations,
+            scaled(OPERATION_S, self.time_scale),
+            now,
+        )?;
         let o = self.operations.len();
         self.operations.push(OperationRec {
             id: self.ids.operation(),
