@@ -10,12 +10,11 @@
 //! Bus time is bytes × 8 / clock: it leaves out the gaps between transactions (a few µs each on
 //! a Pi), which is why the transaction count is printed too.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant as WallClock};
 
-use kioskpay::board::display::{ColorOrder, Controller, SpiConfig};
-use kioskpay::display::panel::counting::{counting_panel, CountingSpi};
-use kioskpay::display::{draw, sample_states, screen_for, Frame, Panel, Screen};
+use kioskpay::board::display::{Controller, SpiConfig};
+use kioskpay::display::panel::counting::{counting_panel, st7789_240x320, CountingSpi};
+use kioskpay::display::{draw, sample_state, sample_waiting, screen_for, Frame, Panel, Screen};
 use kioskpay::money::Language;
 use kioskpay::state::KioskState;
 use tokio::time::Instant;
@@ -23,52 +22,12 @@ use tokio::time::Instant;
 /// How many times each frame is drawn to time it.
 const RENDER_RUNS: u32 = 20;
 
-fn st7789(rotation: u16) -> SpiConfig {
-    SpiConfig {
-        controller: Controller::St7789,
-        width: 240,
-        height: 320,
-        offset_x: 0,
-        offset_y: 0,
-        rotation,
-        color_order: ColorOrder::Rgb,
-        invert: true,
-        device: PathBuf::from("/dev/spidev0.0"),
-        clock_hz: 62_500_000,
-        mode: 0,
-        gpiochip: PathBuf::from("/dev/gpiochip0"),
-        dc: 9,
-        reset: None,
-        backlight: None,
-    }
-}
-
-fn state(name: &str, now: Instant) -> KioskState {
-    sample_states(now)
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s)
-        .unwrap_or(KioskState::Idle)
-}
-
-/// The waiting screen with `left` seconds on its countdown at `now`.
-fn waiting(now: Instant, left: u64) -> KioskState {
-    match state("waiting", now) {
-        KioskState::WaitingForCard {
-            amount, reference, ..
-        } => KioskState::WaitingForCard {
-            amount,
-            reference,
-            deadline: now + Duration::from_secs(left),
-        },
-        other => other,
-    }
-}
-
 fn main() {
     let now = Instant::now();
     let lang = Language::Nb;
-    let processing = screen_for(&state("processing", now), lang, now);
+    let state = |name| sample_state(name, now).unwrap_or(KioskState::Idle);
+    let waiting = |left| sample_waiting(now, Duration::from_secs(left));
+    let processing = screen_for(&state("processing"), lang, now);
     let mut processing_next = processing.clone();
     processing_next.activity = Some(1);
     let steps: Vec<(&str, Screen)> = vec![
@@ -77,28 +36,22 @@ fn main() {
             screen_for(&KioskState::Idle, lang, now),
         ),
         ("idle again", screen_for(&KioskState::Idle, lang, now)),
-        (
-            "idle -> waiting 60 s",
-            screen_for(&waiting(now, 60), lang, now),
-        ),
-        (
-            "countdown 60 -> 59",
-            screen_for(&waiting(now, 59), lang, now),
-        ),
-        ("countdown 10", screen_for(&waiting(now, 10), lang, now)),
-        ("countdown 10 -> 9", screen_for(&waiting(now, 9), lang, now)),
+        ("idle -> waiting 60 s", screen_for(&waiting(60), lang, now)),
+        ("countdown 60 -> 59", screen_for(&waiting(59), lang, now)),
+        ("countdown 10", screen_for(&waiting(10), lang, now)),
+        ("countdown 10 -> 9", screen_for(&waiting(9), lang, now)),
         ("waiting -> processing", processing),
         ("activity tick", processing_next),
         (
             "processing -> approved",
-            screen_for(&state("approved", now), lang, now),
+            screen_for(&state("approved"), lang, now),
         ),
         ("approved -> idle", screen_for(&KioskState::Idle, lang, now)),
     ];
 
     for (label, config) in [
-        ("ST7789 240x320", st7789(0)),
-        ("ST7789 320x240 (Display HAT Mini)", st7789(90)),
+        ("ST7789 240x320", st7789_240x320(0)),
+        ("ST7789 320x240 (Display HAT Mini)", st7789_240x320(90)),
         (
             "ILI9486 480x320 (RGB666)",
             SpiConfig {
@@ -106,7 +59,7 @@ fn main() {
                 width: 320,
                 height: 480,
                 rotation: 90,
-                ..st7789(0)
+                ..st7789_240x320(0)
             },
         ),
     ] {

@@ -5,15 +5,13 @@
 //! Bus time is bytes × 8 / 62.5 MHz (the ST7789's limit); it leaves out the few µs between
 //! transactions. A full 240×320 RGB565 frame is 153,600 bytes, 19.7 ms on the wire.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{ms, Row, Verdict};
-use crate::board::display::{ColorOrder, Controller, SpiConfig};
-use crate::display::panel::counting::{counting_panel, CountingSpi};
-use crate::display::{draw, sample_states, screen_for, Frame, Panel, Screen};
+use crate::display::panel::counting::{counting_panel, st7789_240x320, CountingSpi};
+use crate::display::{draw, sample_state, sample_waiting, screen_for, Frame, Panel, Screen};
 use crate::money::Language;
 use crate::state::KioskState;
 
@@ -44,65 +42,26 @@ pub struct Measured {
     pub approved_draw: Duration,
 }
 
-fn panel_config() -> SpiConfig {
-    SpiConfig {
-        controller: Controller::St7789,
-        width: 240,
-        height: 320,
-        offset_x: 0,
-        offset_y: 0,
-        rotation: 0,
-        color_order: ColorOrder::Rgb,
-        invert: true,
-        device: PathBuf::from("/dev/spidev0.0"),
-        clock_hz: 62_500_000,
-        mode: 0,
-        gpiochip: PathBuf::from("/dev/gpiochip0"),
-        dc: 9,
-        reset: None,
-        backlight: None,
-    }
-}
-
-fn sample(name: &str, now: Instant) -> KioskState {
-    sample_states(now)
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map_or(KioskState::Idle, |(_, s)| s)
-}
-
-/// The waiting screen with `left` seconds on its countdown at `now`.
-fn waiting(now: Instant, left: u64) -> KioskState {
-    match sample("waiting", now) {
-        KioskState::WaitingForCard {
-            amount, reference, ..
-        } => KioskState::WaitingForCard {
-            amount,
-            reference,
-            deadline: now + Duration::from_secs(left),
-        },
-        other => other,
-    }
-}
-
 /// Shows a payment's screens in order on a counting ST7789 and times each.
 pub fn measure() -> Measured {
     let now = Instant::now();
     let lang = Language::Nb;
+    let sample = |name| sample_state(name, now).unwrap_or(KioskState::Idle);
+    let waiting = |left| sample_waiting(now, Duration::from_secs(left));
     let steps: [(&str, Screen); 5] = [
         ("idle", screen_for(&KioskState::Idle, lang, now)),
-        ("idle → waiting", screen_for(&waiting(now, 60), lang, now)),
-        ("countdown tick", screen_for(&waiting(now, 59), lang, now)),
+        ("idle → waiting", screen_for(&waiting(60), lang, now)),
+        ("countdown tick", screen_for(&waiting(59), lang, now)),
         (
             "waiting → processing",
-            screen_for(&sample("processing", now), lang, now),
+            screen_for(&sample("processing"), lang, now),
         ),
         (
             "processing → approved",
-            screen_for(&sample("approved", now), lang, now),
+            screen_for(&sample("approved"), lang, now),
         ),
     ];
-    let config = panel_config();
+    let config = st7789_240x320(0);
     let size = config.size();
     let full = u64::from(size.width * size.height) * config.bytes_per_pixel();
     let spi = CountingSpi::new();

@@ -21,7 +21,7 @@ use super::protocol::{
     LastError, Problem, Reply, Request, Scan, Status, TerminalReport, GPIO_TEST_WAIT_S, MAX_LINE,
     SCAN_TEST_WAIT_S,
 };
-use crate::display::{pattern, sample_states, Override};
+use crate::display::{pattern, sample_state, Override};
 use crate::gpio::outputs::Toggle;
 use crate::gpio::Levels;
 use crate::messages::{Command, ScanDiversion, ScanReport};
@@ -630,11 +630,8 @@ impl Context {
         }
         let shown = match name.as_str() {
             pattern::NAME => Override::Pattern,
-            _ => match sample_states(tokio::time::Instant::now())
-                .into_iter()
-                .find(|(n, _)| *n == name)
-            {
-                Some((_, state)) => Override::State(state),
+            _ => match sample_state(&name, tokio::time::Instant::now()) {
+                Some(state) => Override::State(state),
                 None => {
                     return Reply::error(format!(
                         "no screen named {name:?}; kioskpay render --list names them"

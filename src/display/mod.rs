@@ -449,6 +449,29 @@ impl Failures {
     }
 }
 
+/// The sample state named `name` (see [`sample_states`]).
+pub fn sample_state(name: &str, now: Instant) -> Option<KioskState> {
+    sample_states(now)
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, state)| state)
+}
+
+/// The sample waiting screen with `left` on its countdown at `now`: what a countdown tick
+/// redraws, for the display benches.
+pub fn sample_waiting(now: Instant, left: Duration) -> KioskState {
+    match sample_state("waiting", now) {
+        Some(KioskState::WaitingForCard {
+            amount, reference, ..
+        }) => KioskState::WaitingForCard {
+            amount,
+            reference,
+            deadline: now + left,
+        },
+        other => other.unwrap_or(KioskState::Idle),
+    }
+}
+
 /// One representative state per screen, named, for `kioskpay render`, documentation and tests.
 ///
 /// Countdowns are taken at `now` with 60 seconds left. Amounts are `kr 399,00`.

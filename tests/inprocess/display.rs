@@ -15,8 +15,8 @@ use kioskpay::display::draw::layout;
 use kioskpay::display::panel::render_text;
 use kioskpay::display::screen::Icon;
 use kioskpay::display::{
-    draw, render_png, run, sample_states, screen_for, Frame, Panel, PanelError, PngPanel, Screen,
-    TerminalPanel,
+    draw, render_png, run, sample_state, sample_states, screen_for, Frame, Panel, PanelError,
+    PngPanel, Screen, TerminalPanel,
 };
 use kioskpay::money::{Currency, Language, Money};
 use kioskpay::state::{DeclineKind, KioskState};
@@ -27,11 +27,7 @@ const SIZES: [(u32, u32); 3] = [(240, 320), (320, 240), (480, 320)];
 const LANGS: [Language; 2] = [Language::Nb, Language::En];
 
 fn sample(name: &str, now: Instant) -> KioskState {
-    sample_states(now)
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s)
-        .unwrap_or_else(|| panic!("no sample state {name}"))
+    sample_state(name, now).unwrap_or_else(|| panic!("no sample state {name}"))
 }
 
 /// A draw target that remembers every pixel drawn outside its bounds instead of dropping it.

@@ -15,11 +15,11 @@ use kioskpay::board::display::{ColorOrder, Controller, SpiConfig};
 use kioskpay::cart::CartSource;
 use kioskpay::config::Config;
 use kioskpay::dintero::client::{Client, ClientConfig};
-use kioskpay::display::panel::counting::{counting_panel, CountingSpi};
+use kioskpay::display::panel::counting::{counting_panel, st7789_240x320, CountingSpi};
 use kioskpay::display::panel::fb::{Geometry, PixelFormat};
 use kioskpay::display::panel::spi::MAX_TRANSFER;
 use kioskpay::display::{
-    draw, run_with, sample_states, screen_for, Frame, FramebufferPanel, Panel, PanelError,
+    draw, run_with, sample_state, screen_for, Frame, FramebufferPanel, Panel, PanelError,
     PanelHealth, Screen, Settings, Size,
 };
 use kioskpay::journal::Journal;
@@ -36,21 +36,8 @@ use tokio_util::sync::CancellationToken;
 /// landscape (Display HAT Mini), ILI9486 turned to landscape.
 fn panels() -> Vec<(&'static str, SpiConfig)> {
     let st7789 = SpiConfig {
-        controller: Controller::St7789,
-        width: 240,
-        height: 320,
-        offset_x: 0,
-        offset_y: 0,
-        rotation: 0,
-        color_order: ColorOrder::Rgb,
-        invert: true,
-        device: PathBuf::from("/dev/spidev0.0"),
-        clock_hz: 62_500_000,
-        mode: 0,
-        gpiochip: PathBuf::from("/dev/gpiochip0"),
-        dc: 9,
-        reset: None,
         backlight: Some(13),
+        ..st7789_240x320(0)
     };
     vec![
         ("st7789 240x320", st7789.clone()),
@@ -83,11 +70,7 @@ fn frame_of(screen: &Screen, size: Size) -> Frame {
 }
 
 fn sample(name: &str, now: Instant) -> KioskState {
-    sample_states(now)
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s)
-        .unwrap()
+    sample_state(name, now).unwrap()
 }
 
 #[test]

@@ -9,7 +9,29 @@ use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::{ErrorType, Operation, SpiDevice};
 
 use super::spi::{init, SpiPanel};
-use crate::board::display::SpiConfig;
+use crate::board::display::{ColorOrder, Controller, SpiConfig};
+
+/// The panel the benches and tests measure: a 240×320 ST7789 at its 62.5 MHz on a Raspberry
+/// Pi's `spidev0.0`, turned by `rotation` degrees (90: the Display HAT Mini's landscape).
+pub fn st7789_240x320(rotation: u16) -> SpiConfig {
+    SpiConfig {
+        controller: Controller::St7789,
+        width: 240,
+        height: 320,
+        offset_x: 0,
+        offset_y: 0,
+        rotation,
+        color_order: ColorOrder::Rgb,
+        invert: true,
+        device: "/dev/spidev0.0".into(),
+        clock_hz: 62_500_000,
+        mode: 0,
+        gpiochip: "/dev/gpiochip0".into(),
+        dc: 9,
+        reset: None,
+        backlight: None,
+    }
+}
 
 /// What a [`CountingSpi`] has seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
