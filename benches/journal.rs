@@ -18,7 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kioskpay::journal::{self, Journal, Outcome, Record};
+use kioskpay::bench::approved_payment;
+use kioskpay::journal::{self, Journal};
 
 /// Payments written with a real sync each, for the latency table.
 const SYNCED_PAYMENTS: u64 = 300;
@@ -28,48 +29,6 @@ const REPLAY_SIZES: [u64; 4] = [1_000, 2_000, 10_000, 50_000];
 const REPLAY_RUNS: usize = 5;
 /// `state.keep_final`'s default.
 const KEEP_FINAL: usize = 2_000;
-
-fn reference(sequence: u64) -> String {
-    format!("kiosk-1-20261124-{sequence:06}")
-}
-
-/// The records an approved payment writes, in order (see the README's journal example).
-fn approved_payment(sequence: u64) -> Vec<Record> {
-    let r = reference(sequence);
-    let state = |s: &str| Record::State {
-        merchant_reference: r.clone(),
-        state: s.into(),
-    };
-    vec![
-        Record::Intent {
-            merchant_reference: r.clone(),
-            amount: 39_900,
-            currency: "NOK".into(),
-            cart_reference: Some(format!("KID{sequence}")),
-            terminal_id: "T12345678-T0001".into(),
-            sequence,
-            at: "2026-11-24T08:00:00.123456789Z".into(),
-        },
-        Record::Session {
-            merchant_reference: r.clone(),
-            session_id: "T12345678.4vXq2SmPnD8kTfWbE1yLcR".into(),
-        },
-        state("awaiting_pickup"),
-        Record::Transaction {
-            merchant_reference: r.clone(),
-            transaction_id: "T12345678.9HcNwKzA3fRtYb7QdLm2Up".into(),
-        },
-        state("waiting_for_card"),
-        state("processing"),
-        Record::Final {
-            merchant_reference: r.clone(),
-            outcome: Outcome::Approved,
-            transaction_id: Some("T12345678.9HcNwKzA3fRtYb7QdLm2Up".into()),
-            status: Some("CAPTURED".into()),
-            at: "2026-11-24T08:00:04.123456789Z".into(),
-        },
-    ]
-}
 
 fn fresh_dir(base: &Path, name: &str) -> PathBuf {
     let dir = base.join(name);

@@ -56,6 +56,8 @@ mod kiosk;
 mod outcome;
 mod startup;
 
+pub use startup::approved_payment;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

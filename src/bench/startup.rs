@@ -93,8 +93,10 @@ fn build_journal(dir: &Path) -> Result<u64> {
     Ok(written)
 }
 
-/// The seven records of an approved payment, as the README's journal example shows them.
-fn approved_payment(sequence: u64) -> Vec<Record> {
+/// The seven records of an approved payment, as the README's journal example shows them, with
+/// the nanosecond timestamps the flow writes: the big journals of the start-up figure and of
+/// `cargo bench --bench journal` are made of these.
+pub fn approved_payment(sequence: u64) -> Vec<Record> {
     let r = format!("kiosk-1-20261124-{sequence:06}");
     let state = |s: &str| Record::State {
         merchant_reference: r.clone(),
@@ -108,7 +110,7 @@ fn approved_payment(sequence: u64) -> Vec<Record> {
             cart_reference: Some(format!("KID{sequence}")),
             terminal_id: TERMINAL_IDS[0].into(),
             sequence,
-            at: "2026-11-24T08:00:00.123Z".into(),
+            at: "2026-11-24T08:00:00.123456789Z".into(),
         },
         Record::Session {
             merchant_reference: r.clone(),
@@ -126,7 +128,7 @@ fn approved_payment(sequence: u64) -> Vec<Record> {
             outcome: Outcome::Approved,
             transaction_id: Some("T12345678.9HcNwKzA3fRtYb7QdLm2Up".into()),
             status: Some("CAPTURED".into()),
-            at: "2026-11-24T08:00:04.123Z".into(),
+            at: "2026-11-24T08:00:04.123456789Z".into(),
         },
     ]
 }
