@@ -220,7 +220,7 @@ enum Command {
     /// The technician console on a serial line or this terminal (dormant until Enter is pressed
     /// three times within two seconds).
     #[command(
-        after_help = "Examples:\n  sudo kioskpay console --device /dev/serial0 --baud 115200\n  sudo kioskpay console --stdio                       # over SSH\n  printf '\\r\\r\\rhelp\\r' | kioskpay console --stdio --json --state-dir /tmp/k\n\nPress Enter three times within two seconds to wake it, then: login ID (the PIN is\nnot shown), help, help COMMAND, status, maintenance on|off, payments [N], pending, logout;\nadmins: config show|get|set|diff|apply|revert, confirm, credentials set, technician\nadd|remove|list; everyone: pin change.\nWrong PINs cost 1, 2, 4, 8 s, the fifth locks the line for 15 minutes (kept across\nrestarts). Every login attempt and command is in audit.log in the state directory.\nIdle logout after 5 minutes. status and maintenance need the daemon (its control socket:\n$KIOSKPAY_CONTROL_SOCKET, else $RUNTIME_DIRECTORY/control.sock, else\n/run/kioskpay/control.sock); payments and pending read the journal and do not."
+        after_help = "Examples:\n  sudo kioskpay console --device /dev/serial0 --baud 115200\n  sudo kioskpay console --stdio --columns 132         # over SSH, a wide terminal\n  printf '\\r\\r\\rhelp\\r' | kioskpay console --stdio --json --state-dir /tmp/k\n\nPress Enter three times within two seconds to wake it, then: login ID (the PIN is\nnot shown), help, help COMMAND, status, maintenance on|off, payments [N], pending, logout;\nadmins: config show|get|set|diff|apply|revert, confirm, credentials set, technician\nadd|remove|list; everyone: pin change.\nWrong PINs cost 1, 2, 4, 8 s, the fifth locks the line for 15 minutes (kept across\nrestarts). Every login attempt and command is in audit.log in the state directory.\nIdle logout after 5 minutes. status and maintenance need the daemon (its control socket:\n$KIOSKPAY_CONTROL_SOCKET, else $RUNTIME_DIRECTORY/control.sock, else\n/run/kioskpay/control.sock); payments and pending read the journal and do not."
     )]
     Console {
         /// Use this process's stdin and stdout (an SSH session, a script).
@@ -232,6 +232,11 @@ enum Command {
         /// The serial line's speed (8N1, no flow control).
         #[arg(long, default_value_t = 115200, value_name = "N", requires = "device")]
         baud: u32,
+        /// The terminal's width: a typed line is kept to one row after the prompt, since a
+        /// dumb terminal cannot move back up across a wrapped row (set it to the terminal
+        /// emulator's width to type long paths).
+        #[arg(long, default_value_t = 80, value_name = "N", value_parser = clap::value_parser!(u16).range(20..=500))]
+        columns: u16,
         /// Answer every command with one JSON object per line (for scripts).
         #[arg(long)]
         json: bool,
@@ -465,6 +470,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             stdio: _,
             device,
             baud,
+            columns,
             json,
             config,
             state_dir,
@@ -478,6 +484,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             };
             crate::console::session::run(ConsoleOptions {
                 line,
+                columns: columns.into(),
                 json,
                 state_dir: console_state_dir(state_dir, &config)?,
                 technicians,

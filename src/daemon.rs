@@ -305,7 +305,8 @@ impl Kiosk {
             config.currency(),
         ))
         .with_heartbeat(heartbeat)
-        .with_settings(settings_rx);
+        .with_settings(settings_rx)
+        .with_maintenance(crate::control::maintenance::kept(&config.state.dir));
         let flow = if customer_facing {
             flow.with_display_health(display_health_rx)
         } else {
@@ -605,6 +606,7 @@ async fn serve_control(
                 desk: Some(desk),
                 config: Some(config),
                 hardware: kiosk.hardware.clone(),
+                state_dir: Some(kiosk.config.state.dir.clone()),
             };
             Some(tokio::spawn(server.serve(observed, shutdown)))
         }

@@ -85,6 +85,9 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// The technicians file.
     pub technicians: PathBuf,
+    /// This console line's wrong-PIN count ([`super::lockout`]): a wrong current PIN at
+    /// `pin change` counts like one at `login`, or a stolen session could guess without limit.
+    pub lockout: PathBuf,
     /// The daemon's control socket.
     pub socket: PathBuf,
     /// The daemon's config file.

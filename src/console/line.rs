@@ -191,6 +191,13 @@ impl LineEditor {
         }
     }
 
+    /// A new editor for a terminal `columns` wide (see [`LineEditor::set_columns`]).
+    pub fn with_columns(columns: usize) -> LineEditor {
+        let mut editor = LineEditor::new();
+        editor.set_columns(columns);
+        editor
+    }
+
     /// Sets the terminal's width (20 to 500 columns; default 80).
     pub fn set_columns(&mut self, columns: usize) {
         self.columns = columns.clamp(20, 500);

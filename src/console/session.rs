@@ -65,6 +65,8 @@ pub enum LineKind {
 pub struct ConsoleOptions {
     /// The line.
     pub line: LineKind,
+    /// The terminal's width in columns (a typed line fits on one row after the prompt).
+    pub columns: usize,
     /// Answer every command with one JSON object per line.
     pub json: bool,
     /// The state directory: journal, audit log, lockout file.
@@ -216,14 +218,12 @@ pub async fn session(
     line: &str,
 ) -> anyhow::Result<ExitCode> {
     let audit = AuditLog::open(&options.state_dir)?;
-    let lockout = Lockout::load(
-        &super::lockout::path_for(&options.state_dir, line),
-        SystemClock,
-    )?;
+    let lockout_file = super::lockout::path_for(&options.state_dir, line);
+    let lockout = Lockout::load(&lockout_file, SystemClock)?;
     let mut console = Console {
         options,
         out: Vec::new(),
-        editor: LineEditor::new(),
+        editor: LineEditor::with_columns(options.columns),
         wake: WakeDetector::new(),
         phase: Phase::Dormant,
         audit,
@@ -233,6 +233,7 @@ pub async fn session(
         paths: Arc::new(Paths {
             state_dir: options.state_dir.clone(),
             technicians: options.technicians.clone(),
+            lockout: lockout_file,
             socket: options.socket.clone(),
             config: options.config.clone(),
             tools: options.tools.clone(),
@@ -797,9 +798,19 @@ impl Console<'_> {
         }
     }
 
+    /// Reads the line's wrong-PIN count again: `pin change` counts in the same file. A file that
+    /// cannot be read keeps the count in memory, which [`Lockout::begin_attempt`] then fails to
+    /// write, so no login happens until it can be counted.
+    fn reload_lockout(&mut self) {
+        if let Ok(lockout) = Lockout::load(&self.paths.lockout, SystemClock) {
+            self.lockout = lockout;
+        }
+    }
+
     /// `login ID`: asks for the PIN, unless a wait or a lockout is running (then the PIN is not
     /// even asked for, and the attempt is recorded as refused).
     fn begin_login(&mut self, id: &str) {
+        self.reload_lockout();
         match self.lockout.admission() {
             Admission::Open => self.phase = Phase::Pin(id.to_string()),
             refused => {
@@ -953,7 +964,7 @@ impl Console<'_> {
                     }
                     Err(e) => {
                         answer.text = format!(
-                            "The kiosk could not be returned to sale: {e}; it stays in maintenance until the daemon restarts. {}",
+                            "The kiosk could not be returned to sale: {e}; it stays in maintenance, also across a restart, until maintenance off succeeds. {}",
                             answer.text
                         );
                         answer.outcome = Outcome::Failed(format!("maintenance off failed: {e}"));
@@ -968,7 +979,7 @@ impl Console<'_> {
 
     fn sleep(&mut self) {
         self.phase = Phase::Dormant;
-        self.editor = LineEditor::new();
+        self.editor = LineEditor::with_columns(self.options.columns);
         self.wake.reset();
         self.events = None;
         self.put_in_maintenance = false;
@@ -1062,6 +1073,13 @@ impl Console<'_> {
             JobEvent::Done(answer) => {
                 if let Some(job) = self.job.take() {
                     self.answer(&job.line, answer);
+                }
+                // `pin change` counts a wrong current PIN in the line's file: the fifth locks the
+                // line, and a locked line has nobody logged in.
+                self.reload_lockout();
+                if let Admission::LockedOut(_) = self.lockout.admission() {
+                    self.end_session("logout (the line is locked)").await;
+                    return;
                 }
                 if let Some(event) = self.prompt() {
                     self.handle(event).await;

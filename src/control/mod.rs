@@ -22,6 +22,7 @@
 pub mod client;
 pub mod desk;
 pub mod health;
+pub mod maintenance;
 pub mod protocol;
 pub mod server;
 

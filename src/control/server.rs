@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::desk::Desk;
 use super::health::Sources;
@@ -48,6 +48,9 @@ pub struct Observed {
     pub config: Option<ConfigControl>,
     /// What the console's hardware tests reach.
     pub hardware: Hardware,
+    /// Where maintenance asked for on the socket is kept across a restart ([`super::maintenance`]);
+    /// `None` where nothing restarts (unit tests).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// The daemon's side of `reload` and `confirm`: the daemon owns the running kiosk and the
@@ -155,8 +158,17 @@ impl Server {
             refunds,
         } = self;
         let (events, _) = broadcast::channel(64);
+        // Kept from before a restart: the daemon started the flow in maintenance already.
+        let kept = observed
+            .state_dir
+            .as_deref()
+            .is_some_and(super::maintenance::kept);
         let context = Arc::new(Context {
-            book: Mutex::new(Book::default()),
+            book: Mutex::new(Book {
+                maintenance: kept,
+                ..Book::default()
+            }),
+            state_dir: observed.state_dir,
             events: events.clone(),
             commands: observed.commands,
             hardware: observed.hardware,
@@ -264,6 +276,7 @@ struct Context {
     desk: Option<Desk>,
     health: Option<Sources>,
     refunds: Option<Arc<RefundDesk>>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// What `status` answers, kept up to date by [`track`].
@@ -343,6 +356,15 @@ impl Context {
                 }
                 self.book().maintenance = on;
                 info!(on, "maintenance asked for on the control socket");
+                if let Some(dir) = &self.state_dir {
+                    let note = format!(
+                        "maintenance asked for on the control socket at {}; removed by maintenance off",
+                        now_rfc3339()
+                    );
+                    if let Err(e) = super::maintenance::record(dir, on, &note) {
+                        error!(on, error = %e, dir = %dir.display(), "maintenance is in force now but cannot be kept in the state directory: a restart would not keep it");
+                    }
+                }
                 Reply {
                     maintenance: Some(on),
                     ..Reply::ok()
@@ -1035,6 +1057,7 @@ mod tests {
                 desk: None,
                 health: None,
                 hardware: Hardware::default(),
+                state_dir: None,
             },
             shutdown.clone(),
         ));

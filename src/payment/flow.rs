@@ -305,6 +305,16 @@ impl<G: Gateway> Flow<G> {
         }
     }
 
+    /// Starts in maintenance (technician screen, no carts): a technician left the kiosk so
+    /// before a restart ([`crate::control::maintenance`]).
+    pub fn with_maintenance(mut self, on: bool) -> Self {
+        if on {
+            info!("maintenance kept from before the start: the technician screen, no new carts until maintenance off");
+        }
+        self.maintenance = on;
+        self
+    }
+
     /// Watches the payments the journal shows ended `not_created` most recently (see
     /// [`crate::payment::late`]), so that a restart does not end their watch.
     pub fn with_late_watch(mut self, late: LateWatch) -> Self {

@@ -12,8 +12,6 @@ use std::time::Duration;
 use kioskpay::control::client::Client;
 use kioskpay::control::protocol::ConfigState;
 
-const PROMPT: &str = "kioskpay kari> ";
-
 /// The daemon's config file, with a comment of the installer's that every edit must keep.
 fn config_of(site: &Site) -> PathBuf {
     let path = site.path().join("kioskpay.toml");
@@ -211,9 +209,20 @@ async fn an_unconfirmed_edit_is_rolled_back_even_when_the_console_is_killed() {
     assert_ne!(std::fs::read(&config).unwrap(), before);
     let diff = console.ask("config diff", PROMPT).await;
     assert!(diff.contains("is rolled back in "), "{diff}");
+    let status = console.ask("status", PROMPT).await;
+    assert!(
+        status.contains("CONFIRM      the applied edit is rolled back in "),
+        "{status}"
+    );
     let rolled_back = config_state(&site, |s| s.rolled_back_at.is_some()).await;
     let rolled_back = rolled_back.expect("the daemon never rolled the edit back");
     assert_eq!(rolled_back.file, previous.display().to_string());
+    let status = console.ask("status", PROMPT).await;
+    assert!(
+        status.contains("ROLLED BACK  an unconfirmed edit was rolled back at")
+            && !status.contains("CONFIRM "),
+        "{status}"
+    );
     // The next command puts the previous file back over the config file.
     let diff = console.ask("config diff", PROMPT).await;
     assert!(

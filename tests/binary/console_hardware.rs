@@ -4,8 +4,6 @@
 use crate::console_harness::*;
 use crate::support;
 
-const PROMPT: &str = "kioskpay kari> ";
-
 /// Sessions the emulator was asked to create, for any reference.
 async fn sessions(base: &str) -> Vec<String> {
     let ledger = support::ledger(base).await;
@@ -276,6 +274,7 @@ async fn test_gpio_shows_the_input_lines_change_live() {
             desk: None,
             health: None,
             config: None,
+            state_dir: None,
         },
         stop.clone(),
     ));

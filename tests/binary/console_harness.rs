@@ -19,6 +19,9 @@ use kioskpay::control::client::Client;
 pub(crate) const KARI_PIN: &str = "482915";
 pub(crate) const WRONG_PIN: &str = "907341";
 
+/// The prompt once kari (the site's technician) is logged in.
+pub(crate) const PROMPT: &str = "kioskpay kari> ";
+
 /// How long a wait for the console's answer may take before the test fails (a hang guard).
 pub(crate) const ANSWER: Duration = Duration::from_secs(30);
 
@@ -41,13 +44,7 @@ pub(crate) struct Site {
 impl Site {
     /// A state directory and a technicians file with kari (`role`), added as an operator would.
     pub(crate) fn new(role: &str) -> Option<Site> {
-        // qemu-user cannot open the console's `--device`; the native run covers these tests.
-        if !support::serial_supported() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        let site = Site { dir };
+        let site = Site::without_technicians()?;
         let mut child = support::kioskpay_bin()?
             .args(["technician", "add", "kari", "--role", role, "--file"])
             .arg(site.technicians())
@@ -60,6 +57,17 @@ impl Site {
         writeln!(child.stdin.take().unwrap(), "{KARI_PIN}").unwrap();
         assert!(child.wait().unwrap().success());
         Some(site)
+    }
+
+    /// A state directory and no technician at all: a kiosk as the package leaves it.
+    pub(crate) fn without_technicians() -> Option<Site> {
+        // qemu-user cannot open the console's `--device`; the native run covers these tests.
+        if !support::serial_supported() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        Some(Site { dir })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -235,6 +243,17 @@ impl Daemon {
 
     /// [`Daemon::start`] with `env` set for it (the crash hooks of the `emulator` feature).
     pub(crate) async fn start_with(site: &Site, base: &str, env: &[(&str, &str)]) -> Daemon {
+        let daemon = Daemon::spawn(site, base, env);
+        assert!(
+            kiosk_state(site, "idle").await,
+            "the daemon never became idle on its control socket; its log:\n{}",
+            std::fs::read_to_string(site.path().join("daemon.log")).unwrap_or_default()
+        );
+        daemon
+    }
+
+    /// Starts the daemon without waiting for it to take carts (it may start in maintenance).
+    pub(crate) fn spawn(site: &Site, base: &str, env: &[(&str, &str)]) -> Daemon {
         let config = support::write_config(
             site.path(),
             base,
@@ -258,13 +277,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
-        let daemon = Daemon { child, stdin };
-        assert!(
-            kiosk_state(site, "idle").await,
-            "the daemon never became idle on its control socket; its log:\n{}",
-            std::fs::read_to_string(site.path().join("daemon.log")).unwrap_or_default()
-        );
-        daemon
+        Daemon { child, stdin }
     }
 
     pub(crate) fn scan(&mut self, line: &str) {

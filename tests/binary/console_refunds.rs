@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::console_harness::*;
 use crate::support;
 
-const PROMPT: &str = "kioskpay kari> ";
 const CONFIRM: &str = "Type yes to go on: ";
 
 /// Scans a cart of `amount` (major units) and waits until the journal shows it approved;

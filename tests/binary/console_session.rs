@@ -111,6 +111,63 @@ async fn a_wrong_pin_costs_a_wait_and_the_fifth_locks_the_line_across_a_restart(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_current_pin_at_pin_change_counts_toward_the_lines_lockout() {
+    let Some(site) = Site::new("service") else {
+        return;
+    };
+    let mut console = site.console("console", &[], &[]);
+    console.wake().await;
+    console.login(KARI_PIN).await;
+    console.line("pin change");
+    console.expect("Current PIN: ").await;
+    console.line(WRONG_PIN);
+    console
+        .expect("wrong PIN: nothing was changed; wrong PINs count toward the lockout of this line (wait 1 s")
+        .await;
+    // Straight away: the wait holds here as at login, so not even asked.
+    let refused = console.ask("pin change", PROMPT).await;
+    assert!(
+        refused.contains("wrong PIN: wait") && !refused.contains("Current PIN: "),
+        "{refused}"
+    );
+
+    // Four wrong PINs in a row whose last wait is over: the fifth, typed at `pin change`, locks
+    // the line and ends the session.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::fs::write(
+        site.state().join("console-serial0.lockout"),
+        format!(
+            "{{\"failures\":4,\"not_before_unix_ms\":{},\"forget_at_unix_ms\":{}}}",
+            now_ms - 1000,
+            now_ms + 600_000
+        ),
+    )
+    .unwrap();
+    console.line("pin change");
+    console.expect("Current PIN: ").await;
+    console.line(WRONG_PIN);
+    console
+        .expect("5 wrong PINs in a row lock this console line: you are logged out")
+        .await;
+    console.expect("Logged out.").await;
+    console.wake().await;
+    let refused = console.ask("login kari", "kioskpay> ").await;
+    assert!(
+        refused.contains("locked for 15 more minute(s)")
+            && !refused.lines().any(|l| l.starts_with("PIN: ")),
+        "{refused}"
+    );
+    audit_verify(&site);
+    let audit = std::fs::read_to_string(site.state().join("audit.log")).unwrap();
+    assert_eq!(audit.matches("wrong current code").count(), 2, "{audit}");
+    assert_no_pin(&site, &[&console.screen()]);
+    console.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments() {
     let Some(site) = Site::new("service") else {
         return;
@@ -154,6 +211,24 @@ async fn a_technician_checks_and_maintains_a_running_kiosk_and_sees_its_payments
     assert!(
         listing.contains("NOK 25.00") && listing.contains("approved"),
         "{listing}"
+    );
+
+    // Maintenance is kept across a restart (a crash, a power cut): the kiosk comes back on the
+    // technician screen, and stays there until maintenance off.
+    console.line("maintenance on");
+    console.expect("Maintenance on").await;
+    assert!(kiosk_state(&site, "technician").await);
+    assert!(site.state().join("maintenance").exists());
+    daemon.stop();
+    daemon = Daemon::spawn(&site, &emulator.base_url(), &[]);
+    assert!(
+        kiosk_state(&site, "technician").await,
+        "the restart put the kiosk back on sale"
+    );
+    let status = console.ask("status", "kioskpay kari> ").await;
+    assert!(
+        status.contains("state        technician") && status.contains("maintenance  on"),
+        "{status}"
     );
 
     // Maintenance left on at logout: the kiosk goes back to sale by itself.

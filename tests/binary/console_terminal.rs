@@ -6,8 +6,6 @@ use crate::support;
 
 use serde_json::json;
 
-const PROMPT: &str = "kioskpay kari> ";
-
 /// Sets the emulated terminal's status through the emulator's control API.
 async fn set_terminal_status(base: &str, body: serde_json::Value) {
     let url = format!("{base}/_emulator/terminals/T12345678-T0001/status");
@@ -223,7 +221,8 @@ async fn status_watch_prints_a_block_every_two_seconds_until_ctrl_c() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_terminal_reads_the_terminal_then_pays_once_in_maintenance_after_a_yes() {
+async fn test_terminal_reads_the_terminal_then_pays_once_in_maintenance_and_refunds_it_after_a_yes()
+{
     let Some(site) = Site::new("refund") else {
         return;
     };
@@ -258,12 +257,20 @@ async fn test_terminal_reads_the_terminal_then_pays_once_in_maintenance_after_a_
     console.expect("Type yes to go on: ").await;
     console.line("yes");
     console.expect("started: ").await;
+    let approved = console.expect("Type yes to go on: ").await;
+    assert!(
+        approved.contains("test payment kiosk-1-")
+            && approved.contains("approved")
+            && approved.contains("The test payment is refunded now")
+            && approved.contains("Refund NOK 1.00?"),
+        "{approved}"
+    );
+    console.line("yes");
     let done = console.expect(PROMPT).await;
     assert!(
-        done.contains("test payment kiosk-1-") && done.contains("approved"),
+        done.contains("Refunded NOK 1.00 of payment kiosk-1-") && done.contains("REFUNDED"),
         "{done}"
     );
-    assert!(done.contains("not refunded"), "{done}");
     assert!(
         kiosk_state(&site, "technician").await,
         "back to the technician screen after the test payment"
@@ -288,6 +295,28 @@ async fn test_terminal_reads_the_terminal_then_pays_once_in_maintenance_after_a_
     assert_eq!(sessions.len(), 1, "exactly one test payment: {ledger}");
     assert_eq!(sessions[0]["amount"], 100);
     assert_eq!(sessions[0]["merchant_reference_2"], "technician-test-kari");
+    let reference = sessions[0]["merchant_reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let txs = support::transactions_for(&ledger, &reference);
+    assert_eq!(txs.len(), 1, "{ledger}");
+    assert_eq!(
+        txs[0]["refunded_amount"], 100,
+        "the test payment was refunded: {ledger}"
+    );
+
+    // Declined: the test payment stays, and the answer says how to give it back.
+    console.line("test terminal");
+    console.expect("Pay 1.00 as a test?").await;
+    console.line("yes");
+    console.expect("Refund NOK 1.00?").await;
+    console.line("no");
+    let kept = console.expect(PROMPT).await;
+    assert!(
+        kept.contains("approved and NOT refunded") && kept.contains("gives it back"),
+        "{kept}"
+    );
     console.stop();
     daemon.stop();
     emulator.shutdown().await;

@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod cli_decode;
 mod console_cli;
+mod console_commissioning;
 mod console_config;
 mod console_hardware;
 mod console_harness;

@@ -61,6 +61,7 @@ fn options(dir: &Path) -> ConsoleOptions {
     std::fs::create_dir_all(&state).unwrap();
     ConsoleOptions {
         line: LineKind::Stdio,
+        columns: 80,
         json: false,
         state_dir: state,
         technicians: dir.join("technicians.toml"),

@@ -26,6 +26,7 @@ use super::config::{set_key, write_like, write_owned};
 use crate::config::{rollback, Config};
 use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::line::Echo;
+use crate::console::lockout::{Admission, Lockout, LockoutError, SystemClock, MAX_FAILURES};
 use crate::console::technicians::{
     authenticate_async, hash_pin_async, Action, Pin, PinError, Role, TechnicianId, Technicians,
 };
@@ -143,7 +144,7 @@ async fn credentials_set(job: &Job) -> Result<Answer, Answer> {
     );
     match check(job).await {
         Ok(said) => Ok(Answer::ok(
-            format!("{written}\nthe API accepted them ({said})\nthe daemon uses them after a restart: systemctl restart kioskpay"),
+            format!("{written}\nthe API accepted them ({said})\nthe daemon uses them after a restart: type restart"),
             json!({"ok": true, "client_id": id, "secret_file": secret_file.display().to_string(), "accepted": true}),
         )),
         Err(why) => {
@@ -288,16 +289,42 @@ async fn pin(job: Job, words: Vec<String>) -> Answer {
 async fn pin_change(job: &Job) -> Result<Answer, Answer> {
     let file = &job.paths.technicians;
     let me = job.login.id.clone();
+    let mut lockout = Lockout::load(&job.paths.lockout, SystemClock)
+        .map_err(|e| Answer::failed(e.to_string()))?;
+    if let refused @ (Admission::Wait(_) | Admission::LockedOut(_)) = lockout.admission() {
+        return Err(Answer::refused(LockoutError::Refused(refused).to_string())
+            .recorded_as("too soon after a wrong code"));
+    }
     let current = ask(job, "Current PIN: ", Echo::Nothing).await?;
     let technicians = load(file)?;
+    // Counted before it is checked, as at login: cutting the power while it is hashed gains
+    // nothing.
+    lockout
+        .begin_attempt()
+        .map_err(|e| Answer::failed(e.to_string()))?;
     if authenticate_async(&technicians, me.as_str(), Pin::entered(current))
         .await
         .is_none()
     {
+        let then = match lockout.admission() {
+            Admission::LockedOut(_) => format!(
+                "; {} wrong PINs in a row lock this console line: you are logged out",
+                MAX_FAILURES
+            ),
+            Admission::Wait(left) => format!(
+                "; wrong PINs count toward the lockout of this line (wait {} s before the next try)",
+                left.as_secs().max(1)
+            ),
+            Admission::Open => String::new(),
+        };
         return Err(
-            Answer::failed("wrong PIN: nothing was changed").recorded_as("wrong current code")
+            Answer::failed(format!("wrong PIN: nothing was changed{then}"))
+                .recorded_as("wrong current code"),
         );
     }
+    lockout
+        .succeeded()
+        .map_err(|e| Answer::failed(e.to_string()))?;
     let hash = new_pin(job, me.as_str()).await?;
     // Read again: another console may have changed the file while the PINs were typed.
     let mut technicians = load(file)?;

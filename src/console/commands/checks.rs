@@ -21,9 +21,10 @@
 //! `terminal status`); then, for role `refund` and after a typed confirmation, a test payment
 //! of [`TEST_AMOUNT`] minor units that the daemon runs as a cart from the console (the console
 //! never drives a payment). The daemon takes it only with maintenance in force, so no customer
-//! pays beside it; the technician presents a card and sees the outcome here. Its refund is not
-//! made here: this build's console has no refund engine yet, so the answer names the payment
-//! for a `refund` once there is one.
+//! pays beside it; the technician presents a card and sees the outcome here. An approved test
+//! payment is then refunded through the daemon's refund desk exactly as `refund REF` does
+//! (journaled before the call, after its own confirmation), so commissioning leaves no money
+//! taken; a technician who declines that question refunds it later with `refund REF`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::console::audit::Outcome;
 use crate::console::command::{Answer, Job};
 use crate::console::technicians::Action;
 use crate::dintero::client::{Client, ClientConfig};
@@ -479,10 +481,24 @@ pub async fn terminal(job: &Job) -> Answer {
                     "reference": reference, "outcome": outcome, "detail": detail,
                     "amount": amount, "currency": currency}});
                 return if outcome == "approved" {
-                    Answer::ok(
-                        format!("{text}\nnot refunded: this console has no refund yet; refund {reference} once it has"),
-                        json,
-                    )
+                    job.print(format!("{text}\nThe test payment is refunded now, on the same terminal, as refund {reference} would."))
+                        .await;
+                    let refund = super::refunds::refund(job, &reference, None).await;
+                    let mut json = json;
+                    json["refund"] = refund.json;
+                    match refund.outcome {
+                        // Declined (or nothing refundable): the test itself passed; the money
+                        // is the technician's to give back, and the answer says how.
+                        Outcome::Refused(why) => Answer::ok(
+                            format!("test payment {reference} approved and NOT refunded ({why}): refund {reference} gives it back"),
+                            json,
+                        ),
+                        outcome => Answer {
+                            text: refund.text,
+                            json,
+                            outcome,
+                        },
+                    }
                 } else {
                     let mut answer = Answer::failed(format!(
                         "{text}; the terminal works if it showed the card step: check its own screen"

@@ -45,8 +45,8 @@ use crate::control::protocol::ConfigState;
 pub const COMMANDS: &[Spec] = &[
     Spec {
         name: "config",
-        usage: "config show|get KEY|set KEY VALUE|diff|apply [--confirm-within SECONDS]|revert",
-        about: "the daemon's config file: show it, stage edits checked as kioskpay check does, see them, apply them with a reload (a payment in flight finishes first), or drop them (secrets shown as ***; apply --confirm-within rolls back by itself unless confirm comes in time)",
+        usage: "config show|get KEY|set KEY VALUE|set KEY=VALUE KEY=VALUE…|diff|apply [--confirm-within SECONDS]|revert",
+        about: "the daemon's config file: show it, stage edits checked as kioskpay check does (keys that must agree, such as an account and its terminal, in one set KEY=VALUE KEY=VALUE), see them, apply them with a reload (a payment in flight finishes first), or drop them (secrets shown as ***; apply --confirm-within rolls back by itself unless confirm comes in time)",
         example: "config set payment.poll_interval_ms 500",
         action: Some(Action::Config),
         complete: complete_config,
@@ -65,7 +65,15 @@ pub const COMMANDS: &[Spec] = &[
 
 const SUBCOMMANDS: &[&str] = &["show", "get", "set", "diff", "apply", "revert"];
 
-const USAGE: &str = "usage: config show|get KEY|set KEY VALUE|diff|apply [--confirm-within SECONDS]|revert, e.g. config set payment.poll_interval_ms 500";
+const USAGE: &str = "usage: config show|get KEY|set KEY VALUE|set KEY=VALUE KEY=VALUE…|diff|apply [--confirm-within SECONDS]|revert, e.g. config set payment.poll_interval_ms 500";
+
+/// `KEY=VALUE` words, or `None` when one is not.
+fn pairs<'a>(words: &[&'a str]) -> Option<Vec<(&'a str, &'a str)>> {
+    words
+        .iter()
+        .map(|w| w.split_once('=').filter(|(key, _)| !key.is_empty()))
+        .collect()
+}
 
 fn complete_config(words: &[&str]) -> Vec<String> {
     match words {
@@ -85,7 +93,11 @@ async fn config(job: Job, words: Vec<String>) -> Answer {
     let result = match words.as_slice() {
         ["show"] => show(&job),
         ["get", key] => get(&job, key),
-        ["set", key, value @ ..] if !value.is_empty() => set(&job, key, &value.join(" ")),
+        ["set", first, ..] if first.contains('=') => match pairs(&words[1..]) {
+            Some(pairs) => set(&job, &pairs),
+            None => Err(Answer::refused(USAGE)),
+        },
+        ["set", key, value @ ..] if !value.is_empty() => set(&job, &[(key, &value.join(" "))]),
         ["diff"] => diff(&job),
         ["apply"] => apply(&job, None).await,
         ["apply", "--confirm-within", seconds] => match seconds.parse::<u64>() {
@@ -410,18 +422,31 @@ pub(super) fn set_key(text: &str, key: &str, value: &str) -> Result<String, Stri
     Ok(doc.to_string())
 }
 
-fn set(job: &Job, key: &str, value: &str) -> Result<Answer, Answer> {
-    if is_secret(key) {
+/// Stages `edits` together, checked as one file: keys that must agree (an account and its
+/// terminal) change in one `config set KEY=VALUE KEY=VALUE`.
+fn set(job: &Job, edits: &[(&str, &str)]) -> Result<Answer, Answer> {
+    if edits.iter().any(|(key, _)| is_secret(key)) {
         // The parser's refusal would quote the line, value and all, on the screen.
         return Err(Answer::refused(
             "secrets are not kept in the config file: credentials set writes the client secret to the file dintero.client_secret_file names",
         ));
     }
     let in_force = read_text(&job.paths.config)?;
-    let base = staged(job)?.unwrap_or_else(|| in_force.clone());
-    let text = set_key(&base, key, value).map_err(Answer::refused)?;
+    let mut text = staged(job)?.unwrap_or_else(|| in_force.clone());
+    for (key, value) in edits {
+        text = set_key(&text, key, value).map_err(Answer::refused)?;
+    }
     // The parser `kioskpay check` runs, so the message is the one it would print.
-    Config::parse(&text, &job.paths.config).map_err(|e| Answer::refused(e.to_string()))?;
+    Config::parse(&text, &job.paths.config).map_err(|e| {
+        let message = e.to_string();
+        // A refusal about another key than the one set: the two must change together.
+        let about_another = edits.len() == 1 && !message.contains(edits[0].0);
+        Answer::refused(if about_another {
+            format!("{message}; keys that must agree are set in one line, e.g. config set dintero.account_id=T12345678 store.terminal_id=T12345678-T0001")
+        } else {
+            message
+        })
+    })?;
     let staged_path = state_file(job, rollback::STAGED);
     let like = std::fs::metadata(&job.paths.config).ok();
     write_like(&staged_path, text.as_bytes(), like.as_ref()).map_err(|e| {
@@ -430,16 +455,26 @@ fn set(job: &Job, key: &str, value: &str) -> Result<Answer, Answer> {
             staged_path.display()
         ))
     })?;
-    let shown = flatten(&text)
-        .remove(key)
-        .unwrap_or_else(|| value.to_string());
+    let mut flat = flatten(&text);
+    let shown: Vec<(String, String)> = edits
+        .iter()
+        .map(|(key, value)| {
+            let value = flat.remove(*key).unwrap_or_else(|| value.to_string());
+            (key.to_string(), value)
+        })
+        .collect();
+    let listed: Vec<String> = shown.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     let text_out = format!(
-        "staged: {key} = {shown}; config diff shows the staged edits, config apply puts them in force"
+        "staged: {}; config diff shows the staged edits, config apply puts them in force",
+        listed.join(", ")
     );
-    Ok(Answer::ok(
-        text_out,
-        json!({"ok": true, "staged": {"key": key, "value": shown}}),
-    ))
+    let json = match shown.as_slice() {
+        [(key, value)] => json!({"ok": true, "staged": {"key": key, "value": value}}),
+        _ => {
+            json!({"ok": true, "staged": shown.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>()})
+        }
+    };
+    Ok(Answer::ok(text_out, json))
 }
 
 fn diff(job: &Job) -> Result<Answer, Answer> {
@@ -574,7 +609,7 @@ async fn apply(job: &Job, within: Option<Duration>) -> Result<Answer, Answer> {
             lines.push("the daemon is not running: the edit takes effect at its next start".into());
             if let Err(e) = Config::load_str(&staged, config) {
                 lines.push(format!(
-                    "note: for this console's user the secret files do not check out ({e}); kioskpay check --offline, run as the daemon's user at its start, judges them"
+                    "note: for this console's user the secret files do not check out ({e}); credentials set writes the API client's secret; kioskpay check --offline, run as the daemon's user at its start, judges them"
                 ));
             }
             None

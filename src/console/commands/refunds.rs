@@ -119,16 +119,23 @@ async fn look_up(job: &Job, target: &str, nothing: &str) -> Result<Looked, Answe
 async fn refund_command(job: Job, words: Vec<String>) -> Answer {
     let (target, amount_text) = match words.as_slice() {
         [target] => (target, None),
-        [target, amount] => (target, Some(amount)),
+        [target, amount] => (target, Some(amount.as_str())),
         _ => return Answer::refused(REFUND_USAGE),
     };
+    refund(&job, target, amount_text).await
+}
+
+/// Refunds `amount_text` (all that is refundable when `None`) of the payment `target` (a
+/// merchant reference or a transaction id) after a confirmation: `refund`, and `test terminal`
+/// for its own test payment.
+pub(super) async fn refund(job: &Job, target: &str, amount_text: Option<&str>) -> Answer {
     let Looked {
         found: _,
         mut daemon,
         transaction_id,
         view,
         reference,
-    } = match look_up(&job, target, "nothing was paid to refund").await {
+    } = match look_up(job, target, "nothing was paid to refund").await {
         Ok(looked) => looked,
         Err(answer) => return answer,
     };

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::money;
 use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::technicians::Action;
-use crate::control::protocol::Status;
+use crate::control::protocol::{ConfigState, Status};
 
 /// The family's commands.
 pub const COMMANDS: &[Spec] = &[Spec {
@@ -97,6 +97,7 @@ fn status_text(status: &Status) -> String {
     if let Some(health) = &status.health {
         text.push_str(&health_text(health));
     }
+    text.push_str(&config_text(&status.config, unix_ms_now()));
     text.push_str(&format!(
         "last error   {last_error}\nuptime       {}\nversion      {}\npayments     {} started, {} finished, {} approved",
         duration(up),
@@ -150,11 +151,99 @@ fn health_text(h: &crate::control::protocol::Health) -> String {
     )
 }
 
+/// The config in force and, above all, an applied edit that rolls back by itself: a technician
+/// who looks at `status` after an `apply --confirm-within` must see the clock running.
+fn config_text(config: &ConfigState, now_unix_ms: i64) -> String {
+    let mut text = if config.file.is_empty() {
+        String::new()
+    } else {
+        format!("config       {}\n", config.file)
+    };
+    if let Some(deadline) = config.confirm_deadline_unix_ms {
+        let left_s = deadline
+            .saturating_sub(now_unix_ms)
+            .max(0)
+            .unsigned_abs()
+            .div_ceil(1000);
+        text.push_str(&format!(
+            "CONFIRM      the applied edit is rolled back in {} unless confirm comes first\n",
+            duration(left_s)
+        ));
+    }
+    if let Some(at) = &config.rolled_back_at {
+        text.push_str(&format!(
+            "ROLLED BACK  an unconfirmed edit was rolled back at {at}\n"
+        ));
+    }
+    if !config.needs_restart.is_empty() {
+        text.push_str(&format!(
+            "RESTART      {} take effect at the next restart\n",
+            config.needs_restart.join(", ")
+        ));
+    }
+    text
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `1h 02m 03s`, `2m 03s` or `3s`.
 fn duration(s: u64) -> String {
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),
         _ => format!("{}h {:02}m {:02}s", s / 3600, s / 60 % 60, s % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confirm_countdown_is_shown_in_whole_seconds_rounded_up() {
+        let config = ConfigState {
+            file: "/etc/kioskpay/kioskpay.toml".into(),
+            confirm_deadline_unix_ms: Some(100_500),
+            ..ConfigState::default()
+        };
+        let text = config_text(&config, 10_000);
+        assert!(
+            text.contains("config       /etc/kioskpay/kioskpay.toml\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "CONFIRM      the applied edit is rolled back in 1m 31s unless confirm comes first"
+            ),
+            "{text}"
+        );
+        let late = config_text(&config, 200_000);
+        assert!(late.contains("rolled back in 0s"), "{late}");
+    }
+
+    #[test]
+    fn a_rollback_and_keys_waiting_for_a_restart_are_shown() {
+        let config = ConfigState {
+            file: "/var/lib/kioskpay/config.previous.toml".into(),
+            needs_restart: vec!["console.group".into(), "api.base_url".into()],
+            confirm_deadline_unix_ms: None,
+            rolled_back_at: Some("2026-12-05T10:00:00Z".into()),
+        };
+        let text = config_text(&config, 0);
+        assert!(!text.contains("CONFIRM"), "{text}");
+        assert!(
+            text.contains(
+                "ROLLED BACK  an unconfirmed edit was rolled back at 2026-12-05T10:00:00Z"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("RESTART      console.group, api.base_url take effect"),
+            "{text}"
+        );
     }
 }
