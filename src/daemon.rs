@@ -634,17 +634,12 @@ fn open_refund_desk<G: Gateway>(
         &config.state.dir,
         gateway,
         side,
-        crate::refund::Timing::default(),
+        crate::refund::Timing::for_kiosk(),
     ) {
         Ok(desk) => {
             let desk = Arc::new(desk);
             let recovering = desk.clone();
-            tokio::spawn(async move {
-                let open = recovering.recover().await;
-                if open > 0 {
-                    tracing::warn!(open, "refunds still open: Dintero could not be read for them; they are looked up again before the next refund");
-                }
-            });
+            tokio::spawn(async move { recovering.settle_open().await });
             Some(desk)
         }
         Err(e) => {

@@ -24,7 +24,11 @@
 //! `requested` refund was never sent (`sent` is written before the call), so it is `not_done`;
 //! a `sent` or `unknown` one is looked up on its transaction: a `REFUND` event carrying our
 //! reference, or failing that a refunded total grown by exactly our amount since the request,
-//! makes it `refunded`; no trace makes it `not_done`. A refund that is not done is **not
+//! makes it `refunded`; no trace makes it `not_done`, but only once [`Timing::settle_after`]
+//! has passed since it was sent or last looked up: a refund Dintero accepted (`202`) completes
+//! when the cardholder approves on the terminal, which can be after the daemon's restart.
+//! Until then it stays open, is looked up again ([`Desk::settle_open`]), and a second refund
+//! of the same payment is refused. A refund that is not done is **not
 //! retried by the kiosk**: the technician sees it in `payment REF` and refunds again.
 //!
 //! A void (`POST /v1/sessions/{id}/cancel`) needs no terminal and moves no money back, so it is
@@ -276,6 +280,9 @@ pub struct Timing {
     pub poll_for: Duration,
     /// How long a payment in flight may keep the terminal before a refund gives up.
     pub free_within: Duration,
+    /// How long after it was sent (or last looked up) a refund without a trace on its
+    /// transaction may still complete on the terminal: until then recovery keeps it open.
+    pub settle_after: Duration,
 }
 
 impl Default for Timing {
@@ -285,9 +292,35 @@ impl Default for Timing {
             poll_for: Duration::from_secs(120),
             // A payment runs at most the kiosk's timeout plus its checks: a few minutes.
             free_within: Duration::from_secs(300),
+            // Longer than a terminal waits for the cardholder to approve a refund.
+            settle_after: Duration::from_secs(600),
         }
     }
 }
+
+impl Timing {
+    /// The kiosk's timing: the default, except that a test build (feature `emulator`) takes
+    /// [`SETTLE_AFTER_ENV`] in milliseconds, so a test can see a refund settled as `not_done`
+    /// without waiting ten minutes.
+    pub fn for_kiosk() -> Timing {
+        #[cfg(feature = "emulator")]
+        if let Some(ms) = std::env::var(SETTLE_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return Timing {
+                settle_after: Duration::from_millis(ms),
+                ..Timing::default()
+            };
+        }
+        Timing::default()
+    }
+}
+
+/// **Test hook, never set on a kiosk** (feature `emulator` only): [`Timing::settle_after`] in
+/// milliseconds.
+#[cfg(feature = "emulator")]
+pub const SETTLE_AFTER_ENV: &str = "KIOSKPAY_REFUND_SETTLE_AFTER_MS";
 
 /// What the desk needs from the running kiosk: its terminal, and the flow's state and command
 /// channel to take the terminal for a refund.
@@ -404,16 +437,25 @@ impl Desk {
         keep_maintenance: bool,
     ) -> Result<Refund, String> {
         let mut book = self.book.lock().await;
-        let open = self.recover_locked(&mut book).await;
-        if let Some(stuck) = book
-            .of(transaction_id)
-            .find(|r| !r.state.is_final())
-            .filter(|_| open > 0)
-        {
-            return Err(format!(
-                "refund {} of this payment is {} and Dintero cannot be read to settle it; try again when Dintero answers (status shows the API)",
-                stuck.refund_reference, stuck.state
-            ));
+        self.recover_locked(&mut book).await;
+        if let Some(stuck) = book.of(transaction_id).find(|r| !r.state.is_final()) {
+            return Err(
+                if stuck.state != RefundState::Requested
+                    && recovery::may_still_complete(stuck, self.timing.settle_after)
+                {
+                    format!(
+                        "refund {} of this payment was sent at {} and may still complete on the terminal; it is settled within {} minutes of that (payment REF shows it): refund again only if it then shows not_done",
+                        stuck.refund_reference,
+                        stuck.updated_at,
+                        self.timing.settle_after.as_secs() / 60
+                    )
+                } else {
+                    format!(
+                        "refund {} of this payment is {} and Dintero cannot be read to settle it; try again when Dintero answers (status shows the API)",
+                        stuck.refund_reference, stuck.state
+                    )
+                },
+            );
         }
         let tx = self
             .api

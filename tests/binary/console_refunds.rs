@@ -203,18 +203,20 @@ async fn crash_during_refund(
     (reference, console)
 }
 
-/// [`crash_during_refund`], then the daemon starts again and its recovery settles the refund
-/// as `settled` without sending anything. Returns the reference, the console and the daemon.
+/// [`crash_during_refund`], then the daemon starts again (with `restart_env`) and its recovery
+/// settles the refund as `settled` without sending anything. Returns the reference, the console
+/// and the daemon.
 async fn crash_and_restart(
     site: &Site,
     base: &str,
     env: (&str, &str),
     booked: u64,
     settled: &str,
+    restart_env: &[(&str, &str)],
 ) -> (String, Console, Daemon) {
     let (reference, console) = crash_during_refund(site, base, env, booked).await;
     let first = format!("{reference}-R1");
-    let daemon = Daemon::start(site, base).await;
+    let daemon = Daemon::start_with(site, base, restart_env).await;
     assert!(
         support::wait_until(Duration::from_secs(30), || {
             refund_state(site, &first).as_deref() == Some(settled)
@@ -237,10 +239,13 @@ async fn a_crash_before_the_refund_call_leaves_it_not_done_and_it_can_be_refunde
     };
     let emulator = support::emulator(0.01).await;
     let base = emulator.base_url();
-    // The second refund journal append is `sent`, written just before the call.
+    // The second refund journal append is `sent`, written just before the call. A `sent`
+    // refund without a trace may still complete on the terminal for 10 minutes (the next
+    // test); this one was never sent, and the test hook shortens the wait to nothing.
     let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_JOURNAL", "2");
+    let settle_now = [("KIOSKPAY_REFUND_SETTLE_AFTER_MS", "0")];
     let (reference, mut console, daemon) =
-        crash_and_restart(&site, &base, hook, 0, "not_done").await;
+        crash_and_restart(&site, &base, hook, 0, "not_done", &settle_now).await;
     let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
     assert!(
         shown.contains(&format!("{reference}-R1  NOK 100.00  not_done"))
@@ -266,10 +271,57 @@ async fn a_crash_after_the_refund_call_is_recovered_as_refunded_without_a_second
     let base = emulator.base_url();
     let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_CALL", "1");
     let (reference, mut console, daemon) =
-        crash_and_restart(&site, &base, hook, 10000, "refunded").await;
+        crash_and_restart(&site, &base, hook, 10000, "refunded", &[]).await;
     let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
     assert!(
         shown.contains(&format!("{reference}-R1  NOK 100.00  refunded"))
+            && shown.contains("refundable NOK 299.00"),
+        "{shown}"
+    );
+    console.stop();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_that_completes_after_a_crash_and_restart_is_not_settled_as_not_done() {
+    let Some(site) = Site::new("refund") else {
+        return;
+    };
+    let emulator = support::emulator(0.01).await;
+    let base = emulator.base_url();
+    // Dintero takes the refund but the answer never comes, and the cardholder approves it on
+    // the terminal 8 s later, as a `202` refund completes; the daemon dies right after the call.
+    let faults = serde_json::json!({"rules": [
+        {"route": "POST /v1/transactions/{id}/refund", "kind": "late_work", "delay_ms": 8000, "count": 1}
+    ]});
+    support::request("POST", &format!("{base}/_emulator/faults"), Some(faults)).await;
+    let hook = ("KIOSKPAY_CRASH_AFTER_REFUND_CALL", "1");
+    let (reference, mut console) = crash_during_refund(&site, &base, hook, 0).await;
+    let first = format!("{reference}-R1");
+
+    // Restarted before the refund lands: no trace on the transaction yet, so it stays open,
+    // and a second refund of the payment is refused rather than sent beside it.
+    let daemon = Daemon::start(&site, &base).await;
+    let again = refund(&mut console, &format!("{reference} 100,00")).await;
+    assert!(
+        again.contains(&format!("refund {first} of this payment was sent at"))
+            && again.contains("may still complete on the terminal"),
+        "{again}"
+    );
+    assert_eq!(refund_state(&site, &first).as_deref(), Some("sent"));
+
+    // It lands; the daemon's own look-ups settle it, with exactly one refund booked.
+    assert!(
+        support::wait_until(Duration::from_secs(60), || {
+            refund_state(&site, &first).as_deref() == Some("refunded")
+        })
+        .await,
+        "the refund that landed was never settled as refunded"
+    );
+    assert_eq!(refunded(&base, &reference).await, 10000);
+    let shown = console.ask(&format!("payment {reference}"), PROMPT).await;
+    assert!(
+        shown.contains(&format!("{first}  NOK 100.00  refunded"))
             && shown.contains("refundable NOK 299.00"),
         "{shown}"
     );
