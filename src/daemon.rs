@@ -170,7 +170,10 @@ impl Kiosk {
         inputs: InputWiring,
         gpio: Option<Box<dyn GpioBackend>>,
     ) -> Result<Kiosk, StartError> {
-        let (journal, replay) = Journal::open(&config.state.dir)?;
+        // Compacted here, from the bytes just replayed, before anything runs: the start reads
+        // and parses a big journal once.
+        let (journal, replay) =
+            Journal::open_compacting(&config.state.dir, config.state.keep_final)?;
         for problem in &replay.problems {
             error!(%problem, "journal problem");
         }

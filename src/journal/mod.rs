@@ -235,6 +235,38 @@ impl Journal {
     /// [`Journal::open`] on the machine with this fingerprint (see
     /// [`identity::machine_fingerprint`]); tests use it to play a cloned SD card.
     pub fn open_on(dir: &Path, machine: &str) -> Result<(Journal, Replay), JournalError> {
+        let (journal, _, scan) = Journal::open_scanned(dir, machine)?;
+        Ok((journal, scan.replay))
+    }
+
+    /// [`Journal::open`], then a compaction keeping `keep_final` finished payments when the
+    /// journal holds more: the daemon's start. It compacts from the bytes and the scan it
+    /// opened with, so a big journal is read and parsed once, not again by the compaction.
+    /// The [`Replay`] is of the journal as it was opened, every payment in it.
+    pub fn open_compacting(
+        dir: &Path,
+        keep_final: usize,
+    ) -> Result<(Journal, Replay), JournalError> {
+        let (mut journal, bytes, scan) =
+            Journal::open_scanned(dir, &identity::machine_fingerprint())?;
+        let finished = scan
+            .replay
+            .payments
+            .iter()
+            .filter(|p| p.outcome.is_some())
+            .count();
+        if finished > keep_final {
+            let prepared = journal.prepare_from(&bytes, &scan, keep_final)?;
+            journal.install(prepared)?;
+        }
+        Ok((journal, scan.replay))
+    }
+
+    /// Opens and scans: the journal, the bytes it was opened with and their scan.
+    fn open_scanned(
+        dir: &Path,
+        machine: &str,
+    ) -> Result<(Journal, Vec<u8>, replay::Scan), JournalError> {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(io_error("create the state directory", dir))?;
             // The new directory's own entry must survive a power cut too.
@@ -273,7 +305,7 @@ impl Journal {
                 .map_err(io_error("end the last line of", &path))?;
             len += 1;
         }
-        if let Some(torn) = scan.torn {
+        if let Some(torn) = scan.torn.clone() {
             // The torn line stays where it is, ended with a newline so that the next append
             // starts on a clean line: it may be an intent that did reach the card before the
             // page around it was garbled, and a damaged line is something replay looks up and
@@ -347,7 +379,7 @@ impl Journal {
             poisoned: None,
             installation,
         };
-        Ok((journal, scan.replay))
+        Ok((journal, bytes, scan))
     }
 
     /// The journal file, for log lines and messages.
@@ -460,6 +492,17 @@ impl Journal {
         self.check_usable()?;
         let bytes = fs::read(&self.path).map_err(io_error("read", &self.path))?;
         let scan = replay::scan(&bytes);
+        self.prepare_from(&bytes, &scan, keep_final)
+    }
+
+    /// [`Journal::prepare_compaction`] from the file's `bytes` and their `scan`.
+    fn prepare_from(
+        &self,
+        bytes: &[u8],
+        scan: &replay::Scan,
+        keep_final: usize,
+    ) -> Result<Prepared, JournalError> {
+        self.check_usable()?;
         let finished: Vec<&str> = scan
             .replay
             .payments
@@ -490,13 +533,10 @@ impl Journal {
         let mut unreadable_kept = 0;
         let mut damaged_kept = scan.torn.is_some();
         for line in &scan.lines {
-            match &line.record {
-                Some(Record::Sequence { .. }) => {}
-                Some(record) => {
-                    if !record
-                        .merchant_reference()
-                        .is_some_and(|r| dropped.contains(r))
-                    {
+            match &line.read {
+                Some(replay::Read::Sequence) => {}
+                Some(replay::Read::Payment(reference)) => {
+                    if !dropped.contains(reference.as_str()) {
                         out.extend_from_slice(&bytes[line.range.clone()]);
                     }
                 }
@@ -506,8 +546,12 @@ impl Journal {
                     out.extend_from_slice(&bytes[line.range.clone()]);
                 }
             }
+            // The last line may lack its newline in `bytes` (open added it to the file).
+            if !out.ends_with(b"\n") {
+                out.push(b'\n');
+            }
         }
-        if let Some(torn) = scan.torn {
+        if let Some(torn) = scan.torn.clone() {
             // Damaged since the journal was opened (the torn tail of a power cut was ended with
             // a newline then): kept like any other unreadable line.
             unreadable_kept += 1;

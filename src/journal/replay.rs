@@ -171,13 +171,22 @@ impl Replay {
 pub(crate) struct Line {
     /// The bytes of the line in the file, newline included.
     pub range: Range<usize>,
-    /// The record, or `None` when the line is not understood (corrupt or unknown type): such
-    /// lines are carried over verbatim, because a newer version or a forensic look may still
-    /// make sense of them.
-    pub record: Option<Record>,
+    /// What compaction needs of the record, or `None` when the line is not understood (corrupt
+    /// or unknown type): such lines are carried over verbatim, because a newer version or a
+    /// forensic look may still make sense of them. Not the record itself: a scan of a big
+    /// journal would hold every record of it in memory at once.
+    pub read: Option<Read>,
     /// Whether the line is damaged (not a record of an unknown type): it may have been any
     /// record, an intent included.
     pub damaged: bool,
+}
+
+/// A readable line, as compaction sees it.
+pub(crate) enum Read {
+    /// A [`Record::Sequence`]: compaction writes its own.
+    Sequence,
+    /// A record of this payment.
+    Payment(String),
 }
 
 /// A whole file, scanned.
@@ -218,9 +227,13 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                     unterminated = Some(end);
                 }
                 builder.apply(&record, number);
+                let read = match record.into_merchant_reference() {
+                    Some(reference) => Read::Payment(reference),
+                    None => Read::Sequence,
+                };
                 lines.push(Line {
                     range: start..end,
-                    record: Some(record),
+                    read: Some(read),
                     damaged: false,
                 });
             }
@@ -241,7 +254,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                 builder.problem(ProblemKind::Corrupt, Some(number), why);
                 lines.push(Line {
                     range: start..end,
-                    record: None,
+                    read: None,
                     damaged: true,
                 });
             }
@@ -254,7 +267,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                 );
                 lines.push(Line {
                     range: start..end,
-                    record: None,
+                    read: None,
                     damaged: false,
                 });
             }

@@ -393,7 +393,6 @@ impl<G: Gateway> Flow<G> {
                 return Ok(());
             }
         }
-        self.compact().await;
         self.check_health().await;
         if self
             .look_for_late_creates(shutdown.as_mut())

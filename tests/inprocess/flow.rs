@@ -486,7 +486,8 @@ fn start_with_paid(
     config: FlowConfig,
     paid: Vec<String>,
 ) -> Harness {
-    let (journal, replay) = Journal::open(dir.path()).unwrap();
+    // As the daemon opens it: compacted at start, from what the replay read.
+    let (journal, replay) = Journal::open_compacting(dir.path(), config.keep_final).unwrap();
     let unresolved = replay.unresolved().cloned().collect();
     let (inputs, input_rx) = mpsc::channel(16);
     let (commands, command_rx) = mpsc::channel(8);

@@ -438,6 +438,51 @@ fn compaction_keeps_unfinished_payments_and_the_newest_finished_ones() {
 }
 
 #[test]
+fn open_compacting_compacts_from_what_it_read_even_a_last_line_without_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open(dir.path()).unwrap();
+    for s in 1..=6 {
+        j.append(&intent(s, s * 100)).unwrap();
+        if s != 4 {
+            j.append(&finish(s, Outcome::Approved)).unwrap();
+        }
+    }
+    drop(j);
+    // A power cut took the last newline: the record is whole, its checksum proves it.
+    let path = dir.path().join(LOG);
+    let text = fs::read(&path).unwrap();
+    fs::write(&path, &text[..text.len() - 1]).unwrap();
+    let before = read_only(dir.path()).unwrap();
+
+    // At most as many finished payments as kept: nothing is rewritten.
+    let (j, replay) = Journal::open_compacting(dir.path(), 5).unwrap();
+    assert_eq!(replay.payments, before.payments);
+    drop(j);
+    assert_eq!(read_only(dir.path()).unwrap().payments, before.payments);
+
+    let (mut j, replay) = Journal::open_compacting(dir.path(), 2).unwrap();
+    // The replay is of the journal as opened; the file keeps the unfinished one and the two
+    // newest finished.
+    assert_eq!(replay.payments, before.payments);
+    j.append(&intent(7, 700)).unwrap();
+    drop(j);
+    let after = read_only(dir.path()).unwrap();
+    let kept: Vec<_> = after
+        .payments
+        .iter()
+        .map(|p| p.merchant_reference.clone())
+        .collect();
+    assert_eq!(
+        kept,
+        [reference(4), reference(5), reference(6), reference(7)]
+    );
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
+    assert_eq!(after.unresolved().count(), 2);
+    let (j, _) = Journal::open(dir.path()).unwrap();
+    assert_eq!(j.next_sequence(), 8);
+}
+
+#[test]
 fn compaction_never_drops_an_unfinished_payment() {
     let dir = tempfile::tempdir().unwrap();
     let (mut j, _) = Journal::open(dir.path()).unwrap();
