@@ -78,9 +78,14 @@ impl Deadline {
 
     /// How long until the deadline; zero once it has passed.
     pub fn remaining(&self) -> Duration {
-        let left = self.deadline_unix_ms - unix_ms(time::OffsetDateTime::now_utc());
+        let left = self.deadline_unix_ms - now_unix_ms();
         Duration::from_millis(left.max(0) as u64)
     }
+}
+
+/// Now, in milliseconds since the Unix epoch: the unit of [`Deadline::deadline_unix_ms`].
+pub fn now_unix_ms() -> i64 {
+    unix_ms(time::OffsetDateTime::now_utc())
 }
 
 fn unix_ms(t: time::OffsetDateTime) -> i64 {

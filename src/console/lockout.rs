@@ -50,6 +50,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::technicians::{authenticate_async, Login, Pin, Technicians};
 use serde::{Deserialize, Serialize};
 
 /// Wrong PINs in a row that lock the console line.
@@ -265,6 +266,24 @@ impl<C: Clock> Lockout<C> {
         // Not undone when the write fails: an attempt that cannot be counted is not allowed, and
         // the count in memory still holds for this process.
         self.save()
+    }
+
+    /// Checks `pin` for technician `id` the counted way, for `login` and `pin change` alike:
+    /// [`Lockout::begin_attempt`] first (so cutting the power while it is hashed gains
+    /// nothing), then the hash off the async runtime, then [`Lockout::succeeded`] if it is right.
+    /// `Ok(None)`: a wrong PIN or an unknown id, counted; [`Lockout::admission`] says what now.
+    pub async fn authenticate(
+        &mut self,
+        technicians: &Technicians,
+        id: &str,
+        pin: Pin,
+    ) -> Result<Option<Login>, LockoutError> {
+        self.begin_attempt()?;
+        let login = authenticate_async(technicians, id, pin).await;
+        if login.is_some() {
+            self.succeeded()?;
+        }
+        Ok(login)
     }
 
     /// The PIN was right: the count is cleared (and written down).

@@ -35,40 +35,11 @@ pub mod session;
 pub mod technicians;
 pub mod wake;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io;
 use std::path::Path;
 
-/// Replaces `path` with `bytes` so that a crash or power cut at any moment leaves either the old
-/// file or the new one: written to `.NAME.tmp` in the same directory with `mode`, synced, renamed
-/// over `path`, and the directory synced so that the rename itself survives a power cut.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".tmp");
-    let temp = dir.join(temp_name);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temp)?;
-    // A temporary file left by an earlier crash keeps its old mode through `open`: set it.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)?;
-    sync_dir(dir)
-}
+pub(crate) use crate::journal::write_atomically;
 
 /// Makes a created or renamed directory entry durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -38,8 +38,7 @@ use super::commands::{self, money};
 use super::line::{Completer, Echo, Event, LineEditor};
 use super::lockout::{Admission, Lockout, LockoutError, SystemClock};
 use super::technicians::{
-    authenticate_async, hash_pin_async, Action, Login, Pin, Role, TechnicianId, Technicians,
-    PIN_MIN_DIGITS,
+    hash_pin_async, Action, Login, Pin, Role, TechnicianId, Technicians, PIN_MIN_DIGITS,
 };
 use super::wake::WakeDetector;
 use crate::control::client::{Client, ClientError, Events};
@@ -856,16 +855,13 @@ impl Console<'_> {
                 self.options.technicians.display()
             )));
         }
-        self.lockout
-            .begin_attempt()
-            .map_err(|e| Answer::failed(e.to_string()))?;
-        match authenticate_async(&technicians, id, pin).await {
-            Some(login) => {
-                self.lockout
-                    .succeeded()
-                    .map_err(|e| Answer::failed(e.to_string()))?;
-                Ok(login)
-            }
+        match self
+            .lockout
+            .authenticate(&technicians, id, pin)
+            .await
+            .map_err(|e| Answer::failed(e.to_string()))?
+        {
+            Some(login) => Ok(login),
             None => {
                 let then = match self.lockout.admission() {
                     Admission::Open => String::new(),

@@ -8,7 +8,7 @@
 //! needs the terminal. At start the daemon reads it before the flow takes its first cart, so no
 //! customer can pay between the start and the technician screen.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The file's name in the state directory.
@@ -34,17 +34,12 @@ pub fn kept(state_dir: &Path) -> bool {
 pub fn record(state_dir: &Path, on: bool, note: &str) -> io::Result<()> {
     let file = path(state_dir);
     if on {
-        let temp = state_dir.join(format!(".{FILE_NAME}.tmp"));
-        let mut out = std::fs::File::create(&temp)?;
-        out.write_all(format!("{note}\n").as_bytes())?;
-        out.sync_all()?;
-        std::fs::rename(&temp, &file)?;
-    } else {
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
+        return crate::journal::write_atomically(&file, format!("{note}\n").as_bytes(), 0o640);
+    }
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     }
     crate::journal::sync_dir(state_dir).map_err(|e| io::Error::other(e.to_string()))
 }

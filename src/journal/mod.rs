@@ -80,7 +80,7 @@ mod replay;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -734,6 +734,37 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error("sync the directory", dir))
+}
+
+/// Replaces `path` with `bytes` so that a crash or power cut at any moment leaves either the old
+/// file or the new one: written to `.NAME.tmp` in the same directory with `mode`, synced, renamed
+/// over `path`, and the directory synced so that the rename itself survives a power cut. For the
+/// small files around the journal: the console's files, and maintenance kept across a restart.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".tmp");
+    let temp = dir.join(temp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temp)?;
+    // A temporary file left by an earlier crash keeps its old mode through `open`: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// Appends a torn line (`bytes`) to the file `torn`, created with mode 0640 if need be, ends it

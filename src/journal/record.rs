@@ -171,31 +171,6 @@ impl Record {
         }
     }
 
-    /// [`Record::merchant_reference`], taken out of the record (no copy).
-    pub(crate) fn into_merchant_reference(self) -> Option<String> {
-        match self {
-            Record::Intent {
-                merchant_reference, ..
-            }
-            | Record::Session {
-                merchant_reference, ..
-            }
-            | Record::Transaction {
-                merchant_reference, ..
-            }
-            | Record::State {
-                merchant_reference, ..
-            }
-            | Record::Final {
-                merchant_reference, ..
-            }
-            | Record::Reopened {
-                merchant_reference, ..
-            } => Some(merchant_reference),
-            Record::Sequence { .. } => None,
-        }
-    }
-
     /// The sequence number the record vouches for having been handed out, if any.
     pub(crate) fn sequence(&self) -> Option<u64> {
         match self {

@@ -227,8 +227,8 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
                     unterminated = Some(end);
                 }
                 builder.apply(&record, number);
-                let read = match record.into_merchant_reference() {
-                    Some(reference) => Read::Payment(reference),
+                let read = match record.merchant_reference() {
+                    Some(reference) => Read::Payment(reference.to_owned()),
                     None => Read::Sequence,
                 };
                 lines.push(Line {

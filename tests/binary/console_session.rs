@@ -4,6 +4,29 @@
 use crate::console_harness::*;
 use crate::support;
 
+/// The site's console line's lockout file.
+fn lockout_file(site: &Site) -> std::path::PathBuf {
+    site.state().join("console-serial0.lockout")
+}
+
+/// Writes the line's lockout file as four wrong PINs in a row whose last wait is over: the next
+/// wrong PIN is the fifth.
+fn four_wrong_pins_waited_out(site: &Site) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::fs::write(
+        lockout_file(site),
+        format!(
+            "{{\"failures\":4,\"not_before_unix_ms\":{},\"forget_at_unix_ms\":{}}}",
+            now_ms - 1000,
+            now_ms + 600_000
+        ),
+    )
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_is_silent_until_woken_and_before_login_offers_only_help_and_login() {
     let Some(site) = Site::new("service") else {
@@ -63,21 +86,11 @@ async fn a_wrong_pin_costs_a_wait_and_the_fifth_locks_the_line_across_a_restart(
 
     // Four wrong PINs in a row whose last wait is over (their waits of 1, 2 and 4 s are the
     // lockout's unit tests' business), as the lockout file keeps them across a restart.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let lockout = site.state().join("console-serial0.lockout");
-    assert!(lockout.exists(), "the first wrong PIN is kept for the line");
-    std::fs::write(
-        &lockout,
-        format!(
-            "{{\"failures\":4,\"not_before_unix_ms\":{},\"forget_at_unix_ms\":{}}}",
-            now_ms - 1000,
-            now_ms + 600_000
-        ),
-    )
-    .unwrap();
+    assert!(
+        lockout_file(&site).exists(),
+        "the first wrong PIN is kept for the line"
+    );
+    four_wrong_pins_waited_out(&site);
     let mut console = site.console("third", &[], &[]);
     console.wake().await;
     console.line("login kari");
@@ -133,19 +146,7 @@ async fn a_wrong_current_pin_at_pin_change_counts_toward_the_lines_lockout() {
 
     // Four wrong PINs in a row whose last wait is over: the fifth, typed at `pin change`, locks
     // the line and ends the session.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    std::fs::write(
-        site.state().join("console-serial0.lockout"),
-        format!(
-            "{{\"failures\":4,\"not_before_unix_ms\":{},\"forget_at_unix_ms\":{}}}",
-            now_ms - 1000,
-            now_ms + 600_000
-        ),
-    )
-    .unwrap();
+    four_wrong_pins_waited_out(&site);
     console.line("pin change");
     console.expect("Current PIN: ").await;
     console.line(WRONG_PIN);

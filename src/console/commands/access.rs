@@ -28,7 +28,7 @@ use crate::console::command::{first_word_of, Answer, Job, Spec};
 use crate::console::line::Echo;
 use crate::console::lockout::{Admission, Lockout, LockoutError, SystemClock, MAX_FAILURES};
 use crate::console::technicians::{
-    authenticate_async, hash_pin_async, Action, Pin, PinError, Role, TechnicianId, Technicians,
+    hash_pin_async, Action, Pin, PinError, Role, TechnicianId, Technicians,
 };
 use crate::control::client::ClientError;
 use crate::secret::Secret;
@@ -297,15 +297,12 @@ async fn pin_change(job: &Job) -> Result<Answer, Answer> {
     }
     let current = ask(job, "Current PIN: ", Echo::Nothing).await?;
     let technicians = load(file)?;
-    // Counted before it is checked, as at login: cutting the power while it is hashed gains
-    // nothing.
-    lockout
-        .begin_attempt()
-        .map_err(|e| Answer::failed(e.to_string()))?;
-    if authenticate_async(&technicians, me.as_str(), Pin::entered(current))
+    // Counted like a PIN at login: a stolen session guesses no more than a stranger.
+    let login = lockout
+        .authenticate(&technicians, me.as_str(), Pin::entered(current))
         .await
-        .is_none()
-    {
+        .map_err(|e| Answer::failed(e.to_string()))?;
+    if login.is_none() {
         let then = match lockout.admission() {
             Admission::LockedOut(_) => format!(
                 "; {} wrong PINs in a row lock this console line: you are logged out",
@@ -322,9 +319,6 @@ async fn pin_change(job: &Job) -> Result<Answer, Answer> {
                 .recorded_as("wrong current code"),
         );
     }
-    lockout
-        .succeeded()
-        .map_err(|e| Answer::failed(e.to_string()))?;
     let hash = new_pin(job, me.as_str()).await?;
     // Read again: another console may have changed the file while the PINs were typed.
     let mut technicians = load(file)?;

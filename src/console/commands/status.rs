@@ -97,7 +97,10 @@ fn status_text(status: &Status) -> String {
     if let Some(health) = &status.health {
         text.push_str(&health_text(health));
     }
-    text.push_str(&config_text(&status.config, unix_ms_now()));
+    text.push_str(&config_text(
+        &status.config,
+        crate::config::rollback::now_unix_ms(),
+    ));
     text.push_str(&format!(
         "last error   {last_error}\nuptime       {}\nversion      {}\npayments     {} started, {} finished, {} approved",
         duration(up),
@@ -182,12 +185,6 @@ fn config_text(config: &ConfigState, now_unix_ms: i64) -> String {
         ));
     }
     text
-}
-
-fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `1h 02m 03s`, `2m 03s` or `3s`.
