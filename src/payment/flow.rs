@@ -51,7 +51,7 @@
 //! (unfinished payments at start-up, late creates), `gates` (health, display and cart checks,
 //! paid carts), `request` (the session request), `journaling` (journal before effect).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
