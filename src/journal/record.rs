@@ -240,8 +240,8 @@ pub(crate) enum Decoded {
 
 /// Just the `type` of a record, read before the record itself: a line of a type a newer
 /// kioskpay wrote is recognised without being parsed as one of ours, and a line of ours is
-/// parsed once, straight into its [`Record`] (a generic JSON value first cost a third of a
-/// start with a big journal).
+/// parsed once, straight into its [`Record`], not into a generic JSON value first (open +
+/// replay 16.3-17.4 -> 15.1-16.6 µs per payment in `cargo bench --bench journal`).
 #[derive(Deserialize)]
 struct Tag<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -347,12 +347,17 @@ mod tests {
         }
     }
 
+    /// `json` as a journal line with a valid checksum (no newline).
+    fn framed(json: &[u8]) -> Vec<u8> {
+        let mut line = format!("{:08x} ", crc32fast::hash(json)).into_bytes();
+        line.extend_from_slice(json);
+        line
+    }
+
     #[test]
     fn unknown_type_is_recognised_not_bad() {
         let json = br#"{"type":"refund","merchant_reference":"x","amount":1}"#;
-        let mut line = format!("{:08x} ", crc32fast::hash(json)).into_bytes();
-        line.extend_from_slice(json);
-        match decode_line(&line) {
+        match decode_line(&framed(json)) {
             Decoded::Unknown { kind } => assert_eq!(kind, "refund"),
             other => panic!("{other:?}"),
         }
@@ -361,15 +366,7 @@ mod tests {
     #[test]
     fn known_type_with_wrong_fields_is_bad() {
         let json = br#"{"type":"session","merchant_reference":"x"}"#;
-        let mut line = format!("{:08x} ", crc32fast::hash(json)).into_bytes();
-        line.extend_from_slice(json);
-        assert!(matches!(decode_line(&line), Decoded::Bad(_)));
-    }
-
-    fn framed(json: &[u8]) -> Vec<u8> {
-        let mut line = format!("{:08x} ", crc32fast::hash(json)).into_bytes();
-        line.extend_from_slice(json);
-        line
+        assert!(matches!(decode_line(&framed(json)), Decoded::Bad(_)));
     }
 
     #[test]

@@ -20,13 +20,16 @@
 //! So the card period decides the approval's delay more than the capture period does: at
 //! 1.5 s (`6b`) two reads in three land in that second, at 2 s only one in two. A capture that
 //! has not come within 2 s is a lagging one (seconds to minutes), so the reads thin out from
-//! there. `kioskpay bench` measured, over the
-//! emulator's mix of quick, chip, slow and capture-lag payments: with card reads every 500 ms
+//! there.
+//!
+//! `kioskpay bench` measured, over the emulator's mix of quick, chip, slow and capture-lag
+//! payments: with card reads every 500 ms
 //! and capture reads every 250 ms for 5 s (this table's first version) 1.99 requests a second
 //! per payment for an approval on screen p50 86 ms after its capture; fixed 500 ms polling
 //! 2.24/s for p50 270 ms. With card reads every 2 s and `2b` from 2 to 5 s of the capture
 //! (the second version), 0.81/s for p50 257–327 ms across runs: at the 300 ms target's edge.
-//! The numbers for this table are in README, "Performance".
+//! For this table a model of the same mix gives p50 0.23 s at about 0.1/s more; README,
+//! "Performance", holds the latest `kioskpay bench` table.
 //!
 //! [`Polling::Fixed`] reads at one period in every phase, as kioskpay did before; the
 //! benchmark (`kioskpay bench`) runs both side by side.
