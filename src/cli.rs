@@ -186,18 +186,22 @@ enum Command {
     /// Measure the end-to-end figures (outcome → screen, requests, scan → create, warm path,
     /// display) against in-process emulators and print one table.
     #[command(
-        after_help = "Examples:\n  kioskpay bench                     # the full run, about 2.5 minutes\n  kioskpay bench --quick             # a smoke run, under 30 s\n  kioskpay bench --payments 80 --json /tmp/bench.json\n\nPrints a table (figure | target | measured | verdict) on stdout, progress on stderr,\nand writes the same rows as JSON. Every polling policy runs side by side in real time\n(adaptive, fixed 0.5/1/5 s, adaptive with signed callbacks, with callbacks lost).\nExit 0: every judged figure meets its target; 1: one does not (its row says FAIL);\n2: bad arguments. Numbers depend on the machine: compare runs on the same one."
+        after_help = "Examples:\n  kioskpay bench                     # the full run, about ten minutes\n  kioskpay bench --quick             # a smoke run, about a minute\n  kioskpay bench --payments 80 --json /tmp/bench.json\n  kioskpay bench --daemon /usr/bin/kioskpay   # start-up and memory of the package\n\nPrints a table (figure | target | measured | verdict) on stdout, progress on stderr,\nand writes the same rows as JSON. Every polling policy runs side by side in real time\n(adaptive, fixed 0.5/1/5 s, adaptive with signed callbacks, with callbacks lost).\nExit 0: every judged figure meets its target; 1: one does not (its row says FAIL);\n2: bad arguments. Numbers depend on the machine: compare runs on the same one."
     )]
     Bench {
         /// Payments per polling policy in the outcome figure (default: 40, or 6 with --quick).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
         payments: Option<u64>,
-        /// A short run with fewer kiosks and samples (under 30 s).
+        /// A short run with fewer kiosks and samples (about a minute).
         #[arg(long)]
         quick: bool,
         /// Where the table is written as JSON.
         #[arg(long, value_name = "PATH", default_value = "target/bench.json")]
         json: PathBuf,
+        /// The kioskpay binary whose `run` the start-up and memory figures start (default: this
+        /// one, which carries the emulator; give the packaged build to measure what ships).
+        #[arg(long, value_name = "PATH")]
+        daemon: Option<PathBuf>,
     },
     /// Show the payment journal (one line per payment, or JSON objects with --json).
     #[command(
@@ -448,11 +452,13 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             payments,
             quick,
             json,
+            daemon,
         } => {
             crate::bench::run(crate::bench::BenchOptions {
                 payments: payments.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
                 quick,
                 json,
+                daemon,
             })
             .await
         }

@@ -163,7 +163,7 @@ fn config(base: &str, dir: &Path, terminal: &str, overrides: &str) -> Result<Con
 
 /// A `[callback]` section on a free loopback port, its secret written to `<dir>/callback_secret`
 /// with the mode the daemon requires.
-fn callback(dir: &Path, secret: &str) -> Result<String> {
+pub(super) fn callback(dir: &Path, secret: &str) -> Result<String> {
     use std::os::unix::fs::PermissionsExt;
     // The public URL must name the port before the kiosk binds it: one the OS just gave out.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -1,9 +1,10 @@
 //! `kioskpay bench`: the end-to-end figures of issue 13 in one table anyone can re-run.
 //!
 //! ```text
-//! kioskpay bench                  # the full run, about two and a half minutes
-//! kioskpay bench --quick          # a smoke run under 30 s: same rows, fewer samples
+//! kioskpay bench                  # the full run, about ten minutes
+//! kioskpay bench --quick          # a smoke run, about a minute: same rows, fewer samples
 //! kioskpay bench --json out.json  # the table as JSON too (default target/bench.json)
+//! kioskpay bench --daemon /usr/bin/kioskpay  # start-up and memory of the packaged build
 //! ```
 //!
 //! Everything runs in this process against in-process [emulators](crate::emulator) on
@@ -25,8 +26,15 @@
 //!   count the requests between a scan's last byte and the create and time kioskpay's part, then
 //!   payments after more than 15 s idle (ureq's default idle-connection age) count the
 //!   connections opened.
-//! - **Start-up** ([`startup`]): exec of `kioskpay run` (this binary, as a child) to its
-//!   `READY=1` on a fake `NOTIFY_SOCKET`, with an empty journal and with 50,000 records.
+//! - **Start-up** ([`startup`]): exec of `kioskpay run` (as a child: this binary, or the one
+//!   `--daemon` names) to its `READY=1` on a fake `NOTIFY_SOCKET`, with an empty journal and
+//!   with 50,000 records.
+//! - **Memory and idle** ([`memory`]): a `kioskpay run` child (the same binary) pays 10,005
+//!   back-to-back carts (five journal compactions) against an emulator at time scale 0.001;
+//!   `VmRSS`, `VmHWM` and anonymous against file-backed pages after 0, 100, 1,000, 5,000,
+//!   10,000 and 10,005 payments, then its CPU and context switches over a minute idle. This
+//!   binary carries the emulator and the bench, which are file pages the packaged daemon does
+//!   not have: `--daemon` measures the packaged build instead.
 //! - **Display** ([`display`]): the real `mipidsi` ST7789 driver on a counting SPI device, as
 //!   `cargo bench --bench display` does: bytes per update against a full frame, render time, and
 //!   the bus time at 62.5 MHz.
@@ -53,6 +61,7 @@
 mod create;
 mod display;
 mod kiosk;
+mod memory;
 mod outcome;
 mod startup;
 
@@ -74,6 +83,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Where the table goes as JSON.
     pub json: PathBuf,
+    /// The `kioskpay` whose `run` the start-up and memory figures start; `None`: this binary.
+    pub daemon: Option<PathBuf>,
 }
 
 /// Whether a row meets its target.
@@ -167,6 +178,11 @@ fn ms(d: Duration) -> String {
 /// Runs every figure and prints the table.
 pub async fn run(options: BenchOptions) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    let daemon = match options.daemon {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("finding this binary to start `kioskpay run`; pass --daemon PATH")?,
+    };
     let mut rows = Vec::new();
 
     progress("display: rendering every screen change on a counting SPI bus");
@@ -178,7 +194,7 @@ pub async fn run(options: BenchOptions) -> Result<ExitCode> {
     rows.extend(or_unmeasured(
         "start-up: exec → READY=1",
         "≤ 100 ms",
-        startup::measure(if options.quick { 2 } else { 5 }).await,
+        startup::measure(if options.quick { 2 } else { 5 }, &daemon).await,
     ));
 
     let outcome_plan = outcome::Plan::new(options.quick, options.payments);
@@ -199,6 +215,19 @@ pub async fn run(options: BenchOptions) -> Result<ExitCode> {
     );
     rows.extend(or_unmeasured("outcome → screen", "p50 ≤ 300 ms", outcome));
     rows.extend(or_unmeasured("scan → create", "1 request", create));
+
+    // Alone again: the idle daemon's CPU would count the other figures' load.
+    let memory_plan = memory::Plan::new(options.quick);
+    progress(&format!(
+        "memory and idle: kioskpay run pays {} carts, then idles {} s",
+        memory_plan.checkpoints.last().copied().unwrap_or(0),
+        memory_plan.idle.as_secs()
+    ));
+    rows.extend(or_unmeasured(
+        "memory and idle",
+        "VmRSS ≤ 8 MiB",
+        memory::measure(&memory_plan, &daemon).await,
+    ));
 
     let seconds = started.elapsed().as_secs_f64();
     print_table(&rows);

@@ -24,8 +24,8 @@ const RECORDS: u64 = 50_000;
 /// Longest a start may take before the run is given up.
 const GUARD: Duration = Duration::from_secs(30);
 
-/// Runs `runs` starts of each kind and returns the rows.
-pub async fn measure(runs: usize) -> Result<Vec<Row>> {
+/// Runs `runs` starts of each kind of the `kioskpay` at `daemon` and returns the rows.
+pub async fn measure(runs: usize, daemon: &Path) -> Result<Vec<Row>> {
     let emulator = emulator::spawn(EmulatorConfig::default()).await?;
     let base = emulator.base_url();
     let work = tempfile::Builder::new()
@@ -56,9 +56,12 @@ pub async fn measure(runs: usize) -> Result<Vec<Row>> {
             let dir = work.path().join(format!("run-{kind}-{run}"));
             let base = base.clone();
             let journal = journal.clone();
+            let daemon = daemon.to_path_buf();
             times.push(
-                tokio::task::spawn_blocking(move || start_once(&base, &dir, journal.as_deref()))
-                    .await??,
+                tokio::task::spawn_blocking(move || {
+                    start_once(&daemon, &base, &dir, journal.as_deref())
+                })
+                .await??,
             );
         }
         let p50 = percentile(&times, 50).unwrap_or_default();
@@ -133,9 +136,9 @@ pub fn approved_payment(sequence: u64) -> Vec<Record> {
     ]
 }
 
-/// One start of the daemon in `dir` (with a copy of the journal in `journal`, if any): the time
+/// One start of the daemon `exe` in `dir` (with a copy of the journal in `journal`, if any): the time
 /// from spawning it to its `READY=1`. The daemon is stopped with SIGTERM afterwards.
-fn start_once(base: &str, dir: &Path, journal: Option<&Path>) -> Result<Duration> {
+fn start_once(exe: &Path, base: &str, dir: &Path, journal: Option<&Path>) -> Result<Duration> {
     std::fs::create_dir_all(dir)?;
     sandbox::write_secret(dir)?;
     let state = dir.join("state");
@@ -158,7 +161,6 @@ fn start_once(base: &str, dir: &Path, journal: Option<&Path>) -> Result<Duration
     let socket_path: PathBuf = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path)?;
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let exe = std::env::current_exe().context("finding this binary to start `kioskpay run`")?;
     let started = Instant::now();
     let child = Command::new(exe)
         .args(["run", "--config"])
@@ -169,7 +171,7 @@ fn start_once(base: &str, dir: &Path, journal: Option<&Path>) -> Result<Duration
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("starting kioskpay run")?;
+        .with_context(|| format!("starting {} run", exe.display()))?;
     let ready = wait_ready(&socket, started);
     stop(child);
     ready

@@ -19,6 +19,11 @@ const FIGURES: &[&str] = &[
     "scan → create: HTTP requests",
     "scan → create: kioskpay's own time",
     "warm path: new connections per create",
+    "memory after 0 payments",
+    "memory after 300 payments",
+    "memory growth, payments 100 → 300",
+    "idle: CPU over",
+    "idle: wake-ups over",
 ];
 
 #[test]
@@ -89,7 +94,7 @@ fn bench_help_has_an_example() {
     assert!(out.status.success());
     assert!(help.contains("kioskpay bench --quick"), "{help}");
     assert!(
-        help.contains("--payments") && help.contains("--json"),
+        help.contains("--payments") && help.contains("--json") && help.contains("--daemon"),
         "{help}"
     );
 }
