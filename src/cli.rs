@@ -356,6 +356,10 @@ pub fn main() -> ExitCode {
         _ => "info",
     };
     crate::logging::init_logging(cli.log.as_deref().unwrap_or(default_log));
+    if matches!(cli.command, Command::Run { .. }) {
+        // Before the runtime's threads exist, so that none of them gets an arena of its own.
+        crate::allocator::limit_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

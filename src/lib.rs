@@ -45,6 +45,7 @@
 //!  board                           board files: pin maps, display boards
 //!  cart
 //!  money, secret, setting, journal
+//!  allocator                       glibc's arena cap and trim (flat memory)
 //! ```
 //!
 //! Each subsystem owns its config section ([`input::InputConfig`], [`gpio::GpioConfig`],
@@ -57,6 +58,7 @@
 //! tasks are wired).
 #![deny(missing_docs)]
 
+pub mod allocator;
 #[cfg(feature = "emulator")]
 pub mod bench;
 pub mod board;

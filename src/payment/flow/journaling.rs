@@ -25,7 +25,14 @@ impl<G: Gateway> Flow<G> {
     pub(super) async fn compact(&self) {
         let journal = self.journal.clone();
         let keep = self.config.keep_final;
-        match tokio::task::spawn_blocking(move || lock(&journal).compact(keep)).await {
+        let compacted = tokio::task::spawn_blocking(move || {
+            let stats = lock(&journal).compact(keep);
+            // The rewrite held every kept record in memory at once; without a trim the arena
+            // that served it keeps those pages for good (see `allocator`).
+            crate::allocator::release_free();
+            stats
+        });
+        match compacted.await {
             Ok(Ok(stats)) => debug!(?stats, "journal compacted"),
             Ok(Err(e)) => {
                 warn!(error = %e, "journal compaction failed; the journal is still valid")
