@@ -205,6 +205,8 @@ impl Daemon {
     /// line or when the daemon ends.
     async fn wait_for(&mut self, texts: &[&str], what: &str) -> Result<usize> {
         let wait = async {
+            // What it said last, for when it ends without an error line (a refused config).
+            let mut last = std::collections::VecDeque::new();
             while let Some(line) = self.log.next_line().await? {
                 if let Some(i) = texts.iter().position(|t| line.contains(t)) {
                     return Ok(i);
@@ -212,8 +214,13 @@ impl Daemon {
                 if line.contains("ERROR") {
                     bail!("kioskpay run logged an error while {what}: {line}");
                 }
+                if last.len() == 3 {
+                    last.pop_front();
+                }
+                last.push_back(line);
             }
-            bail!("kioskpay run ended while {what}")
+            let said = Vec::from(last).join(" / ");
+            bail!("kioskpay run ended while {what}; its last words: {said:?}")
         };
         tokio::time::timeout(PAYMENT_GUARD, wait)
             .await
