@@ -184,7 +184,7 @@ enum Command {
     },
     #[cfg(feature = "emulator")]
     /// Measure the end-to-end figures (outcome → screen, requests, scan → create, warm path,
-    /// display) against in-process emulators and print one table.
+    /// start-up, memory, idle, display) against in-process emulators and print one table.
     #[command(
         after_help = "Examples:\n  kioskpay bench                     # the full run, about ten minutes\n  kioskpay bench --quick             # a smoke run, about a minute\n  kioskpay bench --payments 80 --json /tmp/bench.json\n  kioskpay bench --daemon /usr/bin/kioskpay   # start-up and memory of the package\n\nPrints a table (figure | target | measured | verdict) on stdout, progress on stderr,\nand writes the same rows as JSON. Every polling policy runs side by side in real time\n(adaptive, fixed 0.5/1/5 s, adaptive with signed callbacks, with callbacks lost).\nExit 0: every judged figure meets its target; 1: one does not (its row says FAIL);\n2: bad arguments. Numbers depend on the machine: compare runs on the same one."
     )]

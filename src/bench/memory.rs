@@ -1,7 +1,8 @@
 //! Memory across thousands of payments and journal compactions, and the idle daemon's CPU and
 //! wake-ups, measured on a real `kioskpay run` child.
 //!
-//! The daemon is this binary as a child process, so that `/proc/<pid>` holds only the kiosk:
+//! The daemon is a child process (this binary, or the one `--daemon` names), so that
+//! `/proc/<pid>` holds only the kiosk:
 //! its resident memory (`VmRSS`, split into anonymous and file-backed pages, and the high
 //! water mark `VmHWM`), its CPU time and its context switches. It pays back-to-back carts typed
 //! on its stdin against an in-process emulator at time scale 0.001, so that the terminal
@@ -9,11 +10,10 @@
 //! its terminal took. Signed callbacks are on, as on a kiosk that takes them; the listener lets
 //! ten a second in (its rate limit, which this run exceeds on purpose), and the rest of the
 //! payments are found by the poll, fixed at 50 ms (the shortest the config allows) so that
-//! they do not wait for the adaptive policy's first read. That is about 25 payments a second,
-//! 10,005 in about seven minutes, and more requests per payment than a real kiosk makes, which
-//! if anything leaves more behind. The journal lives on
-//! `/dev/shm` where there is one: this figure is about memory, and 70,000 disk syncs would only
-//! make it slow. With `state.keep_final` at its default (2,000), the daemon compacts its
+//! they do not wait for the adaptive policy's first read. That is about 27 payments a second,
+//! 10,005 in about six minutes, and more requests per payment than a real kiosk makes, which
+//! if anything leaves more behind. The journal lives on `/dev/shm` where there is one: this
+//! figure is about memory, and 70,000 disk syncs would only make it slow. With `state.keep_final` at its default (2,000), the daemon compacts its
 //! journal after every 2,001 payments, so the full run goes on to the fifth compaction.
 //!
 //! Idle is measured after the payments, in the steady state, over [`Plan::idle`]: CPU is the

@@ -136,8 +136,8 @@ pub fn approved_payment(sequence: u64) -> Vec<Record> {
     ]
 }
 
-/// One start of the daemon `exe` in `dir` (with a copy of the journal in `journal`, if any): the time
-/// from spawning it to its `READY=1`. The daemon is stopped with SIGTERM afterwards.
+/// One start of the daemon `exe` in `dir` (with a copy of the journal in `journal`, if any):
+/// the time from spawning it to its `READY=1`. The daemon is stopped with SIGTERM afterwards.
 fn start_once(exe: &Path, base: &str, dir: &Path, journal: Option<&Path>) -> Result<Duration> {
     std::fs::create_dir_all(dir)?;
     sandbox::write_secret(dir)?;
