@@ -3,6 +3,7 @@
 //! ```text
 //! kioskpay bench                  # the full run, about ten minutes
 //! kioskpay bench --quick          # a smoke run, about a minute: same rows, fewer samples
+//!                                 # (its request rates are info: the full run's mix is judged)
 //! kioskpay bench --json out.json  # the table as JSON too (default target/bench.json)
 //! kioskpay bench --daemon /usr/bin/kioskpay  # start-up and memory of the packaged build
 //! ```

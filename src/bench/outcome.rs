@@ -108,6 +108,8 @@ pub struct Plan {
     /// Payments per policy.
     pub payments: usize,
     mix: &'static [u64],
+    /// The smoke run's mix (nothing slow) instead of the realistic one.
+    quick: bool,
 }
 
 impl Plan {
@@ -119,6 +121,7 @@ impl Plan {
             kiosks,
             payments: payments.unwrap_or(kiosks * mix.len()).max(1),
             mix,
+            quick,
         }
     }
 }
@@ -167,18 +170,26 @@ pub async fn measure(plan: &Plan, draw: Duration) -> Result<Vec<Row>> {
         ));
         let per_payment = m.requests as f64 / m.payments as f64;
         let per_second = m.requests as f64 / m.paying.as_secs_f64().max(1e-3);
+        // A rate per second depends on how long the payments take: only the realistic mix
+        // (slow approvals, capture lag) can be held to the limit. The smoke run's quick
+        // approvals are all the busy first seconds, so its rate says nothing against it.
+        let realistic = !plan.quick;
         rows.push(Row::new(
             format!("requests per payment, {}", policy.name),
-            if policy.judged {
-                "≤ 1 request/s per payment"
-            } else {
-                "comparison"
+            match (policy.judged, realistic) {
+                (true, true) => "≤ 1 request/s per payment",
+                (true, false) => "≤ 1/s, judged on the full run's mix",
+                (false, _) => "comparison",
             },
             format!(
                 "{per_payment:.1} per payment, {per_second:.2}/s (n={})",
                 m.payments
             ),
-            judge(per_second <= 1.0),
+            if realistic {
+                judge(per_second <= 1.0)
+            } else {
+                Verdict::Info
+            },
         ));
     }
     Ok(rows)
