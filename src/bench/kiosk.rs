@@ -2,7 +2,7 @@
 //! that timestamps what the display task would be told.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -152,13 +152,26 @@ impl BenchKiosk {
 
 /// The sandbox config with the bench's input, display and result screen, then `overrides`.
 fn config(base: &str, dir: &Path, terminal: &str, overrides: &str) -> Result<Config> {
+    Ok(Config::load(&write_config(
+        base, dir, terminal, overrides,
+    )?)?)
+}
+
+/// Writes [`config`]'s text and the client secret it names into `dir`; returns the config's
+/// path, for a kiosk that runs as `kioskpay run` instead of in this process.
+pub(super) fn write_config(
+    base: &str,
+    dir: &Path,
+    terminal: &str,
+    overrides: &str,
+) -> Result<PathBuf> {
     sandbox::write_secret(dir)?;
     let ours = "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\n[display]\nkind = \"none\"\n\
                 [payment]\nresult_screen_s = 1\n";
     let text = sandbox::config(base, dir, terminal, &[ours, overrides]).map_err(|e| anyhow!(e))?;
     let path = dir.join("kioskpay.toml");
     std::fs::write(&path, text)?;
-    Ok(Config::load(&path)?)
+    Ok(path)
 }
 
 /// A `[callback]` section on a free loopback port, its secret written to `<dir>/callback_secret`

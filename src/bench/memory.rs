@@ -2,9 +2,8 @@
 //! wake-ups, measured on a real `kioskpay run` child.
 //!
 //! The daemon is a child process (this binary, or the one `--daemon` names), so that
-//! `/proc/<pid>` holds only the kiosk:
-//! its resident memory (`VmRSS`, split into anonymous and file-backed pages, and the high
-//! water mark `VmHWM`), its CPU time and its context switches. It pays back-to-back carts typed
+//! `/proc/<pid>` holds only the kiosk: its resident memory (`VmRSS`, split into anonymous and
+//! file-backed pages, and the high water mark `VmHWM`), its CPU time and its context switches. It pays back-to-back carts typed
 //! on its stdin against an in-process emulator at time scale 0.001, so that the terminal
 //! answers within milliseconds: the memory a payment leaves behind does not depend on how long
 //! its terminal took. Signed callbacks are on, as on a kiosk that takes them; the listener lets
@@ -13,8 +12,9 @@
 //! they do not wait for the adaptive policy's first read. That is about 27 payments a second,
 //! 10,005 in about six minutes, and more requests per payment than a real kiosk makes, which
 //! if anything leaves more behind. The journal lives on `/dev/shm` where there is one: this
-//! figure is about memory, and 70,000 disk syncs would only make it slow. With `state.keep_final` at its default (2,000), the daemon compacts its
-//! journal after every 2,001 payments, so the full run goes on to the fifth compaction.
+//! figure is about memory, and 70,000 disk syncs would only make it slow. With
+//! `state.keep_final` at its default (2,000), the daemon compacts its journal after every 2,001
+//! payments, so the full run goes on to the fifth compaction.
 //!
 //! Idle is measured after the payments, in the steady state, over [`Plan::idle`]: CPU is the
 //! time every thread of the daemon spent on a CPU (`/proc/<pid>/task/*/schedstat`), wake-ups
@@ -31,7 +31,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{progress, Row, Verdict};
-use crate::emulator::{self, sandbox, EmulatorConfig, TERMINAL_IDS};
+use crate::emulator::{self, EmulatorConfig, TERMINAL_IDS};
 use crate::secret::Secret;
 
 /// `state.keep_final` as the daemon ships it: a compaction after every `KEEP_FINAL + 1`.
@@ -88,12 +88,8 @@ pub struct Memory {
 impl Memory {
     /// Parses the text of `/proc/<pid>/status`.
     pub fn parse(status: &str) -> Result<Memory> {
-        let field = |name: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-                .ok_or_else(|| anyhow!("/proc status has no {name}"))
+        let field = |name: &str| {
+            status_number(status, name).ok_or_else(|| anyhow!("/proc status has no {name}"))
         };
         Ok(Memory {
             rss: field("VmRSS")?,
@@ -106,6 +102,14 @@ impl Memory {
     fn read(pid: u32) -> Result<Memory> {
         Memory::parse(&std::fs::read_to_string(format!("/proc/{pid}/status"))?)
     }
+}
+
+/// The number a `/proc/<pid>/status` line `name:` starts with (its unit, if any, left off).
+fn status_number(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 fn mib(kib: u64) -> String {
@@ -136,11 +140,10 @@ fn threads(pid: u32) -> Result<HashMap<u32, (u64, u64)>> {
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-        let switches = status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
+        let switches = ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+            .iter()
+            .filter_map(|name| status_number(&status, name))
+            .sum();
         found.insert(tid, (ns, switches));
     }
     Ok(found)
@@ -171,10 +174,10 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(exe: &Path, dir: &Path) -> Result<Daemon> {
+    fn start(exe: &Path, config: &Path, dir: &Path) -> Result<Daemon> {
         let mut child = Command::new(exe)
             .args(["run", "--config"])
-            .arg(dir.join("kioskpay.toml"))
+            .arg(config)
             // Each payment's end is read from its `payment finished` line.
             .env("KIOSKPAY_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
@@ -282,24 +285,15 @@ pub async fn measure(plan: &Plan, daemon: &Path) -> Result<Vec<Row>> {
                 .tempdir()
         })?;
     let dir = work.path();
-    sandbox::write_secret(dir)?;
     let ours = format!(
-        "[input]\nkind = \"stdin\"\nformats = [\"plain\"]\nduplicate_window_ms = 0\n\
-         [display]\nkind = \"none\"\n\
-         [payment]\nresult_screen_s = 1\npolling = \"fixed\"\npoll_interval_ms = 50\n\
-         [state]\nkeep_final = {KEEP_FINAL}\n"
+        "[input]\nduplicate_window_ms = 0\n\
+         [payment]\npolling = \"fixed\"\npoll_interval_ms = 50\n\
+         [state]\nkeep_final = {KEEP_FINAL}\n{}",
+        super::kiosk::callback(dir, SIGNATURE_SECRET)?
     );
-    let callback = super::kiosk::callback(dir, SIGNATURE_SECRET)?;
-    let text = sandbox::config(
-        &emulator.base_url(),
-        dir,
-        TERMINAL_IDS[0],
-        &[&ours, &callback],
-    )
-    .map_err(|e| anyhow!(e))?;
-    std::fs::write(dir.join("kioskpay.toml"), text)?;
+    let config = super::kiosk::write_config(&emulator.base_url(), dir, TERMINAL_IDS[0], &ours)?;
 
-    let mut daemon = Daemon::start(daemon, dir)?;
+    let mut daemon = Daemon::start(daemon, &config, dir)?;
     let result = run(&mut daemon, plan).await;
     daemon.stop().await;
     emulator.shutdown().await;
